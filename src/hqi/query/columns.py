@@ -1,0 +1,183 @@
+"""Attribute columns: their logical kinds and the encoding filters run on.
+
+An attribute table (Arrow) is turned once into a :class:`ColumnStore`:
+
+* strings become dictionary codes (``int32``, ``-1`` for NULL) plus the
+  dictionary, so a predicate on a string column is evaluated on the (small)
+  dictionary and then gathered through the codes;
+* integers, floats and booleans keep their values plus a validity mask;
+  floating-point NaN counts as NULL (a NaN attribute means "unknown");
+* dates are days since 1970-01-01 and timestamps microseconds since the
+  epoch (UTC for zone-aware columns), both ``int64``;
+* ``list<string>`` (tags) becomes CSR: per-row offsets into one array of
+  element codes, sharing a dictionary.
+"""
+
+from __future__ import annotations
+
+import enum
+from dataclasses import dataclass
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hqi.errors import InvalidInputError
+
+__all__ = ["ColumnKind", "ColumnStore", "ListData", "Schema", "StringData", "ValueData"]
+
+
+class ColumnKind(enum.Enum):
+    """The logical type of an attribute column, as filters see it."""
+
+    STRING = "string"
+    INT = "int"
+    FLOAT = "float"
+    BOOL = "bool"
+    DATE = "date"
+    TIMESTAMP = "timestamp"
+    STRING_LIST = "list<string>"
+
+
+Schema = dict[str, ColumnKind]
+
+
+def kind_of(name: str, typ: pa.DataType) -> ColumnKind:
+    """The :class:`ColumnKind` of an Arrow type, or a clear error."""
+    if pa.types.is_dictionary(typ):
+        typ = typ.value_type
+    if pa.types.is_string(typ) or pa.types.is_large_string(typ):
+        return ColumnKind.STRING
+    if pa.types.is_boolean(typ):
+        return ColumnKind.BOOL
+    if pa.types.is_integer(typ):
+        return ColumnKind.INT
+    if pa.types.is_floating(typ):
+        return ColumnKind.FLOAT
+    if pa.types.is_date(typ):
+        return ColumnKind.DATE
+    if pa.types.is_timestamp(typ):
+        return ColumnKind.TIMESTAMP
+    if pa.types.is_list(typ) or pa.types.is_large_list(typ):
+        value = typ.value_type
+        if pa.types.is_dictionary(value):
+            value = value.value_type
+        if pa.types.is_string(value) or pa.types.is_large_string(value):
+            return ColumnKind.STRING_LIST
+    raise InvalidInputError(
+        f"attribute column {name!r} has type {typ}, which hqi does not support; "
+        "supported: string, integer, float, boolean, date, timestamp and list<string>. "
+        "Drop or convert the column."
+    )
+
+
+def normalize_table(table: pa.Table) -> pa.Table:
+    """Canonical storage types: float NaN becomes NULL, the rest is unchanged.
+
+    Checks every column's type, so an unsupported one fails here, at the edge.
+    """
+    columns = []
+    for name, col in zip(table.column_names, table.columns, strict=True):
+        kind = kind_of(name, col.type)
+        if kind is ColumnKind.FLOAT:
+            col = pc.if_else(pc.is_nan(col), pa.scalar(None, col.type), col)
+        columns.append(col)
+    return pa.table(columns, names=table.column_names)
+
+
+@dataclass(frozen=True)
+class StringData:
+    codes: np.ndarray  # int32 (N,), -1 = NULL
+    dictionary: np.ndarray  # object (D,) of str
+
+
+@dataclass(frozen=True)
+class ValueData:
+    values: np.ndarray  # int64 | float64 | bool (N,); arbitrary where invalid
+    valid: np.ndarray | None  # bool (N,); None when no NULLs
+
+
+@dataclass(frozen=True)
+class ListData:
+    offsets: np.ndarray  # int64 (N + 1,)
+    codes: np.ndarray  # int32 (total elements,), -1 = NULL element
+    rows: np.ndarray  # int32 (total elements,): the row of each element
+    dictionary: np.ndarray  # object (D,) of str
+    valid: np.ndarray | None  # bool (N,): False where the list itself is NULL
+
+
+ColumnData = StringData | ValueData | ListData
+
+
+def _flat(col: pa.ChunkedArray | pa.Array) -> pa.Array:
+    if isinstance(col, pa.ChunkedArray):
+        return col.combine_chunks() if col.num_chunks != 1 else col.chunk(0)
+    return col
+
+
+def _encode_strings(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    if pa.types.is_dictionary(arr.type):
+        arr = arr.cast(arr.type.value_type)  # chunks may carry different dictionaries
+    encoded = pc.dictionary_encode(arr)
+    codes = encoded.indices.fill_null(-1).to_numpy().astype(np.int32)
+    dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    return codes, dictionary
+
+
+def _validity(arr: pa.Array) -> np.ndarray | None:
+    if arr.null_count == 0:
+        return None
+    return ~arr.is_null().to_numpy(zero_copy_only=False)
+
+
+def encode_column(name: str, col: pa.ChunkedArray | pa.Array) -> ColumnData:
+    """Encode one Arrow column for evaluation (see the module docstring)."""
+    arr = _flat(col)
+    kind = kind_of(name, arr.type)
+    if kind is ColumnKind.STRING:
+        return StringData(*_encode_strings(arr))
+    if kind is ColumnKind.STRING_LIST:
+        if pa.types.is_large_list(arr.type):
+            arr = arr.cast(pa.list_(arr.type.value_type))
+        offsets = arr.offsets.to_numpy().astype(np.int64)
+        # Slices of list arrays keep the parent's values: rebase on offsets.
+        values = arr.values.slice(offsets[0], offsets[-1] - offsets[0])
+        offsets = offsets - offsets[0]
+        codes, dictionary = _encode_strings(values)
+        rows = np.repeat(np.arange(len(arr), dtype=np.int32), np.diff(offsets))
+        return ListData(offsets, codes, rows, dictionary, _validity(arr))
+    valid = _validity(arr)
+    if kind is ColumnKind.DATE:
+        values = arr.cast(pa.date32()).cast(pa.int32()).fill_null(0).to_numpy()
+        return ValueData(values.astype(np.int64), valid)
+    if kind is ColumnKind.TIMESTAMP:
+        unit_arr = arr.cast(pa.timestamp("us", tz=arr.type.tz))
+        values = unit_arr.cast(pa.int64()).fill_null(0).to_numpy()
+        return ValueData(values.astype(np.int64), valid)
+    if kind is ColumnKind.BOOL:
+        return ValueData(arr.fill_null(False).to_numpy(zero_copy_only=False), valid)
+    if kind is ColumnKind.INT:
+        return ValueData(arr.cast(pa.int64()).fill_null(0).to_numpy(), valid)
+    values = arr.cast(pa.float64()).fill_null(0.0).to_numpy()
+    return ValueData(values, valid)
+
+
+class ColumnStore:
+    """Lazily encoded attribute columns of one collection (see module docs)."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+        self.num_rows = table.num_rows
+        self.schema: Schema = {
+            name: kind_of(name, field.type) for name, field in zip(
+                table.column_names, table.schema, strict=True
+            )
+        }
+        self._cache: dict[str, ColumnData] = {}
+
+    def __getitem__(self, name: str) -> ColumnData:
+        data = self._cache.get(name)
+        if data is None:
+            data = encode_column(name, self.table.column(name))
+            self._cache[name] = data
+        return data

@@ -1,0 +1,159 @@
+"""Vectorized evaluation of predicate trees with SQL's three-valued logic.
+
+A row is selected when the predicate is TRUE; FALSE and UNKNOWN (NULL)
+reject it. ``NOT`` turns FALSE into TRUE but leaves UNKNOWN unknown, so each
+node has two masks: where it is TRUE and where it is FALSE. They are
+computed on demand (``NOT`` asks its child for the FALSE mask), so a filter
+without ``NOT`` only ever builds TRUE masks.
+
+Predicates on string columns are evaluated once per dictionary entry and then
+gathered through the row codes; list_contains uses the element -> row map.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import operator
+from collections.abc import Callable
+
+import numpy as np
+
+from hqi.query.columns import ColumnStore, ListData, StringData, ValueData
+from hqi.query.predicate import (
+    And,
+    Compare,
+    Const,
+    Contains,
+    InList,
+    IsNull,
+    Not,
+    Or,
+    Predicate,
+    Value,
+)
+
+__all__ = ["evaluate"]
+
+_OPS: dict[str, Callable[[object, object], np.ndarray]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
+_EPOCH_DATE = dt.date(1970, 1, 1)
+_EPOCH = dt.datetime(1970, 1, 1)
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def evaluate(pred: Predicate | None, store: ColumnStore) -> np.ndarray:
+    """Boolean mask (N,) of the rows where ``pred`` is TRUE (all rows for None)."""
+    if pred is None:
+        return np.ones(store.num_rows, dtype=bool)
+    return _Evaluator(store).mask(pred, want=True)
+
+
+def _physical(value: Value) -> Value:
+    """A literal in the encoding of :mod:`hqi.query.columns`."""
+    if isinstance(value, dt.datetime):
+        if value.tzinfo is not None:
+            value = value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+        return (value - _EPOCH) // dt.timedelta(microseconds=1)
+    if isinstance(value, dt.date):
+        return (value - _EPOCH_DATE).days
+    if isinstance(value, int) and not isinstance(value, bool) and not (
+        _INT64[0] <= value <= _INT64[1]
+    ):
+        return float(value)
+    return value
+
+
+class _Evaluator:
+    def __init__(self, store: ColumnStore) -> None:
+        self.store = store
+        self.n = store.num_rows
+
+    def mask(self, pred: Predicate, *, want: bool) -> np.ndarray:
+        """Where ``pred`` is TRUE (``want=True``) or FALSE (``want=False``)."""
+        if isinstance(pred, Not):
+            return self.mask(pred.child, want=not want)
+        if isinstance(pred, And | Or):
+            # TRUE of AND / FALSE of OR: all children; the other two: any child.
+            combine_all = isinstance(pred, And) == want
+            out = self.mask(pred.children[0], want=want).copy()
+            for child in pred.children[1:]:
+                if combine_all:
+                    out &= self.mask(child, want=want)
+                else:
+                    out |= self.mask(child, want=want)
+            return out
+        if isinstance(pred, Const):
+            if pred.value is None:
+                return np.zeros(self.n, dtype=bool)
+            return np.full(self.n, pred.value == want, dtype=bool)
+        if isinstance(pred, IsNull):
+            return self._is_null(pred.column) if want else ~self._is_null(pred.column)
+        if isinstance(pred, Contains):
+            return self._contains(pred, want)
+        if isinstance(pred, Compare):
+            return self._atom(pred.column, want, lambda v: _OPS[pred.op](v, _physical(pred.value)),
+                              unknown_rest=False)
+        if isinstance(pred, InList):
+            values = [_physical(v) for v in pred.values]
+            return self._atom(pred.column, want, lambda v: _isin(v, values),
+                              unknown_rest=pred.has_null)
+        raise TypeError(f"not a predicate: {pred!r}")
+
+    def _atom(
+        self,
+        column: str,
+        want: bool,
+        test: Callable[[np.ndarray], np.ndarray],
+        *,
+        unknown_rest: bool,
+    ) -> np.ndarray:
+        """TRUE where ``test`` holds on a non-NULL value; FALSE where it fails.
+
+        ``unknown_rest``: failures are UNKNOWN rather than FALSE (``x IN (1, NULL)``).
+        """
+        if not want and unknown_rest:
+            return np.zeros(self.n, dtype=bool)
+        data = self.store[column]
+        if isinstance(data, StringData):
+            hit = np.asarray(test(data.dictionary), dtype=bool)
+            lut = np.append(hit if want else ~hit, False)  # code -1 (NULL) -> False
+            return lut[data.codes]
+        assert isinstance(data, ValueData)
+        out = np.asarray(test(data.values), dtype=bool)
+        if not want:
+            out = ~out
+        if data.valid is not None:
+            out &= data.valid
+        return out
+
+    def _is_null(self, column: str) -> np.ndarray:
+        data = self.store[column]
+        if isinstance(data, StringData):
+            return data.codes < 0
+        valid = data.valid
+        return np.zeros(self.n, dtype=bool) if valid is None else ~valid
+
+    def _contains(self, pred: Contains, want: bool) -> np.ndarray:
+        data = self.store[pred.column]
+        assert isinstance(data, ListData)
+        hit = np.zeros(self.n, dtype=bool)
+        codes = np.flatnonzero(data.dictionary == pred.value)
+        if codes.size:
+            hit[data.rows[data.codes == codes[0]]] = True
+        out = hit if want else ~hit
+        if data.valid is not None:
+            out &= data.valid
+        return out
+
+
+def _isin(values: np.ndarray, items: list[Value]) -> np.ndarray:
+    if values.dtype == object:
+        wanted = set(items)
+        return np.fromiter((v in wanted for v in values), dtype=bool, count=len(values))
+    return np.isin(values, np.asarray(items))

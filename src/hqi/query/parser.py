@@ -1,0 +1,355 @@
+"""Parse SQL ``WHERE`` expressions (DuckDB dialect) into predicate trees.
+
+The grammar hqi evaluates::
+
+    pred   := pred AND pred | pred OR pred | NOT pred | ( pred )
+            | col op lit | lit op col          op: = != <> < <= > >=
+            | col [NOT] BETWEEN lit AND lit
+            | col [NOT] IN (lit, ...)
+            | col IS [NOT] NULL
+            | list_contains(col, 'text')      (list<string> columns)
+            | col                              (boolean columns)
+            | TRUE | FALSE | NULL
+    lit    := 'text' | number | TRUE | FALSE | NULL
+            | DATE 'YYYY-MM-DD' | TIMESTAMP 'YYYY-MM-DD hh:mm:ss'
+
+Column names resolve case-insensitively, as in DuckDB. Parsing is done by
+sqlglot; nothing is ever ``eval``-ed. Every problem raises a subclass of
+:class:`hqi.errors.FilterError` that names it and its position.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import difflib
+from typing import Any, cast
+
+import sqlglot
+from sqlglot import exp
+
+from hqi.errors import (
+    FilterSyntaxError,
+    FilterTypeError,
+    UnknownColumnError,
+    UnsupportedFilterError,
+)
+from hqi.query.columns import ColumnKind, Schema
+from hqi.query.predicate import (
+    And,
+    Compare,
+    CompareOp,
+    Const,
+    Contains,
+    InList,
+    IsNull,
+    Not,
+    Or,
+    Predicate,
+    Value,
+)
+
+__all__ = ["parse_filter"]
+
+_COMPARE: dict[type[exp.Expression], CompareOp] = {
+    exp.EQ: "=",
+    exp.NEQ: "!=",
+    exp.LT: "<",
+    exp.LTE: "<=",
+    exp.GT: ">",
+    exp.GTE: ">=",
+}
+_FLIP: dict[CompareOp, CompareOp] = {
+    "=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="
+}
+_NULL = object()  # a NULL literal
+
+
+def parse_filter(text: str, schema: Schema) -> Predicate | None:
+    """Parse ``text`` and check it against ``schema``.
+
+    Returns ``None`` for an empty (all-whitespace) filter, which matches
+    every row. Raises :class:`~hqi.errors.FilterError` subclasses.
+    """
+    if not isinstance(text, str):
+        raise FilterSyntaxError(f"a filter must be a SQL string or None, not {type(text).__name__}")
+    if not text.strip():
+        return None
+    tree = _sqlglot_parse(text)
+    return _Checker(text, schema).predicate(tree)
+
+
+def _sqlglot_parse(text: str) -> exp.Expression:
+    try:
+        trees = sqlglot.parse(text, read="duckdb")
+    except sqlglot.errors.ParseError as err:
+        info = err.errors[0] if err.errors else {}
+        desc = str(info.get("description", "invalid expression")).split(" for <class")[0]
+        desc = desc.replace("Required keyword: 'expression' missing", "incomplete expression")
+        raise FilterSyntaxError(
+            f"syntax error: {desc.lower()}",
+            text=text,
+            position=_offset(text, info.get("line"), info.get("col"), info.get("highlight", "")),
+        ) from None
+    except sqlglot.errors.TokenError:
+        quote = _unbalanced_quote(text)
+        msg = "unterminated string literal" if quote is not None else "cannot tokenize filter"
+        raise FilterSyntaxError(msg, text=text, position=quote) from None
+    trees = [t for t in trees if t is not None]
+    if len(trees) != 1:
+        raise FilterSyntaxError("expected one expression, found several (a ';'?)", text=text)
+    tree = trees[0]
+    if isinstance(tree, exp.Query | exp.DDL | exp.DML):
+        raise FilterSyntaxError(
+            "expected a WHERE expression such as \"genre = 'jazz'\", not a statement",
+            text=text,
+            position=0,
+        )
+    return tree
+
+
+def _offset(text: str, line: Any, col: Any, highlight: str) -> int | None:
+    if not isinstance(line, int) or not isinstance(col, int):
+        return None
+    lines = text.split("\n")
+    end = sum(len(row) + 1 for row in lines[: line - 1]) + col - 1
+    start = end - max(len(highlight), 1) + 1
+    return max(0, min(start, len(text) - 1))
+
+
+def _unbalanced_quote(text: str) -> int | None:
+    start = None
+    for i, ch in enumerate(text):
+        if ch == "'":
+            start = i if start is None else None
+    return start
+
+
+def _position(node: exp.Expression) -> int | None:
+    starts = [
+        int(meta["start"])
+        for sub in node.walk()
+        if (meta := getattr(sub, "_meta", None)) and "start" in meta
+    ]
+    return min(starts) if starts else None
+
+
+class _Checker:
+    def __init__(self, text: str, schema: Schema) -> None:
+        self.text = text
+        self.schema = schema
+        self._lower = {name.lower(): name for name in schema}
+
+    # -- errors -------------------------------------------------------------
+    def _unsupported(self, node: exp.Expression, what: str) -> UnsupportedFilterError:
+        return UnsupportedFilterError(what, text=self.text, position=_position(node))
+
+    def _type_error(self, node: exp.Expression, what: str) -> FilterTypeError:
+        return FilterTypeError(what, text=self.text, position=_position(node))
+
+    # -- tree ---------------------------------------------------------------
+    def predicate(self, node: exp.Expression) -> Predicate:
+        if isinstance(node, exp.Paren):
+            return self.predicate(node.this)
+        if isinstance(node, exp.And):
+            return And((self.predicate(node.this), self.predicate(node.expression)))
+        if isinstance(node, exp.Or):
+            return Or((self.predicate(node.this), self.predicate(node.expression)))
+        if isinstance(node, exp.Not):
+            return Not(self.predicate(node.this))
+        if isinstance(node, exp.Boolean):
+            return Const(bool(node.this))
+        if isinstance(node, exp.Null):
+            return Const(None)
+        if type(node) in _COMPARE:
+            return self._compare(node, _COMPARE[type(node)])
+        if isinstance(node, exp.Between):
+            column, kind = self.column(node.this, node)
+            low = self.literal(node.args["low"], column, kind)
+            high = self.literal(node.args["high"], column, kind)
+            return And((self._make_compare(column, ">=", low), self._make_compare(column, "<=", high)))
+        if isinstance(node, exp.In):
+            return self._in(node)
+        if isinstance(node, exp.Is):
+            if not isinstance(node.expression, exp.Null):
+                raise self._unsupported(node, "only IS NULL and IS NOT NULL are supported")
+            column, _ = self.column(node.this, node)
+            return IsNull(column)
+        if isinstance(node, exp.ArrayContains):
+            return self._contains(node, node.this, node.expression)
+        if isinstance(node, exp.Column):
+            column, kind = self.column(node, node)
+            if kind is not ColumnKind.BOOL:
+                raise self._type_error(
+                    node, f"column {column!r} is {kind.value}, not boolean; compare it to a value"
+                )
+            return Compare(column, "=", True)
+        if isinstance(node, exp.Func):
+            name = node.sql_name().lower() if not isinstance(node, exp.Anonymous) else node.name
+            raise self._unsupported(
+                node, f"unsupported function {name}(); only list_contains(column, 'value') is"
+            )
+        raise self._unsupported(node, f"unsupported expression {node.sql(dialect='duckdb')!r}")
+
+    def column(self, node: exp.Expression, context: exp.Expression) -> tuple[str, ColumnKind]:
+        if not isinstance(node, exp.Column) or node.table:
+            raise self._unsupported(
+                node, f"expected a column name, found {node.sql(dialect='duckdb')!r}"
+            )
+        name = node.name
+        resolved = name if name in self.schema else self._lower.get(name.lower())
+        if resolved is None:
+            close = difflib.get_close_matches(name, list(self.schema), n=1, cutoff=0.5)
+            if not close:
+                close = difflib.get_close_matches(
+                    name.lower(), list(self._lower), n=1, cutoff=0.5
+                )
+                close = [self._lower[c] for c in close]
+            raise UnknownColumnError(
+                name,
+                suggestion=close[0] if close else None,
+                text=self.text,
+                position=_position(node),
+            )
+        return resolved, self.schema[resolved]
+
+    def _compare(self, node: exp.Expression, op: CompareOp) -> Predicate:
+        left, right = node.this, node.expression
+        if not isinstance(left, exp.Column) and isinstance(right, exp.Column):
+            left, right, op = right, left, _FLIP[op]
+        column, kind = self.column(left, node)
+        if kind is ColumnKind.STRING_LIST:
+            raise self._type_error(
+                node,
+                f"column {column!r} is list<string>: use list_contains({column}, 'value') "
+                "or IS [NOT] NULL",
+            )
+        value = self.literal(right, column, kind)
+        return self._make_compare(column, op, value)
+
+    @staticmethod
+    def _make_compare(column: str, op: CompareOp, value: Value | object) -> Predicate:
+        if value is _NULL:
+            return Const(None)
+        return Compare(column, op, cast(Value, value))
+
+    def _in(self, node: exp.In) -> Predicate:
+        if node.args.get("query") is not None or node.args.get("unnest") is not None:
+            raise self._unsupported(node, "IN takes a list of literals, not a subquery")
+        column, kind = self.column(node.this, node)
+        if kind is ColumnKind.STRING_LIST:
+            raise self._type_error(node, f"column {column!r} is list<string>: use list_contains")
+        values: list[Value] = []
+        has_null = False
+        for item in node.expressions:
+            value = self.literal(item, column, kind)
+            if value is _NULL:
+                has_null = True
+            elif value not in values:
+                values.append(cast(Value, value))
+        return InList(column, tuple(values), has_null)
+
+    def _contains(
+        self, node: exp.Expression, col: exp.Expression, item: exp.Expression
+    ) -> Predicate:
+        column, kind = self.column(col, node)
+        if kind is not ColumnKind.STRING_LIST:
+            raise self._type_error(
+                node, f"list_contains needs a list<string> column; {column!r} is {kind.value}"
+            )
+        value = self.literal(item, column, ColumnKind.STRING)
+        if value is _NULL:
+            return Const(None)
+        return Contains(column, cast(str, value))
+
+    # -- literals -----------------------------------------------------------
+    def literal(self, node: exp.Expression, column: str, kind: ColumnKind) -> Value | object:
+        """The Python value of a literal, checked against ``column``'s kind."""
+        raw, raw_kind = self._raw_literal(node)
+        if raw_kind == "null":
+            return _NULL
+        mismatch = self._type_error(
+            node, f"{raw_kind} literal {node.sql(dialect='duckdb')} does not fit "
+            f"column {column!r} of type {kind.value}"
+        )
+        if kind is ColumnKind.STRING:
+            if raw_kind != "string":
+                raise mismatch
+            return raw
+        if kind in (ColumnKind.INT, ColumnKind.FLOAT):
+            if raw_kind != "number":
+                raise mismatch
+            return raw
+        if kind is ColumnKind.BOOL:
+            if raw_kind != "boolean":
+                raise mismatch
+            return raw
+        if kind is ColumnKind.DATE:
+            if raw_kind == "date":
+                return raw
+            if raw_kind == "string":
+                return self._parse_date(node, cast(str, raw))
+            raise mismatch
+        if kind is ColumnKind.TIMESTAMP:
+            if raw_kind == "timestamp":
+                return raw
+            if raw_kind == "date":
+                return dt.datetime.combine(cast(dt.date, raw), dt.time())
+            if raw_kind == "string":
+                return self._parse_timestamp(node, cast(str, raw))
+            raise mismatch
+        raise mismatch
+
+    def _raw_literal(self, node: exp.Expression) -> tuple[Value | None, str]:
+        if isinstance(node, exp.Paren):
+            return self._raw_literal(node.this)
+        if isinstance(node, exp.Null):
+            return None, "null"
+        if isinstance(node, exp.Boolean):
+            return bool(node.this), "boolean"
+        if isinstance(node, exp.Literal):
+            if node.is_string:
+                return str(node.this), "string"
+            return _number(node.this), "number"
+        if isinstance(node, exp.Neg) and isinstance(node.this, exp.Literal):
+            value, kind = self._raw_literal(node.this)
+            if kind == "number":
+                return -cast(float, value), "number"
+        if isinstance(node, exp.Cast) and isinstance(node.this, exp.Literal):
+            target = node.to.this
+            text = str(node.this.this)
+            if target == exp.DataType.Type.DATE:
+                return self._parse_date(node, text), "date"
+            if target in (
+                exp.DataType.Type.TIMESTAMP,
+                exp.DataType.Type.TIMESTAMPNTZ,
+                exp.DataType.Type.DATETIME,
+            ):
+                return self._parse_timestamp(node, text), "timestamp"
+        if isinstance(node, exp.Column):
+            raise self._unsupported(
+                node,
+                f"comparing two columns is not supported ({node.sql(dialect='duckdb')!r}); "
+                "write string literals in single quotes",
+            )
+        raise self._unsupported(node, f"expected a literal, found {node.sql(dialect='duckdb')!r}")
+
+    def _parse_date(self, node: exp.Expression, text: str) -> dt.date:
+        try:
+            return dt.date.fromisoformat(text.strip())
+        except ValueError:
+            raise self._type_error(node, f"invalid date {text!r}; expected 'YYYY-MM-DD'") from None
+
+    def _parse_timestamp(self, node: exp.Expression, text: str) -> dt.datetime:
+        try:
+            return dt.datetime.fromisoformat(text.strip())
+        except ValueError:
+            raise self._type_error(
+                node, f"invalid timestamp {text!r}; expected 'YYYY-MM-DD hh:mm:ss'"
+            ) from None
+
+
+def _number(text: str) -> int | float:
+    try:
+        return int(text)
+    except ValueError:
+        return float(text)

@@ -1,0 +1,161 @@
+"""The typed predicate tree that filters are parsed into.
+
+Nodes are frozen, hashable dataclasses: a predicate can key a cache, group
+queries that share it, be shipped to another process and be printed back as
+SQL (``str(pred)``) in a canonical form that DuckDB accepts.
+
+Literal values are Python values already checked against the column's type:
+``str``, ``int``, ``float``, ``bool``, ``datetime.date`` (DATE columns) and
+``datetime.datetime`` (TIMESTAMP columns). ``BETWEEN`` is lowered to two
+comparisons and ``a <> b`` to ``!=``; ``IS NOT NULL`` is ``Not(IsNull)``.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Literal, TypeAlias
+
+__all__ = [
+    "And",
+    "Compare",
+    "CompareOp",
+    "Const",
+    "Contains",
+    "InList",
+    "IsNull",
+    "Not",
+    "Or",
+    "Predicate",
+    "Value",
+    "atoms",
+    "columns_of",
+]
+
+Value: TypeAlias = str | int | float | bool | dt.date | dt.datetime
+CompareOp: TypeAlias = Literal["=", "!=", "<", "<=", ">", ">="]
+
+
+def sql_literal(value: Value | None) -> str:
+    """``value`` as a DuckDB SQL literal."""
+    if value is None:
+        return "NULL"
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    if isinstance(value, dt.datetime):
+        return f"TIMESTAMP '{value.isoformat(sep=' ')}'"
+    if isinstance(value, dt.date):
+        return f"DATE '{value.isoformat()}'"
+    if isinstance(value, str):
+        return "'" + value.replace("'", "''") + "'"
+    if isinstance(value, float):
+        return repr(value) if value == value and abs(value) != float("inf") else f"'{value}'::DOUBLE"
+    return str(value)
+
+
+def sql_identifier(name: str) -> str:
+    if name.isidentifier() and name.lower() == name:
+        return name
+    return '"' + name.replace('"', '""') + '"'
+
+
+@dataclass(frozen=True)
+class Compare:
+    """``column op value``; NULL on either side makes it unknown."""
+
+    column: str
+    op: CompareOp
+    value: Value
+
+    def __str__(self) -> str:
+        return f"{sql_identifier(self.column)} {self.op} {sql_literal(self.value)}"
+
+
+@dataclass(frozen=True)
+class InList:
+    """``column IN (values...)``; a NULL in the list makes non-matches unknown."""
+
+    column: str
+    values: tuple[Value, ...]
+    has_null: bool = False
+
+    def __str__(self) -> str:
+        items = [sql_literal(v) for v in self.values] + (["NULL"] if self.has_null else [])
+        return f"{sql_identifier(self.column)} IN ({', '.join(items)})"
+
+
+@dataclass(frozen=True)
+class IsNull:
+    """``column IS NULL`` (never unknown)."""
+
+    column: str
+
+    def __str__(self) -> str:
+        return f"{sql_identifier(self.column)} IS NULL"
+
+
+@dataclass(frozen=True)
+class Contains:
+    """``list_contains(column, value)`` on a ``list<string>`` column."""
+
+    column: str
+    value: str
+
+    def __str__(self) -> str:
+        return f"list_contains({sql_identifier(self.column)}, {sql_literal(self.value)})"
+
+
+@dataclass(frozen=True)
+class Const:
+    """``TRUE``, ``FALSE`` or ``NULL`` (unknown)."""
+
+    value: bool | None
+
+    def __str__(self) -> str:
+        return sql_literal(self.value)
+
+
+@dataclass(frozen=True)
+class Not:
+    child: Predicate
+
+    def __str__(self) -> str:
+        if isinstance(self.child, IsNull):
+            return f"{sql_identifier(self.child.column)} IS NOT NULL"
+        return f"NOT ({self.child})"
+
+
+@dataclass(frozen=True)
+class And:
+    children: tuple[Predicate, ...]
+
+    def __str__(self) -> str:
+        return " AND ".join(f"({c})" for c in self.children)
+
+
+@dataclass(frozen=True)
+class Or:
+    children: tuple[Predicate, ...]
+
+    def __str__(self) -> str:
+        return " OR ".join(f"({c})" for c in self.children)
+
+
+Predicate: TypeAlias = Compare | InList | IsNull | Contains | Const | Not | And | Or
+
+
+def atoms(pred: Predicate) -> Iterator[Predicate]:
+    """The atomic predicates (leaves other than constants) of a tree."""
+    if isinstance(pred, And | Or):
+        for child in pred.children:
+            yield from atoms(child)
+    elif isinstance(pred, Not):
+        yield from atoms(pred.child)
+    elif not isinstance(pred, Const):
+        yield pred
+
+
+def columns_of(pred: Predicate) -> set[str]:
+    """The columns a predicate reads."""
+    return {a.column for a in atoms(pred)}  # type: ignore[union-attr]
