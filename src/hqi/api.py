@@ -23,7 +23,7 @@ from hqi.errors import InvalidInputError
 from hqi.execution.exact import Group, exact_search
 from hqi.execution.options import SearchOptions
 from hqi.execution.result import Result
-from hqi.query import ColumnStore, Predicate, evaluate, parse_filter
+from hqi.query import ColumnStore, FilterParser, Predicate, evaluate
 from hqi.storage import format as storage
 
 __all__ = ["Filters", "Index", "build", "open"]
@@ -53,10 +53,8 @@ class Index:
         self._store = ColumnStore(attributes)
         self._metric = metric
         self._path = path
-        self._sq_norms = (
-            np.einsum("ij,ij->i", vectors, vectors) if metric is Metric.L2 else None
-        )
-        self._filter_cache: dict[str, Predicate | None] = {}
+        self._sq_norms = np.einsum("ij,ij->i", vectors, vectors) if metric is Metric.L2 else None
+        self._parser = FilterParser(self._store.schema)
 
     # -- description ----------------------------------------------------------
     @property
@@ -73,6 +71,13 @@ class Index:
     def schema(self) -> dict[str, str]:
         """Attribute column -> kind (string, int, float, bool, date, timestamp, list<string>)."""
         return {name: kind.value for name, kind in self._store.schema.items()}
+
+    @property
+    def vectors(self) -> np.ndarray:
+        """The stored (N, d) float32 vectors (unit-normalised for cosine); read-only."""
+        view = self._vectors.view()
+        view.flags.writeable = False
+        return view
 
     @property
     def attributes(self) -> pa.Table:
@@ -112,13 +117,7 @@ class Index:
     # -- filters --------------------------------------------------------------
     def parse(self, text: str | None) -> Predicate | None:
         """Parse and check a filter against this index's schema (cached)."""
-        if text is None:
-            return None
-        pred = self._filter_cache.get(text)
-        if pred is None and text not in self._filter_cache:
-            pred = parse_filter(text, self._store.schema)
-            self._filter_cache[text] = pred
-        return pred
+        return self._parser.parse(text)
 
     def mask(self, filter: str | None) -> np.ndarray:
         """Boolean mask (N,) of the rows that satisfy ``filter``."""
@@ -188,7 +187,9 @@ class Index:
 
     def positions(self, entity_ids: Any) -> np.ndarray:
         """Row positions (int64) of the given ids; unknown ids are an error."""
-        values = [entity_ids] if isinstance(entity_ids, str | int | np.integer) else list(entity_ids)
+        values = (
+            [entity_ids] if isinstance(entity_ids, str | int | np.integer) else list(entity_ids)
+        )
         if isinstance(self._ids, np.ndarray):
             if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
                 raise InvalidInputError("this index has integer ids; entity ids must be integers")
@@ -202,7 +203,9 @@ class Index:
             pos = np.asarray([lookup.get(v, -1) for v in values], dtype=np.int64)
             missing = pos < 0
         if missing.any():
-            raise InvalidInputError(f"unknown entity id {values[int(np.flatnonzero(missing)[0])]!r}")
+            raise InvalidInputError(
+                f"unknown entity id {values[int(np.flatnonzero(missing)[0])]!r}"
+            )
         return pos.astype(np.int64)
 
     def _group(self, filters: Filters, nq: int) -> list[Group]:
@@ -242,6 +245,7 @@ class Index:
                 self._metric,
                 block_rows=opts.block_rows,
                 query_block=opts.query_block,
+                shared_scan=opts.shared_scan,
                 on_progress=on_progress,
             )
         stats = {

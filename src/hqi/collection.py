@@ -130,7 +130,9 @@ def coerce_ids(ids: Any, n: int) -> np.ndarray | pa.Array:
     values = out if isinstance(out, np.ndarray) else np.asarray(out.to_pylist(), dtype=object)
     uniq, counts = np.unique(values, return_counts=True)
     if len(uniq) != n:
-        raise InvalidInputError(f"ids must be unique; {uniq[counts > 1][0]!r} appears more than once")
+        raise InvalidInputError(
+            f"ids must be unique; {uniq[counts > 1][0]!r} appears more than once"
+        )
     return out
 
 
@@ -162,11 +164,10 @@ def vectors_from_arrow(column: pa.ChunkedArray | pa.Array, name: str) -> np.ndar
     """(n, d) float32 from a fixed-size-list or list<float> column."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     typ = arr.type
-    if not (pa.types.is_fixed_size_list(typ) or pa.types.is_list(typ)
-            or pa.types.is_large_list(typ)):
-        raise InvalidInputError(
-            f"vector column {name!r} must be a list of floats, got {typ}"
-        )
+    if not (
+        pa.types.is_fixed_size_list(typ) or pa.types.is_list(typ) or pa.types.is_large_list(typ)
+    ):
+        raise InvalidInputError(f"vector column {name!r} must be a list of floats, got {typ}")
     if arr.null_count:
         row = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
         raise InvalidInputError(f"vector column {name!r} is NULL at row {row}")

@@ -1,10 +1,19 @@
 """Exact batch hybrid search: grouped brute force with BLAS.
 
 The batch arrives as groups, one per distinct filter: the queries that share
-it and the row positions that satisfy it. For each group the qualifying rows
-are processed in blocks; each block is gathered once and its distances to all
-of the group's queries are one matrix product (``Q_g @ X_b.T``), reduced to a
-per-query top-k and merged into the running top-k (see :mod:`.topk`).
+it and the row positions that satisfy it. Two kernels, chosen per group by
+the fraction of rows its filter selects:
+
+* selective filters: the qualifying rows are gathered block by block, and
+  each block's distances to all of the group's queries are one matrix product
+  (``Q_g @ X_b.T``);
+* broad filters (and no filter): one shared pass reads every block in place
+  and multiplies it with all their queries at once, setting the rows each
+  query's filter rejects to +inf. A gather costs about 50x a row's share of a
+  large GEMM on this hardware, so above a few percent selectivity reading
+  everything in place is cheaper.
+
+Each block is reduced to per-query top-k and merged (see :mod:`.topk`).
 
 Ranking uses ``||x||^2 - 2<q, x>`` (l2) or ``-<q, x>`` (ip, cosine); the k
 winners' distances are then recomputed directly, so reported distances carry
@@ -51,6 +60,85 @@ def exact_distances(
     return np.where(valid, dist, np.inf).astype(np.float32)
 
 
+def _block_distances(
+    queries: np.ndarray, block: np.ndarray, norms: np.ndarray | None
+) -> np.ndarray:
+    """Ranking distances (q, b): ``||x||^2 - 2<q, x>`` or ``-<q, x>``; one GEMM."""
+    dist = queries @ block.T
+    if norms is None:
+        np.negative(dist, out=dist)
+    else:
+        dist *= -2.0
+        dist += norms
+    return dist
+
+
+def _shared_scan(
+    vectors: np.ndarray,
+    sq_norms: np.ndarray | None,
+    queries: np.ndarray,
+    groups: Sequence[Group],
+    top: TopK,
+    *,
+    block_rows: int,
+    query_block: int,
+) -> None:
+    """One pass over all rows, in place, for the queries of broad filters.
+
+    Each block of rows is read where it lies (no gather) and multiplied with
+    every query at once; the rows a query's filter rejects are set to +inf.
+    """
+    n = vectors.shape[0]
+    qidx = np.concatenate([g.queries for g in groups])
+    bounds = np.cumsum([0] + [g.queries.size for g in groups])
+    for b0 in range(0, n, block_rows):
+        b1 = min(n, b0 + block_rows)
+        block = vectors[b0:b1]
+        norms = None if sq_norms is None else sq_norms[b0:b1]
+        cols = np.arange(b0, b1, dtype=np.int64)
+        rejected: list[np.ndarray | None] = []
+        for g in groups:
+            if g.rows is None:
+                rejected.append(None)
+                continue
+            lo, hi = np.searchsorted(g.rows, [b0, b1])
+            keep = np.ones(b1 - b0, dtype=bool)
+            keep[g.rows[lo:hi] - b0] = False
+            rejected.append(keep)
+        for qs in range(0, qidx.size, query_block):
+            qe = min(qs + query_block, qidx.size)
+            dist = _block_distances(queries[qidx[qs:qe]], block, norms)
+            first = int(np.searchsorted(bounds, qs, side="right")) - 1
+            for gi in range(first, len(groups)):
+                s0, s1 = max(bounds[gi], qs), min(bounds[gi + 1], qe)
+                if s0 >= qe:
+                    break
+                if rejected[gi] is not None:
+                    dist[s0 - qs : s1 - qs, rejected[gi]] = np.inf
+            top.push_block(qidx[qs:qe], dist, cols)
+
+
+def _gather_scan(
+    vectors: np.ndarray,
+    sq_norms: np.ndarray | None,
+    queries: np.ndarray,
+    group: Group,
+    top: TopK,
+    *,
+    block_rows: int,
+    query_block: int,
+) -> None:
+    """The group's qualifying rows, gathered block by block, against its queries."""
+    assert group.rows is not None
+    for start in range(0, group.rows.size, block_rows):
+        cols = group.rows[start : start + block_rows].astype(np.int64, copy=False)
+        block = vectors[cols]
+        norms = None if sq_norms is None else sq_norms[cols]
+        for qs in range(0, group.queries.size, query_block):
+            rows = group.queries[qs : qs + query_block]
+            top.push_block(rows, _block_distances(queries[rows], block, norms), cols)
+
+
 def exact_search(
     vectors: np.ndarray,
     sq_norms: np.ndarray | None,
@@ -61,46 +149,42 @@ def exact_search(
     *,
     block_rows: int = 65536,
     query_block: int = 256,
+    shared_scan: float = 0.05,
     on_progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Exact top-k for every query of every group.
 
+    Groups whose filter selects at least ``shared_scan`` of the rows share one
+    in-place scan; the others gather their rows (see :class:`SearchOptions`).
+    ``sq_norms`` (squared row norms) is required for l2, ignored otherwise.
+
     Returns (positions (Q, k) int64 with -1 padding, distances (Q, k) float32
-    with +inf padding, rows scanned summed over queries).
+    with +inf padding, distance computations performed).
     """
-    nq = queries.shape[0]
-    top = TopK(nq, k)
-    scanned = 0
-    for group in groups:
-        qidx = group.queries
-        nrows = vectors.shape[0] if group.rows is None else group.rows.size
-        scanned += nrows * qidx.size
-        for start in range(0, nrows, block_rows):
-            stop = min(start + block_rows, nrows)
-            if group.rows is None:
-                block = vectors[start:stop]
-                cols = np.arange(start, stop, dtype=np.int64)
-            else:
-                cols = group.rows[start:stop].astype(np.int64, copy=False)
-                block = vectors[cols]
-            norms = None
-            if metric is Metric.L2:
-                assert sq_norms is not None
-                norms = sq_norms[start:stop] if group.rows is None else sq_norms[cols]
-            for qs in range(0, qidx.size, query_block):
-                rows = qidx[qs : qs + query_block]
-                dist = queries[rows] @ block.T
-                if norms is None:
-                    np.negative(dist, out=dist)
-                else:
-                    dist *= -2.0
-                    dist += norms
-                top.push_block(rows, dist, cols)
+    n = vectors.shape[0]
+    norms = sq_norms if metric is Metric.L2 else None
+    top = TopK(queries.shape[0], k)
+    def is_broad(g: Group) -> bool:
+        return g.rows is None or g.rows.size >= max(shared_scan * n, 1)
+
+    broad = [g for g in groups if is_broad(g)]
+    narrow = [g for g in groups if not is_broad(g)]  # empty groups cost nothing
+    computed = 0
+    opts = {"block_rows": block_rows, "query_block": query_block}
+    if broad:
+        _shared_scan(vectors, norms, queries, broad, top, **opts)
+        nb = sum(g.queries.size for g in broad)
+        computed += n * nb
         if on_progress is not None:
-            on_progress(int(qidx.size))
+            on_progress(nb)
+    for group in narrow:
+        _gather_scan(vectors, norms, queries, group, top, **opts)
+        computed += group.rows.size * group.queries.size  # type: ignore[union-attr]
+        if on_progress is not None:
+            on_progress(int(group.queries.size))
     pos, _ = top.finish()
     dist = exact_distances(vectors, queries, pos, metric)
     order = np.lexsort((np.where(pos < 0, np.iinfo(np.int64).max, pos), dist), axis=-1)
     pos = np.take_along_axis(pos, order, axis=1)
     dist = np.take_along_axis(dist, order, axis=1)
-    return pos, dist, scanned
+    return pos, dist, computed

@@ -39,6 +39,12 @@ class SearchOptions:
     ``4 * block_rows * query_block`` bytes per block.
 
     ``query_block``: queries per distance block (see ``block_rows``).
+
+    ``shared_scan``: filters that select at least this fraction of the rows
+    are answered by one shared in-place scan (a GEMM over every row, rejected
+    rows masked); more selective ones gather their rows. Too low wastes
+    arithmetic on rows a filter rejects; too high pays for gathers that a
+    shared GEMM would have amortized. 0 shares everything, 1 gathers everything.
     """
 
     k: int = 10
@@ -46,6 +52,7 @@ class SearchOptions:
     threads: int | None = None
     block_rows: int = 65536
     query_block: int = 256
+    shared_scan: float = 0.05
 
     def __post_init__(self) -> None:
         for name in ("k", "block_rows", "query_block"):
@@ -55,7 +62,17 @@ class SearchOptions:
         if self.threads is not None and (
             isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads <= 0
         ):
-            raise InvalidInputError(f"threads must be a positive integer or None, got {self.threads!r}")
+            raise InvalidInputError(
+                f"threads must be a positive integer or None, got {self.threads!r}"
+            )
+        if (
+            isinstance(self.shared_scan, bool)
+            or not isinstance(self.shared_scan, int | float)
+            or not (0.0 <= self.shared_scan <= 1.0)
+        ):
+            raise InvalidInputError(
+                f"shared_scan must be a fraction in [0, 1], got {self.shared_scan!r}"
+            )
         if not isinstance(self.exact, bool):
             raise InvalidInputError(f"exact must be True or False, got {self.exact!r}")
 

@@ -50,14 +50,36 @@ class TopK:
         """Merge candidates ``dist``/``pos`` (r, c) into queries ``rows``."""
         if dist.shape[1] == 0:
             return
-        all_d = np.concatenate([self.dist[rows], dist.astype(np.float32, copy=False)], axis=1)
-        all_p = np.concatenate([self.pos[rows], pos.astype(np.int64, copy=False)], axis=1)
+        dist = dist.astype(np.float32, copy=False)
+        pos = np.where(np.isfinite(dist), pos, PAD)  # +inf marks a rejected row: never a result
+        all_d = np.concatenate([self.dist[rows], dist], axis=1)
+        all_p = np.concatenate([self.pos[rows], pos], axis=1)
         order = np.lexsort((all_p, all_d), axis=-1)[:, : self.k]
         self.dist[rows] = np.take_along_axis(all_d, order, axis=1)
         self.pos[rows] = np.take_along_axis(all_p, order, axis=1)
 
     def push_block(self, rows: np.ndarray | slice, dist: np.ndarray, cols: np.ndarray) -> None:
-        """Merge a full distance block whose columns are the positions ``cols``."""
+        """Merge a full distance block whose columns are the positions ``cols``.
+
+        Once a query holds k candidates, only distances up to its current k-th
+        can enter (``<=``: an equal distance at a smaller position still wins),
+        so later blocks cost one compare pass instead of a partial sort.
+        """
+        kth = self.dist[rows, -1]
+        if np.isfinite(kth).all():
+            hit_r, hit_c = np.nonzero(dist <= kth[:, None])
+            if hit_r.size <= 4 * self.k * dist.shape[0]:
+                counts = np.bincount(hit_r, minlength=dist.shape[0])
+                width = int(counts.max()) if counts.size else 0
+                if width == 0:
+                    return
+                slot = np.arange(hit_r.size) - np.repeat(np.cumsum(counts) - counts, counts)
+                cand_d = np.full((dist.shape[0], width), np.inf, dtype=np.float32)
+                cand_p = np.full((dist.shape[0], width), PAD, dtype=np.int64)
+                cand_d[hit_r, slot] = dist[hit_r, hit_c]
+                cand_p[hit_r, slot] = cols[hit_c]
+                self.push(rows, cand_d, cand_p)
+                return
         idx = smallest_k(dist, self.k)
         self.push(rows, np.take_along_axis(dist, idx, axis=1), cols[idx])
 

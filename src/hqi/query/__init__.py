@@ -9,5 +9,14 @@ from hqi.query.columns import ColumnKind, ColumnStore, Schema
 from hqi.query.evaluate import evaluate
 from hqi.query.parser import parse_filter
 from hqi.query.predicate import Predicate
+from hqi.query.shapes import FilterParser
 
-__all__ = ["ColumnKind", "ColumnStore", "Predicate", "Schema", "evaluate", "parse_filter"]
+__all__ = [
+    "ColumnKind",
+    "ColumnStore",
+    "FilterParser",
+    "Predicate",
+    "Schema",
+    "evaluate",
+    "parse_filter",
+]

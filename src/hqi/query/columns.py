@@ -169,9 +169,8 @@ class ColumnStore:
         self.table = table
         self.num_rows = table.num_rows
         self.schema: Schema = {
-            name: kind_of(name, field.type) for name, field in zip(
-                table.column_names, table.schema, strict=True
-            )
+            name: kind_of(name, field.type)
+            for name, field in zip(table.column_names, table.schema, strict=True)
         }
         self._cache: dict[str, ColumnData] = {}
 

@@ -62,8 +62,10 @@ def _physical(value: Value) -> Value:
         return (value - _EPOCH) // dt.timedelta(microseconds=1)
     if isinstance(value, dt.date):
         return (value - _EPOCH_DATE).days
-    if isinstance(value, int) and not isinstance(value, bool) and not (
-        _INT64[0] <= value <= _INT64[1]
+    if (
+        isinstance(value, int)
+        and not isinstance(value, bool)
+        and not (_INT64[0] <= value <= _INT64[1])
     ):
         return float(value)
     return value
@@ -97,12 +99,17 @@ class _Evaluator:
         if isinstance(pred, Contains):
             return self._contains(pred, want)
         if isinstance(pred, Compare):
-            return self._atom(pred.column, want, lambda v: _OPS[pred.op](v, _physical(pred.value)),
-                              unknown_rest=False)
+            return self._atom(
+                pred.column,
+                want,
+                lambda v: _OPS[pred.op](v, _physical(pred.value)),
+                unknown_rest=False,
+            )
         if isinstance(pred, InList):
             values = [_physical(v) for v in pred.values]
-            return self._atom(pred.column, want, lambda v: _isin(v, values),
-                              unknown_rest=pred.has_null)
+            return self._atom(
+                pred.column, want, lambda v: _isin(v, values), unknown_rest=pred.has_null
+            )
         raise TypeError(f"not a predicate: {pred!r}")
 
     def _atom(

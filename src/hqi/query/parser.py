@@ -59,7 +59,12 @@ _COMPARE: dict[type[exp.Expression], CompareOp] = {
     exp.GTE: ">=",
 }
 _FLIP: dict[CompareOp, CompareOp] = {
-    "=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="
+    "=": "=",
+    "!=": "!=",
+    "<": ">",
+    "<=": ">=",
+    ">": "<",
+    ">=": "<=",
 }
 _NULL = object()  # a NULL literal
 
@@ -166,7 +171,9 @@ class _Checker:
             column, kind = self.column(node.this, node)
             low = self.literal(node.args["low"], column, kind)
             high = self.literal(node.args["high"], column, kind)
-            return And((self._make_compare(column, ">=", low), self._make_compare(column, "<=", high)))
+            return And(
+                (self._make_compare(column, ">=", low), self._make_compare(column, "<=", high))
+            )
         if isinstance(node, exp.In):
             return self._in(node)
         if isinstance(node, exp.Is):
@@ -200,9 +207,7 @@ class _Checker:
         if resolved is None:
             close = difflib.get_close_matches(name, list(self.schema), n=1, cutoff=0.5)
             if not close:
-                close = difflib.get_close_matches(
-                    name.lower(), list(self._lower), n=1, cutoff=0.5
-                )
+                close = difflib.get_close_matches(name.lower(), list(self._lower), n=1, cutoff=0.5)
                 close = [self._lower[c] for c in close]
             raise UnknownColumnError(
                 name,
@@ -267,28 +272,32 @@ class _Checker:
         raw, raw_kind = self._raw_literal(node)
         if raw_kind == "null":
             return _NULL
-        mismatch = self._type_error(
-            node, f"{raw_kind} literal {node.sql(dialect='duckdb')} does not fit "
-            f"column {column!r} of type {kind.value}"
-        )
+
+        def mismatch() -> FilterTypeError:
+            return self._type_error(
+                node,
+                f"{raw_kind} literal {node.sql(dialect='duckdb')} does not fit "
+                f"column {column!r} of type {kind.value}",
+            )
+
         if kind is ColumnKind.STRING:
             if raw_kind != "string":
-                raise mismatch
+                raise mismatch()
             return raw
         if kind in (ColumnKind.INT, ColumnKind.FLOAT):
             if raw_kind != "number":
-                raise mismatch
+                raise mismatch()
             return raw
         if kind is ColumnKind.BOOL:
             if raw_kind != "boolean":
-                raise mismatch
+                raise mismatch()
             return raw
         if kind is ColumnKind.DATE:
             if raw_kind == "date":
                 return raw
             if raw_kind == "string":
                 return self._parse_date(node, cast(str, raw))
-            raise mismatch
+            raise mismatch()
         if kind is ColumnKind.TIMESTAMP:
             if raw_kind == "timestamp":
                 return raw
@@ -296,8 +305,8 @@ class _Checker:
                 return dt.datetime.combine(cast(dt.date, raw), dt.time())
             if raw_kind == "string":
                 return self._parse_timestamp(node, cast(str, raw))
-            raise mismatch
-        raise mismatch
+            raise mismatch()
+        raise mismatch()
 
     def _raw_literal(self, node: exp.Expression) -> tuple[Value | None, str]:
         if isinstance(node, exp.Paren):

@@ -50,7 +50,9 @@ def sql_literal(value: Value | None) -> str:
     if isinstance(value, str):
         return "'" + value.replace("'", "''") + "'"
     if isinstance(value, float):
-        return repr(value) if value == value and abs(value) != float("inf") else f"'{value}'::DOUBLE"
+        return (
+            repr(value) if value == value and abs(value) != float("inf") else f"'{value}'::DOUBLE"
+        )
     return str(value)
 
 

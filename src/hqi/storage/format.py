@@ -144,8 +144,7 @@ def save(index: StoredIndex, path: str | Path) -> Path:
             "data_dir": data_dir.name,
             "extra": sorted(index.extra),
             "files": {
-                name: {"bytes": f.stat().st_size, "sha256": _sha256(f)}
-                for name, f in files.items()
+                name: {"bytes": f.stat().st_size, "sha256": _sha256(f)} for name, f in files.items()
             },
             **index.meta,
         }
@@ -249,8 +248,17 @@ def load(path: str | Path, *, verify: bool = True) -> StoredIndex:
     if len(ids) != n or attributes.num_rows != n:
         raise IndexFormatError(f"index {path} is corrupted: ids or attributes do not have {n} rows")
     known = {
-        "format", "format_version", "hqi_version", "created", "metric", "dim", "count",
-        "id_type", "data_dir", "extra", "files",
+        "format",
+        "format_version",
+        "hqi_version",
+        "created",
+        "metric",
+        "dim",
+        "count",
+        "id_type",
+        "data_dir",
+        "extra",
+        "files",
     }
     meta = {key: value for key, value in manifest.items() if key not in known}
     return StoredIndex(vectors, ids, attributes, manifest["metric"], extra, meta)

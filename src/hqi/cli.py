@@ -1,0 +1,327 @@
+"""The ``hqi`` command line: build, search, info, count and demo.
+
+Every command exits 0 on success. Bad input exits 1 with one line on stderr
+(``hqi: error: ...``) and writes nothing; bad usage exits 2.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.json as pa_json
+import pyarrow.parquet as pq
+from rich.console import Console
+from rich.progress import BarColumn, Progress, TextColumn, TimeElapsedColumn
+from rich.table import Table
+
+from hqi.api import Index, build, open
+from hqi.collection import read_parquet, vectors_from_arrow
+from hqi.errors import HqiError, InvalidInputError
+
+__all__ = ["main"]
+
+console = Console(stderr=True, highlight=False)
+
+
+def progress() -> Progress:
+    """A progress display on stderr; silent when stderr is not a terminal."""
+    return Progress(
+        TextColumn("[bold]{task.description}"),
+        BarColumn(),
+        TextColumn("{task.completed:,.0f}/{task.total:,.0f}"),
+        TimeElapsedColumn(),
+        console=console,
+        transient=True,
+        disable=not console.is_terminal,
+    )
+
+
+def summary(title: str, rows: Sequence[tuple[str, str]]) -> None:
+    """The closing table of a command, on stdout."""
+    table = Table(title=title, show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column(justify="right")
+    for key, value in rows:
+        table.add_row(key, value)
+    Console(highlight=False).print(table)
+
+
+# -- build ---------------------------------------------------------------------
+def cmd_build(args: argparse.Namespace) -> None:
+    start = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task("reading", total=3)
+        collection = read_parquet(
+            args.data, vector_column=args.vector_column, id_column=args.id_column
+        )
+        bar.update(task, advance=1, description="building")
+        index = build(collection.vectors, collection.attributes, collection.ids, metric=args.metric)
+        bar.update(task, advance=1, description="writing")
+        index.save(args.out)
+        bar.update(task, advance=1)
+    summary(
+        f"built {args.out}",
+        [
+            ("entities", f"{len(index):,}"),
+            ("dimension", str(index.dim)),
+            ("metric", index.metric),
+            ("attributes", ", ".join(f"{k} ({v})" for k, v in index.schema.items()) or "none"),
+            ("time", f"{time.perf_counter() - start:.2f} s"),
+        ],
+    )
+
+
+# -- search --------------------------------------------------------------------
+def read_queries(path: Path) -> pa.Table:
+    """A queries table from Parquet or JSON lines (by extension)."""
+    if not path.exists():
+        raise InvalidInputError(f"no such file: {path}")
+    try:
+        if path.suffix.lower() in {".jsonl", ".ndjson", ".json"}:
+            return pa_json.read_json(path)
+        return pq.read_table(path)
+    except (pa.ArrowInvalid, OSError) as err:
+        raise InvalidInputError(f"cannot read queries from {path}: {err}") from None
+
+
+def _column(table: pa.Table, name: str) -> list[Any] | None:
+    return table.column(name).to_pylist() if name in table.column_names else None
+
+
+def run_queries(
+    index: Index, table: pa.Table, *, k: int, threads: int | None, bar: Progress | None = None
+) -> tuple[pa.Table, dict[str, float]]:
+    """Answer a queries table (see ``hqi search --help``); long-format results."""
+    n = table.num_rows
+    if n == 0:
+        raise InvalidInputError("the queries file has no rows")
+    query_ids = _column(table, "query_id") or list(range(n))
+    filters = _column(table, "filter") or [None] * n
+    ks = _column(table, "k") or [None] * n
+    per_k = np.array([k if v is None else v for v in ks], dtype=np.int64)
+    if (per_k <= 0).any():
+        bad = int(np.flatnonzero(per_k <= 0)[0])
+        raise InvalidInputError(f"query {query_ids[bad]!r}: k must be positive, got {per_k[bad]}")
+    has_vec = np.zeros(n, dtype=bool)
+    if "vector" in table.column_names:
+        has_vec = ~table.column("vector").is_null().to_numpy(zero_copy_only=False)
+    entity = _column(table, "entity_id") or [None] * n
+    has_ent = np.array([e is not None for e in entity], dtype=bool)
+    for cond, what in (
+        (has_vec & has_ent, "both 'vector' and 'entity_id'"),
+        (~has_vec & ~has_ent, "neither 'vector' nor 'entity_id'"),
+    ):
+        if cond.any():
+            raise InvalidInputError(f"query {query_ids[int(np.flatnonzero(cond)[0])]!r} has {what}")
+    kmax = int(per_k.max())
+    ids = np.full((n, kmax), -1, dtype=np.int64)
+    dist = np.full((n, kmax), np.inf, dtype=np.float32)
+    keys = None if index.info()["id_type"] == "int64" else np.full((n, kmax), None, dtype=object)
+    task = bar.add_task("searching", total=n) if bar is not None else None
+
+    def tick(done: int) -> None:
+        if bar is not None and task is not None:
+            bar.update(task, advance=done)
+
+    options: dict[str, Any] = {"threads": threads}
+    stats = {"queries": float(n), "groups": 0.0, "rows_scanned": 0.0}
+    start = time.perf_counter()
+    for rows, run in (
+        (np.flatnonzero(has_vec), "vector"),
+        (np.flatnonzero(has_ent), "entity"),
+    ):
+        if rows.size == 0:
+            continue
+        sub_filters = [filters[i] for i in rows]
+        if run == "vector":
+            vecs = vectors_from_arrow(table.column("vector").take(pa.array(rows)), "vector")
+            res = index.search(vecs, sub_filters, kmax, on_progress=tick, **options)
+        else:
+            res = index.search_by_id(
+                [entity[i] for i in rows], sub_filters, kmax, on_progress=tick, **options
+            )
+        ids[rows], dist[rows] = res.ids, res.distances
+        if keys is not None and res.keys is not None:
+            keys[rows] = res.keys
+        for key in ("groups", "rows_scanned"):
+            stats[key] += res.stats.get(key, 0.0)
+    stats["seconds"] = time.perf_counter() - start
+    beyond = np.arange(kmax)[None, :] >= per_k[:, None]  # each query's own k
+    ids[beyond] = -1
+    dist[beyond] = np.inf
+    if keys is not None:
+        keys[beyond] = None
+    from hqi.execution.result import Result
+
+    return Result(ids, dist, keys).to_arrow(pa.array(query_ids)).rename_columns(
+        ["query_id", "rank", "id", "distance"]
+    ), stats
+
+
+def write_parquet_atomic(table: pa.Table, path: Path) -> None:
+    """Write ``table`` to ``path`` via a temporary sibling and a rename."""
+    if not path.parent.is_dir():
+        raise InvalidInputError(f"cannot write {path}: folder {path.parent} does not exist")
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    os.close(fd)
+    try:
+        pq.write_table(table, tmp)
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def cmd_search(args: argparse.Namespace) -> None:
+    index = open(args.index, verify=not args.no_verify)
+    queries = read_queries(Path(args.queries))
+    with progress() as bar:
+        results, stats = run_queries(index, queries, k=args.k, threads=args.threads, bar=bar)
+    write_parquet_atomic(results, Path(args.out))
+    seconds = stats["seconds"]
+    summary(
+        f"searched {args.index} -> {args.out}",
+        [
+            ("queries", f"{int(stats['queries']):,}"),
+            ("distinct filters", f"{int(stats['groups']):,}"),
+            ("result rows", f"{results.num_rows:,}"),
+            ("time", f"{seconds:.3f} s"),
+            ("throughput", f"{stats['queries'] / max(seconds, 1e-9):,.0f} queries/s"),
+            ("rows scanned / query", f"{stats['rows_scanned'] / stats['queries']:,.0f}"),
+        ],
+    )
+
+
+# -- info, count ---------------------------------------------------------------
+def cmd_info(args: argparse.Namespace) -> None:
+    index = open(args.index, verify=not args.no_verify)
+    info = index.info()
+    rows = [(key, str(info[key])) for key in ("count", "dim", "metric", "id_type", "path")]
+    rows += [(f"  {name}", kind) for name, kind in info["schema"].items()]
+    summary(f"index {args.index}", rows)
+
+
+def cmd_count(args: argparse.Namespace) -> None:
+    index = open(args.index, verify=not args.no_verify)
+    ids = index.where(args.filter)
+    print(len(ids))
+    if args.ids:
+        for value in ids:
+            print(value)
+
+
+# -- demo ----------------------------------------------------------------------
+def cmd_demo(args: argparse.Namespace) -> None:
+    from hqi.demo import run_demo
+
+    run_demo(
+        n=args.n,
+        dim=args.dim,
+        num_queries=args.queries,
+        k=args.k,
+        seed=args.seed,
+        out=Path(args.out) if args.out else None,
+        threads=args.threads,
+        naive_sample=args.naive_sample,
+        progress=progress,
+        summary=summary,
+    )
+
+
+# -- parser --------------------------------------------------------------------
+def _positive(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}") from None
+    if value <= 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {value}")
+    return value
+
+
+def make_parser() -> argparse.ArgumentParser:
+    from hqi import __version__
+
+    parser = argparse.ArgumentParser(
+        prog="hqi", description="High-throughput batch hybrid (vector + filter) search."
+    )
+    parser.add_argument("--version", action="version", version=f"hqi {__version__}")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    p = sub.add_parser("build", help="build an index from a Parquet file")
+    p.add_argument("data", help="Parquet file: a vector column plus attribute columns")
+    p.add_argument("--out", required=True, help="index directory to write")
+    p.add_argument("--vector-column", default="vector", help="default: vector")
+    p.add_argument("--id-column", default=None, help="int or string ids (default: row numbers)")
+    p.add_argument("--metric", default="l2", choices=["l2", "ip", "cosine"])
+    p.set_defaults(func=cmd_build)
+
+    p = sub.add_parser(
+        "search",
+        help="answer a batch of queries",
+        description="QUERIES is Parquet or JSON lines with columns: query_id (optional), "
+        "vector (list of floats) or entity_id (an id in the index), filter (SQL, optional), "
+        "k (optional). Results: Parquet with query_id, rank, id, distance.",
+    )
+    p.add_argument("index")
+    p.add_argument("queries")
+    p.add_argument("--out", required=True, help="results Parquet file to write")
+    p.add_argument("-k", "--k", type=_positive, default=10, help="default k (default: 10)")
+    p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
+    p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
+    p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser("info", help="describe an index")
+    p.add_argument("index")
+    p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
+    p.set_defaults(func=cmd_info)
+
+    p = sub.add_parser("count", help="count (and list) the entities a filter selects")
+    p.add_argument("index")
+    p.add_argument("filter", help="SQL WHERE expression, e.g. \"genre = 'jazz'\"")
+    p.add_argument("--ids", action="store_true", help="also print the matching ids")
+    p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
+    p.set_defaults(func=cmd_count)
+
+    p = sub.add_parser("demo", help="build and search the built-in dataset end to end")
+    p.add_argument("--n", type=_positive, default=200_000, help="entities (default: 200000)")
+    p.add_argument("--dim", type=_positive, default=128, help="dimension (default: 128)")
+    p.add_argument("--queries", type=_positive, default=5_000, help="default: 5000")
+    p.add_argument("-k", "--k", type=_positive, default=10)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
+    p.add_argument(
+        "--naive-sample",
+        type=_positive,
+        default=500,
+        help="queries run through the naive per-query loop for comparison",
+    )
+    p.add_argument("--out", default=None, help="keep the index here (default: a temp dir)")
+    p.set_defaults(func=cmd_demo)
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = make_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except HqiError as err:
+        print(f"hqi: error: {str(err).splitlines()[0]}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("hqi: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,1 +1,0 @@
-"""Built-in datasets (see catalog.py)."""

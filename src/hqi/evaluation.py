@@ -1,0 +1,41 @@
+"""Recall@k, defined once and robust to ties (as in ann-benchmarks).
+
+A returned neighbour is a hit when its distance is within the k-th true
+distance plus a small tolerance, so an answer that picks a different member
+of a tied group is not penalised. A query with fewer than k qualifying
+entities is judged on those it has; one with none has recall 1 when nothing
+is returned and 0 otherwise.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hqi.errors import InvalidInputError
+from hqi.execution.result import Result
+
+__all__ = ["recall_at_k"]
+
+
+def recall_at_k(
+    found: Result, truth: Result, k: int | None = None, *, eps: float = 1e-3
+) -> np.ndarray:
+    """Per-query recall@k of ``found`` against the exact answers ``truth``.
+
+    ``eps`` is relative: a hit lies within ``kth_true * (1 + eps) + eps``.
+    Returns a float array (Q,); take ``.mean()`` for the usual figure.
+    """
+    k = k or truth.k
+    if len(found) != len(truth):
+        raise InvalidInputError(f"found has {len(found)} queries, truth has {len(truth)}")
+    if k > truth.k or k > found.k:
+        raise InvalidInputError(f"k={k} exceeds the results' k ({found.k}, {truth.k})")
+    true_d = truth.distances[:, :k].astype(np.float64)
+    expected = np.isfinite(true_d).sum(axis=1)
+    kth = np.where(expected > 0, true_d[np.arange(len(truth)), np.maximum(expected - 1, 0)], 0.0)
+    limit = kth + np.abs(kth) * eps + eps
+    got = found.distances[:, :k].astype(np.float64)
+    hits = ((got <= limit[:, None]) & np.isfinite(got) & (found.ids[:, :k] >= 0)).sum(axis=1)
+    hits = np.minimum(hits, expected)
+    returned_any = (found.ids[:, :k] >= 0).any(axis=1)
+    return np.where(expected > 0, hits / np.maximum(expected, 1), np.where(returned_any, 0.0, 1.0))
