@@ -199,6 +199,8 @@ class Index:
             pos = order[at]
             missing = self._ids[pos] != wanted
         else:
+            if not all(isinstance(v, str) for v in values):
+                raise InvalidInputError("this index has string ids; entity ids must be strings")
             lookup = {v: i for i, v in enumerate(self._ids.to_pylist())}
             pos = np.asarray([lookup.get(v, -1) for v in values], dtype=np.int64)
             missing = pos < 0
@@ -211,10 +213,17 @@ class Index:
     def _group(self, filters: Filters, nq: int) -> list[Group]:
         if filters is None or isinstance(filters, str):
             texts: Sequence[str | None] = [filters] * nq
-        else:
-            texts = list(filters)
+        elif isinstance(filters, Sequence | np.ndarray | pa.Array | pa.ChunkedArray):
+            texts = list(filters) if not isinstance(filters, pa.Array | pa.ChunkedArray) else (
+                filters.to_pylist()
+            )
             if len(texts) != nq:
                 raise InvalidInputError(f"got {len(texts)} filters for {nq} queries")
+        else:
+            raise InvalidInputError(
+                "filters must be a SQL string, None, or a sequence of them (one per query), "
+                f"not {type(filters).__name__}"
+            )
         by_pred: dict[Predicate | None, list[int]] = {}
         for i, text in enumerate(texts):
             by_pred.setdefault(self.parse(text), []).append(i)

@@ -22,7 +22,7 @@ import pyarrow as pa
 __all__ = ["GENRES", "TAGS", "TYPES", "Catalog", "make_catalog"]
 
 TYPES = ("song", "film", "album", "book", "artist", "podcast")
-TYPE_P = (0.30, 0.20, 0.15, 0.15, 0.10, 0.10)
+TYPE_P = (0.24, 0.20, 0.16, 0.16, 0.12, 0.12)
 GENRES = (
     "pop",
     "rock",
@@ -137,7 +137,7 @@ def make_catalog(n: int = 200_000, d: int = 128, *, seed: int = 0) -> Catalog:
         [rng.choice(n_genres, p=genre_p_by_type[t]) for t in artist_type], dtype=np.int64
     )
     artist = rng.choice(n_artists, size=n, p=artist_p)
-    own_type = rng.random(n) < 0.6
+    own_type = rng.random(n) < 0.5
     typ = np.where(own_type, artist_type[artist], rng.choice(n_types, size=n, p=TYPE_P))
     own_genre = rng.random(n) < 0.75
     genre_u = rng.random(n)
@@ -155,7 +155,7 @@ def make_catalog(n: int = 200_000, d: int = 128, *, seed: int = 0) -> Catalog:
     explicit_null = rng.random(n) < 0.01
 
     # Each tag independently, Zipf-weighted, about 2 tags per entity on average.
-    tag_p = np.minimum(_zipf(n_tags, 1.0, rng) * 2.0, 0.5)
+    tag_p = np.minimum(_zipf(n_tags, 1.0, rng) * 2.0, 0.25)
     has_tag = rng.random((n, n_tags)) < tag_p
     _, flat_tags = np.nonzero(has_tag)
     offsets = np.concatenate([[0], np.cumsum(has_tag.sum(axis=1))]).astype(np.int32)

@@ -125,6 +125,7 @@ def make_workload(
     )
     pops = np.array([p for p in cols["popularity"] if p is not None])
     pop_top = round(float(np.quantile(pops, 0.95)), 2)
+    pop_q75 = round(float(np.quantile(pops, 0.75)), 2)
     artists = sorted(set(cols["artist"]))
 
     weights = 1.0 / np.arange(1, len(TEMPLATES) + 1) ** 1.1
@@ -159,7 +160,7 @@ def make_workload(
             "pop": round(pop, 2),
             "pop_half": round(pop / 2, 2),
             "pop_top": pop_top,
-            "pop_double": round(min(2 * pop, pop_top), 2),
+            "pop_double": round(float(np.clip(2 * pop, pop_q75, pop_top)), 2),
             "date": released,
             "date_m1y": released - dt.timedelta(days=365),
             "date_p1y": released + dt.timedelta(days=365),

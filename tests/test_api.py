@@ -1,0 +1,46 @@
+"""The public API is pinned: it changes only on purpose."""
+
+from __future__ import annotations
+
+import inspect
+
+import hqi
+
+PUBLIC = [
+    "Collection", "FilterError", "FilterSyntaxError", "FilterTypeError", "HqiError", "Index",
+    "IndexFormatError", "InvalidInputError", "Metric", "Result", "SearchOptions",
+    "UnknownColumnError", "UnsupportedFilterError", "__version__", "build", "datasets",
+    "open", "read_parquet",
+]
+
+
+def test_all_is_pinned() -> None:
+    assert sorted(hqi.__all__) == sorted(PUBLIC)
+    for name in PUBLIC:
+        assert hasattr(hqi, name)
+
+
+def test_signatures_are_pinned() -> None:
+    assert str(inspect.signature(hqi.build)) == (
+        "(vectors: 'Any', attributes: 'Any' = None, ids: 'Any' = None, "
+        "metric: 'str' = 'l2', **options: 'Any') -> 'Index'"
+    )
+    assert list(inspect.signature(hqi.Index.search).parameters) == [
+        "self", "queries", "filters", "k", "on_progress", "options",
+    ]
+    assert list(inspect.signature(hqi.Index.search_by_id).parameters) == [
+        "self", "entity_ids", "filters", "k", "exclude_self", "on_progress", "options",
+    ]
+    public_methods = {
+        n for n, v in vars(hqi.Index).items() if not n.startswith("_") and callable(v)
+    }
+    assert public_methods == {
+        "count", "info", "mask", "parse", "positions", "save", "search", "search_by_id", "where",
+    }
+
+
+def test_errors_share_a_base() -> None:
+    for name in PUBLIC:
+        obj = getattr(hqi, name)
+        if inspect.isclass(obj) and name.endswith("Error"):
+            assert issubclass(obj, hqi.HqiError)

@@ -1,0 +1,145 @@
+"""The CLI end to end on a small dataset: build, info, count, search, demo, errors."""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+
+import hqi
+from hqi.cli import main
+
+
+@pytest.fixture(scope="module")
+def data_file(tmp_path_factory, catalog) -> Path:
+    path = tmp_path_factory.mktemp("data") / "catalog.parquet"
+    vectors = pa.FixedSizeListArray.from_arrays(
+        pa.array(catalog.vectors.ravel()), catalog.vectors.shape[1]
+    )
+    table = catalog.attributes.append_column("vector", vectors).append_column(
+        "key", pa.array([f"e{i}" for i in range(len(catalog))])
+    )
+    pq.write_table(table, path)
+    return path
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory, data_file) -> Path:
+    out = tmp_path_factory.mktemp("idx") / "index"
+    assert main(["build", str(data_file), "--out", str(out), "--id-column", "key"]) == 0
+    return out
+
+
+def test_build_and_info(built, capsys) -> None:
+    assert main(["info", str(built)]) == 0
+    out = capsys.readouterr().out
+    assert "4000" in out and "genre" in out and "string" in out
+    index = hqi.open(built)
+    assert index.info()["id_type"] == "string" and "key" not in index.schema
+
+
+def test_count(built, capsys, catalog) -> None:
+    assert main(["count", str(built), "type = 'film'", "--ids"]) == 0
+    lines = capsys.readouterr().out.split()
+    expected = sum(t == "film" for t in catalog.attributes.column("type").to_pylist())
+    assert int(lines[0]) == expected and len(lines) == expected + 1
+
+
+def test_search_jsonl(tmp_path, built, catalog) -> None:
+    queries = tmp_path / "q.jsonl"
+    rows = [
+        {"query_id": "q1", "vector": catalog.vectors[0].tolist(), "filter": "genre = 'rock'"},
+        {"query_id": "q2", "entity_id": "e5", "k": 3},
+        {"query_id": "q3", "vector": catalog.vectors[9].tolist(), "filter": None, "k": 2},
+    ]
+    queries.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "res.parquet"
+    assert main(["search", str(built), str(queries), "--out", str(out), "-k", "4"]) == 0
+    res = pq.read_table(out).to_pylist()
+    by_q = {q: [r for r in res if r["query_id"] == q] for q in ("q1", "q2", "q3")}
+    assert [len(v) for v in by_q.values()] == [4, 3, 2]
+    assert by_q["q3"][0]["id"] == "e9"
+    assert "e5" not in [r["id"] for r in by_q["q2"]]  # entity queries exclude themselves
+    index = hqi.open(built)
+    direct = index.search(catalog.vectors[0], "genre = 'rock'", k=4)
+    assert [r["id"] for r in by_q["q1"]] == list(direct.keys[0])
+    np.testing.assert_allclose([r["distance"] for r in by_q["q1"]], direct.distances[0])
+
+
+def test_search_parquet_queries(tmp_path, built, catalog) -> None:
+    queries = tmp_path / "q.parquet"
+    pq.write_table(
+        pa.table({"vector": pa.array([catalog.vectors[i].tolist() for i in range(5)]),
+                  "filter": ["year > 2000"] * 5}),
+        queries,
+    )
+    out = tmp_path / "res.parquet"
+    assert main(["search", str(built), str(queries), "--out", str(out)]) == 0
+    table = pq.read_table(out)
+    assert table.column_names == ["query_id", "rank", "id", "distance"]
+    assert table.num_rows == 50
+
+
+@pytest.mark.parametrize(
+    ("lines", "fragment"),
+    [
+        ([{"query_id": 1, "vector": [1.0, 2.0]}], "dimension 2, but the index has dimension 16"),
+        ([{"query_id": 1, "entity_id": "nope"}], "unknown entity id 'nope'"),
+        ([{"query_id": 7, "filter": "x = 1"}], "query 7 has neither"),
+        ([{"query_id": 1, "entity_id": "e1", "filter": "genr = 'a'"}], "did you mean 'genre'"),
+        ([{"query_id": 1, "entity_id": "e1", "k": 0}], "k must be positive"),
+    ],
+)
+def test_search_bad_input(tmp_path, built, capsys, lines, fragment) -> None:
+    queries = tmp_path / "q.jsonl"
+    queries.write_text("\n".join(json.dumps(r) for r in lines) + "\n")
+    out = tmp_path / "res.parquet"
+    assert main(["search", str(built), str(queries), "--out", str(out)]) == 1
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("hqi: error:") and fragment in err and "\n" not in err
+    assert not out.exists() and not list(tmp_path.glob(".res.parquet*"))
+
+
+def test_build_bad_input(tmp_path, data_file, capsys) -> None:
+    out = tmp_path / "idx"
+    assert main(["build", str(data_file), "--out", str(out), "--vector-column", "vec"]) == 1
+    assert "has no column 'vec'" in capsys.readouterr().err
+    assert main(["build", str(tmp_path / "none.parquet"), "--out", str(out)]) == 1
+    assert "no such file" in capsys.readouterr().err
+    (tmp_path / "bad.parquet").write_text("not parquet")
+    assert main(["build", str(tmp_path / "bad.parquet"), "--out", str(out)]) == 1
+    assert "cannot read" in capsys.readouterr().err
+    assert not out.exists()
+    assert main(["info", str(out)]) == 1
+
+
+def test_ragged_vectors_rejected(tmp_path, capsys) -> None:
+    path = tmp_path / "ragged.parquet"
+    pq.write_table(pa.table({"vector": [[1.0, 2.0], [1.0]], "a": [1, 2]}), path)
+    assert main(["build", str(path), "--out", str(tmp_path / "i")]) == 1
+    assert "different lengths" in capsys.readouterr().err
+
+
+def test_demo_small(capsys, tmp_path) -> None:
+    out = tmp_path / "demo-index"
+    assert main(["demo", "--n", "3000", "--dim", "8", "--queries", "200",
+                 "--naive-sample", "50", "--out", str(out)]) == 0
+    text = capsys.readouterr().out
+    assert "batch throughput" in text and "recall@10 vs naive exact" in text and "1.0000" in text
+    assert len(hqi.open(out)) == 3000
+
+
+def test_console_script_runs() -> None:
+    exe = Path(sys.executable).with_name("hqi")
+    proc = subprocess.run([str(exe), "--version"], capture_output=True, text=True,
+                          env={**os.environ, "NO_COLOR": "1"}, check=False)
+    assert proc.returncode == 0 and proc.stdout.startswith("hqi ")
+    proc = subprocess.run([str(exe), "search"], capture_output=True, text=True, check=False)
+    assert proc.returncode == 2 and "required" in proc.stderr

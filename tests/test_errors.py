@@ -1,0 +1,129 @@
+"""Every documented bad input raises its documented, clear error."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+
+import hqi
+from hqi.errors import (
+    FilterSyntaxError,
+    FilterTypeError,
+    InvalidInputError,
+    UnknownColumnError,
+    UnsupportedFilterError,
+)
+
+
+@pytest.fixture(scope="module")
+def small() -> hqi.Index:
+    rng = np.random.default_rng(0)
+    attrs = pa.table(
+        {
+            "genre": ["jazz", "rock", "pop", None],
+            "year": pa.array([1990, 2000, None, 1985], pa.int32()),
+            "tags": pa.array([["a"], [], None, ["b"]], pa.list_(pa.string())),
+            "released": pa.array([None] * 4, pa.date32()),
+            "live": [True, False, None, True],
+        }
+    )
+    return hqi.build(rng.standard_normal((4, 3)), attrs, ids=["a", "b", "c", "d"])
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "fragment", "position"),
+    [
+        ("genre = 'jazz' AND", FilterSyntaxError, "syntax error", 15),
+        ("genre = 'jazz", FilterSyntaxError, "unterminated string", 8),
+        ("year > (1", FilterSyntaxError, "syntax error", None),
+        ("SELECT 1", FilterSyntaxError, "not a statement", 0),
+        ("genre = 'a'; year = 1", FilterSyntaxError, "one expression", None),
+        ("genr = 'jazz'", UnknownColumnError, "did you mean 'genre'", 0),
+        ("year = 1 AND yaer > 2", UnknownColumnError, "did you mean 'year'", 13),
+        ("year = 'abc'", FilterTypeError, "does not fit column 'year'", 7),
+        ("genre > 3", FilterTypeError, "does not fit column 'genre'", 8),
+        ("tags = 'a'", FilterTypeError, "list_contains", None),
+        ("list_contains(genre, 'a')", FilterTypeError, "needs a list<string> column", 0),
+        ("released > DATE '2020-13-01'", FilterTypeError, "invalid date", 16),
+        ("live = 1", FilterTypeError, "does not fit column 'live'", 7),
+        ("year", FilterTypeError, "not boolean", 0),
+        ("upper(genre) = 'A'", UnsupportedFilterError, "expected a column name", None),
+        ("foo(year)", UnsupportedFilterError, "unsupported function foo()", 0),
+        ("year + 1 > 3", UnsupportedFilterError, "expected a column name", None),
+        ("year = year", UnsupportedFilterError, "comparing two columns", None),
+        ("genre IN (SELECT 1)", UnsupportedFilterError, "subquery", None),
+        ("year IS TRUE", UnsupportedFilterError, "IS NULL", None),
+    ],
+)
+def test_filter_errors(small, text, error, fragment, position) -> None:
+    with pytest.raises(error) as info:
+        small.search(np.zeros((1, 3)), text)
+    assert fragment in str(info.value)
+    assert text in str(info.value)
+    if position is not None:
+        assert info.value.position == position
+
+
+def test_unknown_column_offers_no_wild_guess(small) -> None:
+    with pytest.raises(UnknownColumnError) as info:
+        small.where("zzzzzz = 1")
+    assert info.value.suggestion is None
+    assert "did you mean" not in str(info.value)
+
+
+def test_every_filter_error_is_an_hqi_error_and_a_value_error(small) -> None:
+    with pytest.raises(hqi.HqiError):
+        small.where("nope = 1")
+    with pytest.raises(ValueError):
+        small.where("genre = ")
+
+
+@pytest.mark.parametrize(
+    ("call", "fragment"),
+    [
+        (lambda ix: ix.search(np.zeros((1, 4))), "dimension 4, but the index has dimension 3"),
+        (lambda ix: ix.search(np.full((1, 3), np.nan)), "NaN or infinity"),
+        (lambda ix: ix.search(np.zeros((2, 3)), ["genre = 'a'"]), "1 filters for 2 queries"),
+        (lambda ix: ix.search(np.zeros((1, 3)), k=0), "k must be a positive integer"),
+        (lambda ix: ix.search(np.zeros((1, 3)), k=2.5), "k must be a positive integer"),
+        (lambda ix: ix.search(np.zeros((1, 3)), nprobes=3), "unknown search option 'nprobes'"),
+        (lambda ix: ix.search(np.zeros((1, 3)), treads=2), "did you mean 'threads'"),
+        (lambda ix: ix.search(np.zeros((1, 3)), threads=0), "threads must be"),
+        (lambda ix: ix.search(np.zeros((1, 3)), shared_scan=2), "shared_scan"),
+        (lambda ix: ix.search(np.array([["a", "b", "c"]])), "must be numeric"),
+        (lambda ix: ix.search(np.zeros((1, 3)), 42), "filters must be a SQL string"),
+        (lambda ix: ix.search_by_id(["zz"]), "unknown entity id 'zz'"),
+        (lambda ix: ix.search_by_id([1]), "string ids"),
+    ],
+)
+def test_search_input_errors(small, call, fragment) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        call(small)
+    assert fragment in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "fragment"),
+    [
+        ({"vectors": np.zeros((0, 3))}, "zero vectors"),
+        ({"vectors": np.zeros(3)}, "2-D array"),
+        ({"vectors": [[1.0, np.inf]]}, "NaN or infinity (first at row 0)"),
+        ({"vectors": np.ones((2, 2)), "metric": "hamming"}, "unknown metric 'hamming'"),
+        ({"vectors": np.zeros((2, 2)), "metric": "cosine"}, "zero vector"),
+        ({"vectors": np.ones((2, 2)), "ids": [1, 1]}, "ids must be unique; 1 appears"),
+        ({"vectors": np.ones((2, 2)), "ids": [1]}, "got 1 ids for 2 vectors"),
+        ({"vectors": np.ones((2, 2)), "ids": [1.5, 2.5]}, "integers or strings"),
+        ({"vectors": np.ones((2, 2)), "attributes": {"a": [1]}}, "have 1 rows but there are 2"),
+        (
+            {"vectors": np.ones((1, 2)), "attributes": pa.table({"m": pa.array([{"x": 1}])})},
+            "column 'm' has type struct",
+        ),
+        ({"vectors": np.ones((1, 2)), "attributes": [1]}, "must be a pyarrow Table"),
+        ({"vectors": np.ones((1, 2)), "workload": ["a = 1"]}, "unknown build option 'workload'"),
+    ],
+)
+def test_build_input_errors(kwargs, fragment) -> None:
+    with pytest.raises(InvalidInputError) as info:
+        hqi.build(**kwargs)
+    assert fragment in str(info.value)

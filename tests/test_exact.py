@@ -1,0 +1,163 @@
+"""Exact batch search equals an independent per-query float64 brute force."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+from threadpoolctl import threadpool_info
+
+import hqi
+from hqi.execution.topk import TopK
+
+
+def reference(vectors, mask, queries, k, metric):
+    """Positions and distances, ties broken by the smaller position (float64)."""
+    x = vectors.astype(np.float64)
+    if metric == "cosine":
+        x = x / np.linalg.norm(x, axis=1, keepdims=True)
+    rows = np.flatnonzero(mask)
+    pos = np.full((len(queries), k), -1)
+    dist = np.full((len(queries), k), np.inf)
+    for i, q in enumerate(queries.astype(np.float64)):
+        if metric == "cosine":
+            q = q / np.linalg.norm(q)
+        if metric == "l2":
+            d = ((x[rows] - q) ** 2).sum(axis=1)
+        elif metric == "ip":
+            d = -(x[rows] @ q)
+        else:
+            d = 1 - x[rows] @ q
+        order = np.lexsort((rows, d))[:k]
+        pos[i, : order.size] = rows[order]
+        dist[i, : order.size] = d[order]
+    return pos, dist
+
+
+def assert_matches(result, ref_pos, ref_dist, tol=1e-3):
+    """Same distances; ids equal, or interchangeable members of a tie at the boundary."""
+    np.testing.assert_allclose(result.distances, ref_dist, rtol=1e-4, atol=tol)
+    assert ((result.ids < 0) == (ref_pos < 0)).all()
+    differ = result.ids != ref_pos
+    for i, j in zip(*np.nonzero(differ), strict=True):
+        assert abs(ref_dist[i, j] - ref_dist[i, -1]) <= tol * max(1.0, abs(ref_dist[i, -1])) or (
+            abs(result.distances[i, j] - ref_dist[i, j]) <= tol
+        ), (i, j)
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("shared_scan", [0.0, 0.05, 1.0])
+def test_batch_equals_reference(catalog, workload, metric, shared_scan) -> None:
+    index = hqi.build(catalog.vectors, catalog.attributes, metric=metric)
+    q, filters = workload.queries[:120], workload.filters[:120]
+    res = index.search(q, filters, k=10, shared_scan=shared_scan, block_rows=1000, query_block=7)
+    for i in range(len(q)):
+        pos, dist = reference(catalog.vectors, index.mask(filters[i]), q[i : i + 1], 10, metric)
+        assert_matches(
+            hqi.Result(res.ids[i : i + 1], res.distances[i : i + 1]), pos, dist
+        )
+
+
+def test_one_filter_for_all_and_no_filter(catalog, rng) -> None:
+    index = hqi.build(catalog.vectors, catalog.attributes)
+    q = rng.standard_normal((25, catalog.vectors.shape[1])).astype(np.float32)
+    for text in [None, "genre = 'rock' OR year < 1990", ""]:
+        res = index.search(q, text, k=7)
+        mask = index.mask(text if text else None)
+        assert_matches(res, *reference(catalog.vectors, mask, q, 7, "l2"))
+
+
+def test_padding_when_fewer_rows_qualify(rng) -> None:
+    x = rng.standard_normal((50, 4)).astype(np.float32)
+    index = hqi.build(x, {"g": ["a"] * 3 + ["b"] * 47})
+    res = index.search(x[:2], ["g = 'a'", "g = 'zzz'"], k=5)
+    assert res.ids.dtype == np.int64 and res.distances.dtype == np.float32
+    assert (res.ids[0, :3] >= 0).all() and (res.ids[0, 3:] == -1).all()
+    assert np.isinf(res.distances[0, 3:]).all() and np.isfinite(res.distances[0, :3]).all()
+    assert (res.ids[1] == -1).all() and np.isinf(res.distances[1]).all()
+    assert res.to_arrow().num_rows == 3
+
+
+def test_k_larger_than_collection(rng) -> None:
+    x = rng.standard_normal((6, 3)).astype(np.float32)
+    res = hqi.build(x).search(x, None, k=20)
+    assert (res.ids[:, :6] >= 0).all() and (res.ids[:, 6:] == -1).all()
+    assert (res.ids[:, 0] == np.arange(6)).all()  # each vector is its own nearest
+
+
+def test_ties_break_by_position(rng) -> None:
+    base = rng.standard_normal((20, 8)).astype(np.float32)
+    x = np.repeat(base, 5, axis=0)  # every vector five times
+    index = hqi.build(x, ids=np.arange(100) * 10)
+    res = index.search(base[:4], None, k=7, block_rows=13, shared_scan=0.0)
+    for i in range(4):
+        assert list(res.ids[i, :5]) == [(5 * i + j) * 10 for j in range(5)]
+    assert (res.distances[:, :5] == 0).all()
+
+
+def test_string_ids_and_user_ids(rng) -> None:
+    x = rng.standard_normal((30, 5)).astype(np.float32)
+    keys = [f"e{i}" for i in range(30)]
+    res = hqi.build(x, ids=keys).search(x[:3], None, k=2)
+    assert res.keys is not None and list(res.keys[:, 0]) == ["e0", "e1", "e2"]
+    assert list(res.ids[:, 0]) == [0, 1, 2]  # row positions for string ids
+    table = res.to_arrow()
+    assert table.column("id").type == pa.string()
+    res = hqi.build(x, ids=np.arange(30) + 1000).search(x[:3], None, k=2)
+    assert res.keys is None and list(res.ids[:, 0]) == [1000, 1001, 1002]
+
+
+def test_search_by_id_excludes_self(catalog) -> None:
+    index = hqi.build(catalog.vectors, catalog.attributes, ids=catalog.ids + 7)
+    anchors = [7, 107, 2007]
+    res = index.search_by_id(anchors, "genre != 'pop'", k=5)
+    full = index.search(catalog.vectors[[0, 100, 2000]], "genre != 'pop'", k=6)
+    for i, anchor in enumerate(anchors):
+        expected = [v for v in full.ids[i] if v != anchor][:5]
+        assert list(res.ids[i]) == expected
+    same = index.search_by_id(anchors, None, k=1, exclude_self=False)
+    assert list(same.ids[:, 0]) == anchors
+
+
+def test_single_vector_query_and_threads_restored(catalog) -> None:
+    index = hqi.build(catalog.vectors, catalog.attributes)
+    before = [(i["internal_api"], i["num_threads"]) for i in threadpool_info()]
+    res = index.search(catalog.vectors[5], None, k=1, threads=1)
+    assert res.ids.shape == (1, 1) and res.ids[0, 0] == 5
+    assert [(i["internal_api"], i["num_threads"]) for i in threadpool_info()] == before
+
+
+def test_where_and_count(index, catalog) -> None:
+    text = "type = 'film' AND year >= 2000"
+    ids = index.where(text)
+    table = catalog.attributes.to_pandas()
+    expected = table.index[(table["type"] == "film") & (table["year"] >= 2000)].to_numpy()
+    assert list(ids) == list(catalog.ids[expected])
+    assert index.count(text) == len(expected)
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    hnp.arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 60)),
+               elements=st.sampled_from([0.0, 1.0, 2.0, 3.5, np.inf])),
+    st.integers(1, 8),
+    st.integers(1, 20),
+)
+def test_topk_merge_is_order_independent(dist, k, block) -> None:
+    """Merging blocks in any order equals one global (distance, position) sort."""
+    nq, n = dist.shape
+    top = TopK(nq, k)
+    starts = list(range(0, n, block))
+    for s in reversed(starts):
+        cols = np.arange(s, min(s + block, n))
+        top.push_block(np.arange(nq), dist[:, s : s + block].copy(), cols)
+    pos, d = top.finish()
+    for i in range(nq):
+        finite = np.flatnonzero(np.isfinite(dist[i]))
+        order = finite[np.lexsort((finite, dist[i, finite]))][:k]
+        assert list(pos[i, : order.size]) == list(order)
+        assert (pos[i, order.size :] == -1).all()
+        np.testing.assert_array_equal(d[i, : order.size], dist[i, order])
