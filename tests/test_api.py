@@ -7,10 +7,24 @@ import inspect
 import hqi
 
 PUBLIC = [
-    "Collection", "FilterError", "FilterSyntaxError", "FilterTypeError", "HqiError", "Index",
-    "IndexFormatError", "InvalidInputError", "Metric", "Result", "SearchOptions",
-    "UnknownColumnError", "UnsupportedFilterError", "__version__", "build", "datasets",
-    "open", "read_parquet",
+    "Collection",
+    "FilterError",
+    "FilterSyntaxError",
+    "FilterTypeError",
+    "HqiError",
+    "Index",
+    "IndexFormatError",
+    "InvalidInputError",
+    "Metric",
+    "Result",
+    "SearchOptions",
+    "UnknownColumnError",
+    "UnsupportedFilterError",
+    "__version__",
+    "build",
+    "datasets",
+    "open",
+    "read_parquet",
 ]
 
 
@@ -26,16 +40,35 @@ def test_signatures_are_pinned() -> None:
         "metric: 'str' = 'l2', **options: 'Any') -> 'Index'"
     )
     assert list(inspect.signature(hqi.Index.search).parameters) == [
-        "self", "queries", "filters", "k", "on_progress", "options",
+        "self",
+        "queries",
+        "filters",
+        "k",
+        "on_progress",
+        "options",
     ]
     assert list(inspect.signature(hqi.Index.search_by_id).parameters) == [
-        "self", "entity_ids", "filters", "k", "exclude_self", "on_progress", "options",
+        "self",
+        "entity_ids",
+        "filters",
+        "k",
+        "exclude_self",
+        "on_progress",
+        "options",
     ]
     public_methods = {
         n for n, v in vars(hqi.Index).items() if not n.startswith("_") and callable(v)
     }
     assert public_methods == {
-        "count", "info", "mask", "parse", "positions", "save", "search", "search_by_id", "where",
+        "count",
+        "info",
+        "mask",
+        "parse",
+        "positions",
+        "save",
+        "search",
+        "search_by_id",
+        "where",
     }
 
 

@@ -76,8 +76,12 @@ def test_search_jsonl(tmp_path, built, catalog) -> None:
 def test_search_parquet_queries(tmp_path, built, catalog) -> None:
     queries = tmp_path / "q.parquet"
     pq.write_table(
-        pa.table({"vector": pa.array([catalog.vectors[i].tolist() for i in range(5)]),
-                  "filter": ["year > 2000"] * 5}),
+        pa.table(
+            {
+                "vector": pa.array([catalog.vectors[i].tolist() for i in range(5)]),
+                "filter": ["year > 2000"] * 5,
+            }
+        ),
         queries,
     )
     out = tmp_path / "res.parquet"
@@ -129,8 +133,24 @@ def test_ragged_vectors_rejected(tmp_path, capsys) -> None:
 
 def test_demo_small(capsys, tmp_path) -> None:
     out = tmp_path / "demo-index"
-    assert main(["demo", "--n", "3000", "--dim", "8", "--queries", "200",
-                 "--naive-sample", "50", "--out", str(out)]) == 0
+    assert (
+        main(
+            [
+                "demo",
+                "--n",
+                "3000",
+                "--dim",
+                "8",
+                "--queries",
+                "200",
+                "--naive-sample",
+                "50",
+                "--out",
+                str(out),
+            ]
+        )
+        == 0
+    )
     text = capsys.readouterr().out
     assert "batch throughput" in text and "recall@10 vs naive exact" in text and "1.0000" in text
     assert len(hqi.open(out)) == 3000
@@ -138,8 +158,13 @@ def test_demo_small(capsys, tmp_path) -> None:
 
 def test_console_script_runs() -> None:
     exe = Path(sys.executable).with_name("hqi")
-    proc = subprocess.run([str(exe), "--version"], capture_output=True, text=True,
-                          env={**os.environ, "NO_COLOR": "1"}, check=False)
+    proc = subprocess.run(
+        [str(exe), "--version"],
+        capture_output=True,
+        text=True,
+        env={**os.environ, "NO_COLOR": "1"},
+        check=False,
+    )
     assert proc.returncode == 0 and proc.stdout.startswith("hqi ")
     proc = subprocess.run([str(exe), "search"], capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "required" in proc.stderr

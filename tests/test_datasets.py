@@ -9,7 +9,11 @@ from hqi.datasets import TEMPLATES, make_catalog, make_workload
 
 
 def test_deterministic_in_seed() -> None:
-    a, b, c = make_catalog(500, 8, seed=1), make_catalog(500, 8, seed=1), make_catalog(500, 8, seed=2)
+    a, b, c = (
+        make_catalog(500, 8, seed=1),
+        make_catalog(500, 8, seed=1),
+        make_catalog(500, 8, seed=2),
+    )
     assert np.array_equal(a.vectors, b.vectors) and a.attributes.equals(b.attributes)
     assert not np.array_equal(a.vectors, c.vectors)
     wa, wb = make_workload(a, 50, seed=3), make_workload(b, 50, seed=3)
@@ -19,8 +23,14 @@ def test_deterministic_in_seed() -> None:
 def test_schema_and_nulls(catalog) -> None:
     index = hqi.build(catalog.vectors, catalog.attributes)
     assert index.schema == {
-        "type": "string", "genre": "string", "artist": "string", "year": "int",
-        "released": "date", "popularity": "float", "explicit": "bool", "tags": "list<string>",
+        "type": "string",
+        "genre": "string",
+        "artist": "string",
+        "year": "int",
+        "released": "date",
+        "popularity": "float",
+        "explicit": "bool",
+        "tags": "list<string>",
     }
     for column in ("year", "popularity", "tags"):
         assert 0 < index.count(f"{column} IS NULL") < len(catalog) * 0.1

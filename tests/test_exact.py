@@ -56,9 +56,7 @@ def test_batch_equals_reference(catalog, workload, metric, shared_scan) -> None:
     res = index.search(q, filters, k=10, shared_scan=shared_scan, block_rows=1000, query_block=7)
     for i in range(len(q)):
         pos, dist = reference(catalog.vectors, index.mask(filters[i]), q[i : i + 1], 10, metric)
-        assert_matches(
-            hqi.Result(res.ids[i : i + 1], res.distances[i : i + 1]), pos, dist
-        )
+        assert_matches(hqi.Result(res.ids[i : i + 1], res.distances[i : i + 1]), pos, dist)
 
 
 def test_one_filter_for_all_and_no_filter(catalog, rng) -> None:
@@ -141,8 +139,11 @@ def test_where_and_count(index, catalog) -> None:
 
 @settings(max_examples=60, deadline=None)
 @given(
-    hnp.arrays(np.float32, st.tuples(st.integers(1, 4), st.integers(1, 60)),
-               elements=st.sampled_from([0.0, 1.0, 2.0, 3.5, np.inf])),
+    hnp.arrays(
+        np.float32,
+        st.tuples(st.integers(1, 4), st.integers(1, 60)),
+        elements=st.sampled_from([0.0, 1.0, 2.0, 3.5, np.inf]),
+    ),
     st.integers(1, 8),
     st.integers(1, 20),
 )

@@ -27,7 +27,7 @@ def _table() -> pa.Table:
         return rng.random(N) < p
 
     tags = []
-    for i in range(N):
+    for _ in range(N):
         if rng.random() < 0.1:
             tags.append(None)
         else:
@@ -47,11 +47,13 @@ def _table() -> pa.Table:
             "b": pa.array(rng.random(N) < 0.5, mask=nulls()),
             "d": pa.array(
                 (np.datetime64("1970-01-01") + days).astype("datetime64[D]"),
-                pa.date32(), mask=nulls(),
+                pa.date32(),
+                mask=nulls(),
             ),
             "ts": pa.array(
                 np.datetime64("2020-01-01T00:00:00", "us") + rng.integers(0, 10**11, N),
-                pa.timestamp("us"), mask=nulls(),
+                pa.timestamp("us"),
+                mask=nulls(),
             ),
             "tags": pa.array(tags, pa.list_(pa.string())),
         }

@@ -96,7 +96,7 @@ def saved(tmp_path, rng) -> Path:
 def test_truncated_vectors(saved) -> None:
     f = data_file(saved, "vectors.npy")
     f.write_bytes(f.read_bytes()[:-100])
-    with pytest.raises(IndexFormatError, match="truncated or corrupted: vectors.npy"):
+    with pytest.raises(IndexFormatError, match=r"truncated or corrupted: vectors\.npy"):
         hqi.open(saved)
     with pytest.raises(IndexFormatError, match="truncated"):
         hqi.open(saved, verify=False)
@@ -107,13 +107,13 @@ def test_flipped_byte_is_caught_by_checksum(saved) -> None:
     raw = bytearray(f.read_bytes())
     raw[len(raw) // 2] ^= 0xFF
     f.write_bytes(bytes(raw))
-    with pytest.raises(IndexFormatError, match="checksum of attributes.parquet"):
+    with pytest.raises(IndexFormatError, match=r"checksum of attributes\.parquet"):
         hqi.open(saved)
 
 
 def test_missing_file(saved) -> None:
     data_file(saved, "ids.npy").unlink()
-    with pytest.raises(IndexFormatError, match="ids.npy is missing"):
+    with pytest.raises(IndexFormatError, match=r"ids\.npy is missing"):
         hqi.open(saved)
 
 
@@ -121,14 +121,14 @@ def test_newer_format_version(saved) -> None:
     manifest = json.loads((saved / "manifest.json").read_text())
     manifest["format_version"] = storage.FORMAT_VERSION + 1
     (saved / "manifest.json").write_text(json.dumps(manifest))
-    with pytest.raises(IndexFormatError, match="newer hqi .* upgrade hqi"):
+    with pytest.raises(IndexFormatError, match=r"newer hqi .* upgrade hqi"):
         hqi.open(saved)
 
 
 @pytest.mark.parametrize(
     ("content", "fragment"),
     [
-        ("{not json", "manifest.json is corrupted"),
+        ("{not json", r"manifest\.json is corrupted"),
         ('{"format": "something-else"}', "not an hqi index"),
         ('{"format": "hqi-index", "format_version": 1}', "missing 'metric'"),
     ],
@@ -143,7 +143,7 @@ def test_not_an_index(tmp_path) -> None:
     with pytest.raises(IndexFormatError, match="does not exist"):
         hqi.open(tmp_path / "nothing")
     (tmp_path / "empty").mkdir()
-    with pytest.raises(IndexFormatError, match="manifest.json is missing"):
+    with pytest.raises(IndexFormatError, match=r"manifest\.json is missing"):
         hqi.open(tmp_path / "empty")
 
 

@@ -214,8 +214,10 @@ class Index:
         if filters is None or isinstance(filters, str):
             texts: Sequence[str | None] = [filters] * nq
         elif isinstance(filters, Sequence | np.ndarray | pa.Array | pa.ChunkedArray):
-            texts = list(filters) if not isinstance(filters, pa.Array | pa.ChunkedArray) else (
-                filters.to_pylist()
+            texts = (
+                list(filters)
+                if not isinstance(filters, pa.Array | pa.ChunkedArray)
+                else (filters.to_pylist())
             )
             if len(texts) != nq:
                 raise InvalidInputError(f"got {len(texts)} filters for {nq} queries")
@@ -271,7 +273,7 @@ class Index:
         if isinstance(self._ids, np.ndarray):
             ids = np.where(pos >= 0, self._ids[np.maximum(pos, 0)], -1)
             return Result(ids.astype(np.int64), dist, None, stats)
-        keys = np.asarray(self._ids.to_pylist() + [None], dtype=object)[pos]
+        keys = np.asarray([*self._ids.to_pylist(), None], dtype=object)[pos]
         return Result(pos, dist, keys, stats)
 
     # -- persistence ----------------------------------------------------------
@@ -318,7 +320,7 @@ def build(
     return Index(x, coerce_ids(ids, x.shape[0]), table, m)
 
 
-def open(path: str | Path, *, verify: bool = True) -> Index:  # noqa: A001 - public name
+def open(path: str | Path, *, verify: bool = True) -> Index:
     """Open a saved index. ``verify`` checks every file's SHA-256 (reads it all)."""
     stored = storage.load(path, verify=verify)
     return Index(

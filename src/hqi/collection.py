@@ -131,7 +131,8 @@ def coerce_ids(ids: Any, n: int) -> np.ndarray | pa.Array:
     uniq, counts = np.unique(values, return_counts=True)
     if len(uniq) != n:
         raise InvalidInputError(
-            f"ids must be unique; {np.asarray(uniq[counts > 1][0]).tolist()!r} appears more than once"
+            f"ids must be unique; {np.asarray(uniq[counts > 1][0]).tolist()!r} "
+            "appears more than once"
         )
     return out
 

@@ -30,7 +30,7 @@ import numpy as np
 from hqi.collection import Metric
 from hqi.execution.topk import TopK
 
-__all__ = ["Group", "exact_search", "exact_distances"]
+__all__ = ["Group", "exact_distances", "exact_search"]
 
 
 @dataclass(frozen=True)
@@ -164,6 +164,7 @@ def exact_search(
     n = vectors.shape[0]
     norms = sq_norms if metric is Metric.L2 else None
     top = TopK(queries.shape[0], k)
+
     def is_broad(g: Group) -> bool:
         return g.rows is None or g.rows.size >= max(shared_scan * n, 1)
 

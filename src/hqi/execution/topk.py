@@ -20,7 +20,7 @@ PAD = np.iinfo(np.int64).max
 
 def smallest_k(dist: np.ndarray, k: int) -> np.ndarray:
     """Column indices (q, min(k, n)) of each row's k smallest, in (value, index) order."""
-    q, n = dist.shape
+    n = dist.shape[1]
     if n <= k:
         return np.argsort(dist, axis=1, kind="stable")
     part = np.argpartition(dist, k - 1, axis=1)[:, :k]

@@ -15,6 +15,7 @@ from __future__ import annotations
 import datetime as dt
 import operator
 from collections.abc import Callable
+from typing import Any
 
 import numpy as np
 
@@ -34,7 +35,7 @@ from hqi.query.predicate import (
 
 __all__ = ["evaluate"]
 
-_OPS: dict[str, Callable[[object, object], np.ndarray]] = {
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
     "!=": operator.ne,
     "<": operator.lt,

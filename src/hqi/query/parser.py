@@ -102,7 +102,7 @@ def _sqlglot_parse(text: str) -> exp.Expression:
     trees = [t for t in trees if t is not None]
     if len(trees) != 1:
         raise FilterSyntaxError("expected one expression, found several (a ';'?)", text=text)
-    tree = trees[0]
+    tree = cast(exp.Expression, trees[0])
     if isinstance(tree, exp.Query | exp.DDL | exp.DML):
         raise FilterSyntaxError(
             "expected a WHERE expression such as \"genre = 'jazz'\", not a statement",

@@ -141,8 +141,7 @@ class FilterParser:
             return parse_filter(text, self.schema)
         shape, lits = scanned
         with self._lock:
-            entry = self._shapes.get(shape, False)
-            if entry is False:
+            if shape not in self._shapes:
                 tree = _sqlglot_parse(text)  # errors surface here, positioned
                 pred = _Checker(text, self.schema).predicate(tree)
                 nodes = _literal_nodes(tree)
@@ -154,6 +153,7 @@ class FilterParser:
                     self._shapes.clear()
                 self._shapes[shape] = (tree, nodes) if agrees else None
                 return pred
+            entry = self._shapes[shape]
             if entry is None:
                 return parse_filter(text, self.schema)
             tree, nodes = entry
