@@ -2,147 +2,55 @@
 
 from __future__ import annotations
 
-import datetime as dt
+from collections.abc import Iterator
 
 import duckdb
 import numpy as np
-import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hqi.query import ColumnStore, evaluate, parse_filter
-from hqi.query.columns import normalize_table
+from hqi.query import evaluate, parse_filter
 from hqi.query.shapes import FilterParser
-
-N = 300
-STRINGS = ["jazz", "rock", "Rock", "hip hop", "O'Brien", "émile", "", "zz"]
-TAGS = ["live", "remix", "a", "b"]
+from strategies import STORE, TABLE, predicates
 
 
-def _table() -> pa.Table:
-    rng = np.random.default_rng(3)
-
-    def nulls(p: float = 0.15) -> np.ndarray:
-        return rng.random(N) < p
-
-    tags = []
-    for _ in range(N):
-        if rng.random() < 0.1:
-            tags.append(None)
-        else:
-            items: list[str | None] = list(rng.choice(TAGS, size=rng.integers(0, 4)))
-            if rng.random() < 0.1:
-                items.append(None)
-            tags.append(items)
-    floats = rng.normal(0, 10, N).round(2)
-    floats[rng.random(N) < 0.05] = np.nan  # NaN counts as NULL in hqi
-    days = rng.integers(0, 20000, N)
-    table = pa.table(
-        {
-            "id": pa.array(np.arange(N)),
-            "s": pa.array(rng.choice(STRINGS, N).tolist(), mask=nulls()),
-            "i": pa.array(rng.integers(-5, 6, N), pa.int64(), mask=nulls()),
-            "f": pa.array(floats, mask=nulls()),
-            "b": pa.array(rng.random(N) < 0.5, mask=nulls()),
-            "d": pa.array(
-                (np.datetime64("1970-01-01") + days).astype("datetime64[D]"),
-                pa.date32(),
-                mask=nulls(),
-            ),
-            "ts": pa.array(
-                np.datetime64("2020-01-01T00:00:00", "us") + rng.integers(0, 10**11, N),
-                pa.timestamp("us"),
-                mask=nulls(),
-            ),
-            "tags": pa.array(tags, pa.list_(pa.string())),
-        }
-    )
-    return normalize_table(table)
+@pytest.fixture(scope="module")
+def con() -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect()
+    connection.register("t", TABLE)
+    yield connection
+    connection.close()
 
 
-TABLE = _table()
-STORE = ColumnStore(TABLE)
-CON = duckdb.connect()
-CON.register("t", TABLE)
-
-
-def duckdb_ids(text: str) -> list[int]:
-    return sorted(r[0] for r in CON.execute(f"SELECT id FROM t WHERE {text}").fetchall())
+def duckdb_ids(con: duckdb.DuckDBPyConnection, text: str) -> list[int]:
+    return sorted(r[0] for r in con.execute(f"SELECT id FROM t WHERE {text}").fetchall())
 
 
 def hqi_ids(text: str) -> list[int]:
     return np.flatnonzero(evaluate(parse_filter(text, STORE.schema), STORE)).tolist()
 
 
-def quote(s: str) -> str:
-    return "'" + s.replace("'", "''") + "'"
-
-
-ops = st.sampled_from(["=", "!=", "<>", "<", "<=", ">", ">="])
-str_lit = st.sampled_from([*STRINGS, "jaz", "zzz"]).map(quote)
-int_lit = st.integers(-7, 7).map(str)
-float_lit = st.floats(-30, 30, allow_nan=False).map(lambda x: f"{x:.3f}")
-date_lit = st.dates(dt.date(1965, 1, 1), dt.date(2030, 1, 1)).map(lambda d: f"DATE '{d}'")
-ts_lit = st.datetimes(dt.datetime(2019, 6, 1), dt.datetime(2023, 6, 1)).map(
-    lambda t: f"TIMESTAMP '{t.replace(microsecond=0)}'"
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
 )
-columns = {"s": str_lit, "i": int_lit, "f": float_lit, "d": date_lit, "ts": ts_lit}
+@given(predicates)
+def test_selection_equals_duckdb(con, text: str) -> None:
+    assert hqi_ids(text) == duckdb_ids(con, text)
 
 
-@st.composite
-def atom(draw: st.DrawFn) -> str:
-    kind = draw(st.sampled_from(["cmp", "between", "in", "null", "bool", "contains", "const"]))
-    col = draw(st.sampled_from(sorted(columns)))
-    lit = columns[col]
-    if kind == "cmp":
-        left, right = col, draw(lit)
-        op = draw(ops)
-        return f"{left} {op} {right}" if draw(st.booleans()) else f"{right} {op} {left}"
-    if kind == "between":
-        neg = "NOT " if draw(st.booleans()) else ""
-        return f"{col} {neg}BETWEEN {draw(lit)} AND {draw(lit)}"
-    if kind == "in":
-        items = draw(st.lists(lit, min_size=1, max_size=4))
-        if draw(st.integers(0, 4)) == 0:
-            items.append("NULL")
-        neg = "NOT " if draw(st.booleans()) else ""
-        return f"{col} {neg}IN ({', '.join(items)})"
-    if kind == "null":
-        col = draw(st.sampled_from([*sorted(columns), "b", "tags"]))
-        return f"{col} IS {'NOT ' if draw(st.booleans()) else ''}NULL"
-    if kind == "bool":
-        return draw(st.sampled_from(["b", "NOT b", "b = TRUE", "b = FALSE", "b != TRUE"]))
-    if kind == "contains":
-        return f"list_contains(tags, {quote(draw(st.sampled_from([*TAGS, 'zz'])))})"
-    return draw(st.sampled_from(["TRUE", "FALSE", "NULL", "i = NULL"]))
-
-
-predicates = st.recursive(
-    atom(),
-    lambda inner: st.one_of(
-        st.tuples(inner, inner).map(lambda p: f"({p[0]}) AND ({p[1]})"),
-        st.tuples(inner, inner).map(lambda p: f"({p[0]}) OR ({p[1]})"),
-        inner.map(lambda p: f"NOT ({p})"),
-    ),
-    max_leaves=6,
+@settings(
+    max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
-
-
-@settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 @given(predicates)
-def test_selection_equals_duckdb(text: str) -> None:
-    assert hqi_ids(text) == duckdb_ids(text)
-
-
-@settings(max_examples=100, deadline=None)
-@given(predicates)
-def test_canonical_text_round_trips(text: str) -> None:
+def test_canonical_text_round_trips(con, text: str) -> None:
     """str(predicate) is SQL that selects the same rows, in DuckDB and in hqi."""
     pred = parse_filter(text, STORE.schema)
     if pred is None:
         return
-    assert duckdb_ids(str(pred)) == duckdb_ids(text)
+    assert duckdb_ids(con, str(pred)) == duckdb_ids(con, text)
     assert parse_filter(str(pred), STORE.schema) == pred
 
 
@@ -171,5 +79,5 @@ def test_shape_cache_parses_like_sqlglot(texts: list[str]) -> None:
         "b IS NULL OR s IS NULL",
     ],
 )
-def test_documented_examples_match_duckdb(text: str) -> None:
-    assert hqi_ids(text) == duckdb_ids(text)
+def test_documented_examples_match_duckdb(con, text: str) -> None:
+    assert hqi_ids(text) == duckdb_ids(con, text)

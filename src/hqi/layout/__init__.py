@@ -1,0 +1,10 @@
+"""The learned layout: partitions of the rows and how queries are routed to them.
+
+zonemap.py summarises each partition's columns and routes predicates
+conservatively (skip / covered / partial); qdtree.py learns the partitioning
+from a sample workload.
+"""
+
+from hqi.layout.zonemap import Flags, ZoneMaps
+
+__all__ = ["Flags", "ZoneMaps"]

@@ -1,0 +1,206 @@
+"""Per-partition column summaries and conservative predicate routing.
+
+For every partition (a contiguous range of rows) and column, a zone map keeps
+what is needed to decide, without reading rows, whether a predicate can be
+TRUE on some row of the partition and whether it is TRUE on all of them:
+
+* numbers, dates, timestamps, booleans: min, max, and NULL / row counts;
+* strings: which dictionary codes occur (a boolean per code) and NULL count;
+* list<string>: per dictionary code, how many rows contain it; NULL-list count.
+
+Routing evaluates a predicate tree in a four-flag logic per partition:
+``may_true``/``all_true``/``may_false``/``all_false`` (FALSE and UNKNOWN are
+kept apart, as in :mod:`hqi.query.evaluate`). The ``may`` flags
+over-approximate and the ``all`` flags under-approximate, so routing is
+conservative: a partition that holds a qualifying row is never skipped, and a
+partition is reported *covered* (no row filter needed) only when every row
+qualifies.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hqi.query.columns import ColumnStore, ListData, StringData, ValueData
+from hqi.query.evaluate import _OPS, _isin, _physical
+from hqi.query.predicate import (
+    And,
+    Compare,
+    Const,
+    Contains,
+    InList,
+    IsNull,
+    Not,
+    Or,
+    Predicate,
+)
+
+__all__ = ["Flags", "ZoneMaps"]
+
+
+@dataclass(frozen=True)
+class Flags:
+    """Per-partition truth flags of a predicate (bool arrays of length P)."""
+
+    may_true: np.ndarray
+    all_true: np.ndarray
+    may_false: np.ndarray
+    all_false: np.ndarray
+
+    def negate(self) -> Flags:
+        return Flags(self.may_false, self.all_false, self.may_true, self.all_true)
+
+
+class ZoneMaps:
+    """Zone maps of every column over partitions ``[bounds[i], bounds[i+1])``."""
+
+    def __init__(self, store: ColumnStore, bounds: np.ndarray) -> None:
+        self.store = store
+        self.bounds = np.asarray(bounds, dtype=np.int64)
+        self.sizes = np.diff(self.bounds)
+        self.num_parts = self.sizes.size
+        self._cache: dict[str, dict[str, np.ndarray]] = {}
+
+    # -- summaries ------------------------------------------------------------
+    def _reduce(self, values: np.ndarray, func: np.ufunc, empty: float | int) -> np.ndarray:
+        out = np.full(self.num_parts, empty, dtype=values.dtype)
+        nonempty = self.sizes > 0
+        if values.size:
+            out[nonempty] = func.reduceat(values, self.bounds[:-1][nonempty])
+        return out
+
+    def _summary(self, column: str) -> dict[str, np.ndarray]:
+        cached = self._cache.get(column)
+        if cached is not None:
+            return cached
+        data = self.store[column]
+        part_of_row = np.repeat(np.arange(self.num_parts), self.sizes)
+        if isinstance(data, StringData):
+            present = np.zeros((self.num_parts, data.dictionary.size + 1), dtype=bool)
+            present[part_of_row, data.codes] = True  # code -1 lands in the last slot: NULL
+            summary = {"present": present[:, :-1]}
+            summary["nulls"] = np.bincount(
+                part_of_row, weights=data.codes < 0, minlength=self.num_parts
+            ).astype(np.int64)
+        elif isinstance(data, ListData):
+            counts = np.zeros((self.num_parts, data.dictionary.size + 1), dtype=np.int64)
+            # A tag repeated within one list counts once per row.
+            pairs = np.unique(np.stack([data.rows, data.codes]), axis=1) if data.rows.size else (
+                np.zeros((2, 0), dtype=np.int64)
+            )
+            np.add.at(counts, (part_of_row[pairs[0]], pairs[1]), 1)
+            valid = np.ones(self.store.num_rows, dtype=bool) if data.valid is None else data.valid
+            summary = {
+                "tag_rows": counts[:, :-1],
+                "nulls": np.bincount(part_of_row, weights=~valid, minlength=self.num_parts).astype(
+                    np.int64
+                ),
+            }
+        else:
+            assert isinstance(data, ValueData)
+            values = data.values
+            valid = np.ones(values.size, dtype=bool) if data.valid is None else data.valid
+            if values.dtype == bool:
+                values = values.astype(np.int64)
+            if values.dtype.kind == "f":
+                lo_fill, hi_fill = np.inf, -np.inf
+            else:
+                lo_fill, hi_fill = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+            lo_vals = np.where(valid, values, lo_fill)
+            hi_vals = np.where(valid, values, hi_fill)
+            summary = {
+                "min": self._reduce(lo_vals, np.minimum, lo_fill),
+                "max": self._reduce(hi_vals, np.maximum, hi_fill),
+                "nulls": np.bincount(part_of_row, weights=~valid, minlength=self.num_parts).astype(
+                    np.int64
+                ),
+            }
+        self._cache[column] = summary
+        return summary
+
+    # -- routing --------------------------------------------------------------
+    def flags(self, pred: Predicate | None) -> Flags:
+        """The four truth flags of ``pred`` for every partition."""
+        p = self.num_parts
+        if pred is None:
+            ones, zeros = np.ones(p, dtype=bool), np.zeros(p, dtype=bool)
+            return Flags(ones & (self.sizes > 0), ones, zeros, zeros | (self.sizes == 0))
+        return self._flags(pred)
+
+    def _flags(self, pred: Predicate) -> Flags:
+        empty = self.sizes == 0
+        if isinstance(pred, Not):
+            return self._flags(pred.child).negate()
+        if isinstance(pred, And | Or):
+            parts = [self._flags(c) for c in pred.children]
+            if isinstance(pred, Or):
+                parts = [f.negate() for f in parts]
+            out = Flags(
+                np.logical_and.reduce([f.may_true for f in parts]),
+                np.logical_and.reduce([f.all_true for f in parts]),
+                np.logical_or.reduce([f.may_false for f in parts]),
+                np.logical_or.reduce([f.all_false for f in parts]),
+            )
+            return out.negate() if isinstance(pred, Or) else out
+        if isinstance(pred, Const):
+            t = np.full(self.num_parts, pred.value is True)
+            f = np.full(self.num_parts, pred.value is False)
+            return Flags(t & ~empty, t | empty, f & ~empty, f | empty)
+        summary = self._summary(pred.column)
+        nulls = summary["nulls"]
+        valid_rows = self.sizes - nulls
+        if isinstance(pred, IsNull):
+            return Flags(nulls > 0, nulls == self.sizes, valid_rows > 0, nulls == 0)
+        if isinstance(pred, Contains):
+            data = self.store[pred.column]
+            assert isinstance(data, ListData)
+            code = np.flatnonzero(data.dictionary == pred.value)
+            have = summary["tag_rows"][:, code[0]] if code.size else np.zeros(self.num_parts, int)
+            return Flags(have > 0, (have == self.sizes), have < valid_rows, (have == 0) & (nulls == 0))
+        data = self.store[pred.column]
+        if isinstance(pred, InList) and pred.has_null:
+            # Non-matches are UNKNOWN, never FALSE.
+            inner = self._flags(InList(pred.column, pred.values))
+            return Flags(inner.may_true, inner.all_true, np.zeros_like(empty), empty.copy())
+        if isinstance(data, StringData):
+            if isinstance(pred, Compare):
+                hit = np.asarray(_OPS[pred.op](data.dictionary, pred.value), dtype=bool)
+            else:
+                hit = _isin(data.dictionary, list(pred.values))
+            present = summary["present"]
+            some_hit = (present & hit).any(axis=1)
+            some_miss = (present & ~hit).any(axis=1)
+            return Flags(some_hit, ~some_miss & (nulls == 0), some_miss, ~some_hit & (nulls == 0))
+        lo, hi = summary["min"], summary["max"]
+        has_valid = valid_rows > 0
+        if isinstance(pred, Compare):
+            v = _physical(pred.value)
+            op = pred.op
+            if op == "=":
+                may_t, all_t = (lo <= v) & (hi >= v), (lo == v) & (hi == v)
+                may_f, all_f = ~all_t, (hi < v) | (lo > v)
+            elif op == "!=":
+                may_f, all_f = (lo <= v) & (hi >= v), (lo == v) & (hi == v)
+                may_t, all_t = ~all_f, (hi < v) | (lo > v)
+            else:
+                flip = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[op]
+                may_t = _OPS[op](lo, v) | _OPS[op](hi, v)
+                all_t = _OPS[op](lo, v) & _OPS[op](hi, v)
+                may_f = _OPS[flip](lo, v) | _OPS[flip](hi, v)
+                all_f = _OPS[flip](lo, v) & _OPS[flip](hi, v)
+        else:
+            assert isinstance(pred, InList)
+            values = np.asarray([_physical(v) for v in pred.values])
+            within = (values[None, :] >= lo[:, None]) & (values[None, :] <= hi[:, None])
+            may_t = within.any(axis=1)
+            all_t = (lo == hi) & _isin(lo, list(values))
+            may_f, all_f = ~all_t, ~may_t
+        no_nulls = nulls == 0
+        return Flags(
+            may_t & has_valid,
+            (all_t & no_nulls & has_valid) | empty,
+            may_f & has_valid,
+            (all_f & no_nulls & has_valid) | empty,
+        )

@@ -1,0 +1,59 @@
+"""Routing never drops a qualifying row, and 'covered' means every row qualifies."""
+
+from __future__ import annotations
+
+import numpy as np
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from hqi.layout import ZoneMaps
+from hqi.query import ColumnStore, evaluate, parse_filter
+from hqi.query.predicate import Not
+from strategies import TABLE, predicates
+
+STORE = ColumnStore(TABLE)
+N = TABLE.num_rows
+
+
+@st.composite
+def bounds(draw: st.DrawFn) -> np.ndarray:
+    cuts = draw(st.lists(st.integers(0, N), min_size=0, max_size=12))
+    return np.unique(np.array([0, N, *cuts]))
+
+
+@settings(max_examples=300, deadline=None)
+@given(predicates, bounds())
+def test_routing_is_conservative(text: str, cuts: np.ndarray) -> None:
+    pred = parse_filter(text, STORE.schema)
+    zones = ZoneMaps(STORE, cuts)
+    flags = zones.flags(pred)
+    true_rows = evaluate(pred, STORE)
+    false_rows = evaluate(Not(pred), STORE) if pred is not None else np.zeros(N, dtype=bool)
+    for p in range(zones.num_parts):
+        part = slice(cuts[p], cuts[p + 1])
+        size = cuts[p + 1] - cuts[p]
+        n_true, n_false = int(true_rows[part].sum()), int(false_rows[part].sum())
+        if n_true:
+            assert flags.may_true[p], "a partition with qualifying rows was routed away"
+        if flags.all_true[p]:
+            assert n_true == size, "a partition marked covered has rows that do not qualify"
+        if n_false:
+            assert flags.may_false[p]
+        if flags.all_false[p]:
+            assert n_false == size
+
+
+def test_cut_columns_give_exact_coverage() -> None:
+    """Partitions sorted on a column are covered or skipped exactly by predicates on it."""
+    order = np.argsort(np.nan_to_num(TABLE.column("i").to_numpy(zero_copy_only=False), nan=99))
+    store = ColumnStore(TABLE.take(order))
+    values = store["i"].values
+    valid = store["i"].valid
+    bounds_ = [0, *np.flatnonzero(np.diff(values) != 0) + 1, N]
+    bounds_ = sorted(set(bounds_) | {int(np.flatnonzero(~valid)[0])} if (~valid).any() else bounds_)
+    zones = ZoneMaps(store, np.array(bounds_))
+    flags = zones.flags(parse_filter("i >= 2", store.schema))
+    mask = evaluate(parse_filter("i >= 2", store.schema), store)
+    for p in range(zones.num_parts):
+        part = mask[bounds_[p] : bounds_[p + 1]]
+        assert flags.all_true[p] == part.all() and flags.may_true[p] == part.any()
