@@ -7,6 +7,7 @@ import inspect
 import hqi
 
 PUBLIC = [
+    "BuildOptions",
     "Collection",
     "FilterError",
     "FilterSyntaxError",
@@ -37,7 +38,8 @@ def test_all_is_pinned() -> None:
 def test_signatures_are_pinned() -> None:
     assert str(inspect.signature(hqi.build)) == (
         "(vectors: 'Any', attributes: 'Any' = None, ids: 'Any' = None, "
-        "metric: 'str' = 'l2', **options: 'Any') -> 'Index'"
+        "metric: 'str' = 'l2', *, on_step: 'Callable[[str], None] | None' = None, "
+        "**options: 'Any') -> 'Index'"
     )
     assert list(inspect.signature(hqi.Index.search).parameters) == [
         "self",
@@ -61,6 +63,7 @@ def test_signatures_are_pinned() -> None:
     }
     assert public_methods == {
         "count",
+        "explain",
         "info",
         "mask",
         "parse",

@@ -120,7 +120,9 @@ def test_search_input_errors(small, call, fragment) -> None:
             "column 'm' has type struct",
         ),
         ({"vectors": np.ones((1, 2)), "attributes": [1]}, "must be a pyarrow Table"),
-        ({"vectors": np.ones((1, 2)), "workload": ["a = 1"]}, "unknown build option 'workload'"),
+        ({"vectors": np.ones((1, 2)), "workloads": ["a = 1"]}, "did you mean 'workload'"),
+        ({"vectors": np.ones((1, 2)), "workload": "a = 1"}, "sequence of SQL filter strings"),
+        ({"vectors": np.ones((1, 2)), "list_size": 0}, "list_size must be a positive integer"),
     ],
 )
 def test_build_input_errors(kwargs, fragment) -> None:

@@ -48,30 +48,46 @@ def assert_matches(result, ref_pos, ref_dist, tol=1e-3):
         ), (i, j)
 
 
+@pytest.fixture(scope="module")
+def layouts(catalog, workload):
+    """Indexes over the same data: unpartitioned and with a learned layout, per metric."""
+    out = {}
+    for metric in ("l2", "ip", "cosine"):
+        out[metric, False] = hqi.build(
+            catalog.vectors, catalog.attributes, metric=metric, list_size=200
+        )
+        out[metric, True] = hqi.build(
+            catalog.vectors,
+            catalog.attributes,
+            metric=metric,
+            workload=workload.filters[150:],
+            min_partition_rows=200,
+            list_size=100,
+        )
+    return out
+
+
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
-@pytest.mark.parametrize("shared_scan", [0.0, 0.05, 1.0])
-def test_batch_equals_reference(catalog, workload, metric, shared_scan) -> None:
-    index = hqi.build(catalog.vectors, catalog.attributes, metric=metric)
-    q, filters = workload.queries[:120], workload.filters[:120]
-    res = index.search(q, filters, k=10, shared_scan=shared_scan, block_rows=1000, query_block=7)
+@pytest.mark.parametrize("layout", [False, True])
+@pytest.mark.parametrize("prefilter_ratio", [0.0, 20.0, float("inf")])
+def test_exact_equals_reference(
+    layouts, catalog, workload, metric, layout, prefilter_ratio
+) -> None:
+    index = layouts[metric, layout]
+    q, filters = workload.queries[:100], workload.filters[:100]
+    res = index.search(
+        q, filters, k=10, exact=True, prefilter_ratio=prefilter_ratio, block_rows=300, query_block=7
+    )
     for i in range(len(q)):
-        pos, dist = reference(catalog.vectors, index.mask(filters[i]), q[i : i + 1], 10, metric)
-        assert_matches(hqi.Result(res.ids[i : i + 1], res.distances[i : i + 1]), pos, dist)
-
-
-def test_one_filter_for_all_and_no_filter(catalog, rng) -> None:
-    index = hqi.build(catalog.vectors, catalog.attributes)
-    q = rng.standard_normal((25, catalog.vectors.shape[1])).astype(np.float32)
-    for text in [None, "genre = 'rock' OR year < 1990", ""]:
-        res = index.search(q, text, k=7)
-        mask = index.mask(text if text else None)
-        assert_matches(res, *reference(catalog.vectors, mask, q, 7, "l2"))
+        pos, dist = reference(index.vectors, index.mask(filters[i]), q[i : i + 1], 10, metric)
+        ids = np.where(pos >= 0, index.ids[np.maximum(pos, 0)], -1)
+        assert_matches(hqi.Result(res.ids[i : i + 1], res.distances[i : i + 1]), ids, dist)
 
 
 def test_padding_when_fewer_rows_qualify(rng) -> None:
     x = rng.standard_normal((50, 4)).astype(np.float32)
     index = hqi.build(x, {"g": ["a"] * 3 + ["b"] * 47})
-    res = index.search(x[:2], ["g = 'a'", "g = 'zzz'"], k=5)
+    res = index.search(x[:2], ["g = 'a'", "g = 'zzz'"], k=5, exact=True)
     assert res.ids.dtype == np.int64 and res.distances.dtype == np.float32
     assert (res.ids[0, :3] >= 0).all() and (res.ids[0, 3:] == -1).all()
     assert np.isinf(res.distances[0, 3:]).all() and np.isfinite(res.distances[0, :3]).all()
@@ -81,7 +97,7 @@ def test_padding_when_fewer_rows_qualify(rng) -> None:
 
 def test_k_larger_than_collection(rng) -> None:
     x = rng.standard_normal((6, 3)).astype(np.float32)
-    res = hqi.build(x).search(x, None, k=20)
+    res = hqi.build(x).search(x, None, k=20, exact=True)
     assert (res.ids[:, :6] >= 0).all() and (res.ids[:, 6:] == -1).all()
     assert (res.ids[:, 0] == np.arange(6)).all()  # each vector is its own nearest
 
@@ -90,7 +106,7 @@ def test_ties_break_by_position(rng) -> None:
     base = rng.standard_normal((20, 8)).astype(np.float32)
     x = np.repeat(base, 5, axis=0)  # every vector five times
     index = hqi.build(x, ids=np.arange(100) * 10)
-    res = index.search(base[:4], None, k=7, block_rows=13, shared_scan=0.0)
+    res = index.search(base[:4], None, k=7, block_rows=13, exact=True)
     for i in range(4):
         assert list(res.ids[i, :5]) == [(5 * i + j) * 10 for j in range(5)]
     assert (res.distances[:, :5] == 0).all()
@@ -99,31 +115,32 @@ def test_ties_break_by_position(rng) -> None:
 def test_string_ids_and_user_ids(rng) -> None:
     x = rng.standard_normal((30, 5)).astype(np.float32)
     keys = [f"e{i}" for i in range(30)]
-    res = hqi.build(x, ids=keys).search(x[:3], None, k=2)
+    index = hqi.build(x, ids=keys)
+    res = index.search(x[:3], None, k=2, exact=True)
     assert res.keys is not None and list(res.keys[:, 0]) == ["e0", "e1", "e2"]
-    assert list(res.ids[:, 0]) == [0, 1, 2]  # row positions for string ids
+    assert list(index.ids[res.ids[:, 0]]) == ["e0", "e1", "e2"]  # positions in index order
     table = res.to_arrow()
     assert table.column("id").type == pa.string()
-    res = hqi.build(x, ids=np.arange(30) + 1000).search(x[:3], None, k=2)
+    res = hqi.build(x, ids=np.arange(30) + 1000).search(x[:3], None, k=2, exact=True)
     assert res.keys is None and list(res.ids[:, 0]) == [1000, 1001, 1002]
 
 
 def test_search_by_id_excludes_self(catalog) -> None:
     index = hqi.build(catalog.vectors, catalog.attributes, ids=catalog.ids + 7)
     anchors = [7, 107, 2007]
-    res = index.search_by_id(anchors, "genre != 'pop'", k=5)
-    full = index.search(catalog.vectors[[0, 100, 2000]], "genre != 'pop'", k=6)
+    res = index.search_by_id(anchors, "genre != 'pop'", k=5, exact=True)
+    full = index.search(catalog.vectors[[0, 100, 2000]], "genre != 'pop'", k=6, exact=True)
     for i, anchor in enumerate(anchors):
         expected = [v for v in full.ids[i] if v != anchor][:5]
         assert list(res.ids[i]) == expected
-    same = index.search_by_id(anchors, None, k=1, exclude_self=False)
+    same = index.search_by_id(anchors, None, k=1, exclude_self=False, exact=True)
     assert list(same.ids[:, 0]) == anchors
 
 
 def test_single_vector_query_and_threads_restored(catalog) -> None:
     index = hqi.build(catalog.vectors, catalog.attributes)
     before = [(i["internal_api"], i["num_threads"]) for i in threadpool_info()]
-    res = index.search(catalog.vectors[5], None, k=1, threads=1)
+    res = index.search(catalog.vectors[5], None, k=1, threads=1, exact=True)
     assert res.ids.shape == (1, 1) and res.ids[0, 0] == 5
     assert [(i["internal_api"], i["num_threads"]) for i in threadpool_info()] == before
 
@@ -133,7 +150,7 @@ def test_where_and_count(index, catalog) -> None:
     ids = index.where(text)
     table = catalog.attributes.to_pandas()
     expected = table.index[(table["type"] == "film") & (table["year"] >= 2000)].to_numpy()
-    assert list(ids) == list(catalog.ids[expected])
+    assert sorted(ids) == sorted(catalog.ids[expected])
     assert index.count(text) == len(expected)
 
 

@@ -23,10 +23,12 @@ from hqi.errors import (
     UnsupportedFilterError,
 )
 from hqi.execution import Result, SearchOptions
+from hqi.index.partitioned import BuildOptions
 
 __version__ = "0.1.0"
 
 __all__ = [
+    "BuildOptions",
     "Collection",
     "FilterError",
     "FilterSyntaxError",

@@ -10,8 +10,8 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-from threadpoolctl import threadpool_limits
 
+from hqi._threads import limit_threads
 from hqi.collection import (
     Metric,
     coerce_ids,
@@ -20,9 +20,14 @@ from hqi.collection import (
     normalize_rows,
 )
 from hqi.errors import InvalidInputError
-from hqi.execution.exact import Group, exact_search
+from hqi.evaluation import recall_at_k
+from hqi.execution.batch import execute_plan
 from hqi.execution.options import SearchOptions
+from hqi.execution.planner import BatchPlan, plan_batch
 from hqi.execution.result import Result
+from hqi.index.partitioned import BuildOptions, Partitioning, build_partitioning
+from hqi.layout.qdtree import QdTree
+from hqi.layout.zonemap import ZoneMaps
 from hqi.query import ColumnStore, FilterParser, Predicate, evaluate
 from hqi.storage import format as storage
 
@@ -45,16 +50,21 @@ class Index:
         ids: np.ndarray | pa.Array,
         attributes: pa.Table,
         metric: Metric,
+        partitioning: Partitioning,
         *,
         path: Path | None = None,
+        build_stats: dict[str, float] | None = None,
     ) -> None:
         self._vectors = vectors
         self._ids = ids
         self._store = ColumnStore(attributes)
         self._metric = metric
+        self._part = partitioning
         self._path = path
         self._sq_norms = np.einsum("ij,ij->i", vectors, vectors) if metric is Metric.L2 else None
         self._parser = FilterParser(self._store.schema)
+        self._zones = ZoneMaps(self._store, partitioning.part_bounds)
+        self.build_stats = dict(build_stats or {})
 
     # -- description ----------------------------------------------------------
     @property
@@ -111,6 +121,9 @@ class Index:
             "metric": self.metric,
             "id_type": "int64" if isinstance(self._ids, np.ndarray) else "string",
             "schema": self.schema,
+            "partitions": self._part.num_parts,
+            "lists": self._part.num_lists,
+            "layout_cuts": [str(c) for c in self._part.tree.cuts],
             "path": str(self._path) if self._path else None,
         }
 
@@ -146,9 +159,11 @@ class Index:
 
         ``queries``: (Q, d) float array (a single (d,) vector is one query).
         ``filters``: one SQL filter for all queries, ``None``, or a sequence of
-        Q filters. ``options``: see :class:`hqi.execution.options.SearchOptions`
-        (``exact``, ``threads``, ``block_rows``, ``query_block``).
-        ``on_progress(n)`` is called as each batch of n queries completes.
+        Q filters. ``options``: see :class:`hqi.SearchOptions` (``nprobe``,
+        ``recall_target``, ``exact``, ``threads``, ``prefilter_ratio``, ...).
+        Approximate by default (``nprobe`` lists per routed partition);
+        ``exact=True`` gives exact answers. ``on_progress(n)`` is called as
+        queries complete.
         """
         opts = SearchOptions.from_kwargs(k=k, **options)
         q = coerce_vectors(queries, what="queries", dim=self.dim, allow_1d=True)
@@ -210,14 +225,15 @@ class Index:
             )
         return pos.astype(np.int64)
 
-    def _group(self, filters: Filters, nq: int) -> list[Group]:
+    def _distinct(self, filters: Filters, nq: int) -> tuple[list[Predicate | None], np.ndarray]:
+        """The batch's distinct filters and, per query, the index of its filter."""
         if filters is None or isinstance(filters, str):
             texts: Sequence[str | None] = [filters] * nq
         elif isinstance(filters, Sequence | np.ndarray | pa.Array | pa.ChunkedArray):
             texts = (
-                list(filters)
-                if not isinstance(filters, pa.Array | pa.ChunkedArray)
-                else (filters.to_pylist())
+                filters.to_pylist()
+                if isinstance(filters, pa.Array | pa.ChunkedArray)
+                else list(filters)
             )
             if len(texts) != nq:
                 raise InvalidInputError(f"got {len(texts)} filters for {nq} queries")
@@ -226,14 +242,64 @@ class Index:
                 "filters must be a SQL string, None, or a sequence of them (one per query), "
                 f"not {type(filters).__name__}"
             )
-        by_pred: dict[Predicate | None, list[int]] = {}
+        index_of: dict[Predicate | None, int] = {}
+        query_filter = np.empty(nq, dtype=np.int64)
         for i, text in enumerate(texts):
-            by_pred.setdefault(self.parse(text), []).append(i)
-        groups = []
-        for pred, members in by_pred.items():
-            rows = None if pred is None else np.flatnonzero(evaluate(pred, self._store))
-            groups.append(Group(np.asarray(members, dtype=np.int64), rows))
-        return groups
+            query_filter[i] = index_of.setdefault(self.parse(text), len(index_of))
+        return list(index_of), query_filter
+
+    def _plan(
+        self, q: np.ndarray, filters: Filters, opts: SearchOptions, nprobe: int | None
+    ) -> BatchPlan:
+        preds, query_filter = self._distinct(filters, q.shape[0])
+        return plan_batch(
+            q,
+            query_filter,
+            preds,
+            part=self._part,
+            zones=self._zones,
+            store=self._store,
+            metric=self._metric,
+            nprobe=nprobe,
+            prefilter_ratio=opts.prefilter_ratio,
+        )
+
+    def _run(
+        self, q: np.ndarray, plan: BatchPlan, opts: SearchOptions
+    ) -> tuple[np.ndarray, np.ndarray, int]:
+        return execute_plan(
+            plan,
+            self._vectors,
+            self._sq_norms,
+            q,
+            opts.k,
+            self._metric,
+            self._part,
+            block_rows=opts.block_rows,
+            query_block=opts.query_block,
+        )
+
+    def _calibrate(self, q: np.ndarray, filters: Filters, opts: SearchOptions) -> tuple[int, float]:
+        """The smallest nprobe whose recall on a sample of the batch reaches the target."""
+        nq = q.shape[0]
+        rng = np.random.default_rng(0)
+        sample = np.sort(rng.choice(nq, size=min(nq, opts.calibration_queries), replace=False))
+        sub_q = q[sample]
+        sub_f = (
+            filters
+            if filters is None or isinstance(filters, str)
+            else [list(filters)[i] for i in sample]
+        )
+        truth_pos, truth_dist, _ = self._run(sub_q, self._plan(sub_q, sub_f, opts, None), opts)
+        truth = Result(truth_pos, truth_dist)
+        max_lists = int(np.diff(self._part.part_lists).max())
+        nprobe = 1
+        while True:
+            pos, dist, _ = self._run(sub_q, self._plan(sub_q, sub_f, opts, nprobe), opts)
+            recall = float(recall_at_k(Result(pos, dist), truth).mean())
+            if recall >= opts.recall_target or nprobe >= max_lists:  # type: ignore[operator]
+                return nprobe, recall
+            nprobe = min(max_lists, nprobe * 2)
 
     def _search(
         self,
@@ -245,29 +311,78 @@ class Index:
         as_positions: bool = False,
     ) -> Result:
         start = time.perf_counter()
-        groups = self._group(filters, q.shape[0])
-        with threadpool_limits(limits=opts.num_threads, user_api="blas"):
-            pos, dist, scanned = exact_search(
-                self._vectors,
-                self._sq_norms,
-                q,
-                groups,
-                opts.k,
-                self._metric,
-                block_rows=opts.block_rows,
-                query_block=opts.query_block,
-                shared_scan=opts.shared_scan,
-                on_progress=on_progress,
-            )
-        stats = {
-            "queries": float(q.shape[0]),
-            "seconds": time.perf_counter() - start,
-            "groups": float(len(groups)),
-            "rows_scanned": float(scanned),
-        }
+        stats: dict[str, float] = {"queries": float(q.shape[0])}
+        with limit_threads(opts.num_threads):
+            nprobe = None if opts.exact else opts.nprobe
+            if not opts.exact and opts.recall_target is not None:
+                nprobe, estimated = self._calibrate(q, filters, opts)
+                stats["estimated_recall"] = estimated
+            plan = self._plan(q, filters, opts, nprobe)
+            t_plan = time.perf_counter()
+            pos, dist, scanned = self._run(q, plan, opts)
+        if on_progress is not None:
+            on_progress(q.shape[0])
+        strategies = [f.strategy for f in plan.filters]
+        stats.update(
+            {
+                "seconds": time.perf_counter() - start,
+                "plan_seconds": t_plan - start,
+                "groups": float(len(plan.filters)),
+                "rows_scanned": float(scanned),
+                "nprobe": float(nprobe) if nprobe is not None else float("inf"),
+                "prefilter_filters": float(strategies.count("prefilter")),
+                "scan_filters": float(strategies.count("scan")),
+            }
+        )
         if as_positions:
             return Result(pos, dist, None, stats)
         return self._result(pos, dist, stats)
+
+    def explain(
+        self, queries: Any, filters: Filters = None, k: int = 10, **options: Any
+    ) -> pa.Table:
+        """Each query's plan, without running it: one row per query.
+
+        Columns: ``query``, ``filter`` (canonical SQL), ``strategy`` (scan,
+        prefilter or empty), ``partitions`` (routed), ``covered`` (routed
+        partitions needing no row filter), ``lists`` (lists probed),
+        ``qualifying`` (rows satisfying the filter), ``rows`` (distance
+        computations: the estimated cost). With ``recall_target`` the probes
+        are the calibrated ones.
+        """
+        opts = SearchOptions.from_kwargs(k=k, **options)
+        q = coerce_vectors(queries, what="queries", dim=self.dim, allow_1d=True)
+        if self._metric is Metric.COSINE:
+            q = normalize_rows(q, what="queries")
+        with limit_threads(opts.num_threads):
+            nprobe = None if opts.exact else opts.nprobe
+            if not opts.exact and opts.recall_target is not None:
+                nprobe, _ = self._calibrate(q, filters, opts)
+            plan = self._plan(q, filters, opts, nprobe)
+        nq = q.shape[0]
+        lists = np.bincount(plan.probe_query, minlength=nq)
+        is_part_cell = plan.probe_cell >= self._part.num_lists
+        if is_part_cell.any():  # a whole-partition probe scans all of its lists
+            nl = np.diff(self._part.part_lists)[plan.cell_part[plan.probe_cell[is_part_cell]]]
+            lists = lists + np.bincount(
+                plan.probe_query[is_part_cell], weights=nl - 1, minlength=nq
+            ).astype(np.int64)
+        f = plan.filters
+        qf = plan.query_filter
+        return pa.table(
+            {
+                "query": pa.array(np.arange(nq)),
+                "filter": [None if f[i].pred is None else str(f[i].pred) for i in qf],
+                "strategy": [f[i].strategy for i in qf],
+                "partitions": np.array([f[i].parts.size for i in qf], dtype=np.int64),
+                "covered": np.array(
+                    [f[i].parts.size - len(f[i].masks) for i in qf], dtype=np.int64
+                ),
+                "lists": np.where([f[i].strategy == "scan" for i in qf], lists, 0).astype(np.int64),
+                "qualifying": np.array([f[i].qualifying for i in qf], dtype=np.int64),
+                "rows": plan.rows_per_query(),
+            }
+        )
 
     def _result(self, pos: np.ndarray, dist: np.ndarray, stats: dict[str, float]) -> Result:
         if isinstance(self._ids, np.ndarray):
@@ -284,7 +399,8 @@ class Index:
             ids=self._ids,
             attributes=self._store.table,
             metric=self._metric.value,
-            meta={"schema": self.schema},
+            extra=self._part.arrays(),
+            meta={"schema": self.schema, "layout": self._part.tree.to_json()},
         )
         self._path = storage.save(stored, path)
         return self._path
@@ -295,6 +411,8 @@ def build(
     attributes: Any = None,
     ids: Any = None,
     metric: str = "l2",
+    *,
+    on_step: Callable[[str], None] | None = None,
     **options: Any,
 ) -> Index:
     """Build an index over a collection.
@@ -304,12 +422,11 @@ def build(
     (string, integer, float, bool, date, timestamp, list<string>), or None.
     ``ids``: N unique integers or strings; default: row positions 0..N-1.
     ``metric``: ``"l2"``, ``"ip"`` or ``"cosine"`` (see :mod:`hqi.collection`).
+    ``options``: see :class:`hqi.BuildOptions`; chiefly ``workload``, sample
+    filters to learn the partitioning from (without it: one partition, a
+    plain IVF index). ``on_step(name)`` is called as build steps start.
     """
-    if options:
-        name = next(iter(options))
-        raise InvalidInputError(
-            f"unknown build option {name!r}; this version takes vectors, attributes, ids, metric"
-        )
+    opts = BuildOptions.from_kwargs(**options)
     m = Metric.parse(metric)
     x = coerce_vectors(vectors)
     if x.shape[0] == 0:
@@ -317,16 +434,56 @@ def build(
     if m is Metric.COSINE:
         x = normalize_rows(x, what="vectors")
     table = coerce_table(attributes, x.shape[0])
-    return Index(x, coerce_ids(ids, x.shape[0]), table, m)
+    ids = coerce_ids(ids, x.shape[0])
+    store = ColumnStore(table)
+    from hqi.execution.options import available_cores
+
+    with limit_threads(opts.threads or available_cores()):
+        part = build_partitioning(x, store, FilterParser(store.schema), opts, on_step=on_step)
+    order = part.order
+    stored_ids = ids[order] if isinstance(ids, np.ndarray) else ids.take(pa.array(order))
+    return Index(
+        np.ascontiguousarray(x[order]),
+        stored_ids,
+        table.take(pa.array(order)),
+        m,
+        part,
+        build_stats=part.stats,
+    )
+
+
+def _partitioning(stored: storage.StoredIndex, parser: FilterParser) -> Partitioning:
+    """The saved layout, or (indexes saved without one) one partition with one list."""
+    extra = stored.extra
+    if "part_bounds" not in extra:
+        n = stored.vectors.shape[0]
+        return Partitioning(
+            tree=QdTree.single(),
+            order=np.arange(n, dtype=np.int64),
+            part_bounds=np.array([0, n], dtype=np.int64),
+            list_bounds=np.array([0, n], dtype=np.int64),
+            part_lists=np.array([0, 1], dtype=np.int64),
+            centroids=np.asarray(stored.vectors).mean(axis=0, keepdims=True).astype(np.float32),
+        )
+    tree = QdTree.from_json(stored.meta.get("layout", []), parser.parse)
+    return Partitioning(
+        tree=tree,
+        **{
+            name: np.asarray(extra[name])
+            for name in ("order", "part_bounds", "list_bounds", "part_lists", "centroids")
+        },
+    )
 
 
 def open(path: str | Path, *, verify: bool = True) -> Index:
     """Open a saved index. ``verify`` checks every file's SHA-256 (reads it all)."""
     stored = storage.load(path, verify=verify)
+    parser = FilterParser(ColumnStore(stored.attributes).schema)
     return Index(
         stored.vectors,
         stored.ids,
         stored.attributes,
         Metric.parse(stored.metric),
+        _partitioning(stored, parser),
         path=Path(path),
     )

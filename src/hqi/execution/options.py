@@ -20,6 +20,11 @@ def available_cores() -> int:
         return os.cpu_count() or 1
 
 
+def _positive_int(name: str, value: Any) -> None:
+    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+
+
 @dataclass(frozen=True, kw_only=True)
 class SearchOptions:
     """How one ``Index.search`` call runs.
@@ -27,52 +32,62 @@ class SearchOptions:
     ``k``: neighbours per query (> 0). Larger k costs little more on the
     exact path (top-k selection is O(rows), the merge O(k)).
 
-    ``exact``: ``True`` forces the exact path (brute force over each query's
-    qualifying rows), the reference every faster path is judged against.
+    ``nprobe``: lists probed in each partition a query is routed to. More
+    probes raise recall and cost proportionally; once it reaches a
+    partition's list count the partition is scanned exhaustively. Default 8.
 
-    ``threads``: BLAS threads for the distance kernels; ``None`` uses the cores
-    this process may run on. More than the cores only adds contention. The
-    previous thread settings are restored after the call.
+    ``recall_target``: instead of ``nprobe``, reach this recall@k (e.g. 0.95):
+    the smallest nprobe (1, 2, 4, ...) that reaches it on
+    ``calibration_queries`` queries sampled from the batch, judged against
+    their exact answers, is used; the estimate is
+    ``Result.stats["estimated_recall"]``. Calibration costs about one exact
+    search of the sample plus a few approximate ones.
+
+    ``exact``: ``True`` forces exact answers (every list of every routed
+    partition, or a prefilter scan): the reference every faster path is
+    judged against.
+
+    ``prefilter_ratio``: a filter whose qualifying rows, times this ratio, do
+    not exceed the rows its probes would scan is answered by gathering just
+    its qualifying rows (exact). It is the cost of a gathered row relative to
+    a row read in place by a large matrix product: too low gathers where a
+    scan is cheaper, too high scans many rows the filter rejects. 0 always
+    prefilters; ``inf`` never does.
+
+    ``threads``: BLAS and OpenMP threads; ``None`` uses the cores this process
+    may run on. More than the cores only adds contention. The previous thread
+    settings are restored after the call.
 
     ``block_rows``: rows per distance block. Larger blocks amortize the
     per-block top-k merge; smaller ones bound memory, which is about
     ``4 * block_rows * query_block`` bytes per block.
 
     ``query_block``: queries per distance block (see ``block_rows``).
-
-    ``shared_scan``: filters that select at least this fraction of the rows
-    are answered by one shared in-place scan (a GEMM over every row, rejected
-    rows masked); more selective ones gather their rows. Too low wastes
-    arithmetic on rows a filter rejects; too high pays for gathers that a
-    shared GEMM would have amortized. 0 shares everything, 1 gathers everything.
     """
 
     k: int = 10
-    exact: bool = True
+    nprobe: int = 8
+    recall_target: float | None = None
+    calibration_queries: int = 200
+    exact: bool = False
+    prefilter_ratio: float = 20.0
     threads: int | None = None
     block_rows: int = 65536
     query_block: int = 256
-    shared_scan: float = 0.05
 
     def __post_init__(self) -> None:
-        for name in ("k", "block_rows", "query_block"):
-            value = getattr(self, name)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
-        if self.threads is not None and (
-            isinstance(self.threads, bool) or not isinstance(self.threads, int) or self.threads <= 0
+        for name in ("k", "nprobe", "calibration_queries", "block_rows", "query_block"):
+            _positive_int(name, getattr(self, name))
+        if self.threads is not None:
+            _positive_int("threads", self.threads)
+        target = self.recall_target
+        if target is not None and (
+            isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1
         ):
-            raise InvalidInputError(
-                f"threads must be a positive integer or None, got {self.threads!r}"
-            )
-        if (
-            isinstance(self.shared_scan, bool)
-            or not isinstance(self.shared_scan, int | float)
-            or not (0.0 <= self.shared_scan <= 1.0)
-        ):
-            raise InvalidInputError(
-                f"shared_scan must be a fraction in [0, 1], got {self.shared_scan!r}"
-            )
+            raise InvalidInputError(f"recall_target must be in (0, 1], got {target!r}")
+        ratio = self.prefilter_ratio
+        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not ratio >= 0:
+            raise InvalidInputError(f"prefilter_ratio must be >= 0, got {ratio!r}")
         if not isinstance(self.exact, bool):
             raise InvalidInputError(f"exact must be True or False, got {self.exact!r}")
 

@@ -5,6 +5,7 @@ conservatively (skip / covered / partial); qdtree.py learns the partitioning
 from a sample workload.
 """
 
+from hqi.layout.qdtree import QdTree, learn_qdtree
 from hqi.layout.zonemap import Flags, ZoneMaps
 
-__all__ = ["Flags", "ZoneMaps"]
+__all__ = ["Flags", "QdTree", "ZoneMaps", "learn_qdtree"]

@@ -62,6 +62,7 @@ class ZoneMaps:
         self.sizes = np.diff(self.bounds)
         self.num_parts = self.sizes.size
         self._cache: dict[str, dict[str, np.ndarray]] = {}
+        self._atoms: dict[Predicate, Flags] = {}
 
     # -- summaries ------------------------------------------------------------
     def _reduce(self, values: np.ndarray, func: np.ufunc, empty: float | int) -> np.ndarray:
@@ -87,8 +88,10 @@ class ZoneMaps:
         elif isinstance(data, ListData):
             counts = np.zeros((self.num_parts, data.dictionary.size + 1), dtype=np.int64)
             # A tag repeated within one list counts once per row.
-            pairs = np.unique(np.stack([data.rows, data.codes]), axis=1) if data.rows.size else (
-                np.zeros((2, 0), dtype=np.int64)
+            pairs = (
+                np.unique(np.stack([data.rows, data.codes]), axis=1)
+                if data.rows.size
+                else (np.zeros((2, 0), dtype=np.int64))
             )
             np.add.at(counts, (part_of_row[pairs[0]], pairs[1]), 1)
             valid = np.ones(self.store.num_rows, dtype=bool) if data.valid is None else data.valid
@@ -130,6 +133,17 @@ class ZoneMaps:
         return self._flags(pred)
 
     def _flags(self, pred: Predicate) -> Flags:
+        if isinstance(pred, Not | And | Or | Const):
+            return self._compound(pred)
+        cached = self._atoms.get(pred)
+        if cached is None:
+            cached = self._compound(pred)
+            if len(self._atoms) >= 100_000:
+                self._atoms.clear()
+            self._atoms[pred] = cached
+        return cached
+
+    def _compound(self, pred: Predicate) -> Flags:
         empty = self.sizes == 0
         if isinstance(pred, Not):
             return self._flags(pred.child).negate()
@@ -158,7 +172,9 @@ class ZoneMaps:
             assert isinstance(data, ListData)
             code = np.flatnonzero(data.dictionary == pred.value)
             have = summary["tag_rows"][:, code[0]] if code.size else np.zeros(self.num_parts, int)
-            return Flags(have > 0, (have == self.sizes), have < valid_rows, (have == 0) & (nulls == 0))
+            return Flags(
+                have > 0, (have == self.sizes), have < valid_rows, (have == 0) & (nulls == 0)
+            )
         data = self.store[pred.column]
         if isinstance(pred, InList) and pred.has_null:
             # Non-matches are UNKNOWN, never FALSE.

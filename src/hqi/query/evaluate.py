@@ -33,7 +33,7 @@ from hqi.query.predicate import (
     Value,
 )
 
-__all__ = ["evaluate"]
+__all__ = ["BatchEvaluator", "evaluate"]
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
@@ -55,6 +55,26 @@ def evaluate(pred: Predicate | None, store: ColumnStore) -> np.ndarray:
     return _Evaluator(store).mask(pred, want=True)
 
 
+class BatchEvaluator:
+    """Evaluates many filters over one store, sharing their atoms' masks.
+
+    Filters of one batch share most of their atoms (``type = 'song'`` appears
+    in many), so each atom's TRUE/FALSE mask is computed once and combined per
+    filter. ``max_bytes`` bounds the cache (oldest masks are dropped first).
+    """
+
+    def __init__(self, store: ColumnStore, *, max_bytes: int = 256 << 20) -> None:
+        self._evaluator = _Evaluator(
+            store, cache={}, max_cached=max(1, max_bytes // max(store.num_rows, 1))
+        )
+
+    def mask(self, pred: Predicate | None) -> np.ndarray:
+        """Boolean mask of the rows where ``pred`` is TRUE (read-only; do not modify)."""
+        if pred is None:
+            return np.ones(self._evaluator.n, dtype=bool)
+        return self._evaluator.mask(pred, want=True)
+
+
 def _physical(value: Value) -> Value:
     """A literal in the encoding of :mod:`hqi.query.columns`."""
     if isinstance(value, dt.datetime):
@@ -73,12 +93,35 @@ def _physical(value: Value) -> Value:
 
 
 class _Evaluator:
-    def __init__(self, store: ColumnStore) -> None:
+    def __init__(
+        self,
+        store: ColumnStore,
+        *,
+        cache: dict[tuple[Predicate, bool], np.ndarray] | None = None,
+        max_cached: int = 0,
+    ) -> None:
         self.store = store
         self.n = store.num_rows
+        self.cache = cache
+        self.max_cached = max_cached
 
     def mask(self, pred: Predicate, *, want: bool) -> np.ndarray:
-        """Where ``pred`` is TRUE (``want=True``) or FALSE (``want=False``)."""
+        """Where ``pred`` is TRUE (``want=True``) or FALSE (``want=False``).
+
+        May return a cached array: callers must not modify it.
+        """
+        if self.cache is None or isinstance(pred, Not | And | Or | Const):
+            return self._mask(pred, want=want)
+        key = (pred, want)
+        out = self.cache.get(key)
+        if out is None:
+            out = self._mask(pred, want=want)
+            if len(self.cache) >= self.max_cached:
+                self.cache.pop(next(iter(self.cache)))
+            self.cache[key] = out
+        return out
+
+    def _mask(self, pred: Predicate, *, want: bool) -> np.ndarray:
         if isinstance(pred, Not):
             return self.mask(pred.child, want=not want)
         if isinstance(pred, And | Or):
@@ -161,7 +204,9 @@ class _Evaluator:
 
 
 def _isin(values: np.ndarray, items: list[Value]) -> np.ndarray:
-    if values.dtype == object:
-        wanted = set(items)
-        return np.fromiter((v in wanted for v in values), dtype=bool, count=len(values))
+    if values.dtype == object:  # a string dictionary: compare per item, vectorized
+        out = np.zeros(len(values), dtype=bool)
+        for item in items:
+            out |= values == item
+        return out
     return np.isin(values, np.asarray(items))

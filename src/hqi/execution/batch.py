@@ -1,0 +1,102 @@
+"""Execute a :class:`~hqi.execution.planner.BatchPlan`: the multi-query executor.
+
+The shape of FAISS's ``big_batch_search``: the plan's (query, cell) probes
+are inverted to cell -> queries; each cell (a list, or a whole partition on
+the exact path) is a contiguous row range, read in place, and its distances
+to all of its queries are one matrix product. Queries whose filter is partial
+in the cell's partition get their rejected rows set to +inf, one mask per
+distinct filter; covered partitions need none. Each block is reduced into the
+per-query top-k (:mod:`.topk`). Prefilter filters gather their qualifying
+rows and scan them exactly (:func:`hqi.execution.exact._gather_scan`).
+
+The parallel axis is the BLAS threads inside each product; chunk sizes are
+``block_rows`` (rows per product) and ``query_block`` (queries per product).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hqi.collection import Metric
+from hqi.execution.exact import Group, _block_distances, _gather_scan, exact_distances
+from hqi.execution.planner import BatchPlan
+from hqi.execution.topk import TopK
+from hqi.index.partitioned import Partitioning
+
+__all__ = ["execute_plan"]
+
+
+def _qualifying_rows(plan_filter, part: Partitioning) -> np.ndarray:  # type: ignore[no-untyped-def]
+    rows = []
+    for p in plan_filter.parts:
+        start, stop = int(part.part_bounds[p]), int(part.part_bounds[p + 1])
+        mask = plan_filter.masks.get(int(p))
+        rows.append(np.arange(start, stop) if mask is None else start + np.flatnonzero(mask))
+    return np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, dtype=np.int64)
+
+
+def execute_plan(
+    plan: BatchPlan,
+    vectors: np.ndarray,
+    sq_norms: np.ndarray | None,
+    queries: np.ndarray,
+    k: int,
+    metric: Metric,
+    part: Partitioning,
+    *,
+    block_rows: int = 65536,
+    query_block: int = 256,
+) -> tuple[np.ndarray, np.ndarray, int]:
+    """(positions (Q, k), distances (Q, k), distance computations)."""
+    norms = sq_norms if metric is Metric.L2 else None
+    top = TopK(queries.shape[0], k)
+    computed = 0
+    opts = {"block_rows": block_rows, "query_block": query_block}
+    for i, f in enumerate(plan.filters):
+        if f.strategy != "prefilter":
+            continue
+        group = Group(np.flatnonzero(plan.query_filter == i), _qualifying_rows(f, part))
+        _gather_scan(vectors, norms, queries, group, top, **opts)
+        computed += group.rows.size * group.queries.size  # type: ignore[union-attr]
+
+    if plan.probe_query.size:
+        pfilter = plan.query_filter[plan.probe_query]
+        order = np.lexsort((plan.probe_query, pfilter, plan.probe_cell))
+        cells = plan.probe_cell[order]
+        qids = plan.probe_query[order]
+        fids = pfilter[order]
+        seg = np.flatnonzero(np.diff(cells)) + 1
+        starts = np.concatenate([[0], seg])
+        stops = np.concatenate([seg, [cells.size]])
+        for a, b in zip(starts, stops, strict=True):
+            cell = int(cells[a])
+            start, stop = (int(x) for x in plan.cell_bounds[cell])
+            if stop == start:
+                continue
+            p = int(plan.cell_part[cell])
+            pstart = int(part.part_bounds[p])
+            cq, cf = qids[a:b], fids[a:b]
+            fseg = np.concatenate([[0], np.flatnonzero(np.diff(cf)) + 1, [cf.size]])
+            computed += (stop - start) * cq.size
+            for r0 in range(start, stop, block_rows):
+                r1 = min(stop, r0 + block_rows)
+                block = vectors[r0:r1]
+                bnorms = None if norms is None else norms[r0:r1]
+                cols = np.arange(r0, r1, dtype=np.int64)
+                rejected = {}
+                for s0, s1 in zip(fseg[:-1], fseg[1:], strict=True):
+                    mask = plan.filters[int(cf[s0])].masks.get(p)
+                    if mask is not None:
+                        rejected[int(s0)] = ~mask[r0 - pstart : r1 - pstart]
+                for q0 in range(0, cq.size, query_block):
+                    q1 = min(cq.size, q0 + query_block)
+                    dist = _block_distances(queries[cq[q0:q1]], block, bnorms)
+                    for s0, s1 in zip(fseg[:-1], fseg[1:], strict=True):
+                        lo, hi = max(int(s0), q0), min(int(s1), q1)
+                        if lo < hi and int(s0) in rejected:
+                            dist[lo - q0 : hi - q0, rejected[int(s0)]] = np.inf
+                    top.push_block(cq[q0:q1], dist, cols)
+    pos, _ = top.finish()
+    dist = exact_distances(vectors, queries, pos, metric)
+    order = np.lexsort((np.where(pos < 0, np.iinfo(np.int64).max, pos), dist), axis=-1)
+    return np.take_along_axis(pos, order, 1), np.take_along_axis(dist, order, 1), computed

@@ -1,0 +1,186 @@
+"""Plan a batch: route every filter, choose a strategy, list the probes.
+
+For each distinct filter of the batch (evaluated once, shared by its queries):
+
+1. *Route* it with the partitions' zone maps: partitions where it cannot be
+   TRUE are skipped; where it is TRUE for every row it is *covered* (no row
+   filter); elsewhere it is *partial*, and the filter is evaluated on that
+   partition's rows, giving a mask (and the exact count of qualifying rows,
+   which also drops partitions the zone maps could not rule out). Masks are
+   slices of one whole-store mask per filter, built from atom masks shared
+   across the batch (:class:`~hqi.query.evaluate.BatchEvaluator`).
+2. *Choose a strategy* by estimated cost, in distance computations:
+   ``scan`` probes lists (all of them on the exact path) of the routed
+   partitions, reading rows in place; ``prefilter`` gathers just the
+   qualifying rows and scans them all, exactly. A gathered row costs about
+   ``prefilter_ratio`` times a row scanned in place inside a large matrix
+   product, so prefilter wins when ``qualifying * prefilter_ratio <= scan work``
+   (the rule of MicroNN and ACORN's cost models, with the constant measured
+   on this machine: ``bench/calibrate.py``).
+3. *Probe*: for ``scan`` queries, each routed partition's ``nprobe`` lists
+   nearest to the query (one GEMM of the partition's queries against its
+   centroids), or the whole partition when exact.
+
+The plan is data (:class:`BatchPlan`); :mod:`.batch` executes it and
+``Index.explain`` prints it, so what is explained is what runs.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+import numpy as np
+
+from hqi.collection import Metric
+from hqi.index.partitioned import Partitioning
+from hqi.layout.zonemap import ZoneMaps
+from hqi.query import ColumnStore, Predicate
+from hqi.query.evaluate import BatchEvaluator
+
+__all__ = ["BatchPlan", "FilterPlan", "plan_batch"]
+
+Strategy = Literal["scan", "prefilter", "empty"]
+
+
+@dataclass
+class FilterPlan:
+    """How one distinct filter is answered (shared by all its queries)."""
+
+    pred: Predicate | None
+    strategy: Strategy
+    parts: np.ndarray  # routed partitions (ids)
+    masks: dict[int, np.ndarray]  # partial partition -> mask over its rows
+    qualifying: int
+    scan_work: float  # estimated distance computations per query if scanned
+
+
+@dataclass
+class BatchPlan:
+    """Everything the executor does, as arrays.
+
+    Probes are (query, cell) pairs; a cell is a list (ids ``0..T-1``) or a
+    whole partition (``T + p``), a contiguous row range either way.
+    """
+
+    query_filter: np.ndarray  # (Q,) index into filters
+    filters: list[FilterPlan]
+    probe_query: np.ndarray
+    probe_cell: np.ndarray
+    cell_bounds: np.ndarray  # (T + P, 2) row range of each cell
+    cell_part: np.ndarray  # (T + P,) partition of each cell
+    nprobe: int | None
+    stats: dict[str, float] = field(default_factory=dict)
+
+    def rows_per_query(self) -> np.ndarray:
+        """Distance computations each query will perform."""
+        nq = self.query_filter.size
+        ranges = self.cell_bounds[self.probe_cell]
+        out = np.bincount(
+            self.probe_query, weights=(ranges[:, 1] - ranges[:, 0]), minlength=nq
+        ).astype(np.int64)
+        for i, f in enumerate(self.filters):
+            if f.strategy == "prefilter":
+                out[self.query_filter == i] = f.qualifying
+        return out
+
+
+def _route(
+    pred: Predicate | None, part: Partitioning, zones: ZoneMaps, evaluator: BatchEvaluator
+) -> tuple[np.ndarray, dict[int, np.ndarray], int]:
+    flags = zones.flags(pred)
+    routed = np.flatnonzero(flags.may_true)
+    partial = routed[~flags.all_true[routed]]
+    sizes = zones.sizes
+    if partial.size == 0:
+        return routed.astype(np.int64), {}, int(sizes[routed].sum())
+    full = evaluator.mask(pred)  # shared atoms: cheap; partitions are slices of it
+    parts, masks, qualifying = [], {}, 0
+    for p in routed:
+        if flags.all_true[p]:
+            parts.append(p)
+            qualifying += int(sizes[p])
+            continue
+        mask = full[part.part_bounds[p] : part.part_bounds[p + 1]]
+        count = int(np.count_nonzero(mask))
+        if count == 0:
+            continue
+        parts.append(p)
+        qualifying += count
+        if count < mask.size:
+            masks[int(p)] = mask
+    return np.asarray(parts, dtype=np.int64), masks, qualifying
+
+
+def _centroid_distances(q: np.ndarray, cents: np.ndarray, metric: Metric) -> np.ndarray:
+    dots = q @ cents.T
+    if metric is Metric.L2:
+        return np.einsum("ij,ij->i", cents, cents)[None, :] - 2 * dots
+    return -dots
+
+
+def plan_batch(
+    queries: np.ndarray,
+    query_filter: np.ndarray,
+    preds: list[Predicate | None],
+    *,
+    part: Partitioning,
+    zones: ZoneMaps,
+    store: ColumnStore,
+    metric: Metric,
+    nprobe: int | None,
+    prefilter_ratio: float,
+) -> BatchPlan:
+    """Plan the batch (see the module docstring); ``nprobe=None`` is exact."""
+    nlists = np.diff(part.part_lists)
+    sizes = zones.sizes
+    probe_frac = np.ones(part.num_parts) if nprobe is None else np.minimum(nprobe / nlists, 1.0)
+    filters: list[FilterPlan] = []
+    evaluator = BatchEvaluator(store)
+    for pred in preds:
+        parts, masks, qualifying = _route(pred, part, zones, evaluator)
+        scan_work = float((sizes[parts] * probe_frac[parts]).sum())
+        strategy: Strategy
+        if qualifying == 0:
+            strategy = "empty"
+        elif qualifying * prefilter_ratio <= scan_work:
+            strategy = "prefilter"
+        else:
+            strategy = "scan"
+        filters.append(FilterPlan(pred, strategy, parts, masks, qualifying, scan_work))
+
+    # Queries per partition, from the scanning filters.
+    members: list[list[np.ndarray]] = [[] for _ in range(part.num_parts)]
+    for i, f in enumerate(filters):
+        if f.strategy != "scan":
+            continue
+        qids = np.flatnonzero(query_filter == i)
+        for p in f.parts:
+            members[p].append(qids)
+    t = part.num_lists
+    pq_, pc_ = [], []
+    for p in range(part.num_parts):
+        if not members[p]:
+            continue
+        qids = np.concatenate(members[p])
+        lo, hi = int(part.part_lists[p]), int(part.part_lists[p + 1])
+        if nprobe is None or nprobe >= hi - lo:
+            pq_.append(qids)
+            pc_.append(np.full(qids.size, t + p, dtype=np.int64))
+            continue
+        dist = _centroid_distances(queries[qids], part.centroids[lo:hi], metric)
+        near = np.argpartition(dist, nprobe - 1, axis=1)[:, :nprobe]
+        pq_.append(np.repeat(qids, nprobe))
+        pc_.append((lo + near).ravel().astype(np.int64))
+    list_ranges = np.stack([part.list_bounds[:-1], part.list_bounds[1:]], axis=1)
+    part_ranges = np.stack([part.part_bounds[:-1], part.part_bounds[1:]], axis=1)
+    list_part = np.repeat(np.arange(part.num_parts), nlists)
+    return BatchPlan(
+        query_filter=query_filter,
+        filters=filters,
+        probe_query=np.concatenate(pq_) if pq_ else np.zeros(0, dtype=np.int64),
+        probe_cell=np.concatenate(pc_) if pc_ else np.zeros(0, dtype=np.int64),
+        cell_bounds=np.concatenate([list_ranges, part_ranges]),
+        cell_part=np.concatenate([list_part, np.arange(part.num_parts)]),
+        nprobe=nprobe,
+    )

@@ -1,0 +1,190 @@
+"""The partitioned index: qd-tree leaves, IVF lists inside each, rows contiguous.
+
+Rows are stored sorted by (partition, list), so every partition and every
+list is one contiguous range ``[start, stop)`` of the stored vectors and
+attributes: a scan reads them in place, with no gather.
+
+Arrays (saved with the index):
+
+* ``order`` (N,): input row of each stored row;
+* ``part_bounds`` (P + 1,): row range of each partition;
+* ``list_bounds`` (T + 1,): row range of each list, lists ordered by partition;
+* ``part_lists`` (P + 1,): list-id range of each partition;
+* ``centroids`` (T, d): the centroid of each list.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from hqi.errors import InvalidInputError
+from hqi.index.ivf import train_lists
+from hqi.layout.qdtree import QdTree, learn_qdtree
+from hqi.query import ColumnStore, FilterParser
+
+__all__ = ["BuildOptions", "Partitioning", "build_partitioning"]
+
+
+@dataclass(frozen=True, kw_only=True)
+class BuildOptions:
+    """How :func:`hqi.build` lays out and indexes the collection.
+
+    ``workload``: sample filters (SQL; repeats weigh more) to learn the layout
+    from. ``None`` gives one partition (a plain IVF index).
+
+    ``min_partition_rows``: the smallest partition the learner may make.
+    Smaller partitions fit selective filters better but add per-partition
+    overhead (routing, centroid search, more, shorter lists). Default:
+    ``max(1000, N // 256)``.
+
+    ``max_partitions``: stop splitting at this many partitions (default 64).
+
+    ``list_size``: target rows per IVF list. Larger lists make better matrix
+    products but scan more rows per probe; smaller ones prune finer and cost
+    more per-list overhead. Default 512.
+
+    ``kmeans_iters``: k-means iterations per partition (default 10).
+
+    ``sample_rows``: rows the layout learner evaluates costs on (default 20,000).
+
+    ``seed``: for sampling and k-means. ``threads``: BLAS/OpenMP threads for
+    the build (default: the cores available).
+    """
+
+    workload: tuple[str, ...] | None = None
+    min_partition_rows: int | None = None
+    max_partitions: int = 64
+    list_size: int = 512
+    kmeans_iters: int = 10
+    sample_rows: int = 20_000
+    seed: int = 0
+    threads: int | None = None
+
+    @classmethod
+    def from_kwargs(cls, **options: Any) -> BuildOptions:
+        import difflib
+        from dataclasses import fields
+
+        valid = [f.name for f in fields(cls)]
+        for name in options:
+            if name not in valid:
+                close = difflib.get_close_matches(name, valid, n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
+                raise InvalidInputError(f"unknown build option {name!r}{hint}")
+        workload = options.get("workload")
+        if workload is not None:
+            if isinstance(workload, str) or not isinstance(workload, Sequence):
+                raise InvalidInputError("workload must be a sequence of SQL filter strings")
+            if not all(isinstance(w, str) for w in workload):
+                raise InvalidInputError("workload must contain only SQL filter strings")
+            options["workload"] = tuple(workload)
+        for name in ("min_partition_rows", "threads"):
+            value = options.get(name)
+            if value is not None and (not isinstance(value, int) or value <= 0):
+                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        for name in ("max_partitions", "list_size", "kmeans_iters", "sample_rows"):
+            value = options.get(name, 1)
+            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
+                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        return cls(**options)
+
+
+@dataclass(frozen=True)
+class Partitioning:
+    """The arrays of the module docstring, plus the tree."""
+
+    tree: QdTree
+    order: np.ndarray
+    part_bounds: np.ndarray
+    list_bounds: np.ndarray
+    part_lists: np.ndarray
+    centroids: np.ndarray
+    stats: dict[str, float] = field(default_factory=dict, compare=False)
+
+    @property
+    def num_parts(self) -> int:
+        return int(self.part_bounds.size - 1)
+
+    @property
+    def num_lists(self) -> int:
+        return int(self.list_bounds.size - 1)
+
+    def arrays(self) -> dict[str, np.ndarray]:
+        return {
+            "order": self.order,
+            "part_bounds": self.part_bounds,
+            "list_bounds": self.list_bounds,
+            "part_lists": self.part_lists,
+            "centroids": self.centroids,
+        }
+
+
+def build_partitioning(
+    vectors: np.ndarray,
+    store: ColumnStore,
+    parser: FilterParser,
+    options: BuildOptions,
+    *,
+    on_step: Callable[[str], None] | None = None,
+) -> Partitioning:
+    """Learn the layout, train lists per partition and compute the storage order."""
+    import time
+
+    n = vectors.shape[0]
+    stats: dict[str, float] = {}
+    t0 = time.perf_counter()
+    if options.workload:
+        if on_step is not None:
+            on_step("learning layout")
+        for text in set(options.workload):
+            parser.parse(text)  # a bad workload filter fails here, with its position
+        tree = learn_qdtree(
+            store,
+            options.workload,
+            parser,
+            min_rows=options.min_partition_rows or max(1000, n // 256),
+            max_leaves=options.max_partitions,
+            sample_rows=options.sample_rows,
+            seed=options.seed,
+        )
+        leaf = tree.assign(store)
+    else:
+        tree = QdTree.single()
+        leaf = np.zeros(n, dtype=np.int32)
+    stats["layout_s"] = time.perf_counter() - t0
+    if on_step is not None:
+        on_step("training lists")
+    t0 = time.perf_counter()
+    order_parts: list[np.ndarray] = []
+    centroids: list[np.ndarray] = []
+    list_sizes: list[np.ndarray] = []
+    part_nlists: list[int] = []
+    for p in range(tree.num_leaves):
+        rows = np.flatnonzero(leaf == p)
+        if rows.size == 0:
+            part_nlists.append(0)
+            continue
+        cents, assign = train_lists(
+            vectors[rows], options.list_size, seed=options.seed + p, niter=options.kmeans_iters
+        )
+        by_list = np.argsort(assign, kind="stable")
+        order_parts.append(rows[by_list])
+        centroids.append(cents)
+        list_sizes.append(np.bincount(assign, minlength=cents.shape[0]))
+        part_nlists.append(cents.shape[0])
+    stats["lists_s"] = time.perf_counter() - t0
+    part_sizes = np.bincount(leaf, minlength=tree.num_leaves)
+    sizes = np.concatenate(list_sizes)
+    return Partitioning(
+        tree=tree,
+        order=np.concatenate(order_parts).astype(np.int64),
+        part_bounds=np.concatenate([[0], np.cumsum(part_sizes)]).astype(np.int64),
+        list_bounds=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
+        part_lists=np.concatenate([[0], np.cumsum(part_nlists)]).astype(np.int64),
+        centroids=np.concatenate(centroids).astype(np.float32),
+        stats=stats,
+    )
