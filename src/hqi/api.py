@@ -262,6 +262,8 @@ class Index:
             metric=self._metric,
             nprobe=nprobe,
             prefilter_ratio=opts.prefilter_ratio,
+            k=opts.k,
+            expected_hits=opts.expected_hits,
         )
 
     def _run(
@@ -468,10 +470,11 @@ def _partitioning(stored: storage.StoredIndex, parser: FilterParser) -> Partitio
     tree = QdTree.from_json(stored.meta.get("layout", []), parser.parse)
     return Partitioning(
         tree=tree,
-        **{
-            name: np.asarray(extra[name])
-            for name in ("order", "part_bounds", "list_bounds", "part_lists", "centroids")
-        },
+        order=np.asarray(extra["order"]),
+        part_bounds=np.asarray(extra["part_bounds"]),
+        list_bounds=np.asarray(extra["list_bounds"]),
+        part_lists=np.asarray(extra["part_lists"]),
+        centroids=np.asarray(extra["centroids"]),
     )
 
 

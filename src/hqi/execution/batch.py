@@ -15,18 +15,20 @@ The parallel axis is the BLAS threads inside each product; chunk sizes are
 
 from __future__ import annotations
 
+import itertools
+
 import numpy as np
 
 from hqi.collection import Metric
 from hqi.execution.exact import Group, _block_distances, _gather_scan, exact_distances
-from hqi.execution.planner import BatchPlan
+from hqi.execution.planner import BatchPlan, FilterPlan
 from hqi.execution.topk import TopK
 from hqi.index.partitioned import Partitioning
 
 __all__ = ["execute_plan"]
 
 
-def _qualifying_rows(plan_filter, part: Partitioning) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _qualifying_rows(plan_filter: FilterPlan, part: Partitioning) -> np.ndarray:
     rows = []
     for p in plan_filter.parts:
         start, stop = int(part.part_bounds[p]), int(part.part_bounds[p + 1])
@@ -84,14 +86,14 @@ def execute_plan(
                 bnorms = None if norms is None else norms[r0:r1]
                 cols = np.arange(r0, r1, dtype=np.int64)
                 rejected = {}
-                for s0, s1 in zip(fseg[:-1], fseg[1:], strict=True):
+                for s0 in fseg[:-1]:
                     mask = plan.filters[int(cf[s0])].masks.get(p)
                     if mask is not None:
                         rejected[int(s0)] = ~mask[r0 - pstart : r1 - pstart]
                 for q0 in range(0, cq.size, query_block):
                     q1 = min(cq.size, q0 + query_block)
                     dist = _block_distances(queries[cq[q0:q1]], block, bnorms)
-                    for s0, s1 in zip(fseg[:-1], fseg[1:], strict=True):
+                    for s0, s1 in itertools.pairwise(fseg):
                         lo, hi = max(int(s0), q0), min(int(s1), q1)
                         if lo < hi and int(s0) in rejected:
                             dist[lo - q0 : hi - q0, rejected[int(s0)]] = np.inf

@@ -54,6 +54,11 @@ class SearchOptions:
     scan is cheaper, too high scans many rows the filter rejects. 0 always
     prefilters; ``inf`` never does.
 
+    ``expected_hits``: adaptive probing. A filter whose qualifying rows are
+    sparse in its partitions probes more lists, enough to expect
+    ``expected_hits * k`` of them among the rows scanned; too low loses recall
+    on selective filters, too high scans more than needed. Default 3.
+
     ``threads``: BLAS and OpenMP threads; ``None`` uses the cores this process
     may run on. More than the cores only adds contention. The previous thread
     settings are restored after the call.
@@ -71,6 +76,7 @@ class SearchOptions:
     calibration_queries: int = 200
     exact: bool = False
     prefilter_ratio: float = 20.0
+    expected_hits: float = 3.0
     threads: int | None = None
     block_rows: int = 65536
     query_block: int = 256
@@ -85,6 +91,9 @@ class SearchOptions:
             isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1
         ):
             raise InvalidInputError(f"recall_target must be in (0, 1], got {target!r}")
+        hits = self.expected_hits
+        if isinstance(hits, bool) or not isinstance(hits, int | float) or not hits >= 0:
+            raise InvalidInputError(f"expected_hits must be >= 0, got {hits!r}")
         ratio = self.prefilter_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not ratio >= 0:
             raise InvalidInputError(f"prefilter_ratio must be >= 0, got {ratio!r}")

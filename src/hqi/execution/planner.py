@@ -19,7 +19,11 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    on this machine: ``bench/calibrate.py``).
 3. *Probe*: for ``scan`` queries, each routed partition's ``nprobe`` lists
    nearest to the query (one GEMM of the partition's queries against its
-   centroids), or the whole partition when exact.
+   centroids), or the whole partition when exact. *Adaptive probing*: a
+   filter whose qualifying rows are sparse in its partitions probes
+   proportionally more lists, enough to expect ``expected_hits * k``
+   qualifying rows, so a selective filter does not come back empty-handed;
+   this larger scan is what step 2 weighs against a prefilter.
 
 The plan is data (:class:`BatchPlan`); :mod:`.batch` executes it and
 ``Index.explain`` prints it, so what is explained is what runs.
@@ -53,6 +57,7 @@ class FilterPlan:
     masks: dict[int, np.ndarray]  # partial partition -> mask over its rows
     qualifying: int
     scan_work: float  # estimated distance computations per query if scanned
+    probe_frac: np.ndarray  # fraction of each routed partition's lists to probe
 
 
 @dataclass
@@ -130,16 +135,26 @@ def plan_batch(
     metric: Metric,
     nprobe: int | None,
     prefilter_ratio: float,
+    k: int,
+    expected_hits: float,
 ) -> BatchPlan:
     """Plan the batch (see the module docstring); ``nprobe=None`` is exact."""
     nlists = np.diff(part.part_lists)
     sizes = zones.sizes
-    probe_frac = np.ones(part.num_parts) if nprobe is None else np.minimum(nprobe / nlists, 1.0)
+    base_frac = np.ones(part.num_parts) if nprobe is None else np.minimum(nprobe / nlists, 1.0)
     filters: list[FilterPlan] = []
     evaluator = BatchEvaluator(store)
     for pred in preds:
         parts, masks, qualifying = _route(pred, part, zones, evaluator)
-        scan_work = float((sizes[parts] * probe_frac[parts]).sum())
+        frac = base_frac[parts]
+        routed_rows = float(sizes[parts].sum())
+        if nprobe is not None and qualifying > 0:
+            # Adaptive probing: scan enough rows to expect expected_hits * k matches.
+            need = expected_hits * k * routed_rows / qualifying
+            have = float((sizes[parts] * frac).sum())
+            if have < need:
+                frac = np.minimum(1.0, frac * (need / have))
+        scan_work = float((sizes[parts] * frac).sum())
         strategy: Strategy
         if qualifying == 0:
             strategy = "empty"
@@ -147,31 +162,41 @@ def plan_batch(
             strategy = "prefilter"
         else:
             strategy = "scan"
-        filters.append(FilterPlan(pred, strategy, parts, masks, qualifying, scan_work))
+        filters.append(FilterPlan(pred, strategy, parts, masks, qualifying, scan_work, frac))
 
-    # Queries per partition, from the scanning filters.
-    members: list[list[np.ndarray]] = [[] for _ in range(part.num_parts)]
+    # Queries per partition, with how many lists each probes there.
+    members: list[list[tuple[np.ndarray, int]]] = [[] for _ in range(part.num_parts)]
     for i, f in enumerate(filters):
         if f.strategy != "scan":
             continue
         qids = np.flatnonzero(query_filter == i)
-        for p in f.parts:
-            members[p].append(qids)
+        for p, fr in zip(f.parts, f.probe_frac, strict=True):
+            members[p].append((qids, max(1, int(np.ceil(fr * nlists[p] - 1e-9)))))
     t = part.num_lists
     pq_, pc_ = [], []
     for p in range(part.num_parts):
         if not members[p]:
             continue
-        qids = np.concatenate(members[p])
         lo, hi = int(part.part_lists[p]), int(part.part_lists[p + 1])
-        if nprobe is None or nprobe >= hi - lo:
+        whole = [q for q, n in members[p] if n >= hi - lo]
+        some = [(q, n) for q, n in members[p] if n < hi - lo]
+        if whole:
+            qids = np.concatenate(whole)
             pq_.append(qids)
             pc_.append(np.full(qids.size, t + p, dtype=np.int64))
+        if not some:
             continue
+        qids = np.concatenate([q for q, _ in some])
+        counts = np.concatenate([np.full(q.size, n) for q, n in some])
+        width = int(counts.max())
         dist = _centroid_distances(queries[qids], part.centroids[lo:hi], metric)
-        near = np.argpartition(dist, nprobe - 1, axis=1)[:, :nprobe]
-        pq_.append(np.repeat(qids, nprobe))
-        pc_.append((lo + near).ravel().astype(np.int64))
+        near = np.argpartition(dist, width - 1, axis=1)[:, :width]
+        ranked = np.take_along_axis(
+            near, np.argsort(np.take_along_axis(dist, near, axis=1), axis=1, kind="stable"), axis=1
+        )
+        take = np.arange(width)[None, :] < counts[:, None]
+        pq_.append(np.broadcast_to(qids[:, None], ranked.shape)[take])
+        pc_.append((lo + ranked[take]).astype(np.int64))
     list_ranges = np.stack([part.list_bounds[:-1], part.list_bounds[1:]], axis=1)
     part_ranges = np.stack([part.part_bounds[:-1], part.part_bounds[1:]], axis=1)
     list_part = np.repeat(np.arange(part.num_parts), nlists)

@@ -26,7 +26,7 @@ def train_lists(
     import faiss
 
     m, d = vectors.shape
-    nlist = max(1, int(round(m / list_size)))
+    nlist = max(1, round(m / list_size))
     if nlist == 1:
         return vectors.mean(axis=0, keepdims=True).astype(np.float32), np.zeros(m, dtype=np.int64)
     rng = np.random.default_rng(seed)
@@ -44,4 +44,5 @@ def train_lists(
     )
     kmeans.train(np.ascontiguousarray(train, dtype=np.float32))
     _, assign = kmeans.index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
-    return kmeans.centroids.astype(np.float32), assign[:, 0].astype(np.int64)
+    centroids = np.asarray(kmeans.centroids, dtype=np.float32)
+    return centroids, assign[:, 0].astype(np.int64)

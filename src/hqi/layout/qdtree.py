@@ -2,7 +2,8 @@
 
 As in HQI and Yang et al. (SIGMOD 2020), every internal node of the tree cuts
 its rows by one *atomic* predicate taken from the workload (``genre =
-'jazz'``, ``year < 1990``, ``list_contains(tags, 'live')``, ...): rows where
+'jazz'``, ``year < 1990``, ``list_contains(tags, 'live')``, ...) or by a range
+cut ``col < v`` at a sixteenth-quantile of a column the workload filters on: rows where
 it is TRUE go left, the rest (FALSE or NULL) right. Leaves are the partitions.
 
 The tree is grown top-down and greedily. The cost model is the number of rows
@@ -32,7 +33,8 @@ from typing import Any
 import numpy as np
 
 from hqi.query import ColumnStore, FilterParser, evaluate
-from hqi.query.predicate import Const, Predicate, atoms
+from hqi.query.columns import ColumnKind
+from hqi.query.predicate import Compare, Const, Predicate, atoms
 
 __all__ = ["QdTree", "learn_qdtree"]
 
@@ -107,6 +109,34 @@ class QdTree:
         return cls((Node(leaf=0),))
 
 
+def _quantile_cuts(store: ColumnStore, columns: set[str], have: set[Predicate]) -> list[Predicate]:
+    """Range cuts ``col < v`` at the sixteenths of each filtered scalar column.
+
+    They let the tree group many values of a high-cardinality column (tenants,
+    artists) into one partition when no single value is big enough to cut.
+    """
+    out: list[Predicate] = []
+    for column in sorted(columns):
+        kind = store.schema[column]
+        if kind is ColumnKind.STRING_LIST:
+            continue
+        values = store.table.column(column).drop_null()
+        if len(values) == 0:
+            continue
+        if kind is ColumnKind.STRING:
+            ordered = np.sort(np.asarray(values.to_pylist(), dtype=object))
+        else:
+            ordered = np.sort(np.asarray(values.to_pylist()))
+        for q in range(1, 16):
+            value = ordered[min(len(ordered) - 1, len(ordered) * q // 16)]
+            if isinstance(value, np.generic):
+                value = value.item()
+            cut = Compare(column, "<", value)
+            if cut not in have and cut not in out:
+                out.append(cut)
+    return out
+
+
 def learn_qdtree(
     store: ColumnStore,
     workload: Sequence[str],
@@ -125,6 +155,7 @@ def learn_qdtree(
         return QdTree.single()
     weights = np.array([counts[p] for p in preds], dtype=np.float32)
     cuts = sorted({a for p in preds for a in atoms(p) if not isinstance(a, Const)}, key=str)
+    cuts += _quantile_cuts(store, {c.column for c in cuts}, set(cuts))  # type: ignore[union-attr]
     if not cuts:
         return QdTree.single()
 

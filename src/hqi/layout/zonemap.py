@@ -210,8 +210,8 @@ class ZoneMaps:
             assert isinstance(pred, InList)
             values = np.asarray([_physical(v) for v in pred.values])
             within = (values[None, :] >= lo[:, None]) & (values[None, :] <= hi[:, None])
-            may_t = within.any(axis=1)
-            all_t = (lo == hi) & _isin(lo, list(values))
+            may_t = np.asarray(within.any(axis=1))
+            all_t = np.asarray((lo == hi) & _isin(lo, list(values)))
             may_f, all_f = ~all_t, ~may_t
         no_nulls = nulls == 0
         return Flags(
