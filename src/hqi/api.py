@@ -294,7 +294,7 @@ class Index:
         )
         truth_pos, truth_dist, _ = self._run(sub_q, self._plan(sub_q, sub_f, opts, None), opts)
         truth = Result(truth_pos, truth_dist)
-        max_lists = int(np.diff(self._part.part_lists).max())
+        max_lists = self._part.num_lists
         nprobe = 1
         while True:
             pos, dist, _ = self._run(sub_q, self._plan(sub_q, sub_f, opts, nprobe), opts)

@@ -237,6 +237,43 @@ def cmd_demo(args: argparse.Namespace) -> None:
     )
 
 
+# -- bench ---------------------------------------------------------------------
+def cmd_bench(args: argparse.Namespace) -> None:
+    from hqi.benchmark import BenchConfig, run_benchmark, write_report
+    from hqi.benchmark.harness import results_dir
+    from hqi.benchmark.systems import SYSTEMS
+
+    systems = tuple(args.systems.split(",")) if args.systems else tuple(SYSTEMS)
+    unknown = [s for s in systems if s not in SYSTEMS]
+    if unknown:
+        raise InvalidInputError(f"unknown system {unknown[0]!r}; choose from {', '.join(SYSTEMS)}")
+    cfg = BenchConfig(
+        dataset=args.dataset,
+        n=args.n,
+        dim=args.dim,
+        queries=args.queries,
+        train_queries=args.train_queries,
+        k=args.k,
+        threads=args.threads,
+        repeats=args.repeats,
+        seed=args.seed,
+        systems=systems,
+    )
+    with progress() as bar:
+        task = bar.add_task("benchmark", total=None)
+
+        def on_event(what: str, total: int) -> None:
+            if what == "point":
+                bar.update(task, advance=1)
+            else:
+                bar.update(task, description=what, total=total or None, completed=0)
+
+        points, builds, data = run_benchmark(cfg, on_event=on_event)
+    out = write_report(results_dir(Path(args.out), cfg), points, builds, cfg, data.name)
+    print((out / "summary.md").read_text())
+    print(f"results: {out}")
+
+
 # -- parser --------------------------------------------------------------------
 def _positive(text: str) -> int:
     try:
@@ -307,6 +344,29 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--out", default=None, help="keep the index here (default: a temp dir)")
     p.set_defaults(func=cmd_demo)
+
+    p = sub.add_parser("bench", help="recall vs QPS of hqi and FAISS/hnswlib baselines")
+    p.add_argument(
+        "--dataset",
+        default="synthetic",
+        help="synthetic (default) or a folder name under ../shared/data",
+    )
+    p.add_argument("--n", type=_positive, default=100_000, help="synthetic entities")
+    p.add_argument("--dim", type=_positive, default=64, help="synthetic dimension")
+    p.add_argument("--queries", type=_positive, default=2_000)
+    p.add_argument(
+        "--train-queries",
+        type=_positive,
+        default=2_000,
+        help="workload queries the layout is learned from (a different sample)",
+    )
+    p.add_argument("-k", "--k", type=_positive, default=10)
+    p.add_argument("--threads", type=_positive, default=2)
+    p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument("--seed", type=int, default=0)
+    p.add_argument("--systems", default=None, help="comma-separated subset (default: all)")
+    p.add_argument("--out", default="bench/results", help="results root folder")
+    p.set_defaults(func=cmd_bench)
     return parser
 
 

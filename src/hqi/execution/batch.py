@@ -15,8 +15,6 @@ The parallel axis is the BLAS threads inside each product; chunk sizes are
 
 from __future__ import annotations
 
-import itertools
-
 import numpy as np
 
 from hqi.collection import Metric
@@ -85,18 +83,20 @@ def execute_plan(
                 block = vectors[r0:r1]
                 bnorms = None if norms is None else norms[r0:r1]
                 cols = np.arange(r0, r1, dtype=np.int64)
-                rejected = {}
-                for s0 in fseg[:-1]:
-                    mask = plan.filters[int(cf[s0])].masks.get(p)
-                    if mask is not None:
-                        rejected[int(s0)] = ~mask[r0 - pstart : r1 - pstart]
+                # One boolean row per distinct filter in the cell (None: no mask).
+                fmasks = [plan.filters[int(cf[s0])].masks.get(p) for s0 in fseg[:-1]]
+                keep = None
+                if any(m is not None for m in fmasks):
+                    ones = np.ones(r1 - r0, dtype=bool)
+                    rows_by_filter = np.stack(
+                        [ones if m is None else m[r0 - pstart : r1 - pstart] for m in fmasks]
+                    )
+                    keep = rows_by_filter[np.repeat(np.arange(len(fmasks)), np.diff(fseg))]
                 for q0 in range(0, cq.size, query_block):
                     q1 = min(cq.size, q0 + query_block)
                     dist = _block_distances(queries[cq[q0:q1]], block, bnorms)
-                    for s0, s1 in itertools.pairwise(fseg):
-                        lo, hi = max(int(s0), q0), min(int(s1), q1)
-                        if lo < hi and int(s0) in rejected:
-                            dist[lo - q0 : hi - q0, rejected[int(s0)]] = np.inf
+                    if keep is not None:
+                        np.putmask(dist, ~keep[q0:q1], np.inf)
                     top.push_block(cq[q0:q1], dist, cols)
     pos, _ = top.finish()
     dist = exact_distances(vectors, queries, pos, metric)

@@ -32,9 +32,9 @@ class SearchOptions:
     ``k``: neighbours per query (> 0). Larger k costs little more on the
     exact path (top-k selection is O(rows), the merge O(k)).
 
-    ``nprobe``: lists probed in each partition a query is routed to. More
-    probes raise recall and cost proportionally; once it reaches a
-    partition's list count the partition is scanned exhaustively. Default 8.
+    ``nprobe``: lists probed per query, the nearest by centroid among the
+    lists of the partitions its filter is routed to (FAISS's meaning). More
+    probes raise recall and cost proportionally. Default 16.
 
     ``recall_target``: instead of ``nprobe``, reach this recall@k (e.g. 0.95):
     the smallest nprobe (1, 2, 4, ...) that reaches it on
@@ -54,10 +54,10 @@ class SearchOptions:
     scan is cheaper, too high scans many rows the filter rejects. 0 always
     prefilters; ``inf`` never does.
 
-    ``expected_hits``: adaptive probing. A filter whose qualifying rows are
-    sparse in its partitions probes more lists, enough to expect
-    ``expected_hits * k`` of them among the rows scanned; too low loses recall
-    on selective filters, too high scans more than needed. Default 3.
+    ``expected_hits``: adaptive probing. Beyond ``nprobe``, a query keeps
+    probing its next-nearest lists until they hold an expected
+    ``expected_hits * k`` qualifying rows; too low loses recall on selective
+    filters, too high scans more than needed. Default 3.
 
     ``threads``: BLAS and OpenMP threads; ``None`` uses the cores this process
     may run on. More than the cores only adds contention. The previous thread
@@ -71,7 +71,7 @@ class SearchOptions:
     """
 
     k: int = 10
-    nprobe: int = 8
+    nprobe: int = 16
     recall_target: float | None = None
     calibration_queries: int = 200
     exact: bool = False

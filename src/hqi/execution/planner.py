@@ -17,13 +17,14 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    product, so prefilter wins when ``qualifying * prefilter_ratio <= scan work``
    (the rule of MicroNN and ACORN's cost models, with the constant measured
    on this machine: ``bench/calibrate.py``).
-3. *Probe*: for ``scan`` queries, each routed partition's ``nprobe`` lists
-   nearest to the query (one GEMM of the partition's queries against its
-   centroids), or the whole partition when exact. *Adaptive probing*: a
-   filter whose qualifying rows are sparse in its partitions probes
-   proportionally more lists, enough to expect ``expected_hits * k``
-   qualifying rows, so a selective filter does not come back empty-handed;
-   this larger scan is what step 2 weighs against a prefilter.
+3. *Probe*: exact: every routed partition, whole. Otherwise *global
+   probing*: each query ranks all lists of its routed partitions by centroid
+   distance (one GEMM of the batch against all centroids) and probes the
+   nearest ``nprobe`` (FAISS's meaning of nprobe), or more, in the same
+   order, until the lists hold an expected ``expected_hits * k`` qualifying
+   rows (a list's expected qualifying rows: its size times its partition's
+   qualifying fraction). So a selective filter reaches far enough to find its
+   neighbours, and a partition far from the query costs nothing.
 
 The plan is data (:class:`BatchPlan`); :mod:`.batch` executes it and
 ``Index.explain`` prints it, so what is explained is what runs.
@@ -57,7 +58,6 @@ class FilterPlan:
     masks: dict[int, np.ndarray]  # partial partition -> mask over its rows
     qualifying: int
     scan_work: float  # estimated distance computations per query if scanned
-    probe_frac: np.ndarray  # fraction of each routed partition's lists to probe
 
 
 @dataclass
@@ -141,20 +141,20 @@ def plan_batch(
     """Plan the batch (see the module docstring); ``nprobe=None`` is exact."""
     nlists = np.diff(part.part_lists)
     sizes = zones.sizes
-    base_frac = np.ones(part.num_parts) if nprobe is None else np.minimum(nprobe / nlists, 1.0)
+    list_sizes = np.diff(part.list_bounds)
+    list_part = np.repeat(np.arange(part.num_parts), nlists)
     filters: list[FilterPlan] = []
     evaluator = BatchEvaluator(store)
     for pred in preds:
         parts, masks, qualifying = _route(pred, part, zones, evaluator)
-        frac = base_frac[parts]
         routed_rows = float(sizes[parts].sum())
-        if nprobe is not None and qualifying > 0:
-            # Adaptive probing: scan enough rows to expect expected_hits * k matches.
-            need = expected_hits * k * routed_rows / qualifying
-            have = float((sizes[parts] * frac).sum())
-            if have < need:
-                frac = np.minimum(1.0, frac * (need / have))
-        scan_work = float((sizes[parts] * frac).sum())
+        if nprobe is None:
+            scan_work = routed_rows
+        else:  # expected rows probed: nprobe average lists, or more for sparse filters
+            lists_here = int(nlists[parts].sum())
+            avg_list = routed_rows / max(lists_here, 1)
+            need = expected_hits * k * routed_rows / max(qualifying, 1)
+            scan_work = min(routed_rows, max(nprobe * avg_list, need))
         strategy: Strategy
         if qualifying == 0:
             strategy = "empty"
@@ -162,44 +162,43 @@ def plan_batch(
             strategy = "prefilter"
         else:
             strategy = "scan"
-        filters.append(FilterPlan(pred, strategy, parts, masks, qualifying, scan_work, frac))
+        filters.append(FilterPlan(pred, strategy, parts, masks, qualifying, scan_work))
 
-    # Queries per partition, with how many lists each probes there.
-    members: list[list[tuple[np.ndarray, int]]] = [[] for _ in range(part.num_parts)]
-    for i, f in enumerate(filters):
-        if f.strategy != "scan":
-            continue
-        qids = np.flatnonzero(query_filter == i)
-        for p, fr in zip(f.parts, f.probe_frac, strict=True):
-            members[p].append((qids, max(1, int(np.ceil(fr * nlists[p] - 1e-9)))))
     t = part.num_lists
     pq_, pc_ = [], []
-    for p in range(part.num_parts):
-        if not members[p]:
-            continue
-        lo, hi = int(part.part_lists[p]), int(part.part_lists[p + 1])
-        whole = [q for q, n in members[p] if n >= hi - lo]
-        some = [(q, n) for q, n in members[p] if n < hi - lo]
-        if whole:
-            qids = np.concatenate(whole)
-            pq_.append(qids)
-            pc_.append(np.full(qids.size, t + p, dtype=np.int64))
-        if not some:
-            continue
-        qids = np.concatenate([q for q, _ in some])
-        counts = np.concatenate([np.full(q.size, n) for q, n in some])
-        width = int(counts.max())
-        dist = _centroid_distances(queries[qids], part.centroids[lo:hi], metric)
-        near = np.argpartition(dist, width - 1, axis=1)[:, :width]
-        ranked = np.take_along_axis(
-            near, np.argsort(np.take_along_axis(dist, near, axis=1), axis=1, kind="stable"), axis=1
-        )
-        take = np.arange(width)[None, :] < counts[:, None]
-        pq_.append(np.broadcast_to(qids[:, None], ranked.shape)[take])
-        pc_.append((lo + ranked[take]).astype(np.int64))
+    scanning = [i for i, f in enumerate(filters) if f.strategy == "scan"]
+    if nprobe is None:  # exact: every routed partition, whole
+        for i in scanning:
+            qids = np.flatnonzero(query_filter == i)
+            parts = filters[i].parts
+            pq_.append(np.repeat(qids, parts.size))
+            pc_.append(np.tile(t + parts, qids.size))
+    elif scanning:
+        # Global probing: each query's nearest lists among its routed partitions,
+        # nprobe of them, or more until they hold expected_hits * k qualifying rows.
+        cent_dist = _centroid_distances(queries, part.centroids, metric)
+        for i in scanning:
+            f = filters[i]
+            qids = np.flatnonzero(query_filter == i)
+            cand = np.concatenate(
+                [np.arange(part.part_lists[p], part.part_lists[p + 1]) for p in f.parts]
+            )
+            density = np.zeros(part.num_parts)
+            density[f.parts] = [
+                1.0 if int(p) not in f.masks else f.masks[int(p)].mean() for p in f.parts
+            ]
+            expected = list_sizes[cand] * density[list_part[cand]]
+            dist = cent_dist[np.ix_(qids, cand)]
+            order = np.argsort(dist, axis=1, kind="stable")
+            cum = np.cumsum(expected[order], axis=1)
+            enough = (cum >= expected_hits * k).argmax(axis=1) + 1
+            enough[cum[:, -1] < expected_hits * k] = cand.size
+            count = np.minimum(np.maximum(enough, nprobe), cand.size)
+            take = np.arange(cand.size)[None, :] < count[:, None]
+            pq_.append(np.broadcast_to(qids[:, None], order.shape)[take])
+            pc_.append(cand[order][take].astype(np.int64))
     list_ranges = np.stack([part.list_bounds[:-1], part.list_bounds[1:]], axis=1)
     part_ranges = np.stack([part.part_bounds[:-1], part.part_bounds[1:]], axis=1)
-    list_part = np.repeat(np.arange(part.num_parts), nlists)
     return BatchPlan(
         query_filter=query_filter,
         filters=filters,

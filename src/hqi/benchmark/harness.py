@@ -1,0 +1,147 @@
+"""Run systems over a dataset and a workload; collect (system, params, QPS, recall).
+
+Per system: build once (time and resident memory added), one untimed
+warm-up search, then every grid point ``repeats`` times; the reported time is
+the median. Recall@k is
+judged against hqi's exact answers (themselves tested against brute force)
+with the tie-robust definition of :mod:`hqi.evaluation`, on the distances of
+the returned ids recomputed exactly. Threads are limited for every system.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import hqi
+from hqi._threads import limit_threads
+from hqi.benchmark.systems import SYSTEMS, BenchData
+from hqi.collection import Metric
+from hqi.evaluation import recall_at_k
+from hqi.execution.exact import exact_distances
+
+__all__ = ["BenchConfig", "Point", "load_data", "run_benchmark"]
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    dataset: str = "synthetic"
+    n: int = 100_000
+    dim: int = 64
+    queries: int = 2_000
+    train_queries: int = 2_000
+    k: int = 10
+    threads: int = 2
+    repeats: int = 3
+    seed: int = 0
+    systems: tuple[str, ...] = tuple(SYSTEMS)
+
+
+@dataclass
+class Point:
+    system: str
+    params: dict[str, Any]
+    qps: float
+    recall: float
+    seconds: list[float] = field(default_factory=list)
+    queries: int = 0
+
+
+def load_data(cfg: BenchConfig) -> BenchData:
+    """The benchmark data: the built-in generator, or a real dataset by name."""
+    if cfg.dataset == "synthetic":
+        from hqi.datasets import make_catalog, make_workload
+
+        catalog = make_catalog(cfg.n, cfg.dim, seed=cfg.seed)
+        train = make_workload(catalog, cfg.train_queries, k=cfg.k, seed=cfg.seed + 101)
+        batch = make_workload(catalog, cfg.queries, k=cfg.k, seed=cfg.seed + 1)
+        return BenchData(
+            f"synthetic-{cfg.n}x{cfg.dim}",
+            catalog.vectors,
+            catalog.attributes,
+            train.filters,
+            batch.queries,
+            batch.filters,
+            cfg.k,
+        )
+    from hqi.benchmark.real import load_real
+
+    return load_real(
+        cfg.dataset, queries=cfg.queries, train_queries=cfg.train_queries, k=cfg.k, seed=cfg.seed
+    )
+
+
+def _rss_bytes() -> int:
+    try:
+        with open("/proc/self/statm") as fh:
+            import os
+
+            return int(fh.read().split()[1]) * os.sysconf("SC_PAGE_SIZE")
+    except OSError:  # pragma: no cover - not Linux
+        return 0
+
+
+def run_benchmark(
+    cfg: BenchConfig,
+    *,
+    on_event: Callable[[str, int], None] | None = None,
+) -> tuple[list[Point], dict[str, dict[str, float]], BenchData]:
+    """All systems' points, their build figures, and the data used."""
+
+    def event(what: str, total: int = 0) -> None:
+        if on_event is not None:
+            on_event(what, total)
+
+    event("preparing data")
+    data = load_data(cfg)
+    event("exact answers")
+    with limit_threads(cfg.threads):
+        truth_index = hqi.build(data.vectors, data.attributes)
+        truth = truth_index.search(data.queries, data.filters, data.k, exact=True)
+    del truth_index
+    points: list[Point] = []
+    builds: dict[str, dict[str, float]] = {}
+    for name in cfg.systems:
+        system = SYSTEMS[name]()
+        gc.collect()
+        before = _rss_bytes()
+        event(f"building {name}")
+        t0 = time.perf_counter()
+        with limit_threads(cfg.threads):
+            system.build(data, cfg.threads)
+        builds[name] = {
+            "build_s": time.perf_counter() - t0,
+            "memory_mb": max(0, _rss_bytes() - before) / 2**20,
+        }
+        grid = system.grid()
+        event(f"searching {name}", len(grid))
+        nq = min(len(data.queries), getattr(system, "max_queries", len(data.queries)))
+        with limit_threads(cfg.threads):  # warm-up: lazy encodings, caches, page faults
+            system.search(data, grid[0], cfg.threads)
+        for params in grid:
+            times = []
+            for _ in range(cfg.repeats):
+                with limit_threads(cfg.threads):
+                    t0 = time.perf_counter()
+                    ids = system.search(data, params, cfg.threads)
+                    times.append(time.perf_counter() - t0)
+            ids = ids[:nq]
+            found = hqi.Result(
+                ids, exact_distances(data.vectors, data.queries[:nq], ids, Metric.L2)
+            )
+            sub = hqi.Result(truth.ids[:nq], truth.distances[:nq])
+            recall = float(recall_at_k(found, sub).mean())
+            points.append(Point(name, params, nq / statistics.median(times), recall, times, nq))
+            event("point", 1)
+        del system
+    return points, builds, data
+
+
+def results_dir(root: Path, cfg: BenchConfig) -> Path:
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    return root / f"{cfg.dataset}-{cfg.n}x{cfg.dim}-q{cfg.queries}-{stamp}"

@@ -1,0 +1,120 @@
+"""Benchmark output: CSV of every point, a Markdown summary, a recall-QPS plot."""
+
+from __future__ import annotations
+
+import csv
+import json
+from dataclasses import asdict
+from pathlib import Path
+
+from hqi.benchmark.harness import BenchConfig, Point
+
+__all__ = ["best_at", "write_report"]
+
+LEVELS = (0.90, 0.95, 0.99)
+
+
+def best_at(points: list[Point], system: str, level: float) -> Point | None:
+    """The highest-QPS point of ``system`` with recall >= ``level``."""
+    ok = [p for p in points if p.system == system and p.recall >= level]
+    return max(ok, key=lambda p: p.qps) if ok else None
+
+
+def summary_markdown(
+    points: list[Point], builds: dict[str, dict[str, float]], cfg: BenchConfig, data_name: str
+) -> str:
+    systems = list(dict.fromkeys(p.system for p in points))
+    lines = [
+        f"# Hybrid search benchmark: {data_name}",
+        "",
+        f"N = {cfg.n:,} (synthetic) or the dataset's size, d = {cfg.dim}, Q = {cfg.queries:,}, "
+        f"k = {cfg.k}, threads = {cfg.threads}, median of {cfg.repeats} runs.",
+        "",
+        "Best queries/s at recall@k >= level (params in brackets); build time and the resident "
+        "memory the build added.",
+        "",
+        "| system | " + " | ".join(f"QPS @ {lv:.2f}" for lv in LEVELS) + " | build s | memory MB |",
+        "|---|" + "---|" * (len(LEVELS) + 2),
+    ]
+    for s in systems:
+        cells = []
+        for lv in LEVELS:
+            p = best_at(points, s, lv)
+            cells.append("–" if p is None else f"{p.qps:,.0f} ({_params(p)})")
+        b = builds.get(s, {})
+        lines.append(
+            f"| {s} | "
+            + " | ".join(cells)
+            + f" | {b.get('build_s', 0):.1f} | {b.get('memory_mb', 0):.0f} |"
+        )
+    if "hqi" in systems:
+        lines += [
+            "",
+            "hqi's QPS as a multiple of each system's (same recall level):",
+            "",
+            "| system | " + " | ".join(f"@ {lv:.2f}" for lv in LEVELS) + " |",
+            "|---|" + "---|" * len(LEVELS),
+        ]
+        for s in systems:
+            if s == "hqi":
+                continue
+            cells = []
+            for lv in LEVELS:
+                a, b = best_at(points, "hqi", lv), best_at(points, s, lv)
+                cells.append("–" if a is None or b is None else f"{a.qps / b.qps:.1f}x")
+            lines.append(f"| {s} | " + " | ".join(cells) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def _params(p: Point) -> str:
+    return ", ".join(f"{k}={v}" for k, v in p.params.items()) or "-"
+
+
+def write_report(
+    out: Path,
+    points: list[Point],
+    builds: dict[str, dict[str, float]],
+    cfg: BenchConfig,
+    data_name: str,
+) -> Path:
+    """Write points.csv, summary.md, config.json and recall_qps.png under ``out``."""
+    out.mkdir(parents=True, exist_ok=True)
+    with (out / "points.csv").open("w", newline="") as fh:
+        writer = csv.writer(fh)
+        writer.writerow(["system", "params", "qps", "recall", "queries", "seconds"])
+        for p in points:
+            writer.writerow(
+                [
+                    p.system,
+                    json.dumps(p.params),
+                    f"{p.qps:.3f}",
+                    f"{p.recall:.5f}",
+                    p.queries,
+                    json.dumps([round(t, 5) for t in p.seconds]),
+                ]
+            )
+    (out / "config.json").write_text(
+        json.dumps({"config": asdict(cfg), "data": data_name, "builds": builds}, indent=2)
+    )
+    (out / "summary.md").write_text(summary_markdown(points, builds, cfg, data_name))
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:  # plots are optional: `pip install hqi[bench]`
+        return out
+    fig, ax = plt.subplots(figsize=(7, 4.5))
+    for s in dict.fromkeys(p.system for p in points):
+        pts = sorted((p for p in points if p.system == s), key=lambda p: p.recall)
+        ax.plot([p.recall for p in pts], [p.qps for p in pts], marker="o", label=s)
+    ax.set_yscale("log")
+    ax.set_xlabel(f"recall@{cfg.k}")
+    ax.set_ylabel("queries / second (log)")
+    ax.set_title(f"{data_name}: {cfg.queries:,} hybrid queries, {cfg.threads} threads")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(out / "recall_qps.png", dpi=120)
+    plt.close(fig)
+    return out

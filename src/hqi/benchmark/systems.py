@@ -1,0 +1,234 @@
+"""The systems a benchmark compares, behind one small protocol.
+
+Every system answers the same batch: (Q, d) queries, one SQL filter each, k.
+Filters are evaluated with hqi's filter engine for the baselines too (a FAISS
+or hnswlib user needs the selection from somewhere), inside the timed region,
+once per distinct filter. Baselines get each distinct filter's queries in one
+call where the library allows it, which is the strongest way to use them.
+Ids returned are input row numbers.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+import numpy as np
+
+import hqi
+from hqi.collection import Metric
+from hqi.execution.exact import Group, exact_search
+from hqi.query import ColumnStore, FilterParser
+from hqi.query.columns import normalize_table
+from hqi.query.evaluate import BatchEvaluator
+
+__all__ = ["SYSTEMS", "BenchData", "System"]
+
+
+@dataclass(frozen=True)
+class BenchData:
+    """A collection, a training workload (filters) and a query batch."""
+
+    name: str
+    vectors: np.ndarray
+    attributes: Any  # pyarrow Table
+    train_filters: list[str]
+    queries: np.ndarray
+    filters: list[str]
+    k: int
+
+
+def distinct_groups(filters: Sequence[str]) -> Iterator[tuple[str, np.ndarray]]:
+    """(filter, query indices) for each distinct filter of the batch."""
+    groups: dict[str, list[int]] = {}
+    for i, f in enumerate(filters):
+        groups.setdefault(f, []).append(i)
+    for f, members in groups.items():
+        yield f, np.asarray(members)
+
+
+class System(Protocol):
+    name: str
+
+    def build(self, data: BenchData, threads: int) -> None: ...
+
+    def grid(self) -> list[dict[str, Any]]: ...
+
+    def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray: ...
+
+
+class _Filters:
+    """Filter evaluation over input-order rows, for the baselines."""
+
+    def __init__(self, data: BenchData) -> None:
+        self.store = ColumnStore(normalize_table(data.attributes))
+        self.parser = FilterParser(self.store.schema)
+
+    def masks(self, filters: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+        evaluator = BatchEvaluator(self.store)
+        for text, qids in distinct_groups(filters):
+            yield qids, evaluator.mask(self.parser.parse(text))
+
+
+class Hqi:
+    name = "hqi"
+
+    def build(self, data: BenchData, threads: int) -> None:
+        self.index = hqi.build(
+            data.vectors, data.attributes, workload=data.train_filters, threads=threads
+        )
+
+    def grid(self) -> list[dict[str, Any]]:
+        return [{"nprobe": n} for n in (1, 2, 3, 4, 6, 8)] + [{"exact": True}]
+
+    def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
+        return self.index.search(data.queries, data.filters, data.k, threads=threads, **params).ids
+
+
+class BruteForce:
+    """The foundation's exact path: grouped brute force over gathered rows."""
+
+    name = "exact-grouped-bruteforce"
+
+    def build(self, data: BenchData, threads: int) -> None:
+        self.filters = _Filters(data)
+        self.sq = np.einsum("ij,ij->i", data.vectors, data.vectors)
+
+    def grid(self) -> list[dict[str, Any]]:
+        return [{}]
+
+    def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
+        groups = [
+            Group(qids, np.flatnonzero(mask)) for qids, mask in self.filters.masks(data.filters)
+        ]
+        pos, _, _ = exact_search(data.vectors, self.sq, data.queries, groups, data.k, Metric.L2)
+        return pos
+
+
+def _bitmap_selector(mask: np.ndarray) -> tuple[Any, np.ndarray]:
+    import faiss
+
+    bits = np.packbits(mask, bitorder="little")
+    return faiss.IDSelectorBitmap(mask.size, faiss.swig_ptr(bits)), bits
+
+
+class FaissIVFSelector:
+    name = "faiss-ivf-idselector"
+    nlist_per_sqrt = 4
+
+    def build(self, data: BenchData, threads: int) -> None:
+        import faiss
+
+        n, d = data.vectors.shape
+        nlist = int(self.nlist_per_sqrt * np.sqrt(n))
+        quantizer = faiss.IndexFlatL2(d)
+        self.index = faiss.IndexIVFFlat(quantizer, d, nlist)
+        rng = np.random.default_rng(0)
+        train = data.vectors[rng.choice(n, size=min(n, 64 * nlist), replace=False)]
+        self.index.train(train)
+        self.index.add(data.vectors)
+        self.filters = _Filters(data)
+
+    def grid(self) -> list[dict[str, Any]]:
+        return [{"nprobe": n} for n in (4, 8, 16, 32, 64, 128, 256)]
+
+    def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
+        import faiss
+
+        out = np.full((len(data.queries), data.k), -1, dtype=np.int64)
+        for qids, mask in self.filters.masks(data.filters):
+            sel, _bits = _bitmap_selector(mask)
+            sp = faiss.SearchParametersIVF(sel=sel, nprobe=params["nprobe"])
+            _, ids = self.index.search(data.queries[qids], data.k, params=sp)
+            out[qids] = ids
+        return out
+
+
+class FaissIVFPostFilter(FaissIVFSelector):
+    name = "faiss-ivf-postfilter"
+
+    def grid(self) -> list[dict[str, Any]]:
+        return [{"nprobe": n, "expand": e} for n in (8, 32, 128) for e in (10, 100)]
+
+    def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
+        import faiss
+
+        kk = data.k * params["expand"]
+        sp = faiss.SearchParametersIVF(nprobe=params["nprobe"])
+        _, cand = self.index.search(data.queries, kk, params=sp)
+        out = np.full((len(data.queries), data.k), -1, dtype=np.int64)
+        for qids, mask in self.filters.masks(data.filters):
+            c = cand[qids]
+            ok = (c >= 0) & mask[np.maximum(c, 0)]
+            order = np.argsort(~ok, axis=1, kind="stable")[:, : data.k]
+            picked = np.take_along_axis(c, order, 1)
+            out[qids] = np.where(np.take_along_axis(ok, order, 1), picked, -1)
+        return out
+
+
+class FaissHNSWSelector:
+    name = "faiss-hnsw-idselector"
+
+    def build(self, data: BenchData, threads: int) -> None:
+        import faiss
+
+        self.index = faiss.IndexHNSWFlat(data.vectors.shape[1], 32)
+        self.index.hnsw.efConstruction = 80
+        self.index.add(data.vectors)
+        self.filters = _Filters(data)
+
+    def grid(self) -> list[dict[str, Any]]:
+        return [{"efSearch": e} for e in (16, 32, 64, 128, 256, 512)]
+
+    def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
+        import faiss
+
+        out = np.full((len(data.queries), data.k), -1, dtype=np.int64)
+        for qids, mask in self.filters.masks(data.filters):
+            sel, _bits = _bitmap_selector(mask)
+            sp = faiss.SearchParametersHNSW(sel=sel, efSearch=params["efSearch"])
+            _, ids = self.index.search(data.queries[qids], data.k, params=sp)
+            out[qids] = ids
+        return out
+
+
+class Hnswlib:
+    """hnswlib's filtered search: a Python callback per visited candidate."""
+
+    name = "hnswlib-filter"
+    max_queries = 300  # the callback is slow: timed on a prefix of the batch
+
+    def build(self, data: BenchData, threads: int) -> None:
+        import hnswlib
+
+        n, d = data.vectors.shape
+        self.index = hnswlib.Index(space="l2", dim=d)
+        self.index.init_index(max_elements=n, ef_construction=80, M=16, random_seed=0)
+        self.index.add_items(data.vectors, np.arange(n), num_threads=threads)
+        self.filters = _Filters(data)
+
+    def grid(self) -> list[dict[str, Any]]:
+        return [{"ef": e} for e in (32, 128, 512)]
+
+    def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
+        self.index.set_ef(params["ef"])
+        nq = min(len(data.queries), self.max_queries)
+        out = np.full((len(data.queries), data.k), -1, dtype=np.int64)
+        for qids, mask in self.filters.masks(data.filters[:nq]):
+            allowed = mask.__getitem__
+            for q in qids:
+                try:
+                    labels, _ = self.index.knn_query(
+                        data.queries[q : q + 1], k=data.k, num_threads=1, filter=allowed
+                    )
+                except RuntimeError:  # fewer than k reachable matches
+                    continue
+                out[q] = labels[0]
+        return out
+
+
+SYSTEMS: dict[str, type] = {
+    cls.name: cls
+    for cls in (Hqi, BruteForce, FaissIVFSelector, FaissIVFPostFilter, FaissHNSWSelector, Hnswlib)
+}
