@@ -30,7 +30,7 @@ def _qualifying_rows(plan_filter: FilterPlan, part: Partitioning) -> np.ndarray:
     rows = []
     for p in plan_filter.parts:
         start, stop = int(part.part_bounds[p]), int(part.part_bounds[p + 1])
-        mask = plan_filter.masks.get(int(p))
+        mask = plan_filter.rows(int(p), 0, stop - start)
         rows.append(np.arange(start, stop) if mask is None else start + np.flatnonzero(mask))
     return np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, dtype=np.int64)
 
@@ -84,13 +84,13 @@ def execute_plan(
                 bnorms = None if norms is None else norms[r0:r1]
                 cols = np.arange(r0, r1, dtype=np.int64)
                 # One boolean row per distinct filter in the cell (None: no mask).
-                fmasks = [plan.filters[int(cf[s0])].masks.get(p) for s0 in fseg[:-1]]
+                fmasks = [
+                    plan.filters[int(cf[s0])].rows(p, r0 - pstart, r1 - pstart) for s0 in fseg[:-1]
+                ]
                 keep = None
                 if any(m is not None for m in fmasks):
                     ones = np.ones(r1 - r0, dtype=bool)
-                    rows_by_filter = np.stack(
-                        [ones if m is None else m[r0 - pstart : r1 - pstart] for m in fmasks]
-                    )
+                    rows_by_filter = np.stack([ones if m is None else m for m in fmasks])
                     keep = rows_by_filter[np.repeat(np.arange(len(fmasks)), np.diff(fseg))]
                 for q0 in range(0, cq.size, query_block):
                     q1 = min(cq.size, q0 + query_block)

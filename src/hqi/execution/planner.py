@@ -50,14 +50,30 @@ Strategy = Literal["scan", "prefilter", "empty"]
 
 @dataclass
 class FilterPlan:
-    """How one distinct filter is answered (shared by all its queries)."""
+    """How one distinct filter is answered (shared by all its queries).
+
+    ``masks`` holds, for each routed partition where the filter is partial,
+    the packed bits (``np.packbits``) of its mask over that partition's rows;
+    :meth:`rows` unpacks any row range of it.
+    """
 
     pred: Predicate | None
     strategy: Strategy
     parts: np.ndarray  # routed partitions (ids)
-    masks: dict[int, np.ndarray]  # partial partition -> mask over its rows
+    masks: dict[int, np.ndarray]  # partial partition -> packed mask bits
     qualifying: int
     scan_work: float  # estimated distance computations per query if scanned
+    counts: np.ndarray  # qualifying rows in each routed partition
+
+    def rows(self, p: int, start: int, stop: int) -> np.ndarray | None:
+        """Mask (bool) of rows ``[start, stop)`` of partition ``p`` (offsets within
+        it), or None when the filter holds on every row there."""
+        bits = self.masks.get(p)
+        if bits is None:
+            return None
+        b0 = start // 8
+        unpacked = np.unpackbits(bits[b0 : (stop + 7) // 8])
+        return unpacked[start - 8 * b0 : stop - 8 * b0].view(bool)
 
 
 @dataclass
@@ -92,29 +108,29 @@ class BatchPlan:
 
 def _route(
     pred: Predicate | None, part: Partitioning, zones: ZoneMaps, evaluator: BatchEvaluator
-) -> tuple[np.ndarray, dict[int, np.ndarray], int]:
+) -> tuple[np.ndarray, dict[int, np.ndarray], np.ndarray]:
+    """(routed partitions, packed masks of the partial ones, qualifying rows per routed one).
+
+    The whole-store mask is transient: only the partial partitions' bits are
+    kept, packed, so a batch of thousands of filters holds little memory.
+    """
     flags = zones.flags(pred)
     routed = np.flatnonzero(flags.may_true)
-    partial = routed[~flags.all_true[routed]]
+    covered = flags.all_true[routed]
     sizes = zones.sizes
-    if partial.size == 0:
-        return routed.astype(np.int64), {}, int(sizes[routed].sum())
-    full = evaluator.mask(pred)  # shared atoms: cheap; partitions are slices of it
-    parts, masks, qualifying = [], {}, 0
-    for p in routed:
-        if flags.all_true[p]:
-            parts.append(p)
-            qualifying += int(sizes[p])
-            continue
+    counts = sizes[routed].copy()
+    if covered.all():
+        return routed.astype(np.int64), {}, counts
+    full = evaluator.mask(pred)
+    masks: dict[int, np.ndarray] = {}
+    for j in np.flatnonzero(~covered):
+        p = int(routed[j])
         mask = full[part.part_bounds[p] : part.part_bounds[p + 1]]
-        count = int(np.count_nonzero(mask))
-        if count == 0:
-            continue
-        parts.append(p)
-        qualifying += count
-        if count < mask.size:
-            masks[int(p)] = mask
-    return np.asarray(parts, dtype=np.int64), masks, qualifying
+        counts[j] = np.count_nonzero(mask)
+        if 0 < counts[j] < mask.size:
+            masks[p] = np.packbits(mask)
+    keep = counts > 0
+    return routed[keep].astype(np.int64), masks, counts[keep]
 
 
 def _centroid_distances(q: np.ndarray, cents: np.ndarray, metric: Metric) -> np.ndarray:
@@ -144,9 +160,13 @@ def plan_batch(
     list_sizes = np.diff(part.list_bounds)
     list_part = np.repeat(np.arange(part.num_parts), nlists)
     filters: list[FilterPlan] = []
-    evaluator = BatchEvaluator(store)
+    evaluator = BatchEvaluator(store, max_bytes=16 << 20)
+    part_list_ids = [
+        np.arange(part.part_lists[p], part.part_lists[p + 1]) for p in range(part.num_parts)
+    ]
     for pred in preds:
-        parts, masks, qualifying = _route(pred, part, zones, evaluator)
+        parts, masks, counts = _route(pred, part, zones, evaluator)
+        qualifying = int(counts.sum())
         routed_rows = float(sizes[parts].sum())
         if nprobe is None:
             scan_work = routed_rows
@@ -162,7 +182,7 @@ def plan_batch(
             strategy = "prefilter"
         else:
             strategy = "scan"
-        filters.append(FilterPlan(pred, strategy, parts, masks, qualifying, scan_work))
+        filters.append(FilterPlan(pred, strategy, parts, masks, qualifying, scan_work, counts))
 
     t = part.num_lists
     pq_, pc_ = [], []
@@ -180,13 +200,9 @@ def plan_batch(
         for i in scanning:
             f = filters[i]
             qids = np.flatnonzero(query_filter == i)
-            cand = np.concatenate(
-                [np.arange(part.part_lists[p], part.part_lists[p + 1]) for p in f.parts]
-            )
+            cand = np.concatenate([part_list_ids[p] for p in f.parts])
             density = np.zeros(part.num_parts)
-            density[f.parts] = [
-                1.0 if int(p) not in f.masks else f.masks[int(p)].mean() for p in f.parts
-            ]
+            density[f.parts] = f.counts / sizes[f.parts]
             expected = list_sizes[cand] * density[list_part[cand]]
             dist = cent_dist[np.ix_(qids, cand)]
             order = np.argsort(dist, axis=1, kind="stable")

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import enum
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 import pyarrow as pa
@@ -98,6 +99,11 @@ class StringData:
     codes: np.ndarray  # int32 (N,), -1 = NULL
     dictionary: np.ndarray  # object (D,) of str
 
+    @cached_property
+    def code_of(self) -> dict[str, int]:
+        """Dictionary value -> code."""
+        return {value: i for i, value in enumerate(self.dictionary.tolist())}
+
 
 @dataclass(frozen=True)
 class ValueData:
@@ -112,6 +118,28 @@ class ListData:
     rows: np.ndarray  # int32 (total elements,): the row of each element
     dictionary: np.ndarray  # object (D,) of str
     valid: np.ndarray | None  # bool (N,): False where the list itself is NULL
+
+    @cached_property
+    def code_of(self) -> dict[str, int]:
+        """Dictionary value -> code."""
+        return {value: i for i, value in enumerate(self.dictionary.tolist())}
+
+    @cached_property
+    def postings(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inverted index: (bounds (D + 1,), rows grouped by element code)."""
+        order = np.argsort(self.codes, kind="stable")
+        valid = self.codes[order] >= 0
+        counts = np.bincount(self.codes[order][valid], minlength=self.dictionary.size)
+        bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
+        return bounds, self.rows[order][valid]
+
+    def rows_with(self, value: str) -> np.ndarray:
+        """Rows whose list contains ``value`` (possibly repeated)."""
+        code = self.code_of.get(value)
+        if code is None:
+            return np.zeros(0, dtype=self.rows.dtype)
+        bounds, rows = self.postings
+        return rows[bounds[code] : bounds[code + 1]]
 
 
 ColumnData = StringData | ValueData | ListData

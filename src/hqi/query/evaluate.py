@@ -142,6 +142,14 @@ class _Evaluator:
             return self._is_null(pred.column) if want else ~self._is_null(pred.column)
         if isinstance(pred, Contains):
             return self._contains(pred, want)
+        if isinstance(pred, Compare) and pred.op in ("=", "!="):
+            data = self.store[pred.column]
+            if isinstance(data, StringData):  # one integer compare against the code
+                code = data.code_of.get(pred.value)  # type: ignore[arg-type]
+                eq = (pred.op == "=") == want
+                if code is None:
+                    return np.zeros(self.n, dtype=bool) if eq else data.codes >= 0
+                return data.codes == code if eq else (data.codes != code) & (data.codes >= 0)
         if isinstance(pred, Compare):
             return self._atom(
                 pred.column,
@@ -173,6 +181,17 @@ class _Evaluator:
         data = self.store[column]
         if isinstance(data, StringData):
             hit = np.asarray(test(data.dictionary), dtype=bool)
+            codes = np.flatnonzero(hit if want else ~hit)
+            if codes.size <= 4:  # a few codes: integer compares beat a gather
+                out = np.zeros(self.n, dtype=bool)
+                for code in codes:
+                    out |= data.codes == code
+                return out
+            if codes.size >= hit.size - 4:  # all but a few
+                out = data.codes >= 0
+                for code in np.flatnonzero(~hit if want else hit):
+                    out &= data.codes != code
+                return out
             lut = np.append(hit if want else ~hit, False)  # code -1 (NULL) -> False
             return lut[data.codes]
         assert isinstance(data, ValueData)
@@ -194,9 +213,7 @@ class _Evaluator:
         data = self.store[pred.column]
         assert isinstance(data, ListData)
         hit = np.zeros(self.n, dtype=bool)
-        codes = np.flatnonzero(data.dictionary == pred.value)
-        if codes.size:
-            hit[data.rows[data.codes == codes[0]]] = True
+        hit[data.rows_with(pred.value)] = True
         out = hit if want else ~hit
         if data.valid is not None:
             out &= data.valid
