@@ -268,8 +268,13 @@ def cmd_bench(args: argparse.Namespace) -> None:
             else:
                 bar.update(task, description=what, total=total or None, completed=0)
 
-        points, builds, data = run_benchmark(cfg, on_event=on_event)
-    out = write_report(results_dir(Path(args.out), cfg), points, builds, cfg, data.name)
+        out = results_dir(Path(args.out), cfg)
+
+        def on_system(points: list[Any], builds: dict[str, Any], data: Any) -> None:
+            write_report(out, points, builds, cfg, data.name)
+
+        points, builds, data = run_benchmark(cfg, on_event=on_event, on_system=on_system)
+    write_report(out, points, builds, cfg, data.name)
     print((out / "summary.md").read_text())
     print(f"results: {out}")
 

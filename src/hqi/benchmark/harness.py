@@ -18,6 +18,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+
 import hqi
 from hqi._threads import limit_threads
 from hqi.benchmark.systems import SYSTEMS, BenchData
@@ -86,12 +88,39 @@ def _rss_bytes() -> int:
         return 0
 
 
+def gemm_rate(dim: int, threads: int) -> float:
+    """Measured float32 GEMM rate (flop/s): 256 queries x 65,536 rows x dim, median of 5."""
+    rng = np.random.default_rng(0)
+    q = rng.standard_normal((256, dim), dtype=np.float32)
+    x = rng.standard_normal((65536, dim), dtype=np.float32)
+    times = []
+    with limit_threads(threads):
+        for _ in range(5):
+            t0 = time.perf_counter()
+            q @ x.T
+            times.append(time.perf_counter() - t0)
+    return 2.0 * 256 * 65536 * dim / statistics.median(times)
+
+
+def exact_floor(index: hqi.Index, data: BenchData, threads: int) -> dict[str, float]:
+    """The arithmetic floor of exact answers: 2 d (sum of qualifying rows) / GEMM rate."""
+    plan = index.explain(data.queries, data.filters, data.k, exact=True, threads=threads)
+    qualifying = float(np.sum(plan.column("qualifying").to_numpy()))
+    rate = gemm_rate(data.vectors.shape[1], threads)
+    return {
+        "qualifying_rows": qualifying,
+        "gemm_flops": rate,
+        "floor_s": 2.0 * data.vectors.shape[1] * qualifying / rate,
+    }
+
+
 def run_benchmark(
     cfg: BenchConfig,
     *,
     on_event: Callable[[str, int], None] | None = None,
+    on_system: Callable[[list[Point], dict[str, dict[str, float]], BenchData], None] | None = None,
 ) -> tuple[list[Point], dict[str, dict[str, float]], BenchData]:
-    """All systems' points, their build figures, and the data used."""
+    """All systems' points, their build figures (and ``"floor"``), and the data used."""
 
     def event(what: str, total: int = 0) -> None:
         if on_event is not None:
@@ -103,9 +132,11 @@ def run_benchmark(
     with limit_threads(cfg.threads):
         truth_index = hqi.build(data.vectors, data.attributes)
         truth = truth_index.search(data.queries, data.filters, data.k, exact=True)
+    event("exact floor")
+    floor = exact_floor(truth_index, data, cfg.threads)
     del truth_index
     points: list[Point] = []
-    builds: dict[str, dict[str, float]] = {}
+    builds: dict[str, dict[str, float]] = {"floor": floor}
     for name in cfg.systems:
         system = SYSTEMS[name]()
         gc.collect()
@@ -139,6 +170,8 @@ def run_benchmark(
             points.append(Point(name, params, nq / statistics.median(times), recall, times, nq))
             event("point", 1)
         del system
+        if on_system is not None:  # partial results survive an interrupted run
+            on_system(points, builds, data)
     return points, builds, data
 
 

@@ -47,6 +47,16 @@ def summary_markdown(
             + " | ".join(cells)
             + f" | {b.get('build_s', 0):.1f} | {b.get('memory_mb', 0):.0f} |"
         )
+    floor = builds.get("floor")
+    exact = [p for p in points if p.system == "hqi" and p.params.get("exact")]
+    if floor and exact:
+        exact_s = cfg.queries / exact[0].qps
+        lines += [
+            "",
+            f"Exact floor: 2 x d x {floor['qualifying_rows']:,.0f} qualifying rows / "
+            f"{floor['gemm_flops'] / 1e9:.0f} GFLOP/s measured GEMM = {floor['floor_s']:.3f} s; "
+            f"hqi exact: {exact_s:.3f} s ({exact_s / floor['floor_s']:.1f}x the floor).",
+        ]
     if "hqi" in systems:
         lines += [
             "",

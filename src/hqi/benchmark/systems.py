@@ -80,7 +80,7 @@ class Hqi:
         )
 
     def grid(self) -> list[dict[str, Any]]:
-        return [{"nprobe": n} for n in (1, 2, 3, 4, 6, 8)] + [{"exact": True}]
+        return [{"nprobe": n} for n in (2, 4, 8, 12, 16, 24, 32, 48)] + [{"exact": True}]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
         return self.index.search(data.queries, data.filters, data.k, threads=threads, **params).ids
@@ -131,7 +131,7 @@ class FaissIVFSelector:
         self.filters = _Filters(data)
 
     def grid(self) -> list[dict[str, Any]]:
-        return [{"nprobe": n} for n in (4, 8, 16, 32, 64, 128, 256)]
+        return [{"nprobe": n} for n in (4, 8, 16, 32, 64, 128, 256, 512)]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
         import faiss
