@@ -133,3 +133,28 @@ def test_filter_on_uncut_column_still_works(learned, catalog, rng) -> None:
 def test_bad_workload_filter_is_reported(catalog) -> None:
     with pytest.raises(hqi.UnknownColumnError, match="did you mean 'genre'"):
         hqi.build(catalog.vectors, catalog.attributes, workload=["genr = 'x'"])
+
+
+def test_partition_structure_is_consistent(learned, catalog) -> None:
+    part = learned._part
+    n = len(catalog)
+    assert np.array_equal(np.sort(part.order), np.arange(n))  # a permutation
+    assert np.array_equal(learned.ids, catalog.ids[part.order])  # ids follow the rows
+    assert np.array_equal(learned.vectors, catalog.vectors[part.order])
+    assert part.part_bounds[0] == 0 and part.part_bounds[-1] == n
+    assert part.list_bounds[-1] == n and (np.diff(part.list_bounds) >= 0).all()
+    # every partition's lists tile exactly its row range
+    for p in range(part.num_parts):
+        lo, hi = part.part_lists[p], part.part_lists[p + 1]
+        assert part.list_bounds[lo] == part.part_bounds[p]
+        assert part.list_bounds[hi] == part.part_bounds[p + 1]
+    assert np.diff(part.list_bounds).max() <= 4 * 64  # lists capped at 4 x list_size
+
+
+def test_oversized_lists_are_split() -> None:
+    from hqi.index.partitioned import _cap_lists
+
+    cents = np.arange(6, dtype=np.float32).reshape(3, 2)
+    new_cents, sizes = _cap_lists(cents, np.array([5, 21, 3]), 8)
+    assert sizes.tolist() == [5, 7, 7, 7, 3]
+    assert new_cents[1:4].tolist() == [[2.0, 3.0]] * 3

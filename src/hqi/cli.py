@@ -271,10 +271,10 @@ def cmd_bench(args: argparse.Namespace) -> None:
         out = results_dir(Path(args.out), cfg)
 
         def on_system(points: list[Any], builds: dict[str, Any], data: Any) -> None:
-            write_report(out, points, builds, cfg, data.name)
+            write_report(out, points, builds, cfg, data.name, data.vectors.shape)
 
         points, builds, data = run_benchmark(cfg, on_event=on_event, on_system=on_system)
-    write_report(out, points, builds, cfg, data.name)
+    write_report(out, points, builds, cfg, data.name, data.vectors.shape)
     print((out / "summary.md").read_text())
     print(f"results: {out}")
 

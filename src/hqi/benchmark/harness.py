@@ -177,4 +177,5 @@ def run_benchmark(
 
 def results_dir(root: Path, cfg: BenchConfig) -> Path:
     stamp = time.strftime("%Y%m%d-%H%M%S")
-    return root / f"{cfg.dataset}-{cfg.n}x{cfg.dim}-q{cfg.queries}-{stamp}"
+    size = f"-{cfg.n}x{cfg.dim}" if cfg.dataset == "synthetic" else ""
+    return root / f"{cfg.dataset}{size}-q{cfg.queries}-{stamp}"

@@ -146,7 +146,8 @@ def make_real_workload(
     rows = attrs.to_pylist()
     weights = 1.0 / np.arange(1, len(templates) + 1) ** 1.1
     weights = rng.permutation(weights / weights.sum())
-    anchors, filters = [], []
+    anchors: list[int] = []
+    filters: list[str] = []
     while len(filters) < n:
         anchor = int(rng.integers(len(rows)))
         text = templates[int(rng.choice(len(templates), p=weights))](rows[anchor])

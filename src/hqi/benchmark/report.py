@@ -21,13 +21,17 @@ def best_at(points: list[Point], system: str, level: float) -> Point | None:
 
 
 def summary_markdown(
-    points: list[Point], builds: dict[str, dict[str, float]], cfg: BenchConfig, data_name: str
+    points: list[Point],
+    builds: dict[str, dict[str, float]],
+    cfg: BenchConfig,
+    data_name: str,
+    shape: tuple[int, int],
 ) -> str:
     systems = list(dict.fromkeys(p.system for p in points))
     lines = [
         f"# Hybrid search benchmark: {data_name}",
         "",
-        f"N = {cfg.n:,} (synthetic) or the dataset's size, d = {cfg.dim}, Q = {cfg.queries:,}, "
+        f"N = {shape[0]:,}, d = {shape[1]}, Q = {cfg.queries:,}, "
         f"k = {cfg.k}, threads = {cfg.threads}, median of {cfg.repeats} runs.",
         "",
         "Best queries/s at recall@k >= level (params in brackets); build time and the resident "
@@ -70,8 +74,10 @@ def summary_markdown(
                 continue
             cells = []
             for lv in LEVELS:
-                a, b = best_at(points, "hqi", lv), best_at(points, s, lv)
-                cells.append("–" if a is None or b is None else f"{a.qps / b.qps:.1f}x")
+                ours, theirs = best_at(points, "hqi", lv), best_at(points, s, lv)
+                cells.append(
+                    "–" if ours is None or theirs is None else f"{ours.qps / theirs.qps:.1f}x"
+                )
             lines.append(f"| {s} | " + " | ".join(cells) + " |")
     return "\n".join(lines) + "\n"
 
@@ -86,6 +92,7 @@ def write_report(
     builds: dict[str, dict[str, float]],
     cfg: BenchConfig,
     data_name: str,
+    shape: tuple[int, int],
 ) -> Path:
     """Write points.csv, summary.md, config.json and recall_qps.png under ``out``."""
     out.mkdir(parents=True, exist_ok=True)
@@ -104,9 +111,11 @@ def write_report(
                 ]
             )
     (out / "config.json").write_text(
-        json.dumps({"config": asdict(cfg), "data": data_name, "builds": builds}, indent=2)
+        json.dumps(
+            {"config": asdict(cfg), "data": data_name, "shape": shape, "builds": builds}, indent=2
+        )
     )
-    (out / "summary.md").write_text(summary_markdown(points, builds, cfg, data_name))
+    (out / "summary.md").write_text(summary_markdown(points, builds, cfg, data_name, shape))
     try:
         import matplotlib
 

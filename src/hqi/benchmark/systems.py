@@ -106,8 +106,15 @@ class BruteForce:
         return pos
 
 
+def _faiss() -> Any:
+    """FAISS, untyped: its SWIG bindings' type hints do not match the runtime API."""
+    import importlib
+
+    return importlib.import_module("faiss")
+
+
 def _bitmap_selector(mask: np.ndarray) -> tuple[Any, np.ndarray]:
-    import faiss
+    faiss = _faiss()
 
     bits = np.packbits(mask, bitorder="little")
     return faiss.IDSelectorBitmap(mask.size, faiss.swig_ptr(bits)), bits
@@ -118,7 +125,7 @@ class FaissIVFSelector:
     nlist_per_sqrt = 4
 
     def build(self, data: BenchData, threads: int) -> None:
-        import faiss
+        faiss = _faiss()
 
         n, d = data.vectors.shape
         nlist = int(self.nlist_per_sqrt * np.sqrt(n))
@@ -134,7 +141,7 @@ class FaissIVFSelector:
         return [{"nprobe": n} for n in (4, 8, 16, 32, 64, 128, 256, 512)]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
-        import faiss
+        faiss = _faiss()
 
         out = np.full((len(data.queries), data.k), -1, dtype=np.int64)
         for qids, mask in self.filters.masks(data.filters):
@@ -152,7 +159,7 @@ class FaissIVFPostFilter(FaissIVFSelector):
         return [{"nprobe": n, "expand": e} for n in (8, 32, 128) for e in (10, 100)]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
-        import faiss
+        faiss = _faiss()
 
         kk = data.k * params["expand"]
         sp = faiss.SearchParametersIVF(nprobe=params["nprobe"])
@@ -171,7 +178,7 @@ class FaissHNSWSelector:
     name = "faiss-hnsw-idselector"
 
     def build(self, data: BenchData, threads: int) -> None:
-        import faiss
+        faiss = _faiss()
 
         self.index = faiss.IndexHNSWFlat(data.vectors.shape[1], 32)
         self.index.hnsw.efConstruction = 80
@@ -182,7 +189,7 @@ class FaissHNSWSelector:
         return [{"efSearch": e} for e in (16, 32, 64, 128, 256, 512)]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
-        import faiss
+        faiss = _faiss()
 
         out = np.full((len(data.queries), data.k), -1, dtype=np.int64)
         for qids, mask in self.filters.masks(data.filters):

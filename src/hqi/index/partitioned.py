@@ -45,7 +45,8 @@ class BuildOptions:
 
     ``list_size``: target rows per IVF list. Larger lists make better matrix
     products but scan more rows per probe; smaller ones prune finer and cost
-    more per-list overhead. Default 512.
+    more per-list overhead. Lists k-means leaves above 4x this are split into
+    chunks sharing their centroid. Default 512.
 
     ``kmeans_iters``: k-means iterations per partition (default 10).
 
@@ -123,6 +124,21 @@ class Partitioning:
         }
 
 
+def _cap_lists(centroids: np.ndarray, sizes: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
+    """Split lists over ``cap`` rows into contiguous chunks that share the centroid.
+
+    k-means can leave a few very large lists; chunks keep every product and
+    top-k block bounded while probing (by centroid) still reaches all of them.
+    """
+    chunks = np.maximum(1, -(-sizes // cap))
+    if (chunks == 1).all():
+        return centroids, sizes
+    new_sizes = np.concatenate(
+        [np.full(c, s // c) + (np.arange(c) < s % c) for s, c in zip(sizes, chunks, strict=True)]
+    )
+    return np.repeat(centroids, chunks, axis=0), new_sizes.astype(np.int64)
+
+
 def build_partitioning(
     vectors: np.ndarray,
     store: ColumnStore,
@@ -173,8 +189,11 @@ def build_partitioning(
         )
         by_list = np.argsort(assign, kind="stable")
         order_parts.append(rows[by_list])
+        cents, sizes_p = _cap_lists(
+            cents, np.bincount(assign, minlength=cents.shape[0]), 4 * options.list_size
+        )
         centroids.append(cents)
-        list_sizes.append(np.bincount(assign, minlength=cents.shape[0]))
+        list_sizes.append(sizes_p)
         part_nlists.append(cents.shape[0])
     stats["lists_s"] = time.perf_counter() - t0
     part_sizes = np.bincount(leaf, minlength=tree.num_leaves)

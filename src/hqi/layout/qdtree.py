@@ -154,7 +154,9 @@ def learn_qdtree(
     if not preds or max_leaves <= 1 or n < 2 * min_rows:
         return QdTree.single()
     weights = np.array([counts[p] for p in preds], dtype=np.float32)
-    cuts = sorted({a for p in preds for a in atoms(p) if not isinstance(a, Const)}, key=str)
+    cuts: list[Predicate] = sorted(
+        {a for p in preds for a in atoms(p) if not isinstance(a, Const)}, key=str
+    )
     cuts += _quantile_cuts(store, {c.column for c in cuts}, set(cuts))  # type: ignore[union-attr]
     if not cuts:
         return QdTree.single()
