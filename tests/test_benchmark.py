@@ -9,9 +9,20 @@ from hqi.benchmark.real import data_root, load_real
 
 
 def test_smoke_run(tmp_path) -> None:
-    cfg = BenchConfig(n=3000, dim=8, queries=60, train_queries=200, repeats=1,
-                      systems=("hqi", "exact-grouped-bruteforce", "faiss-ivf-idselector",
-                               "faiss-ivf-postfilter", "faiss-hnsw-idselector"))
+    cfg = BenchConfig(
+        n=3000,
+        dim=8,
+        queries=60,
+        train_queries=200,
+        repeats=1,
+        systems=(
+            "hqi",
+            "exact-grouped-bruteforce",
+            "faiss-ivf-idselector",
+            "faiss-ivf-postfilter",
+            "faiss-hnsw-idselector",
+        ),
+    )
     points, builds, data = run_benchmark(cfg)
     assert {p.system for p in points} == set(cfg.systems)
     assert all(0.0 <= p.recall <= 1.0 and p.qps > 0 for p in points)

@@ -15,8 +15,11 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    qualifying rows and scans them all, exactly. A gathered row costs about
    ``prefilter_ratio`` times a row scanned in place inside a large matrix
    product, so prefilter wins when ``qualifying * prefilter_ratio <= scan work``
-   (the rule of MicroNN and ACORN's cost models, with the constant measured
-   on this machine: ``bench/calibrate.py``).
+   (the rule of MicroNN and ACORN's cost models). ``bench/calibrate.py``
+   measures the kernel-level ratio on this machine: about 10 when one query
+   uses the gathered rows, 3 for four, 1 for hundreds. End to end (200k rows,
+   5,000 queries), ratios from 5 to 40 perform within noise of each other and
+   20, the default, was best for exact search.
 3. *Probe*: exact: every routed partition, whole. Otherwise *global
    probing*: each query ranks all lists of its routed partitions by centroid
    distance (one GEMM of the batch against all centroids) and probes the

@@ -1,0 +1,48 @@
+"""Where hqi's batch time goes: planning vs execution, rows scanned, strategies.
+
+.venv/bin/python bench/profile_search.py --n 1000000 --queries 10000 --train 5000
+"""
+
+from __future__ import annotations
+
+import argparse
+import time
+
+import hqi
+from hqi.datasets import make_catalog, make_workload
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--n", type=int, default=200_000)
+    parser.add_argument("--dim", type=int, default=128)
+    parser.add_argument("--queries", type=int, default=5_000)
+    parser.add_argument("--train", type=int, default=2_000)
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--nprobe", type=int, default=32)
+    args = parser.parse_args()
+    catalog = make_catalog(args.n, args.dim)
+    train = make_workload(catalog, args.train, seed=101)
+    batch = make_workload(catalog, args.queries, seed=1)
+    t0 = time.perf_counter()
+    index = hqi.build(
+        catalog.vectors, catalog.attributes, workload=train.filters, threads=args.threads
+    )
+    info = index.info()
+    print(
+        f"build {time.perf_counter() - t0:.1f} s: {info['partitions']} partitions, "
+        f"{info['lists']} lists, {index.build_stats}"
+    )
+    index.search(batch.queries[:100], batch.filters[:100], k=10)  # warm-up
+    for opts in ({"nprobe": args.nprobe}, {"exact": True}):
+        s = index.search(batch.queries, batch.filters, k=10, threads=args.threads, **opts).stats
+        print(
+            f"{opts}: total {s['seconds']:.2f} s, planning {s['plan_seconds']:.2f} s, "
+            f"execution {s['seconds'] - s['plan_seconds']:.2f} s, rows scanned/query "
+            f"{s['rows_scanned'] / len(batch):,.0f}, filters: {s['groups']:.0f} distinct, "
+            f"{s['prefilter_filters']:.0f} prefilter, {s['scan_filters']:.0f} scan"
+        )
+
+
+if __name__ == "__main__":
+    main()
