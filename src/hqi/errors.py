@@ -25,6 +25,8 @@ error                       raised when
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 __all__ = [
     "FilterError",
     "FilterSyntaxError",
@@ -34,6 +36,7 @@ __all__ = [
     "InvalidInputError",
     "UnknownColumnError",
     "UnsupportedFilterError",
+    "check_option_names",
 ]
 
 
@@ -96,3 +99,14 @@ class UnsupportedFilterError(FilterError):
 
 class IndexFormatError(HqiError, OSError):
     """An index directory that cannot be opened as an hqi index."""
+
+
+def check_option_names(kind: str, given: Iterable[str], valid: list[str]) -> None:
+    """Raise :class:`InvalidInputError` for an unknown ``kind`` option, suggesting the nearest."""
+    import difflib
+
+    for name in given:
+        if name not in valid:
+            close = difflib.get_close_matches(name, valid, n=1)
+            hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
+            raise InvalidInputError(f"unknown {kind} option {name!r}{hint}")

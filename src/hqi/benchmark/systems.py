@@ -10,7 +10,7 @@ Ids returned are input row numbers.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -120,6 +120,18 @@ def _bitmap_selector(mask: np.ndarray) -> tuple[Any, np.ndarray]:
     return faiss.IDSelectorBitmap(mask.size, faiss.swig_ptr(bits)), bits
 
 
+def _per_filter_search(
+    index: Any, filters: _Filters, data: BenchData, make_params: Callable[[Any], Any]
+) -> np.ndarray:
+    """One FAISS search call per distinct filter, with a bitmap IDSelector."""
+    out = np.full((len(data.queries), data.k), -1, dtype=np.int64)
+    for qids, mask in filters.masks(data.filters):
+        sel, _bits = _bitmap_selector(mask)  # _bits keeps the bitmap alive during the call
+        _, ids = index.search(data.queries[qids], data.k, params=make_params(sel))
+        out[qids] = ids
+    return out
+
+
 class FaissIVFSelector:
     name = "faiss-ivf-idselector"
     nlist_per_sqrt = 4
@@ -141,15 +153,12 @@ class FaissIVFSelector:
         return [{"nprobe": n} for n in (4, 8, 16, 32, 64, 128, 256, 512)]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
-        faiss = _faiss()
-
-        out = np.full((len(data.queries), data.k), -1, dtype=np.int64)
-        for qids, mask in self.filters.masks(data.filters):
-            sel, _bits = _bitmap_selector(mask)
-            sp = faiss.SearchParametersIVF(sel=sel, nprobe=params["nprobe"])
-            _, ids = self.index.search(data.queries[qids], data.k, params=sp)
-            out[qids] = ids
-        return out
+        return _per_filter_search(
+            self.index,
+            self.filters,
+            data,
+            lambda sel: _faiss().SearchParametersIVF(sel=sel, nprobe=params["nprobe"]),
+        )
 
 
 class FaissIVFPostFilter(FaissIVFSelector):
@@ -189,15 +198,12 @@ class FaissHNSWSelector:
         return [{"efSearch": e} for e in (16, 32, 64, 128, 256, 512)]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
-        faiss = _faiss()
-
-        out = np.full((len(data.queries), data.k), -1, dtype=np.int64)
-        for qids, mask in self.filters.masks(data.filters):
-            sel, _bits = _bitmap_selector(mask)
-            sp = faiss.SearchParametersHNSW(sel=sel, efSearch=params["efSearch"])
-            _, ids = self.index.search(data.queries[qids], data.k, params=sp)
-            out[qids] = ids
-        return out
+        return _per_filter_search(
+            self.index,
+            self.filters,
+            data,
+            lambda sel: _faiss().SearchParametersHNSW(sel=sel, efSearch=params["efSearch"]),
+        )
 
 
 class Hnswlib:

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import difflib
 import os
 from dataclasses import dataclass, fields
 from typing import Any
 
-from hqi.errors import InvalidInputError
+from hqi.errors import InvalidInputError, check_option_names
 
 __all__ = ["SearchOptions", "available_cores"]
 
@@ -103,12 +102,7 @@ class SearchOptions:
     @classmethod
     def from_kwargs(cls, **options: Any) -> SearchOptions:
         """Build from keyword options; an unknown name is an error with a suggestion."""
-        valid = [f.name for f in fields(cls)]
-        for name in options:
-            if name not in valid:
-                close = difflib.get_close_matches(name, valid, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
-                raise InvalidInputError(f"unknown search option {name!r}{hint}")
+        check_option_names("search", options, [f.name for f in fields(cls)])
         return cls(**options)
 
     @property

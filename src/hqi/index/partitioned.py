@@ -16,12 +16,12 @@ Arrays (saved with the index):
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from hqi.errors import InvalidInputError
+from hqi.errors import InvalidInputError, check_option_names
 from hqi.index.ivf import train_lists
 from hqi.layout.qdtree import QdTree, learn_qdtree
 from hqi.query import ColumnStore, FilterParser
@@ -67,15 +67,7 @@ class BuildOptions:
 
     @classmethod
     def from_kwargs(cls, **options: Any) -> BuildOptions:
-        import difflib
-        from dataclasses import fields
-
-        valid = [f.name for f in fields(cls)]
-        for name in options:
-            if name not in valid:
-                close = difflib.get_close_matches(name, valid, n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
-                raise InvalidInputError(f"unknown build option {name!r}{hint}")
+        check_option_names("build", options, [f.name for f in fields(cls)])
         workload = options.get("workload")
         if workload is not None:
             if isinstance(workload, str) or not isinstance(workload, Sequence):

@@ -30,7 +30,6 @@ __all__ = [
     "ColumnStore",
     "ListData",
     "Schema",
-    "SliceStore",
     "StringData",
     "ValueData",
 ]
@@ -210,50 +209,9 @@ class ColumnStore:
         }
         self._cache: dict[str, ColumnData] = {}
 
-    def slice(self, start: int, stop: int) -> ColumnStore:
-        """Rows ``[start, stop)`` for evaluation, sharing this store's encodings."""
-        return SliceStore(self, start, stop)
-
     def __getitem__(self, name: str) -> ColumnData:
         data = self._cache.get(name)
         if data is None:
             data = encode_column(name, self.table.column(name))
-            self._cache[name] = data
-        return data
-
-
-def slice_column(data: ColumnData, start: int, stop: int) -> ColumnData:
-    """Rows ``[start, stop)`` of an encoded column, as views where possible."""
-    if isinstance(data, StringData):
-        return StringData(data.codes[start:stop], data.dictionary)
-    if isinstance(data, ValueData):
-        valid = None if data.valid is None else data.valid[start:stop]
-        return ValueData(data.values[start:stop], valid)
-    lo, hi = int(data.offsets[start]), int(data.offsets[stop])
-    valid = None if data.valid is None else data.valid[start:stop]
-    return ListData(
-        data.offsets[start : stop + 1] - lo,
-        data.codes[lo:hi],
-        data.rows[lo:hi] - start,
-        data.dictionary,
-        valid,
-    )
-
-
-class SliceStore(ColumnStore):
-    """Rows ``[start, stop)`` of a :class:`ColumnStore`, sharing its encodings."""
-
-    def __init__(self, parent: ColumnStore, start: int, stop: int) -> None:
-        self.parent = parent
-        self.start, self.stop = start, stop
-        self.table = parent.table  # the whole table: slices are for evaluation only
-        self.num_rows = stop - start
-        self.schema = parent.schema
-        self._cache = {}
-
-    def __getitem__(self, name: str) -> ColumnData:
-        data = self._cache.get(name)
-        if data is None:
-            data = slice_column(self.parent[name], self.start, self.stop)
             self._cache[name] = data
         return data
