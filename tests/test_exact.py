@@ -75,9 +75,16 @@ def test_exact_equals_reference(
 ) -> None:
     index = layouts[metric, layout]
     q, filters = workload.queries[:100], workload.filters[:100]
-    res = index.search(
-        q, filters, k=10, exact=True, prefilter_ratio=prefilter_ratio, block_rows=300, query_block=7
-    )
+    opts = {
+        "exact": True,
+        "prefilter_ratio": prefilter_ratio,
+        "block_rows": 300,
+        "query_block": 7,
+        "threads": 2,
+    }
+    res = index.search(q, filters, k=10, parallel=True, **opts)
+    serial = index.search(q, filters, k=10, parallel=False, **opts)
+    np.testing.assert_array_equal(res.ids, serial.ids)  # workers merge to the same answer
     for i in range(len(q)):
         pos, dist = reference(index.vectors, index.mask(filters[i]), q[i : i + 1], 10, metric)
         ids = np.where(pos >= 0, index.ids[np.maximum(pos, 0)], -1)

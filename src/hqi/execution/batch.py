@@ -35,6 +35,90 @@ def _qualifying_rows(plan_filter: FilterPlan, part: Partitioning) -> np.ndarray:
     return np.concatenate(rows).astype(np.int64) if rows else np.zeros(0, dtype=np.int64)
 
 
+def _cell_segments(
+    plan: BatchPlan,
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int]]]:
+    """Probes sorted by (cell, filter, query) and each cell's [a, b) segment of them."""
+    pfilter = plan.query_filter[plan.probe_query]
+    order = np.lexsort((plan.probe_query, pfilter, plan.probe_cell))
+    cells, qids, fids = plan.probe_cell[order], plan.probe_query[order], pfilter[order]
+    seg = np.flatnonzero(np.diff(cells)) + 1
+    starts = np.concatenate([[0], seg]).astype(int)
+    stops = np.concatenate([seg, [cells.size]]).astype(int)
+    return cells, qids, fids, list(zip(starts.tolist(), stops.tolist(), strict=True))
+
+
+def _scan_cells(
+    plan: BatchPlan,
+    part: Partitioning,
+    vectors: np.ndarray,
+    norms: np.ndarray | None,
+    queries: np.ndarray,
+    top: TopK,
+    probes: tuple[np.ndarray, np.ndarray, np.ndarray],
+    segments: list[tuple[int, int]],
+    block_rows: int,
+    query_block: int,
+) -> int:
+    """Scan the given cells into ``top``; returns the distance computations."""
+    cells, qids, fids = probes
+    computed = 0
+    for a, b in segments:
+        cell = int(cells[a])
+        start, stop = (int(x) for x in plan.cell_bounds[cell])
+        if stop == start:
+            continue
+        p = int(plan.cell_part[cell])
+        pstart = int(part.part_bounds[p])
+        cq, cf = qids[a:b], fids[a:b]
+        fseg = np.concatenate([[0], np.flatnonzero(np.diff(cf)) + 1, [cf.size]])
+        computed += (stop - start) * cq.size
+        for r0 in range(start, stop, block_rows):
+            r1 = min(stop, r0 + block_rows)
+            block = vectors[r0:r1]
+            bnorms = None if norms is None else norms[r0:r1]
+            cols = np.arange(r0, r1, dtype=np.int64)
+            # One boolean row per distinct filter in the cell (None: no mask).
+            fmasks = [
+                plan.filters[int(cf[s0])].rows(p, r0 - pstart, r1 - pstart) for s0 in fseg[:-1]
+            ]
+            keep = None
+            if any(m is not None for m in fmasks):
+                ones = np.ones(r1 - r0, dtype=bool)
+                rows_by_filter = np.stack([ones if m is None else m for m in fmasks])
+                keep = rows_by_filter[np.repeat(np.arange(len(fmasks)), np.diff(fseg))]
+            for q0 in range(0, cq.size, query_block):
+                q1 = min(cq.size, q0 + query_block)
+                dist = _block_distances(queries[cq[q0:q1]], block, bnorms)
+                if keep is not None:
+                    np.putmask(dist, ~keep[q0:q1], np.inf)
+                top.push_block(cq[q0:q1], dist, cols)
+    return computed
+
+
+def _prefilter(
+    plan: BatchPlan,
+    part: Partitioning,
+    vectors: np.ndarray,
+    norms: np.ndarray | None,
+    queries: np.ndarray,
+    top: TopK,
+    filter_ids: list[int],
+    block_rows: int,
+    query_block: int,
+) -> int:
+    computed = 0
+    for i in filter_ids:
+        group = Group(
+            np.flatnonzero(plan.query_filter == i), _qualifying_rows(plan.filters[i], part)
+        )
+        _gather_scan(
+            vectors, norms, queries, group, top, block_rows=block_rows, query_block=query_block
+        )
+        computed += group.rows.size * group.queries.size  # type: ignore[union-attr]
+    return computed
+
+
 def execute_plan(
     plan: BatchPlan,
     vectors: np.ndarray,
@@ -46,58 +130,58 @@ def execute_plan(
     *,
     block_rows: int = 65536,
     query_block: int = 256,
+    workers: int = 1,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """(positions (Q, k), distances (Q, k), distance computations)."""
-    norms = sq_norms if metric is Metric.L2 else None
-    top = TopK(queries.shape[0], k)
-    computed = 0
-    opts = {"block_rows": block_rows, "query_block": query_block}
-    for i, f in enumerate(plan.filters):
-        if f.strategy != "prefilter":
-            continue
-        group = Group(np.flatnonzero(plan.query_filter == i), _qualifying_rows(f, part))
-        _gather_scan(vectors, norms, queries, group, top, **opts)
-        computed += group.rows.size * group.queries.size  # type: ignore[union-attr]
+    """(positions (Q, k), distances (Q, k), distance computations).
 
-    if plan.probe_query.size:
-        pfilter = plan.query_filter[plan.probe_query]
-        order = np.lexsort((plan.probe_query, pfilter, plan.probe_cell))
-        cells = plan.probe_cell[order]
-        qids = plan.probe_query[order]
-        fids = pfilter[order]
-        seg = np.flatnonzero(np.diff(cells)) + 1
-        starts = np.concatenate([[0], seg])
-        stops = np.concatenate([seg, [cells.size]])
-        for a, b in zip(starts, stops, strict=True):
-            cell = int(cells[a])
-            start, stop = (int(x) for x in plan.cell_bounds[cell])
-            if stop == start:
-                continue
-            p = int(plan.cell_part[cell])
-            pstart = int(part.part_bounds[p])
-            cq, cf = qids[a:b], fids[a:b]
-            fseg = np.concatenate([[0], np.flatnonzero(np.diff(cf)) + 1, [cf.size]])
-            computed += (stop - start) * cq.size
-            for r0 in range(start, stop, block_rows):
-                r1 = min(stop, r0 + block_rows)
-                block = vectors[r0:r1]
-                bnorms = None if norms is None else norms[r0:r1]
-                cols = np.arange(r0, r1, dtype=np.int64)
-                # One boolean row per distinct filter in the cell (None: no mask).
-                fmasks = [
-                    plan.filters[int(cf[s0])].rows(p, r0 - pstart, r1 - pstart) for s0 in fseg[:-1]
-                ]
-                keep = None
-                if any(m is not None for m in fmasks):
-                    ones = np.ones(r1 - r0, dtype=bool)
-                    rows_by_filter = np.stack([ones if m is None else m for m in fmasks])
-                    keep = rows_by_filter[np.repeat(np.arange(len(fmasks)), np.diff(fseg))]
-                for q0 in range(0, cq.size, query_block):
-                    q1 = min(cq.size, q0 + query_block)
-                    dist = _block_distances(queries[cq[q0:q1]], block, bnorms)
-                    if keep is not None:
-                        np.putmask(dist, ~keep[q0:q1], np.inf)
-                    top.push_block(cq[q0:q1], dist, cols)
+    With ``workers > 1`` the cells and prefilter groups are dealt to that many
+    threads, each with its own top-k state and one BLAS thread (numpy and
+    BLAS release the GIL in their loops), merged at the end.
+    """
+    norms = sq_norms if metric is Metric.L2 else None
+    cells, qids, fids, segments = (
+        _cell_segments(plan) if plan.probe_query.size else (None, None, None, [])
+    )
+    probes = (cells, qids, fids)
+    pre = [i for i, f in enumerate(plan.filters) if f.strategy == "prefilter"]
+
+    def run(seg_share: list[tuple[int, int]], pre_share: list[int], top: TopK) -> int:
+        done = _prefilter(
+            plan, part, vectors, norms, queries, top, pre_share, block_rows, query_block
+        )
+        if seg_share:
+            done += _scan_cells(
+                plan,
+                part,
+                vectors,
+                norms,
+                queries,
+                top,
+                probes,  # type: ignore[arg-type]
+                seg_share,
+                block_rows,
+                query_block,
+            )
+        return done
+
+    top = TopK(queries.shape[0], k)
+    if workers <= 1:
+        computed = run(segments, pre, top)
+    else:
+        from concurrent.futures import ThreadPoolExecutor
+
+        from threadpoolctl import threadpool_limits
+
+        tops = [TopK(queries.shape[0], k) for _ in range(workers)]
+        with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+            futures = [
+                pool.submit(run, segments[w::workers], pre[w::workers], tops[w])
+                for w in range(workers)
+            ]
+            computed = sum(f.result() for f in futures)
+        everyone = np.arange(queries.shape[0])
+        for t in tops:
+            top.push(everyone, t.dist, t.pos)
     pos, _ = top.finish()
     dist = exact_distances(vectors, queries, pos, metric)
     order = np.lexsort((np.where(pos < 0, np.iinfo(np.int64).max, pos), dist), axis=-1)

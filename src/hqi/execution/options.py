@@ -62,6 +62,12 @@ class SearchOptions:
     may run on. More than the cores only adds contention. The previous thread
     settings are restored after the call.
 
+    ``parallel``: run the executor's cells on ``threads`` worker threads (each
+    with one BLAS thread) instead of one thread with ``threads`` BLAS threads.
+    ``None`` (default) decides: workers for exact search, whose cells are
+    whole partitions (measured 20-30% faster at 200k rows), one thread for
+    approximate search, whose small cells gain nothing from it.
+
     ``block_rows``: rows per distance block. Larger blocks amortize the
     per-block top-k merge; smaller ones bound memory, which is about
     ``4 * block_rows * query_block`` bytes per block.
@@ -77,6 +83,7 @@ class SearchOptions:
     prefilter_ratio: float = 20.0
     expected_hits: float = 3.0
     threads: int | None = None
+    parallel: bool | None = None
     block_rows: int = 65536
     query_block: int = 256
 
@@ -96,6 +103,8 @@ class SearchOptions:
         ratio = self.prefilter_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not ratio >= 0:
             raise InvalidInputError(f"prefilter_ratio must be >= 0, got {ratio!r}")
+        if self.parallel is not None and not isinstance(self.parallel, bool):
+            raise InvalidInputError(f"parallel must be True, False or None, got {self.parallel!r}")
         if not isinstance(self.exact, bool):
             raise InvalidInputError(f"exact must be True or False, got {self.exact!r}")
 
