@@ -57,3 +57,16 @@ def test_cut_columns_give_exact_coverage() -> None:
     for p in range(zones.num_parts):
         part = mask[bounds_[p] : bounds_[p + 1]]
         assert flags.all_true[p] == part.all() and flags.may_true[p] == part.any()
+
+
+@settings(max_examples=150, deadline=None)
+@given(predicates, bounds())
+def test_range_store_evaluates_like_the_whole(text: str, cuts: np.ndarray) -> None:
+    """Evaluating on concatenated row ranges equals slicing the whole-store mask."""
+    from hqi.query.columns import RangeStore
+
+    pred = parse_filter(text, STORE.schema)
+    starts, stops = cuts[:-1][::2], cuts[1:][::2]  # every other range
+    rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+    got = evaluate(pred, RangeStore(STORE, starts, stops))
+    np.testing.assert_array_equal(got, evaluate(pred, STORE)[rows.astype(int)])

@@ -43,7 +43,8 @@ import numpy as np
 from hqi.collection import Metric
 from hqi.index.partitioned import Partitioning
 from hqi.layout.zonemap import ZoneMaps
-from hqi.query import ColumnStore, Predicate
+from hqi.query import ColumnStore, Predicate, evaluate
+from hqi.query.columns import RangeStore
 from hqi.query.evaluate import BatchEvaluator
 
 __all__ = ["BatchPlan", "FilterPlan", "plan_batch"]
@@ -124,14 +125,22 @@ def _route(
     counts = sizes[routed].copy()
     if covered.all():
         return routed.astype(np.int64), {}, counts
-    full = evaluator.mask(pred)
+    partial = np.flatnonzero(~covered)
+    starts = part.part_bounds[routed[partial]]
+    stops = part.part_bounds[routed[partial] + 1]
+    if 2 * int((stops - starts).sum()) < evaluator.num_rows:
+        # Few rows need a mask: evaluate on just those rows, concatenated.
+        sub = evaluate(pred, RangeStore(evaluator.store, starts, stops))
+        offsets = np.concatenate([[0], np.cumsum(stops - starts)])
+        pieces = [sub[offsets[i] : offsets[i + 1]] for i in range(partial.size)]
+    else:
+        full = evaluator.mask(pred)
+        pieces = [full[a:b] for a, b in zip(starts, stops, strict=True)]
     masks: dict[int, np.ndarray] = {}
-    for j in np.flatnonzero(~covered):
-        p = int(routed[j])
-        mask = full[part.part_bounds[p] : part.part_bounds[p + 1]]
+    for j, mask in zip(partial, pieces, strict=True):
         counts[j] = np.count_nonzero(mask)
         if 0 < counts[j] < mask.size:
-            masks[p] = np.packbits(mask)
+            masks[int(routed[j])] = np.packbits(mask)
     keep = counts > 0
     return routed[keep].astype(np.int64), masks, counts[keep]
 

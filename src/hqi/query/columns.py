@@ -29,6 +29,7 @@ __all__ = [
     "ColumnKind",
     "ColumnStore",
     "ListData",
+    "RangeStore",
     "Schema",
     "StringData",
     "ValueData",
@@ -213,5 +214,71 @@ class ColumnStore:
         data = self._cache.get(name)
         if data is None:
             data = encode_column(name, self.table.column(name))
+            self._cache[name] = data
+        return data
+
+
+class _RangeList(ListData):
+    """A list column restricted to row ranges; only what evaluation reads works."""
+
+    _parent: ListData
+    _starts: np.ndarray
+    _stops: np.ndarray
+    _bases: np.ndarray
+
+    def __init__(self, parent: ListData, starts: np.ndarray, stops: np.ndarray) -> None:
+        valid = (
+            None
+            if parent.valid is None
+            else np.concatenate([parent.valid[a:b] for a, b in zip(starts, stops, strict=True)])
+        )
+        object.__setattr__(self, "offsets", parent.offsets)
+        object.__setattr__(self, "codes", parent.codes)
+        object.__setattr__(self, "rows", parent.rows)
+        object.__setattr__(self, "dictionary", parent.dictionary)
+        object.__setattr__(self, "valid", valid)
+        object.__setattr__(self, "_parent", parent)
+        object.__setattr__(self, "_starts", starts)
+        object.__setattr__(self, "_stops", stops)
+        object.__setattr__(self, "_bases", np.concatenate([[0], np.cumsum(stops - starts)]))
+
+    def rows_with(self, value: str) -> np.ndarray:
+        rows = self._parent.rows_with(value)
+        at = np.searchsorted(self._starts, rows, side="right") - 1
+        ok = (at >= 0) & (rows < self._stops[np.maximum(at, 0)])
+        return (rows[ok] - self._starts[at[ok]] + self._bases[at[ok]]).astype(np.int64)
+
+
+class RangeStore(ColumnStore):
+    """The rows of a :class:`ColumnStore` in ranges ``[starts[i], stops[i])``, concatenated.
+
+    Columns are gathered on first use; dictionaries and inverted indexes are
+    the parent's. For evaluating a filter on part of the rows only.
+    """
+
+    def __init__(self, parent: ColumnStore, starts: np.ndarray, stops: np.ndarray) -> None:
+        self.parent = parent
+        self.starts = np.asarray(starts, dtype=np.int64)
+        self.stops = np.asarray(stops, dtype=np.int64)
+        self.table = parent.table
+        self.num_rows = int((self.stops - self.starts).sum())
+        self.schema = parent.schema
+        self._cache = {}
+
+    def _cat(self, array: np.ndarray) -> np.ndarray:
+        return np.concatenate([array[a:b] for a, b in zip(self.starts, self.stops, strict=True)])
+
+    def __getitem__(self, name: str) -> ColumnData:
+        data = self._cache.get(name)
+        if data is None:
+            whole = self.parent[name]
+            if isinstance(whole, StringData):
+                data = StringData(self._cat(whole.codes), whole.dictionary)
+                data.__dict__["code_of"] = whole.code_of  # share the lookup table
+            elif isinstance(whole, ValueData):
+                valid = None if whole.valid is None else self._cat(whole.valid)
+                data = ValueData(self._cat(whole.values), valid)
+            else:
+                data = _RangeList(whole, self.starts, self.stops)
             self._cache[name] = data
         return data

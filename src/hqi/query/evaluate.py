@@ -68,6 +68,14 @@ class BatchEvaluator:
             store, cache={}, max_cached=max(1, max_bytes // max(store.num_rows, 1))
         )
 
+    @property
+    def store(self) -> ColumnStore:
+        return self._evaluator.store
+
+    @property
+    def num_rows(self) -> int:
+        return self._evaluator.n
+
     def mask(self, pred: Predicate | None) -> np.ndarray:
         """Boolean mask of the rows where ``pred`` is TRUE (read-only; do not modify)."""
         if pred is None:
