@@ -80,3 +80,13 @@ def test_errors_share_a_base() -> None:
         obj = getattr(hqi, name)
         if inspect.isclass(obj) and name.endswith("Error"):
             assert issubclass(obj, hqi.HqiError)
+
+
+def test_every_package_folder_is_a_regular_package() -> None:
+    """setuptools' find_packages skips folders without __init__.py: they would not install."""
+    from pathlib import Path
+
+    root = Path(hqi.__file__).parent
+    for folder in [root, *(p for p in root.rglob("*") if p.is_dir() and p.name != "__pycache__")]:
+        if any(folder.glob("*.py")):
+            assert (folder / "__init__.py").exists(), folder
