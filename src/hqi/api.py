@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Callable, Sequence
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -99,7 +100,23 @@ class Index:
         """The ids: int64 array, or an object array of strings."""
         if isinstance(self._ids, np.ndarray):
             return self._ids
-        return np.asarray(self._ids.to_pylist(), dtype=object)
+        return self._string_ids[:-1]
+
+    @cached_property
+    def _string_ids(self) -> np.ndarray:
+        """String ids as an object array with a trailing None (position -1 = padding)."""
+        assert not isinstance(self._ids, np.ndarray)
+        return np.asarray([*self._ids.to_pylist(), None], dtype=object)
+
+    @cached_property
+    def _id_order(self) -> np.ndarray:
+        """argsort of integer ids, for lookups by id."""
+        return np.argsort(self._ids, kind="stable")
+
+    @cached_property
+    def _id_lookup(self) -> dict[str, int]:
+        """String id -> position."""
+        return {v: i for i, v in enumerate(self._string_ids[:-1].tolist())}
 
     @property
     def path(self) -> Path | None:
@@ -208,7 +225,7 @@ class Index:
         if isinstance(self._ids, np.ndarray):
             if not all(isinstance(v, int | np.integer) and not isinstance(v, bool) for v in values):
                 raise InvalidInputError("this index has integer ids; entity ids must be integers")
-            order = np.argsort(self._ids, kind="stable")
+            order = self._id_order
             wanted = np.asarray(values, dtype=np.int64)
             at = np.clip(np.searchsorted(self._ids, wanted, sorter=order), 0, len(order) - 1)
             pos = order[at]
@@ -216,8 +233,7 @@ class Index:
         else:
             if not all(isinstance(v, str) for v in values):
                 raise InvalidInputError("this index has string ids; entity ids must be strings")
-            lookup = {v: i for i, v in enumerate(self._ids.to_pylist())}
-            pos = np.asarray([lookup.get(v, -1) for v in values], dtype=np.int64)
+            pos = np.asarray([self._id_lookup.get(str(v), -1) for v in values], dtype=np.int64)
             missing = pos < 0
         if missing.any():
             raise InvalidInputError(
@@ -393,7 +409,7 @@ class Index:
         if isinstance(self._ids, np.ndarray):
             ids = np.where(pos >= 0, self._ids[np.maximum(pos, 0)], -1)
             return Result(ids.astype(np.int64), dist, None, stats)
-        keys = np.asarray([*self._ids.to_pylist(), None], dtype=object)[pos]
+        keys = self._string_ids[pos]  # -1 (padding) picks the trailing None
         return Result(pos, dist, keys, stats)
 
     # -- persistence ----------------------------------------------------------

@@ -15,6 +15,8 @@ The parallel axis is the BLAS threads inside each product; chunk sizes are
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from hqi.collection import Metric
@@ -48,19 +50,28 @@ def _cell_segments(
     return cells, qids, fids, list(zip(starts.tolist(), stops.tolist(), strict=True))
 
 
+@dataclass(frozen=True)
+class _Context:
+    """What every piece of work of one execution reads."""
+
+    plan: BatchPlan
+    part: Partitioning
+    vectors: np.ndarray
+    norms: np.ndarray | None
+    queries: np.ndarray
+    block_rows: int
+    query_block: int
+
+
 def _scan_cells(
-    plan: BatchPlan,
-    part: Partitioning,
-    vectors: np.ndarray,
-    norms: np.ndarray | None,
-    queries: np.ndarray,
+    ctx: _Context,
     top: TopK,
     probes: tuple[np.ndarray, np.ndarray, np.ndarray],
     segments: list[tuple[int, int]],
-    block_rows: int,
-    query_block: int,
 ) -> int:
     """Scan the given cells into ``top``; returns the distance computations."""
+    plan, part, vectors, norms, queries = ctx.plan, ctx.part, ctx.vectors, ctx.norms, ctx.queries
+    block_rows, query_block = ctx.block_rows, ctx.query_block
     cells, qids, fids = probes
     computed = 0
     for a, b in segments:
@@ -96,26 +107,22 @@ def _scan_cells(
     return computed
 
 
-def _prefilter(
-    plan: BatchPlan,
-    part: Partitioning,
-    vectors: np.ndarray,
-    norms: np.ndarray | None,
-    queries: np.ndarray,
-    top: TopK,
-    filter_ids: list[int],
-    block_rows: int,
-    query_block: int,
-) -> int:
+def _prefilter(ctx: _Context, top: TopK, filter_ids: list[int]) -> int:
+    """Gather-and-scan the given prefilter filters into ``top``; returns the computations."""
     computed = 0
     for i in filter_ids:
-        group = Group(
-            np.flatnonzero(plan.query_filter == i), _qualifying_rows(plan.filters[i], part)
-        )
+        rows = _qualifying_rows(ctx.plan.filters[i], ctx.part)
+        group = Group(np.flatnonzero(ctx.plan.query_filter == i), rows)
         _gather_scan(
-            vectors, norms, queries, group, top, block_rows=block_rows, query_block=query_block
+            ctx.vectors,
+            ctx.norms,
+            ctx.queries,
+            group,
+            top,
+            block_rows=ctx.block_rows,
+            query_block=ctx.query_block,
         )
-        computed += group.rows.size * group.queries.size  # type: ignore[union-attr]
+        computed += rows.size * group.queries.size
     return computed
 
 
@@ -145,23 +152,12 @@ def execute_plan(
     probes = (cells, qids, fids)
     pre = [i for i, f in enumerate(plan.filters) if f.strategy == "prefilter"]
 
+    ctx = _Context(plan, part, vectors, norms, queries, block_rows, query_block)
+
     def run(seg_share: list[tuple[int, int]], pre_share: list[int], top: TopK) -> int:
-        done = _prefilter(
-            plan, part, vectors, norms, queries, top, pre_share, block_rows, query_block
-        )
+        done = _prefilter(ctx, top, pre_share)
         if seg_share:
-            done += _scan_cells(
-                plan,
-                part,
-                vectors,
-                norms,
-                queries,
-                top,
-                probes,  # type: ignore[arg-type]
-                seg_share,
-                block_rows,
-                query_block,
-            )
+            done += _scan_cells(ctx, top, probes, seg_share)  # type: ignore[arg-type]
         return done
 
     top = TopK(queries.shape[0], k)
