@@ -24,6 +24,7 @@ PUBLIC = [
     "__version__",
     "build",
     "datasets",
+    "kg",
     "open",
     "read_parquet",
 ]

@@ -9,7 +9,7 @@ the k entities nearest to the vector among those that satisfy the filter.
     >>> result.ids, result.distances
 """
 
-from hqi import datasets
+from hqi import datasets, kg
 from hqi.api import Index, build, open
 from hqi.collection import Collection, Metric, read_parquet
 from hqi.errors import (
@@ -45,6 +45,7 @@ __all__ = [
     "__version__",
     "build",
     "datasets",
+    "kg",
     "open",
     "read_parquet",
 ]

@@ -1,4 +1,4 @@
-"""The ``hqi`` command line: build, search, info, count and demo.
+"""The ``hqi`` command line: build, search, info, count, demo, kg and bench.
 
 Every command exits 0 on success. Bad input exits 1 with one line on stderr
 (``hqi: error: ...``) and writes nothing; bad usage exits 2.
@@ -221,6 +221,21 @@ def cmd_count(args: argparse.Namespace) -> None:
 
 # -- demo ----------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
+    if args.dataset != "synthetic":
+        from hqi.kg.demo import run_kg_demo
+
+        run_kg_demo(
+            args.dataset,
+            num_queries=args.queries if args.queries_given else 2_000,
+            k=args.k,
+            seed=args.seed,
+            out=Path(args.out) if args.out else None,
+            threads=args.threads,
+            naive_sample=args.naive_sample,
+            progress=progress,
+            summary=summary,
+        )
+        return
     from hqi.demo import run_demo
 
     run_demo(
@@ -235,6 +250,100 @@ def cmd_demo(args: argparse.Namespace) -> None:
         progress=progress,
         summary=summary,
     )
+
+
+# -- kg ------------------------------------------------------------------------
+def cmd_kg_build(args: argparse.Namespace) -> None:
+    from hqi.kg import build_kg, ingest, load_mapping
+
+    start = time.perf_counter()
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise InvalidInputError(f"cannot write {out}: folder {out.parent} does not exist")
+    if (args.embeddings is None) == (args.embed_model is None):
+        raise InvalidInputError("give exactly one of --embeddings FILE and --embed-model MODEL")
+    mapping = load_mapping(args.mapping)
+    with progress() as bar:
+        task = bar.add_task("reading", total=None)
+
+        def step(what: str) -> None:
+            bar.update(task, description=what)
+
+        kg = ingest(
+            mapping,
+            triples=args.triples or (),
+            entities=args.entities,
+            embeddings=args.embeddings,
+            embedding_ids=args.embedding_ids,
+            embed_model=args.embed_model,
+            on_step=step,
+        )
+        step("learning layout, building" if args.log else "building")
+        index = build_kg(
+            kg,
+            metric=args.metric,
+            log=args.log,
+            templates=args.templates,
+            threads=args.threads,
+        )
+        step("writing")
+        index.save(out)
+    for line in kg.report.lines():
+        print(line)
+    info = index.info()
+    summary(
+        f"built {out}",
+        [
+            ("entities", f"{len(index):,}"),
+            ("dimension / metric", f"{index.dim} / {index.metric}"),
+            ("attributes", ", ".join(f"{k} ({v})" for k, v in index.schema.items())),
+            ("layout", f"{info['partitions']} partitions, {info['lists']} IVF lists"),
+            ("time", f"{time.perf_counter() - start:.2f} s"),
+        ],
+    )
+
+
+def cmd_kg_related(args: argparse.Namespace) -> None:
+    from hqi.kg import related
+
+    out = Path(args.out)
+    if not out.parent.is_dir():
+        raise InvalidInputError(f"cannot write {out}: folder {out.parent} does not exist")
+    index = open(args.index, verify=not args.no_verify)
+    options: dict[str, Any] = {"threads": args.threads}
+    if args.exact:
+        options["exact"] = True
+    elif args.recall_target is not None:
+        options["recall_target"] = args.recall_target
+    elif args.nprobe is not None:
+        options["nprobe"] = args.nprobe
+    with progress() as bar:
+        task = bar.add_task("searching", total=None)
+        res = related(
+            index,
+            args.log,
+            templates=args.templates,
+            k=args.k,
+            on_progress=lambda done: bar.update(task, advance=done),
+            **options,
+        )
+    write_parquet_atomic(res.table, out)
+    rows = [
+        ("past queries", f"{int(res.stats['log_queries']):,}"),
+        ("searched", f"{len(res.filters):,}"),
+    ]
+    rows += [(f"  skipped: {why}", f"{n:,}") for why, n in sorted(res.skipped.items())]
+    if res.result is not None:
+        seconds = res.stats["seconds"]
+        rows += [
+            ("distinct filters", f"{int(res.stats['distinct_filters']):,}"),
+            ("related queries written", f"{res.table.num_rows:,}"),
+            ("time", f"{seconds:.3f} s"),
+            ("throughput", f"{len(res.filters) / max(seconds, 1e-9):,.0f} past queries/s"),
+        ]
+        if "estimated_recall" in res.result.stats:
+            rows.append(("estimated recall", f"{res.result.stats['estimated_recall']:.3f}"))
+    summary(f"related queries -> {out}", rows)
 
 
 # -- bench ---------------------------------------------------------------------
@@ -347,8 +456,66 @@ def make_parser() -> argparse.ArgumentParser:
         default=500,
         help="queries run through the naive per-query loop for comparison",
     )
-    p.add_argument("--out", default=None, help="keep the index here (default: a temp dir)")
+    p.add_argument(
+        "--dataset",
+        default="synthetic",
+        help="synthetic (default: the built-in catalog) or a knowledge graph under "
+        "../shared/data: fb15k237 (related queries on real data; 2000 queries by default)",
+    )
+    p.add_argument("--out", default=None, help="keep the index (and outputs) here")
     p.set_defaults(func=cmd_demo)
+
+    kg = sub.add_parser("kg", help="knowledge graphs: build an index, answer related queries")
+    kg_sub = kg.add_subparsers(dest="kg_command", required=True, metavar="KG_COMMAND")
+    p = kg_sub.add_parser(
+        "build",
+        help="build an index from triples, an entity table and embeddings",
+        description="The mapping (TOML) says which relations and columns become attributes; "
+        "see hqi.kg.mapping. With --log and --templates the layout is learned from a past "
+        "query log.",
+    )
+    p.add_argument("--mapping", required=True, help="TOML mapping file")
+    p.add_argument(
+        "--triples",
+        action="append",
+        help="TSV (head, relation, tail) or N-Triples file; repeat for several (literals too)",
+    )
+    p.add_argument("--entities", default=None, help="entity table: Parquet, CSV or TSV")
+    p.add_argument("--embeddings", default=None, help=".npy (with --embedding-ids) or Parquet")
+    p.add_argument("--embedding-ids", default=None, help="ids of the .npy rows, one per line")
+    p.add_argument(
+        "--embed-model",
+        default=None,
+        help="compute embeddings from entity text with this local sentence-transformers model "
+        "(needs hqi[embed]; never downloads)",
+    )
+    p.add_argument("--metric", default="cosine", choices=["l2", "ip", "cosine"])
+    p.add_argument("--log", default=None, help="past query log to learn the layout from")
+    p.add_argument("--templates", default=None, help="TOML file of named templates")
+    p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
+    p.add_argument("--out", required=True, help="index directory to write")
+    p.set_defaults(func=cmd_kg_build)
+
+    p = kg_sub.add_parser(
+        "related",
+        help="related queries for a log of past queries",
+        description="LOG (Parquet, JSON lines or CSV) has columns anchor, template (a name "
+        "from --templates or template text) and optionally query_id. Output: Parquet with "
+        "query_id, template, anchor, filter, rank, new_anchor, new_anchor_label, distance, "
+        "new_filter.",
+    )
+    p.add_argument("index")
+    p.add_argument("log")
+    p.add_argument("--templates", default=None, help="TOML file of named templates")
+    p.add_argument("--out", required=True, help="Parquet file to write")
+    p.add_argument("-k", "--k", type=_positive, default=10, help="neighbours per past query")
+    recall = p.add_mutually_exclusive_group()
+    recall.add_argument("--nprobe", type=_positive, default=None, help="IVF lists per query")
+    recall.add_argument("--recall-target", type=float, default=None, help="e.g. 0.95")
+    recall.add_argument("--exact", action="store_true", help="exact answers")
+    p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
+    p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
+    p.set_defaults(func=cmd_kg_related)
 
     p = sub.add_parser("bench", help="recall vs QPS of hqi and FAISS/hnswlib baselines")
     p.add_argument(
@@ -377,6 +544,9 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
+    if args.command == "demo":
+        raw = list(sys.argv[1:] if argv is None else argv)
+        args.queries_given = any(a == "--queries" or a.startswith("--queries=") for a in raw)
     try:
         args.func(args)
     except HqiError as err:
