@@ -282,9 +282,37 @@ class Index:
             expected_hits=opts.expected_hits,
         )
 
+    def ray_backend(
+        self,
+        address: str | None = None,
+        workers: int | None = None,
+        workload: list[str] | None = None,
+    ) -> Any:
+        """The :class:`hqi.distributed.RayBackend` that ``backend="ray"`` searches use.
+
+        Created on first use (actors placed, index mapped on each) and kept
+        for later calls with the same ``address`` and ``workers``; pass a
+        ``workload`` to weigh the placement by how often it reaches each
+        partition (this replaces a kept backend).
+        """
+        from hqi.distributed import RayBackend
+
+        key = (address, workers)
+        cached = getattr(self, "_ray", None)
+        if cached is not None and cached[0] == key and workload is None and cached[1].actors:
+            return cached[1]
+        if cached is not None:
+            cached[1].shutdown()
+        backend = RayBackend(self, address=address, workers=workers, workload=workload)
+        self._ray = (key, backend)
+        return backend
+
     def _run(
         self, q: np.ndarray, plan: BatchPlan, opts: SearchOptions
     ) -> tuple[np.ndarray, np.ndarray, int]:
+        if opts.backend == "ray":
+            backend = self.ray_backend(opts.ray_address, opts.ray_workers)
+            return backend.execute(plan, q, opts.k, opts.block_rows, opts.query_block)
         return execute_plan(
             plan,
             self._vectors,
@@ -434,6 +462,8 @@ def build(
     metric: str = "l2",
     *,
     on_step: Callable[[str], None] | None = None,
+    backend: str = "local",
+    ray_address: str | None = None,
     **options: Any,
 ) -> Index:
     """Build an index over a collection.
@@ -446,8 +476,18 @@ def build(
     ``options``: see :class:`hqi.BuildOptions`; chiefly ``workload``, sample
     filters to learn the partitioning from (without it: one partition, a
     plain IVF index). ``on_step(name)`` is called as build steps start.
+    ``backend="ray"`` trains the partitions' lists as parallel Ray tasks (on
+    the cluster at ``ray_address``, or a local Ray); the index is the same.
     """
     opts = BuildOptions.from_kwargs(**options)
+    if backend not in ("local", "ray"):
+        raise InvalidInputError(f"backend must be 'local' or 'ray', got {backend!r}")
+    train = None
+    if backend == "ray":
+        from hqi.distributed import ray_train_leaves, require_ray
+
+        require_ray()
+        train = ray_train_leaves(ray_address)
     m = Metric.parse(metric)
     x = coerce_vectors(vectors)
     if x.shape[0] == 0:
@@ -460,7 +500,9 @@ def build(
     from hqi.execution.options import available_cores
 
     with limit_threads(opts.threads or available_cores()):
-        part = build_partitioning(x, store, FilterParser(store.schema), opts, on_step=on_step)
+        part = build_partitioning(
+            x, store, FilterParser(store.schema), opts, on_step=on_step, train=train
+        )
     order = part.order
     stored_ids = ids[order] if isinstance(ids, np.ndarray) else ids.take(pa.array(order))
     return Index(

@@ -64,7 +64,14 @@ def cmd_build(args: argparse.Namespace) -> None:
             args.data, vector_column=args.vector_column, id_column=args.id_column
         )
         bar.update(task, advance=1, description="building")
-        index = build(collection.vectors, collection.attributes, collection.ids, metric=args.metric)
+        index = build(
+            collection.vectors,
+            collection.attributes,
+            collection.ids,
+            metric=args.metric,
+            backend="local" if args.ray is None else "ray",
+            ray_address=None if args.ray in (None, "local") else args.ray,
+        )
         bar.update(task, advance=1, description="writing")
         index.save(args.out)
         bar.update(task, advance=1)
@@ -98,7 +105,13 @@ def _column(table: pa.Table, name: str) -> list[Any] | None:
 
 
 def run_queries(
-    index: Index, table: pa.Table, *, k: int, threads: int | None, bar: Progress | None = None
+    index: Index,
+    table: pa.Table,
+    *,
+    k: int,
+    threads: int | None,
+    bar: Progress | None = None,
+    options: dict[str, Any] | None = None,
 ) -> tuple[pa.Table, dict[str, float]]:
     """Answer a queries table (see ``hqi search --help``); long-format results."""
     n = table.num_rows
@@ -132,7 +145,7 @@ def run_queries(
         if bar is not None and task is not None:
             bar.update(task, advance=done)
 
-    options: dict[str, Any] = {"threads": threads}
+    options = {"threads": threads, **(options or {})}
     stats = {"queries": float(n), "groups": 0.0, "rows_scanned": 0.0}
     start = time.perf_counter()
     for rows, run in (
@@ -184,8 +197,19 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
 def cmd_search(args: argparse.Namespace) -> None:
     index = open(args.index, verify=not args.no_verify)
     queries = read_queries(Path(args.queries))
+    options: dict[str, Any] = {}
+    if args.ray is not None:
+        options = {
+            "backend": "ray",
+            "ray_address": None if args.ray == "local" else args.ray,
+            "ray_workers": args.ray_workers,
+        }
+    elif args.ray_workers is not None:
+        raise InvalidInputError("--ray-workers goes with --ray")
     with progress() as bar:
-        results, stats = run_queries(index, queries, k=args.k, threads=args.threads, bar=bar)
+        results, stats = run_queries(
+            index, queries, k=args.k, threads=args.threads, bar=bar, options=options
+        )
     write_parquet_atomic(results, Path(args.out))
     seconds = stats["seconds"]
     summary(
@@ -414,6 +438,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--vector-column", default="vector", help="default: vector")
     p.add_argument("--id-column", default=None, help="int or string ids (default: row numbers)")
     p.add_argument("--metric", default="l2", choices=["l2", "ip", "cosine"])
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="train the partitions' lists as Ray tasks (local Ray when no ADDRESS)",
+    )
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser(
@@ -428,6 +460,16 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--out", required=True, help="results Parquet file to write")
     p.add_argument("-k", "--k", type=_positive, default=10, help="default k (default: 10)")
     p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
+    p.add_argument(
+        "--ray",
+        nargs="?",
+        const="local",
+        default=None,
+        metavar="ADDRESS",
+        help="search on Ray: the cluster at ADDRESS (ray start --head prints it), or a local "
+        "Ray when none is given; the index directory must be readable by every node",
+    )
+    p.add_argument("--ray-workers", type=_positive, default=None, help="Ray actors")
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     p.set_defaults(func=cmd_search)
 

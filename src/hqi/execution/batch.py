@@ -25,7 +25,7 @@ from hqi.execution.planner import BatchPlan, FilterPlan
 from hqi.execution.topk import TopK
 from hqi.index.partitioned import Partitioning
 
-__all__ = ["execute_plan"]
+__all__ = ["execute_plan", "finish_topk"]
 
 
 def _qualifying_rows(plan_filter: FilterPlan, part: Partitioning) -> np.ndarray:
@@ -178,7 +178,16 @@ def execute_plan(
         everyone = np.arange(queries.shape[0])
         for t in tops:
             top.push(everyone, t.dist, t.pos)
+    pos, dist = finish_topk(top, vectors, queries, metric)
+    return pos, dist, computed
+
+
+def finish_topk(
+    top: TopK, vectors: np.ndarray, queries: np.ndarray, metric: Metric
+) -> tuple[np.ndarray, np.ndarray]:
+    """Final (positions, distances): distances recomputed exactly for the winners,
+    ordered by (distance, position). Every backend ends with this."""
     pos, _ = top.finish()
     dist = exact_distances(vectors, queries, pos, metric)
     order = np.lexsort((np.where(pos < 0, np.iinfo(np.int64).max, pos), dist), axis=-1)
-    return np.take_along_axis(pos, order, 1), np.take_along_axis(dist, order, 1), computed
+    return np.take_along_axis(pos, order, 1), np.take_along_axis(dist, order, 1)

@@ -73,6 +73,12 @@ class SearchOptions:
     ``4 * block_rows * query_block`` bytes per block.
 
     ``query_block``: queries per distance block (see ``block_rows``).
+
+    ``backend``: ``"local"`` (this process) or ``"ray"``: the partitions are
+    placed on Ray actors and each gets only its share of the planned batch
+    (:mod:`hqi.distributed`); the results are identical. ``ray_address``:
+    the cluster to join (``None``: a local Ray). ``ray_workers``: actors
+    (default: the cluster's CPUs, at most the partitions).
     """
 
     k: int = 10
@@ -86,6 +92,9 @@ class SearchOptions:
     parallel: bool | None = None
     block_rows: int = 65536
     query_block: int = 256
+    backend: str = "local"
+    ray_address: str | None = None
+    ray_workers: int | None = None
 
     def __post_init__(self) -> None:
         for name in ("k", "nprobe", "calibration_queries", "block_rows", "query_block"):
@@ -105,6 +114,10 @@ class SearchOptions:
             raise InvalidInputError(f"prefilter_ratio must be >= 0, got {ratio!r}")
         if self.parallel is not None and not isinstance(self.parallel, bool):
             raise InvalidInputError(f"parallel must be True, False or None, got {self.parallel!r}")
+        if self.backend not in ("local", "ray"):
+            raise InvalidInputError(f"backend must be 'local' or 'ray', got {self.backend!r}")
+        if self.ray_workers is not None:
+            _positive_int("ray_workers", self.ray_workers)
         if not isinstance(self.exact, bool):
             raise InvalidInputError(f"exact must be True or False, got {self.exact!r}")
 

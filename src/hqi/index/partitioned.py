@@ -131,6 +131,21 @@ def _cap_lists(centroids: np.ndarray, sizes: np.ndarray, cap: int) -> tuple[np.n
     return np.repeat(centroids, chunks, axis=0), new_sizes.astype(np.int64)
 
 
+TrainLeaves = Callable[
+    [np.ndarray, list[tuple[np.ndarray, int]], "BuildOptions"], list[tuple[np.ndarray, np.ndarray]]
+]
+
+
+def train_leaves_here(
+    vectors: np.ndarray, jobs: list[tuple[np.ndarray, int]], options: BuildOptions
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """Train each leaf's lists in this process: (centroids, assignment) per (rows, seed)."""
+    return [
+        train_lists(vectors[rows], options.list_size, seed=seed, niter=options.kmeans_iters)
+        for rows, seed in jobs
+    ]
+
+
 def build_partitioning(
     vectors: np.ndarray,
     store: ColumnStore,
@@ -138,8 +153,14 @@ def build_partitioning(
     options: BuildOptions,
     *,
     on_step: Callable[[str], None] | None = None,
+    train: TrainLeaves | None = None,
 ) -> Partitioning:
-    """Learn the layout, train lists per partition and compute the storage order."""
+    """Learn the layout, train lists per partition and compute the storage order.
+
+    ``train`` trains the lists of every leaf, given (rows, seed) per leaf; the
+    default runs them one after another here (the Ray backend runs them as
+    parallel tasks, :mod:`hqi.distributed`).
+    """
     import time
 
     n = vectors.shape[0]
@@ -171,14 +192,14 @@ def build_partitioning(
     centroids: list[np.ndarray] = []
     list_sizes: list[np.ndarray] = []
     part_nlists: list[int] = []
-    for p in range(tree.num_leaves):
-        rows = np.flatnonzero(leaf == p)
+    leaf_rows = [np.flatnonzero(leaf == p) for p in range(tree.num_leaves)]
+    jobs = [(rows, options.seed + p) for p, rows in enumerate(leaf_rows) if rows.size]
+    trained = iter((train or train_leaves_here)(vectors, jobs, options))
+    for rows in leaf_rows:
         if rows.size == 0:
             part_nlists.append(0)
             continue
-        cents, assign = train_lists(
-            vectors[rows], options.list_size, seed=options.seed + p, niter=options.kmeans_iters
-        )
+        cents, assign = next(trained)
         by_list = np.argsort(assign, kind="stable")
         order_parts.append(rows[by_list])
         cents, sizes_p = _cap_lists(
