@@ -40,6 +40,7 @@ def test_signatures_are_pinned() -> None:
     assert str(inspect.signature(hqi.build)) == (
         "(vectors: 'Any', attributes: 'Any' = None, ids: 'Any' = None, "
         "metric: 'str' = 'l2', *, on_step: 'Callable[[str], None] | None' = None, "
+        "backend: 'str' = 'local', ray_address: 'str | None' = None, "
         "**options: 'Any') -> 'Index'"
     )
     assert list(inspect.signature(hqi.Index.search).parameters) == [
@@ -64,6 +65,7 @@ def test_signatures_are_pinned() -> None:
     }
     assert public_methods == {
         "count",
+        "ray_backend",
         "explain",
         "info",
         "mask",
