@@ -245,35 +245,24 @@ def cmd_count(args: argparse.Namespace) -> None:
 
 # -- demo ----------------------------------------------------------------------
 def cmd_demo(args: argparse.Namespace) -> None:
+    common: dict[str, Any] = {
+        "k": args.k,
+        "seed": args.seed,
+        "out": Path(args.out) if args.out else None,
+        "threads": args.threads,
+        "naive_sample": args.naive_sample,
+        "progress": progress,
+        "summary": summary,
+    }
     if args.dataset != "synthetic":
         from hqi.kg.demo import run_kg_demo
 
-        run_kg_demo(
-            args.dataset,
-            num_queries=args.queries if args.queries_given else 2_000,
-            k=args.k,
-            seed=args.seed,
-            out=Path(args.out) if args.out else None,
-            threads=args.threads,
-            naive_sample=args.naive_sample,
-            progress=progress,
-            summary=summary,
-        )
+        queries = args.queries if args.queries_given else 2_000
+        run_kg_demo(args.dataset, num_queries=queries, **common)
         return
     from hqi.demo import run_demo
 
-    run_demo(
-        n=args.n,
-        dim=args.dim,
-        num_queries=args.queries,
-        k=args.k,
-        seed=args.seed,
-        out=Path(args.out) if args.out else None,
-        threads=args.threads,
-        naive_sample=args.naive_sample,
-        progress=progress,
-        summary=summary,
-    )
+    run_demo(n=args.n, dim=args.dim, num_queries=args.queries, **common)
 
 
 # -- kg ------------------------------------------------------------------------

@@ -57,7 +57,15 @@ if sys.version_info >= (3, 11):
 else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
-__all__ = ["KINDS", "AttributeSpec", "EntitySpec", "Mapping", "load_mapping", "parse_mapping"]
+__all__ = [
+    "KINDS",
+    "AttributeSpec",
+    "EntitySpec",
+    "Mapping",
+    "load_mapping",
+    "parse_mapping",
+    "read_toml",
+]
 
 KINDS = ("category", "string", "list", "year", "date", "number", "integer")
 VALUE_MODES = ("id", "label")
@@ -176,13 +184,17 @@ def parse_mapping(data: dict[str, Any], source: str = "<mapping>") -> Mapping:
     return Mapping(entities, tuple(specs), source)
 
 
+def read_toml(path: Path, what: str) -> dict[str, Any]:
+    """A TOML file as a dict; a missing or malformed file names itself."""
+    if not path.is_file():
+        raise InvalidInputError(f"no such {what} file: {path}")
+    try:
+        return tomllib.loads(path.read_text(encoding="utf-8"))
+    except tomllib.TOMLDecodeError as err:
+        raise InvalidInputError(f"{path} is not valid TOML: {err}") from None
+
+
 def load_mapping(path: str | Path) -> Mapping:
     """Read and validate a TOML mapping file."""
     path = Path(path)
-    if not path.is_file():
-        raise InvalidInputError(f"no such mapping file: {path}")
-    try:
-        data = tomllib.loads(path.read_text(encoding="utf-8"))
-    except tomllib.TOMLDecodeError as err:
-        raise InvalidInputError(f"{path} is not valid TOML: {err}") from None
-    return parse_mapping(data, str(path))
+    return parse_mapping(read_toml(path, "mapping"), str(path))

@@ -25,19 +25,14 @@ from __future__ import annotations
 
 import datetime as dt
 import re
-import sys
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from hqi.errors import InvalidInputError
+from hqi.kg.mapping import read_toml
 from hqi.query.predicate import sql_literal
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
 
 __all__ = ["Template", "load_templates"]
 
@@ -70,15 +65,7 @@ class Template:
         parts: list[str | _Hole] = []
         pos = 0
         for m in _TOKEN.finditer(text):
-            literal = text[pos : m.start()]
-            for ch in "{}":
-                if ch in literal:
-                    at = pos + literal.index(ch)
-                    raise InvalidInputError(
-                        f"template {name!r}: malformed placeholder at position {at}: "
-                        f"use {{column}}, {{column + N}}, {{column[i]}} or {{{{ for a brace}}"
-                    )
-            parts.append(literal)
+            parts.append(_literal(name, text, pos, m.start()))
             token = m.group(0)
             if token in ("{{", "}}"):
                 parts.append(token[0])
@@ -92,15 +79,7 @@ class Template:
                 idx = m.group("idx")
                 parts.append(_Hole(m.group("col"), int(idx) if idx else None, offset))
             pos = m.end()
-        tail = text[pos:]
-        for ch in "{}":
-            if ch in tail:
-                at = pos + tail.index(ch)
-                raise InvalidInputError(
-                    f"template {name!r}: malformed placeholder at position {at}: "
-                    f"use {{column}}, {{column + N}}, {{column[i]}} or {{{{ for a brace}}"
-                )
-        parts.append(tail)
+        parts.append(_literal(name, text, pos, len(text)))
         kept = tuple(p for p in parts if p != "")
         columns = tuple(dict.fromkeys(p.column for p in kept if isinstance(p, _Hole)))
         return cls(name, text, kept, columns)
@@ -117,6 +96,19 @@ class Template:
                 return None
             out.append(rendered)
         return "".join(out)
+
+
+def _literal(name: str, text: str, start: int, stop: int) -> str:
+    """``text[start:stop]``, which lies between placeholders: a stray brace is an error."""
+    literal = text[start:stop]
+    for ch in "{}":
+        if ch in literal:
+            raise InvalidInputError(
+                f"template {name!r}: malformed placeholder at position "
+                f"{start + literal.index(ch)}: use {{column}}, {{column + N}}, "
+                f"{{column[i]}} or {{{{ for a brace}}"
+            )
+    return literal
 
 
 def _render(value: Any, hole: _Hole, name: str) -> str | None:
@@ -156,12 +148,7 @@ def load_templates(source: str | Path | Mapping[str, str]) -> dict[str, Template
         where = "templates"
     else:
         path = Path(source)
-        if not path.is_file():
-            raise InvalidInputError(f"no such templates file: {path}")
-        try:
-            parsed = tomllib.loads(path.read_text(encoding="utf-8"))
-        except tomllib.TOMLDecodeError as err:
-            raise InvalidInputError(f"{path} is not valid TOML: {err}") from None
+        parsed = read_toml(path, "templates")
         if set(parsed) != {"templates"} or not isinstance(parsed["templates"], dict):
             raise InvalidInputError(f"{path}: put templates in one [templates] table: name = '...'")
         data = parsed["templates"]
