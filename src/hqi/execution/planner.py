@@ -110,13 +110,43 @@ class BatchPlan:
         return out
 
 
+RANGE_BUDGET = 4  # row subsets cached while planning, in multiples of the store's rows
+
+
+class _RangeCache:
+    """Row subsets (:class:`RangeStore`) by their partitions, up to ``budget`` rows in all."""
+
+    def __init__(self, budget: int) -> None:
+        self.budget = budget
+        self.stores: dict[bytes, RangeStore] = {}
+
+    def get(
+        self, parent: ColumnStore, parts: np.ndarray, starts: np.ndarray, stops: np.ndarray
+    ) -> RangeStore:
+        key = parts.tobytes()
+        store = self.stores.get(key)
+        if store is None:
+            store = RangeStore(parent, starts, stops)
+            if store.num_rows <= self.budget:
+                self.stores[key] = store
+                self.budget -= store.num_rows
+        return store
+
+
 def _route(
-    pred: Predicate | None, part: Partitioning, zones: ZoneMaps, evaluator: BatchEvaluator
+    pred: Predicate | None,
+    part: Partitioning,
+    zones: ZoneMaps,
+    evaluator: BatchEvaluator,
+    ranges: _RangeCache | None = None,
 ) -> tuple[np.ndarray, dict[int, np.ndarray], np.ndarray]:
     """(routed partitions, packed masks of the partial ones, qualifying rows per routed one).
 
     The whole-store mask is transient: only the partial partitions' bits are
     kept, packed, so a batch of thousands of filters holds little memory.
+    ``ranges`` caches the row subsets by partial partitions: filters of one
+    template usually route to the same partitions and share the gathered
+    columns.
     """
     flags = zones.flags(pred)
     routed = np.flatnonzero(flags.may_true)
@@ -126,21 +156,23 @@ def _route(
     if covered.all():
         return routed.astype(np.int64), {}, counts
     partial = np.flatnonzero(~covered)
-    starts = part.part_bounds[routed[partial]]
-    stops = part.part_bounds[routed[partial] + 1]
-    if 2 * int((stops - starts).sum()) < evaluator.num_rows:
+    partial_parts = routed[partial]
+    starts = part.part_bounds[partial_parts]
+    stops = part.part_bounds[partial_parts + 1]
+    lengths = stops - starts
+    offsets = np.concatenate([[0], np.cumsum(lengths)])
+    if 2 * int(offsets[-1]) < evaluator.num_rows:
         # Few rows need a mask: evaluate on just those rows, concatenated.
-        sub = evaluate(pred, RangeStore(evaluator.store, starts, stops))
-        offsets = np.concatenate([[0], np.cumsum(stops - starts)])
-        pieces = [sub[offsets[i] : offsets[i + 1]] for i in range(partial.size)]
+        store = (ranges or _RangeCache(0)).get(evaluator.store, partial_parts, starts, stops)
+        concat = evaluate(pred, store)
     else:
         full = evaluator.mask(pred)
-        pieces = [full[a:b] for a, b in zip(starts, stops, strict=True)]
+        concat = np.concatenate([full[a:b] for a, b in zip(starts, stops, strict=True)])
+    counts[partial] = np.add.reduceat(concat, offsets[:-1]) if concat.size else 0
+    counts[partial[lengths == 0]] = 0
     masks: dict[int, np.ndarray] = {}
-    for j, mask in zip(partial, pieces, strict=True):
-        counts[j] = np.count_nonzero(mask)
-        if 0 < counts[j] < mask.size:
-            masks[int(routed[j])] = np.packbits(mask)
+    for j in np.flatnonzero((counts[partial] > 0) & (counts[partial] < lengths)):
+        masks[int(partial_parts[j])] = np.packbits(concat[offsets[j] : offsets[j + 1]])
     keep = counts > 0
     return routed[keep].astype(np.int64), masks, counts[keep]
 
@@ -176,8 +208,9 @@ def plan_batch(
     part_list_ids = [
         np.arange(part.part_lists[p], part.part_lists[p + 1]) for p in range(part.num_parts)
     ]
+    ranges = _RangeCache(budget=RANGE_BUDGET * store.num_rows)  # bounds gathered columns
     for pred in preds:
-        parts, masks, counts = _route(pred, part, zones, evaluator)
+        parts, masks, counts = _route(pred, part, zones, evaluator, ranges)
         qualifying = int(counts.sum())
         routed_rows = float(sizes[parts].sum())
         if nprobe is None:
