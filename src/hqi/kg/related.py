@@ -146,6 +146,9 @@ def _values(index: Index, positions: np.ndarray, columns: Sequence[str]) -> dict
 
 
 def _lookup(index: Index) -> dict[str, int]:
+    """Entity id (as text) -> position; the index's own cached table for string ids."""
+    if index.info()["id_type"] == "string":
+        return index._id_lookup
     return {str(v): i for i, v in enumerate(index.ids.tolist())}
 
 
