@@ -158,3 +158,23 @@ def test_oversized_lists_are_split() -> None:
     new_cents, sizes = _cap_lists(cents, np.array([5, 21, 3]), 8)
     assert sizes.tolist() == [5, 7, 7, 7, 3]
     assert new_cents[1:4].tolist() == [[2.0, 3.0]] * 3
+
+
+def test_shared_quantizer_variant(catalog, workload, truth) -> None:
+    """The shared coarse quantizer (measured against per-leaf in bench/quantizer.py)."""
+    shared = hqi.build(
+        catalog.vectors,
+        catalog.attributes,
+        catalog.ids,
+        workload=workload.filters[150:],
+        min_partition_rows=150,
+        list_size=64,
+        quantizer="shared",
+    )
+    # every list's centroid is one of the shared ones, reused across partitions
+    cents = shared._part.centroids
+    assert len(np.unique(cents, axis=0)) < len(cents)
+    res = shared.search(workload.queries[:150], workload.filters[:150], k=10, nprobe=10_000)
+    np.testing.assert_array_equal(res.ids, truth.ids)
+    with pytest.raises(hqi.InvalidInputError, match="quantizer must be"):
+        hqi.build(catalog.vectors[:10], quantizer="global")

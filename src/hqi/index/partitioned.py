@@ -52,6 +52,13 @@ class BuildOptions:
 
     ``sample_rows``: rows the layout learner evaluates costs on (default 20,000).
 
+    ``quantizer``: ``"per-leaf"`` (default) trains k-means inside each
+    partition, so a partition's lists fit its own vectors; ``"shared"`` trains
+    one coarse quantizer on all vectors (``N / list_size`` centroids) and a
+    partition's lists are its rows grouped by shared centroid (SPANN- and
+    HQI-style), so lists are fragmented where partitions cut clusters.
+    ``bench/quantizer.py`` measures both; per-leaf was better here.
+
     ``seed``: for sampling and k-means. ``threads``: BLAS/OpenMP threads for
     the build (default: the cores available).
     """
@@ -64,6 +71,7 @@ class BuildOptions:
     sample_rows: int = 20_000
     seed: int = 0
     threads: int | None = None
+    quantizer: str = "per-leaf"
 
     @classmethod
     def from_kwargs(cls, **options: Any) -> BuildOptions:
@@ -83,6 +91,10 @@ class BuildOptions:
             value = options.get(name, 1)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+        if options.get("quantizer", "per-leaf") not in ("per-leaf", "shared"):
+            raise InvalidInputError(
+                f"quantizer must be 'per-leaf' or 'shared', got {options['quantizer']!r}"
+            )
         return cls(**options)
 
 
@@ -146,6 +158,20 @@ def train_leaves_here(
     ]
 
 
+def _shared_quantizer(
+    vectors: np.ndarray, jobs: list[tuple[np.ndarray, int]], options: BuildOptions
+) -> list[tuple[np.ndarray, np.ndarray]]:
+    """One k-means over all rows; each leaf's lists are its rows by shared centroid."""
+    cents, assign = train_lists(
+        vectors, options.list_size, seed=options.seed, niter=options.kmeans_iters
+    )
+    out = []
+    for rows, _ in jobs:
+        used, local = np.unique(assign[rows], return_inverse=True)
+        out.append((cents[used], local.astype(np.int64)))
+    return out
+
+
 def build_partitioning(
     vectors: np.ndarray,
     store: ColumnStore,
@@ -194,7 +220,10 @@ def build_partitioning(
     part_nlists: list[int] = []
     leaf_rows = [np.flatnonzero(leaf == p) for p in range(tree.num_leaves)]
     jobs = [(rows, options.seed + p) for p, rows in enumerate(leaf_rows) if rows.size]
-    trained = iter((train or train_leaves_here)(vectors, jobs, options))
+    if options.quantizer == "shared":
+        trained = iter(_shared_quantizer(vectors, jobs, options))
+    else:
+        trained = iter((train or train_leaves_here)(vectors, jobs, options))
     for rows in leaf_rows:
         if rows.size == 0:
             part_nlists.append(0)
