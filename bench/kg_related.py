@@ -34,10 +34,9 @@ import numpy as np
 from hqi._threads import limit_threads
 from hqi.benchmark.systems import BenchData, BruteForce, FaissIVFSelector
 from hqi.evaluation import recall_at_k
-from hqi.execution.naive import naive_search
 from hqi.execution.result import Result
 from hqi.kg import build_kg, ingest, related, sample_log
-from hqi.kg.demo import dataset_files
+from hqi.kg.demo import dataset_files, naive_related
 from hqi.kg.presets import preset
 
 
@@ -118,45 +117,25 @@ def main() -> None:
         )
         print(f"  {system:<28} {param:<12} {nq / seconds:>9,.0f} q/s  recall@{k} {recall:.4f}")
 
-    related(index, log, templates=templates, k=k, threads=threads)  # warm-up
-    for nprobe in (1, 2, 4, 8, 16, 32):
-        secs, res = median_time(
-            lambda n=nprobe: related(
-                index, log, templates=templates, k=k, threads=threads, nprobe=n
-            ),
-            reps,
-        )
-        record(
-            "hqi related (whole task)",
-            f"nprobe={nprobe}",
-            secs,
-            res.result.ids,
-            res.result.distances,
-        )
-        search = float(
-            np.median(
-                [
-                    related(
-                        index, log, templates=templates, k=k, threads=threads, nprobe=nprobe
-                    ).stats["search_seconds"]
-                    for _ in range(reps)
-                ]
-            )
-        )
-        record("hqi search", f"nprobe={nprobe}", search, res.result.ids, res.result.distances)
-    secs, res = median_time(
-        lambda: related(index, log, templates=templates, k=k, threads=threads, exact=True), reps
-    )
-    record("hqi related (whole task)", "exact", secs, res.result.ids, res.result.distances)
-    record(
-        "hqi search",
-        "exact",
-        float(res.stats["search_seconds"]),
-        res.result.ids,
-        res.result.distances,
-    )
+    def time_related(**opts: Any) -> tuple[float, float, Any]:
+        """Medians of the whole task and of its search, from the same runs."""
+        whole, search, res = [], [], None
+        for _ in range(reps):
+            t0 = time.perf_counter()
+            res = related(index, log, templates=templates, k=k, threads=threads, **opts)
+            whole.append(time.perf_counter() - t0)
+            search.append(res.stats["search_seconds"])
+        return float(np.median(whole)), float(np.median(search)), res
 
-    anchors = index.positions([str(a) for a in np.asarray(log.column("anchor"))[exact.searched]])
+    related(index, log, templates=templates, k=k, threads=threads)  # warm-up
+    for param, opts in [(f"nprobe={n}", {"nprobe": n}) for n in (1, 2, 4, 8, 16, 32)] + [
+        ("exact", {"exact": True})
+    ]:
+        whole, search, res = time_related(**opts)
+        record("hqi related (whole task)", param, whole, res.result.ids, res.result.distances)
+        record("hqi search", param, search, res.result.ids, res.result.distances)
+
+    anchors = exact.anchors
     data = BenchData(
         args.dataset,
         np.ascontiguousarray(index.vectors),
@@ -182,15 +161,10 @@ def main() -> None:
         secs, pos = median_time(lambda: brute.search(data, {}, threads), reps)
         record("exact grouped brute force", "", secs, drop_anchor(pos, anchors, k))
         sample = np.random.default_rng(0).choice(nq, size=min(args.naive_sample, nq), replace=False)
-        fresh_masks = lambda: [index.mask(exact.filters[i]).copy() for i in sample]  # noqa: E731
 
         def naive() -> np.ndarray:
-            masks = fresh_masks()
-            for m, a in zip(masks, anchors[sample], strict=True):
-                m[a] = False
-            return naive_search(
-                index.vectors, masks, index.vectors[anchors[sample]], k, index._metric
-            )[0]
+            filters = [exact.filters[i] for i in sample]
+            return naive_related(index, filters, anchors[sample], k)[0]
 
         secs, pos = median_time(naive, reps)
         naive_qps = len(sample) / secs

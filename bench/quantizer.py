@@ -11,27 +11,19 @@ of ``--repeats``, in one run on the same batch.
 
 from __future__ import annotations
 
-import argparse
 import time
 
 import numpy as np
 
 import hqi
-from hqi.datasets import make_catalog, make_workload
+from common import synthetic_data, synthetic_parser
 from hqi.evaluation import recall_at_k
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=200_000)
-    ap.add_argument("--dim", type=int, default=128)
-    ap.add_argument("--queries", type=int, default=5_000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap = synthetic_parser(__doc__)
     args = ap.parse_args()
-    catalog = make_catalog(args.n, args.dim, seed=0)
-    train = make_workload(catalog, max(1000, args.queries // 2), seed=100)
-    batch = make_workload(catalog, args.queries, seed=1)
+    catalog, train, batch = synthetic_data(args)
     indexes = {}
     for quantizer in ("per-leaf", "shared"):
         t0 = time.perf_counter()

@@ -12,25 +12,19 @@ one BLAS thread; the local backend uses ``--threads``.
 
 from __future__ import annotations
 
-import argparse
 import pickle
 import time
 
 import numpy as np
 
 import hqi
-from hqi.datasets import make_catalog, make_workload
+from common import synthetic_data, synthetic_parser
 from hqi.distributed import split_plan
 from hqi.execution.options import SearchOptions
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("--n", type=int, default=200_000)
-    ap.add_argument("--dim", type=int, default=128)
-    ap.add_argument("--queries", type=int, default=5_000)
-    ap.add_argument("--repeats", type=int, default=3)
-    ap.add_argument("--threads", type=int, default=2)
+    ap = synthetic_parser(__doc__)
     ap.add_argument("--cpus", type=int, default=2)
     ap.add_argument("--out", default=None, help="save the index here (default: a temp dir)")
     args = ap.parse_args()
@@ -40,9 +34,7 @@ def main() -> None:
     import ray
 
     ray.init(num_cpus=args.cpus, include_dashboard=False, log_to_driver=False)
-    catalog = make_catalog(args.n, args.dim, seed=0)
-    train = make_workload(catalog, max(1000, args.queries // 2), seed=100)
-    batch = make_workload(catalog, args.queries, seed=1)
+    catalog, train, batch = synthetic_data(args)
     with tempfile.TemporaryDirectory() as tmp:
         path = args.out or f"{tmp}/index"
         t0 = time.perf_counter()

@@ -10,8 +10,7 @@ import hqi
 from hqi.evaluation import recall_at_k
 
 
-@pytest.fixture(scope="module")
-def learned(catalog, workload) -> hqi.Index:
+def _learn(catalog, workload, **options) -> hqi.Index:
     return hqi.build(
         catalog.vectors,
         catalog.attributes,
@@ -19,7 +18,13 @@ def learned(catalog, workload) -> hqi.Index:
         workload=workload.filters[150:],
         min_partition_rows=150,
         list_size=64,
+        **options,
     )
+
+
+@pytest.fixture(scope="module")
+def learned(catalog, workload) -> hqi.Index:
+    return _learn(catalog, workload)
 
 
 @pytest.fixture(scope="module")
@@ -162,15 +167,7 @@ def test_oversized_lists_are_split() -> None:
 
 def test_shared_quantizer_variant(catalog, workload, truth) -> None:
     """The shared coarse quantizer (measured against per-leaf in bench/quantizer.py)."""
-    shared = hqi.build(
-        catalog.vectors,
-        catalog.attributes,
-        catalog.ids,
-        workload=workload.filters[150:],
-        min_partition_rows=150,
-        list_size=64,
-        quantizer="shared",
-    )
+    shared = _learn(catalog, workload, quantizer="shared")
     # every list's centroid is one of the shared ones, reused across partitions
     cents = shared._part.centroids
     assert len(np.unique(cents, axis=0)) < len(cents)

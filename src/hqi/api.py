@@ -66,6 +66,7 @@ class Index:
         self._parser = FilterParser(self._store.schema)
         self._zones = ZoneMaps(self._store, partitioning.part_bounds)
         self.build_stats = dict(build_stats or {})
+        self._ray: tuple[tuple[str | None, int | None], Any] | None = None  # see ray_backend()
 
     # -- description ----------------------------------------------------------
     @property
@@ -298,7 +299,7 @@ class Index:
         from hqi.distributed import RayBackend
 
         key = (address, workers)
-        cached = getattr(self, "_ray", None)
+        cached = self._ray
         if cached is not None and cached[0] == key and workload is None and cached[1].actors:
             return cached[1]
         if cached is not None:

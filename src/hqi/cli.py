@@ -257,12 +257,11 @@ def cmd_demo(args: argparse.Namespace) -> None:
     if args.dataset != "synthetic":
         from hqi.kg.demo import run_kg_demo
 
-        queries = args.queries if args.queries_given else 2_000
-        run_kg_demo(args.dataset, num_queries=queries, **common)
+        run_kg_demo(args.dataset, num_queries=args.queries or 2_000, **common)
         return
     from hqi.demo import run_demo
 
-    run_demo(n=args.n, dim=args.dim, num_queries=args.queries, **common)
+    run_demo(n=args.n, dim=args.dim, num_queries=args.queries or 5_000, **common)
 
 
 # -- kg ------------------------------------------------------------------------
@@ -477,7 +476,9 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("demo", help="build and search the built-in dataset end to end")
     p.add_argument("--n", type=_positive, default=200_000, help="entities (default: 200000)")
     p.add_argument("--dim", type=_positive, default=128, help="dimension (default: 128)")
-    p.add_argument("--queries", type=_positive, default=5_000, help="default: 5000")
+    p.add_argument(
+        "--queries", type=_positive, default=None, help="default: 5000 (2000 for a KG dataset)"
+    )
     p.add_argument("-k", "--k", type=_positive, default=10)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
@@ -575,9 +576,6 @@ def make_parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = make_parser().parse_args(argv)
-    if args.command == "demo":
-        raw = list(sys.argv[1:] if argv is None else argv)
-        args.queries_given = any(a == "--queries" or a.startswith("--queries=") for a in raw)
     try:
         args.func(args)
     except HqiError as err:

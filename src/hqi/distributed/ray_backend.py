@@ -131,11 +131,7 @@ def split_plan(plan: Any, queries: np.ndarray, owner: np.ndarray, workers: int) 
     """Cut a :class:`BatchPlan` into one :class:`Share` per worker (see module doc)."""
     from hqi.execution.planner import BatchPlan
 
-    probe_worker = (
-        owner[plan.cell_part[plan.probe_cell]]
-        if plan.probe_cell.size
-        else np.zeros(0, dtype=np.int64)
-    )
+    probe_worker = owner[plan.cell_part[plan.probe_cell]]
     pre_worker: dict[int, int] = {}
     for i, f in enumerate(plan.filters):
         if f.strategy == "prefilter" and f.parts.size:
@@ -191,20 +187,20 @@ def run_share(
     block_rows: int,
     query_block: int,
 ) -> tuple[np.ndarray, np.ndarray, int]:
-    """Run a share with the local executor's kernels: (top dist, top pos, computations)."""
-    from hqi.collection import Metric
-    from hqi.execution.batch import _cell_segments, _Context, _prefilter, _scan_cells
-    from hqi.execution.topk import TopK
+    """Run a share with the local executor: (top dist, top pos, computations)."""
+    from hqi.execution.batch import collect_topk
 
-    plan = share.plan
-    top = TopK(share.queries.shape[0], k)
-    norms = sq_norms if metric is Metric.L2 else None
-    ctx = _Context(plan, part, vectors, norms, share.queries, block_rows, query_block)
-    pre = [i for i, f in enumerate(plan.filters) if f.strategy == "prefilter"]
-    done = _prefilter(ctx, top, pre)
-    if plan.probe_query.size:
-        cells, qids, fids, segments = _cell_segments(plan)
-        done += _scan_cells(ctx, top, (cells, qids, fids), segments)
+    top, done = collect_topk(
+        share.plan,
+        vectors,
+        sq_norms,
+        share.queries,
+        k,
+        metric,
+        part,
+        block_rows=block_rows,
+        query_block=query_block,
+    )
     return top.dist, top.pos, done
 
 

@@ -25,7 +25,7 @@ from hqi.execution.planner import BatchPlan, FilterPlan
 from hqi.execution.topk import TopK
 from hqi.index.partitioned import Partitioning
 
-__all__ = ["execute_plan", "finish_topk"]
+__all__ = ["collect_topk", "execute_plan", "finish_topk"]
 
 
 def _qualifying_rows(plan_filter: FilterPlan, part: Partitioning) -> np.ndarray:
@@ -145,6 +145,37 @@ def execute_plan(
     threads, each with its own top-k state and one BLAS thread (numpy and
     BLAS release the GIL in their loops), merged at the end.
     """
+    top, computed = collect_topk(
+        plan,
+        vectors,
+        sq_norms,
+        queries,
+        k,
+        metric,
+        part,
+        block_rows=block_rows,
+        query_block=query_block,
+        workers=workers,
+    )
+    pos, dist = finish_topk(top, vectors, queries, metric)
+    return pos, dist, computed
+
+
+def collect_topk(
+    plan: BatchPlan,
+    vectors: np.ndarray,
+    sq_norms: np.ndarray | None,
+    queries: np.ndarray,
+    k: int,
+    metric: Metric,
+    part: Partitioning,
+    *,
+    block_rows: int = 65536,
+    query_block: int = 256,
+    workers: int = 1,
+) -> tuple[TopK, int]:
+    """Run the plan into a running top-k, before :func:`finish_topk`: the part a
+    remote worker runs on its share of a plan (:mod:`hqi.distributed`)."""
     norms = sq_norms if metric is Metric.L2 else None
     cells, qids, fids, segments = (
         _cell_segments(plan) if plan.probe_query.size else (None, None, None, [])
@@ -178,8 +209,7 @@ def execute_plan(
         everyone = np.arange(queries.shape[0])
         for t in tops:
             top.push(everyone, t.dist, t.pos)
-    pos, dist = finish_topk(top, vectors, queries, metric)
-    return pos, dist, computed
+    return top, computed
 
 
 def finish_topk(

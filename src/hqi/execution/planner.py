@@ -138,7 +138,7 @@ def _route(
     part: Partitioning,
     zones: ZoneMaps,
     evaluator: BatchEvaluator,
-    ranges: _RangeCache | None = None,
+    ranges: _RangeCache,
 ) -> tuple[np.ndarray, dict[int, np.ndarray], np.ndarray]:
     """(routed partitions, packed masks of the partial ones, qualifying rows per routed one).
 
@@ -163,8 +163,7 @@ def _route(
     offsets = np.concatenate([[0], np.cumsum(lengths)])
     if 2 * int(offsets[-1]) < evaluator.num_rows:
         # Few rows need a mask: evaluate on just those rows, concatenated.
-        store = (ranges or _RangeCache(0)).get(evaluator.store, partial_parts, starts, stops)
-        concat = evaluate(pred, store)
+        concat = evaluate(pred, ranges.get(evaluator.store, partial_parts, starts, stops))
     else:
         full = evaluator.mask(pred)
         concat = np.concatenate([full[a:b] for a, b in zip(starts, stops, strict=True)])

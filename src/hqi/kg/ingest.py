@@ -24,7 +24,13 @@ import pyarrow.compute as pc
 
 from hqi.errors import InvalidInputError
 from hqi.kg.mapping import AttributeSpec, Mapping, load_mapping
-from hqi.kg.sources import embed_texts, read_embeddings, read_entity_table, read_triples
+from hqi.kg.sources import (
+    TRIPLE_SCHEMA,
+    embed_texts,
+    read_embeddings,
+    read_entity_table,
+    read_triples,
+)
 
 __all__ = ["AttributeReport", "IngestReport", "KnowledgeGraph", "ingest"]
 
@@ -317,7 +323,7 @@ def ingest(
     all_triples = (
         pa.concat_tables([t.select(["head", "relation", "tail"]) for t in tables])
         if tables
-        else pa.table({"head": [], "relation": [], "tail": []}, schema=_triple_schema())
+        else TRIPLE_SCHEMA.empty_table()
     )
     if any(a.from_triples for a in mapping.attributes) and not tables:
         raise InvalidInputError("the mapping reads relations, but no triples were given")
@@ -364,11 +370,12 @@ def ingest(
     report.entities = n
 
     known: set[str] = set(table_ids.to_pylist()) if table_ids is not None else set()
-    rel_col = all_triples.column("relation")
-    mapped = mapping.relations
+    is_mapped = pc.is_in(
+        all_triples.column("relation"), value_set=pa.array(list(mapping.relations), pa.string())
+    )
     if all_triples.num_rows:
-        heads = all_triples.filter(pc.invert(pc.is_in(rel_col, value_set=pa.array(list(mapped)))))
-        counts = pc.value_counts(heads.column("relation").combine_chunks())
+        unmapped = all_triples.filter(pc.invert(is_mapped))
+        counts = pc.value_counts(unmapped.column("relation").combine_chunks())
         report.unmapped_relations = {
             c["values"]: c["counts"] for c in counts.to_pylist() if c["values"] is not None
         }
@@ -397,14 +404,9 @@ def ingest(
             used_total += used
         report.attributes.append(rep)
     report.triples_used = used_total
-    mapped_triples = all_triples.filter(pc.is_in(rel_col, value_set=pa.array(list(mapped))))
-    report.triples_other_entities = _about_others(mapped_triples, mapping, universe)
-    attributes = pa.table(columns) if columns else pa.table({"_": pa.nulls(n)}).drop(["_"])
-    return KnowledgeGraph(np.array(names, dtype=object), vectors, attributes, report)
-
-
-def _triple_schema() -> pa.Schema:
-    return pa.schema([("head", pa.string()), ("relation", pa.string()), ("tail", pa.string())])
+    report.triples_other_entities = _about_others(all_triples.filter(is_mapped), mapping, universe)
+    # a mapping has at least one attribute, so the table has columns
+    return KnowledgeGraph(np.array(names, dtype=object), vectors, pa.table(columns), report)
 
 
 def _about_others(mapped: pa.Table, mapping: Mapping, universe: pa.Array) -> int:

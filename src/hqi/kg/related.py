@@ -30,7 +30,7 @@ from __future__ import annotations
 
 import time
 from collections import Counter
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
@@ -61,6 +61,7 @@ class RelatedQueries:
     table: pa.Table
     result: Result | None
     searched: np.ndarray  # log rows that were searched, in result order
+    anchors: np.ndarray  # index positions of their anchors, in the same order
     filters: list[str]
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     stats: dict[str, float] = field(default_factory=dict)
@@ -128,28 +129,75 @@ def _templates_for(log: pa.Table, known: dict[str, Template]) -> list[Template]:
     return out
 
 
-def _check_columns(templates: Sequence[Template], index: Index) -> None:
-    schema = {c.lower(): c for c in index.schema}
-    for t in {t.name: t for t in templates}.values():
+def _catalog(source: Any) -> tuple[dict[str, int], pa.Table]:
+    """(entity id as text -> row, attributes) of an :class:`Index` or an ``(ids, attributes)``
+    pair; an index with string ids lends its cached lookup."""
+    if isinstance(source, tuple):
+        ids, attrs = source
+        return {str(v): i for i, v in enumerate(list(ids))}, attrs
+    if source.info()["id_type"] == "string":
+        return source._id_lookup, source.attributes
+    return {str(v): i for i, v in enumerate(source.ids.tolist())}, source.attributes
+
+
+def _check_columns(templates: Iterable[Template], attrs: pa.Table) -> dict[str, str]:
+    """Every template's columns exist (case-insensitively); returns lower -> actual name."""
+    lower = {c.lower(): c for c in attrs.column_names}
+    for t in templates:
         for col in t.columns:
-            if col.lower() not in schema:
+            if col.lower() not in lower:
                 raise InvalidInputError(
-                    f"template {t.name!r} reads {col!r}, which the index lacks; "
-                    f"attributes: {', '.join(index.schema)}"
+                    f"template {t.name!r} reads {col!r}, which the attributes lack; "
+                    f"attributes: {', '.join(attrs.column_names)}"
                 )
+    return lower
 
 
-def _values(index: Index, positions: np.ndarray, columns: Sequence[str]) -> dict[str, list[Any]]:
-    schema = {c.lower(): c for c in index.schema}
-    attrs = index.attributes
-    return {c: attrs.column(schema[c.lower()]).take(positions).to_pylist() for c in columns}
+def _values(
+    attrs: pa.Table, lower: dict[str, str], rows: np.ndarray, columns: Iterable[str]
+) -> dict[str, list[Any]]:
+    return {c: attrs.column(lower[c.lower()]).take(rows).to_pylist() for c in columns}
 
 
-def _lookup(index: Index) -> dict[str, int]:
-    """Entity id (as text) -> position; the index's own cached table for string ids."""
-    if index.info()["id_type"] == "string":
-        return index._id_lookup
-    return {str(v): i for i, v in enumerate(index.ids.tolist())}
+@dataclass
+class _Instances:
+    """A log's templates instantiated at their anchors."""
+
+    positions: np.ndarray  # (n,) each log row's anchor row, -1 when not in the catalog
+    searched: np.ndarray  # log rows that instantiated
+    filters: list[str]  # their filters
+    skipped: Counter[str]
+
+
+def _instantiate(
+    table: pa.Table,
+    temps: list[Template],
+    source: Any,
+    check: Callable[[Template, str], None] | None = None,
+) -> _Instances:
+    where, attrs = _catalog(source)
+    lower = _check_columns({t.name: t for t in temps}.values(), attrs)
+    anchors = [str(a) if a is not None else "" for a in table.column("anchor").to_pylist()]
+    pos = np.array([where.get(a, -1) for a in anchors], dtype=np.int64)
+    skipped: Counter[str] = Counter()
+    skipped["anchor not in the index"] = int((pos < 0).sum())
+    found = np.flatnonzero(pos >= 0)
+    values = _values(attrs, lower, pos[found], sorted({c for t in temps for c in t.columns}))
+    keep: list[int] = []
+    filters: list[str] = []
+    checked: set[str] = set()
+    for j, i in enumerate(found):
+        t = temps[i]
+        f = t.instantiate({c: values[c][j] for c in t.columns})
+        if f is None:
+            skipped[f"{t.name}: a placeholder is NULL at the anchor"] += 1
+            continue
+        if check is not None and t.name not in checked:
+            check(t, f)
+            checked.add(t.name)
+        keep.append(int(i))
+        filters.append(f)
+    return _Instances(pos, np.asarray(keep, dtype=np.int64), filters, skipped)
 
 
 def workload_from_log(index_or_attrs: Any, log: Log, templates: Templates = None) -> list[str]:
@@ -159,29 +207,7 @@ def workload_from_log(index_or_attrs: Any, log: Log, templates: Templates = None
     one exists (as when ``hqi kg build`` learns its layout from the log).
     """
     table = read_log(log)
-    temps = _templates_for(table, _resolve(templates))
-    if isinstance(index_or_attrs, tuple):
-        ids, attrs = index_or_attrs
-        where = {str(v): i for i, v in enumerate(list(ids))}
-        lower = {c.lower(): c for c in attrs.column_names}
-    else:
-        where = _lookup(index_or_attrs)
-        attrs = index_or_attrs.attributes
-        lower = {c.lower(): c for c in attrs.column_names}
-    anchors = [str(a) for a in table.column("anchor").to_pylist()]
-    rows = np.array([where.get(a, -1) for a in anchors], dtype=np.int64)
-    ok = rows >= 0
-    columns = sorted({c for t in temps for c in t.columns})
-    for c in columns:
-        if c.lower() not in lower:
-            raise InvalidInputError(f"a template reads {c!r}, which the attributes lack")
-    values = {c: attrs.column(lower[c.lower()]).take(rows[ok]).to_pylist() for c in columns}
-    filters: list[str] = []
-    for j, i in enumerate(np.flatnonzero(ok)):
-        f = temps[i].instantiate({c: values[c][j] for c in temps[i].columns})
-        if f is not None:
-            filters.append(f)
-    return filters
+    return _instantiate(table, _templates_for(table, _resolve(templates)), index_or_attrs).filters
 
 
 def related(
@@ -205,46 +231,27 @@ def related(
     t0 = time.perf_counter()
     table = read_log(log)
     temps = _templates_for(table, _resolve(templates))
-    _check_columns(temps, index)
+
+    def check(t: Template, text: str) -> None:
+        try:
+            index.parse(text)
+        except FilterError as err:
+            raise InvalidInputError(f"template {t.name!r} gives an invalid filter: {err}") from None
+
+    inst = _instantiate(table, temps, index, check)
     n = table.num_rows
-    anchors = [str(a) if a is not None else "" for a in table.column("anchor").to_pylist()]
     query_ids = (
         table.column("query_id").to_pylist() if "query_id" in table.column_names else list(range(n))
     )
-    where = _lookup(index)
-    pos = np.array([where.get(a, -1) for a in anchors], dtype=np.int64)
-    skipped: Counter[str] = Counter()
-    skipped["anchor not in the index"] = int((pos < 0).sum())
-    columns = sorted({c for t in temps for c in t.columns})
-    found = np.flatnonzero(pos >= 0)
-    values = _values(index, pos[found], columns)
-    keep: list[int] = []
-    filters: list[str] = []
-    checked: set[str] = set()
-    for j, i in enumerate(found):
-        t = temps[i]
-        f = t.instantiate({c: values[c][j] for c in t.columns})
-        if f is None:
-            skipped[f"{t.name}: a placeholder is NULL at the anchor"] += 1
-            continue
-        if t.name not in checked:
-            try:
-                index.parse(f)
-            except FilterError as err:
-                raise InvalidInputError(
-                    f"template {t.name!r} gives an invalid filter: {err}"
-                ) from None
-            checked.add(t.name)
-        keep.append(int(i))
-        filters.append(f)
-    searched = np.asarray(keep, dtype=np.int64)
+    searched, filters, skipped = inst.searched, inst.filters, _nonzero(inst.skipped)
+    anchor_pos = inst.positions[searched]
     label = next((c for c in index.schema if c.lower() == "label"), None)
-    stats: dict[str, float] = {"log_queries": float(n), "queries": float(len(keep))}
-    if not keep:
-        out = _empty(label is not None, index)
-        return RelatedQueries(out, None, searched, filters, _nonzero(skipped), stats)
+    stats: dict[str, float] = {"log_queries": float(n), "queries": float(len(filters))}
+    if not filters:
+        out = _empty(label is not None)
+        return RelatedQueries(out, None, searched, anchor_pos, filters, skipped, stats)
     res = index.search_by_id(
-        index.ids[pos[searched]].tolist(),
+        index.ids[anchor_pos].tolist(),
         filters,
         k=k,
         exclude_self=True,
@@ -256,7 +263,9 @@ def related(
     valid = nb_pos >= 0
     qrow, rank = np.nonzero(valid)
     flat_pos = nb_pos[valid]
-    nb_values = _values(index, flat_pos, columns)
+    lower = {c.lower(): c for c in index.schema}
+    columns = sorted({c for t in temps for c in t.columns})
+    nb_values = _values(index.attributes, lower, flat_pos, columns)
     new_filters: list[str | None] = []
     memo: dict[tuple[Any, ...], str | None] = {}
     for j, qi in enumerate(qrow):
@@ -271,7 +280,7 @@ def related(
     cols: dict[str, pa.Array] = {
         "query_id": pa.array([query_ids[i] for i in src]),
         "template": pa.array([temps[i].name for i in src], pa.string()),
-        "anchor": pa.array([anchors[i] for i in src], pa.string()),
+        "anchor": pa.array([str(v) for v in ids[anchor_pos[qrow]].tolist()], pa.string()),
         "filter": pa.array([filters[q] for q in qrow], pa.string()),
         "rank": pa.array(rank.astype(np.int32)),
         "new_anchor": pa.array([str(v) for v in ids[flat_pos].tolist()], pa.string()),
@@ -288,7 +297,7 @@ def related(
             "distinct_filters": float(res.stats.get("groups", 0)),
         }
     )
-    return RelatedQueries(pa.table(cols), res, searched, filters, _nonzero(skipped), stats)
+    return RelatedQueries(pa.table(cols), res, searched, anchor_pos, filters, skipped, stats)
 
 
 def _hashable(value: Any) -> Any:
@@ -309,7 +318,7 @@ def _neighbour_positions(index: Index, res: Result) -> np.ndarray:
     return out
 
 
-def _empty(with_label: bool, index: Index) -> pa.Table:
+def _empty(with_label: bool) -> pa.Table:
     cols: dict[str, pa.Array] = {
         "query_id": pa.array([], pa.int64()),
         "template": pa.array([], pa.string()),
@@ -341,11 +350,10 @@ def sample_log(
     """
     temps = _resolve(templates)
     if isinstance(index_or_attrs, tuple):
-        ids, attrs = index_or_attrs
-        ids = list(ids)
+        ids, attrs = list(index_or_attrs[0]), index_or_attrs[1]
     else:
         ids, attrs = index_or_attrs.ids.tolist(), index_or_attrs.attributes
-    lower = {c.lower(): c for c in attrs.column_names}
+    lower = _check_columns(temps.values(), attrs)
     rng = np.random.default_rng(seed)
     names = list(temps)
     weights = 1.0 / np.arange(1, len(names) + 1) ** zipf
@@ -354,8 +362,6 @@ def sample_log(
     for name, t in temps.items():
         ok = np.ones(len(ids), dtype=bool)
         for c in t.columns:
-            if c.lower() not in lower:
-                raise InvalidInputError(f"template {name!r} reads {c!r}, which the data lacks")
             col = attrs.column(lower[c.lower()])
             ok &= col.is_valid().to_numpy(zero_copy_only=False)
             if pa.types.is_list(col.type):

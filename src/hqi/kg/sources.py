@@ -30,6 +30,7 @@ from hqi.collection import vectors_from_arrow
 from hqi.errors import InvalidInputError
 
 __all__ = [
+    "TRIPLE_SCHEMA",
     "embed_texts",
     "read_embeddings",
     "read_entity_table",
