@@ -63,6 +63,27 @@ class _Context:
     query_block: int
 
 
+def _block_rejects(
+    filters: list[FilterPlan], fids: np.ndarray, p: int, lo: int, hi: int
+) -> np.ndarray | None:
+    """(F, hi - lo) bool: rows ``[lo, hi)`` of partition ``p`` that each filter
+    rejects, unpacked in one call; None when every filter covers them."""
+    b0 = lo // 8
+    b1 = (hi + 7) // 8
+    packed, which = [], []
+    for i, fid in enumerate(fids.tolist()):
+        bits = filters[fid].masks.get(p)
+        if bits is not None:
+            packed.append(bits[b0:b1])
+            which.append(i)
+    if not packed:
+        return None
+    out = np.zeros((fids.size, hi - lo), dtype=bool)
+    bits = np.unpackbits(np.stack(packed), axis=1)[:, lo - 8 * b0 : hi - 8 * b0]
+    out[which] = bits == 0
+    return out
+
+
 def _scan_cells(
     ctx: _Context,
     top: TopK,
@@ -89,20 +110,15 @@ def _scan_cells(
             block = vectors[r0:r1]
             bnorms = None if norms is None else norms[r0:r1]
             cols = np.arange(r0, r1, dtype=np.int64)
-            # One boolean row per distinct filter in the cell (None: no mask).
-            fmasks = [
-                plan.filters[int(cf[s0])].rows(p, r0 - pstart, r1 - pstart) for s0 in fseg[:-1]
-            ]
-            keep = None
-            if any(m is not None for m in fmasks):
-                ones = np.ones(r1 - r0, dtype=bool)
-                rows_by_filter = np.stack([ones if m is None else m for m in fmasks])
-                keep = rows_by_filter[np.repeat(np.arange(len(fmasks)), np.diff(fseg))]
+            # Rows each query must not see (None: every filter covers the block).
+            reject = _block_rejects(plan.filters, cf[fseg[:-1]], p, r0 - pstart, r1 - pstart)
+            if reject is not None:
+                reject = reject[np.repeat(np.arange(fseg.size - 1), np.diff(fseg))]
             for q0 in range(0, cq.size, query_block):
                 q1 = min(cq.size, q0 + query_block)
                 dist = _block_distances(queries[cq[q0:q1]], block, bnorms)
-                if keep is not None:
-                    np.putmask(dist, ~keep[q0:q1], np.inf)
+                if reject is not None:
+                    np.putmask(dist, reject[q0:q1], np.inf)
                 top.push_block(cq[q0:q1], dist, cols)
     return computed
 

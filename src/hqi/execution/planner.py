@@ -43,7 +43,7 @@ import numpy as np
 from hqi.collection import Metric
 from hqi.index.partitioned import Partitioning
 from hqi.layout.zonemap import ZoneMaps
-from hqi.query import ColumnStore, Predicate, evaluate
+from hqi.query import ColumnStore, Predicate
 from hqi.query.columns import RangeStore
 from hqi.query.evaluate import BatchEvaluator
 
@@ -113,24 +113,31 @@ class BatchPlan:
 RANGE_BUDGET = 4  # row subsets cached while planning, in multiples of the store's rows
 
 
+ATOMS_PER_RANGE = 8  # atom masks cached per row subset (filters of a template share atoms)
+
+
 class _RangeCache:
-    """Row subsets (:class:`RangeStore`) by their partitions, up to ``budget`` rows in all."""
+    """Evaluators over row subsets (:class:`RangeStore`) by their partitions, up to
+    ``budget`` rows in all. Each caches its atoms' masks, so filters routed to
+    the same partitions share both the gathered columns and atoms such as
+    ``type = 'song'``."""
 
     def __init__(self, budget: int) -> None:
         self.budget = budget
-        self.stores: dict[bytes, RangeStore] = {}
+        self.stores: dict[bytes, BatchEvaluator] = {}
 
     def get(
         self, parent: ColumnStore, parts: np.ndarray, starts: np.ndarray, stops: np.ndarray
-    ) -> RangeStore:
+    ) -> BatchEvaluator:
         key = parts.tobytes()
-        store = self.stores.get(key)
-        if store is None:
+        evaluator = self.stores.get(key)
+        if evaluator is None:
             store = RangeStore(parent, starts, stops)
+            evaluator = BatchEvaluator(store, max_bytes=ATOMS_PER_RANGE * max(store.num_rows, 1))
             if store.num_rows <= self.budget:
-                self.stores[key] = store
+                self.stores[key] = evaluator
                 self.budget -= store.num_rows
-        return store
+        return evaluator
 
 
 def _route(
@@ -159,19 +166,23 @@ def _route(
     partial_parts = routed[partial]
     starts = part.part_bounds[partial_parts]
     stops = part.part_bounds[partial_parts + 1]
-    lengths = stops - starts
-    offsets = np.concatenate([[0], np.cumsum(lengths)])
-    if 2 * int(offsets[-1]) < evaluator.num_rows:
+    if 2 * int((stops - starts).sum()) < evaluator.num_rows:
         # Few rows need a mask: evaluate on just those rows, concatenated.
-        concat = evaluate(pred, ranges.get(evaluator.store, partial_parts, starts, stops))
+        mask = ranges.get(evaluator.store, partial_parts, starts, stops).mask(pred)
+        lengths = stops - starts
+        stops = np.cumsum(lengths)
+        starts = stops - lengths
     else:
-        full = evaluator.mask(pred)
-        concat = np.concatenate([full[a:b] for a, b in zip(starts, stops, strict=True)])
-    counts[partial] = np.add.reduceat(concat, offsets[:-1]) if concat.size else 0
-    counts[partial[lengths == 0]] = 0
+        mask = evaluator.mask(pred)
     masks: dict[int, np.ndarray] = {}
-    for j in np.flatnonzero((counts[partial] > 0) & (counts[partial] < lengths)):
-        masks[int(partial_parts[j])] = np.packbits(concat[offsets[j] : offsets[j + 1]])
+    # One pass per partial partition: count (a popcount) and pack its mask.
+    bounds = zip(partial_parts.tolist(), starts.tolist(), stops.tolist(), strict=True)
+    for j, (p, a, b) in enumerate(bounds):
+        piece = mask[a:b]
+        c = int(np.count_nonzero(piece))
+        counts[partial[j]] = c
+        if 0 < c < piece.size:
+            masks[p] = np.packbits(piece)
     keep = counts > 0
     return routed[keep].astype(np.int64), masks, counts[keep]
 
