@@ -114,6 +114,7 @@ def _quantile_cuts(store: ColumnStore, columns: set[str], have: set[Predicate]) 
 
     They let the tree group many values of a high-cardinality column (tenants,
     artists) into one partition when no single value is big enough to cut.
+    ``store`` is the learner's row sample, so the quantiles are estimates.
     """
     out: list[Predicate] = []
     for column in sorted(columns):
@@ -157,31 +158,39 @@ def learn_qdtree(
     cuts: list[Predicate] = sorted(
         {a for p in preds for a in atoms(p) if not isinstance(a, Const)}, key=str
     )
-    cuts += _quantile_cuts(store, {c.column for c in cuts}, set(cuts))  # type: ignore[union-attr]
     if not cuts:
         return QdTree.single()
 
     rng = np.random.default_rng(seed)
     sample = np.sort(rng.choice(n, size=min(n, sample_rows), replace=False))
     scale = n / sample.size
-    q_masks = np.stack([evaluate(p, store)[sample] for p in preds]).astype(np.float32)
-    c_masks = np.stack([evaluate(c, store)[sample] for c in cuts]).astype(np.float32)
+    # Everything below runs on the row sample only (a store of its own).
+    sampled = ColumnStore(store.table.take(sample)) if sample.size < n else store
+    cuts += _quantile_cuts(sampled, {c.column for c in cuts}, set(cuts))  # type: ignore[union-attr]
+    # Row-major (sample rows x filters) masks: a node's rows are contiguous reads.
+    q_masks = np.stack([evaluate(p, sampled) for p in preds], axis=1).astype(np.float32)
+    c_masks = np.stack([evaluate(c, sampled) for c in cuts], axis=1).astype(np.float32)
     min_sample = min_rows / scale
 
     def best_cut(rows: np.ndarray) -> tuple[float, int]:
-        q = q_masks[:, rows]
-        c = c_masks[:, rows]
-        total = q.sum(axis=1)
-        inter = q @ c.T  # (W, C): workload rows on the cut's TRUE side
-        n_true = c.sum(axis=1)
+        q = q_masks[rows]
+        total = q.sum(axis=0)
+        touching = np.flatnonzero(total > 0)  # filters with no row here cost nothing
+        c_all = c_masks[rows]
+        n_true_all = c_all.sum(axis=0)
+        usable = np.flatnonzero((n_true_all >= min_sample) & (rows.size - n_true_all >= min_sample))
+        if touching.size == 0 or usable.size == 0:
+            return 0.0, -1
+        q, total, w = q[:, touching], total[touching], weights[touching]
+        c, n_true = c_all[:, usable], n_true_all[usable]
+        inter = q.T @ c  # (W, C): workload rows on the cut's TRUE side
         n_false = rows.size - n_true
         touch_true = (inter > 0).astype(np.float32)
         touch_false = ((total[:, None] - inter) > 0).astype(np.float32)
-        split = n_true * (weights @ touch_true) + n_false * (weights @ touch_false)
-        now = rows.size * float(weights @ (total > 0))
-        gain = np.where((n_true >= min_sample) & (n_false >= min_sample), now - split, -np.inf)
-        best = int(np.argmax(gain))
-        return float(gain[best]), best
+        split = n_true * (w @ touch_true) + n_false * (w @ touch_false)
+        now = rows.size * float(w.sum())
+        best = int(np.argmax(now - split))
+        return float(now - split[best]), int(usable[best])
 
     # Grow: a heap of (negative gain, tie-breaker, node id, sample rows, cut).
     nodes: list[dict[str, Any]] = [{"rows": np.arange(sample.size)}]
@@ -197,7 +206,7 @@ def learn_qdtree(
     while heap and leaves < max_leaves:
         _, _, node_id, cut = heapq.heappop(heap)
         rows = nodes[node_id]["rows"]
-        hit = c_masks[cut, rows] > 0
+        hit = c_masks[rows, cut] > 0
         nodes[node_id]["cut"] = cuts[cut]
         nodes[node_id]["true"] = len(nodes)
         nodes.append({"rows": rows[hit]})
