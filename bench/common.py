@@ -24,3 +24,67 @@ def synthetic_data(args: argparse.Namespace) -> tuple[Catalog, Workload, Workloa
     train = make_workload(catalog, max(1000, args.queries // 2), seed=100)
     batch = make_workload(catalog, args.queries, seed=1)
     return catalog, train, batch
+
+
+def compare_builds(args: argparse.Namespace, variants: dict[str, dict[str, object]]) -> None:
+    """Build the same data with each variant's build options, sweep nprobe, print
+    throughput (median of ``args.repeats``) and recall@10 against exact answers,
+    then the best throughput of each at recall 0.90 / 0.95 / 0.99 and the ratios
+    of the first variant to the others: every figure from this one run."""
+    import time
+
+    import numpy as np
+
+    import hqi
+    from hqi.evaluation import recall_at_k
+
+    catalog, train, batch = synthetic_data(args)
+    indexes = {}
+    for name, options in variants.items():
+        t0 = time.perf_counter()
+        indexes[name] = hqi.build(
+            catalog.vectors,
+            catalog.attributes,
+            catalog.ids,
+            workload=train.filters,
+            threads=args.threads,
+            **options,
+        )
+        info = indexes[name].info()
+        print(
+            f"{name}: build {time.perf_counter() - t0:.1f} s, {info['partitions']} "
+            f"partitions, {info['lists']} lists"
+        )
+    first = next(iter(indexes))
+    truth = indexes[first].search(batch.queries, batch.filters, 10, exact=True)
+    best: dict[tuple[str, float], float] = {}
+    width = max(map(len, indexes))
+    for nprobe in (1, 2, 4, 8, 16, 32):
+        for name, index in indexes.items():
+            times = []
+            for _ in range(args.repeats):
+                t0 = time.perf_counter()
+                res = index.search(
+                    batch.queries, batch.filters, 10, nprobe=nprobe, threads=args.threads
+                )
+                times.append(time.perf_counter() - t0)
+            qps = args.queries / float(np.median(times))
+            recall = float(recall_at_k(res, truth).mean())
+            rows = res.stats["rows_scanned"] / args.queries
+            print(
+                f"  {name:<{width}} nprobe={nprobe:<3} {qps:>7,.0f} q/s  recall@10 {recall:.4f}"
+                f"  rows/query {rows:,.0f}"
+            )
+            for target in (0.90, 0.95, 0.99):
+                if recall >= target:
+                    best[(name, target)] = max(best.get((name, target), 0.0), qps)
+    targets = (0.90, 0.95, 0.99)
+    print("best q/s at recall 0.90 / 0.95 / 0.99:")
+    for name in indexes:
+        cells = [f"{best[(name, t)]:,.0f}" if (name, t) in best else "not reached" for t in targets]
+        print(f"  {name:<{width}} " + " / ".join(cells))
+    for name in list(indexes)[1:]:
+        for t in targets:
+            a, b = best.get((first, t)), best.get((name, t))
+            if a and b:
+                print(f"  {first} / {name} at {t}: {a / b:.2f}x")

@@ -169,3 +169,28 @@ def test_console_script_runs() -> None:
     assert proc.returncode == 0 and proc.stdout.startswith("hqi ")
     proc = subprocess.run([str(exe), "search"], capture_output=True, text=True, check=False)
     assert proc.returncode == 2 and "required" in proc.stderr
+
+
+def test_build_with_a_workload(tmp_path, data_file, workload, capsys) -> None:
+    """`hqi build --workload` learns the layout from a filters file (text or JSON lines)."""
+    text = tmp_path / "workload.sql"
+    text.write_text("# sample filters\n\n" + "\n".join(workload.filters[:200]) + "\n")
+    out = tmp_path / "idx"
+    args = ["build", str(data_file), "--out", str(out), "--list-size", "64"]
+    assert main([*args, "--workload", str(text), "--max-partitions", "8", "--vector-cuts", "8"]) == 0
+    assert "partitions" in capsys.readouterr().out
+    info = hqi.open(out).info()
+    assert 1 < info["partitions"] <= 8 and info["layout_cuts"]
+    log = tmp_path / "log.jsonl"
+    log.write_text("\n".join(json.dumps({"filter": f}) for f in workload.filters[:200]))
+    assert main([*args[:3], str(tmp_path / "idx2"), "--workload", str(log)]) == 0
+    assert hqi.open(tmp_path / "idx2").info()["partitions"] > 1
+    empty = tmp_path / "empty.txt"
+    empty.write_text("# nothing\n")
+    assert main([*args[:3], str(tmp_path / "idx3"), "--workload", str(empty)]) == 1
+    assert "holds no filters" in capsys.readouterr().err
+    bad = tmp_path / "bad.txt"
+    bad.write_text("genre = \n")
+    assert main([*args[:3], str(tmp_path / "idx4"), "--workload", str(bad)]) == 1
+    assert "position" in capsys.readouterr().err
+    assert not (tmp_path / "idx3").exists() and not (tmp_path / "idx4").exists()

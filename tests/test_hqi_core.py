@@ -175,3 +175,36 @@ def test_shared_quantizer_variant(catalog, workload, truth) -> None:
     np.testing.assert_array_equal(res.ids, truth.ids)
     with pytest.raises(hqi.InvalidInputError, match="quantizer must be"):
         hqi.build(catalog.vectors[:10], quantizer="global")
+
+
+def test_vector_cuts(tmp_path, catalog, workload, truth) -> None:
+    """HQI's vector cuts: the learner may cut by coarse-centroid region; routing
+    is by attributes only, so every qualifying row is still reachable."""
+    from hqi.layout import VectorCut
+
+    vec = _learn(catalog, workload, vector_cuts=16, vector_probe=4)
+    tree = vec._part.tree
+    vcuts = [c for c in tree.cuts if isinstance(c, VectorCut)]
+    assert vcuts, "the learner chose no vector cut on a clustered catalog"
+    assert tree.coarse is not None and tree.coarse.centroids.shape == (16, catalog.vectors.shape[1])
+    # Each leaf's rows agree with the tree: re-assigning them gives the same leaves.
+    leaf = tree.assign(vec._store, np.asarray(vec._vectors))
+    bounds = vec._part.part_bounds
+    assert all((leaf[a:b] == p).all() for p, (a, b) in enumerate(zip(bounds[:-1], bounds[1:])))
+    # A vector cut's TRUE side holds exactly the rows whose nearest centroid is in it.
+    codes = tree.coarse.nearest(np.asarray(vec._vectors))[:, 0]
+    assert set(np.unique(codes[tree.coarse.mask(vcuts[0], codes)])) <= set(vcuts[0].centroids)
+    res = vec.search(workload.queries[:150], workload.filters[:150], k=10, nprobe=10_000)
+    np.testing.assert_array_equal(res.ids, truth.ids)
+    assert any("nearest_centroid IN" in c for c in vec.info()["layout_cuts"])
+    vec.save(tmp_path / "vec")
+    again = hqi.open(tmp_path / "vec")
+    assert again._part.tree.cuts == tree.cuts
+    np.testing.assert_array_equal(again._part.tree.coarse.centroids, tree.coarse.centroids)
+    a = again.search(workload.queries[:80], workload.filters[:80], k=5, nprobe=2)
+    b = vec.search(workload.queries[:80], workload.filters[:80], k=5, nprobe=2)
+    np.testing.assert_array_equal(a.ids, b.ids)
+    with pytest.raises(hqi.InvalidInputError, match="vector_cuts must be"):
+        hqi.build(catalog.vectors[:10], vector_cuts=1)
+    with pytest.raises(ValueError, match="needs the rows' vectors"):
+        tree.assign(vec._store)

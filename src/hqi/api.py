@@ -28,6 +28,7 @@ from hqi.execution.planner import BatchPlan, plan_batch
 from hqi.execution.result import Result
 from hqi.index.partitioned import BuildOptions, Partitioning, build_partitioning
 from hqi.layout.qdtree import QdTree
+from hqi.layout.vector_cuts import CoarseCentroids
 from hqi.layout.zonemap import ZoneMaps
 from hqi.query import ColumnStore, FilterParser, Predicate, evaluate
 from hqi.storage import format as storage
@@ -529,7 +530,12 @@ def _partitioning(stored: storage.StoredIndex, parser: FilterParser) -> Partitio
             part_lists=np.array([0, 1], dtype=np.int64),
             centroids=np.asarray(stored.vectors).mean(axis=0, keepdims=True).astype(np.float32),
         )
-    tree = QdTree.from_json(stored.meta.get("layout", []), parser.parse)
+    coarse = extra.get("coarse_centroids")
+    tree = QdTree.from_json(
+        stored.meta.get("layout", []),
+        parser.parse,
+        None if coarse is None else CoarseCentroids(np.asarray(coarse)),
+    )
     return Partitioning(
         tree=tree,
         order=np.asarray(extra["order"]),

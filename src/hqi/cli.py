@@ -63,7 +63,13 @@ def cmd_build(args: argparse.Namespace) -> None:
         collection = read_parquet(
             args.data, vector_column=args.vector_column, id_column=args.id_column
         )
+        workload = None if args.workload is None else read_workload(Path(args.workload))
         bar.update(task, advance=1, description="building")
+        options = {
+            name: getattr(args, name)
+            for name in ("max_partitions", "list_size", "vector_cuts", "threads")
+            if getattr(args, name) is not None
+        }
         index = build(
             collection.vectors,
             collection.attributes,
@@ -71,6 +77,8 @@ def cmd_build(args: argparse.Namespace) -> None:
             metric=args.metric,
             backend="local" if args.ray is None else "ray",
             ray_address=None if args.ray in (None, "local") else args.ray,
+            workload=workload,
+            **options,
         )
         bar.update(task, advance=1, description="writing")
         index.save(args.out)
@@ -82,9 +90,29 @@ def cmd_build(args: argparse.Namespace) -> None:
             ("dimension", str(index.dim)),
             ("metric", index.metric),
             ("attributes", ", ".join(f"{k} ({v})" for k, v in index.schema.items()) or "none"),
+            ("layout", f"{index.info()['partitions']} partitions, {index.info()['lists']} lists"),
             ("time", f"{time.perf_counter() - start:.2f} s"),
         ],
     )
+
+
+def read_workload(path: Path) -> list[str]:
+    """Sample filters to learn the layout from: a text file (one SQL filter per
+    line; blank lines and ``#`` comments skipped) or a queries file (Parquet or
+    JSON lines) with a ``filter`` column."""
+    if not path.exists():
+        raise InvalidInputError(f"no such file: {path}")
+    if path.suffix.lower() in {".parquet", ".jsonl", ".ndjson", ".json"}:
+        table = read_queries(path)
+        if "filter" not in table.column_names:
+            raise InvalidInputError(f"{path} has no 'filter' column to learn a layout from")
+        filters = [f for f in table.column("filter").to_pylist() if f]
+    else:
+        lines = path.read_text(encoding="utf-8").splitlines()
+        filters = [ln.strip() for ln in lines if ln.strip() and not ln.lstrip().startswith("#")]
+    if not filters:
+        raise InvalidInputError(f"{path} holds no filters to learn a layout from")
+    return filters
 
 
 # -- search --------------------------------------------------------------------
@@ -434,6 +462,23 @@ def make_parser() -> argparse.ArgumentParser:
         metavar="ADDRESS",
         help="train the partitions' lists as Ray tasks (local Ray when no ADDRESS)",
     )
+    p.add_argument(
+        "--workload",
+        default=None,
+        metavar="FILE",
+        help="sample filters to learn the layout from: one SQL filter per line, or a "
+        "Parquet/JSON-lines queries file with a 'filter' column (default: no layout, one IVF)",
+    )
+    p.add_argument("--max-partitions", type=_positive, default=None, help="default: 64")
+    p.add_argument("--list-size", type=_positive, default=None, help="rows per list (512)")
+    p.add_argument(
+        "--vector-cuts",
+        type=int,
+        default=None,
+        metavar="C",
+        help="also let the layout cut by vector region over C coarse centroids (default: off)",
+    )
+    p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
     p.set_defaults(func=cmd_build)
 
     p = sub.add_parser(

@@ -59,6 +59,13 @@ class BuildOptions:
     HQI-style), so lists are fragmented where partitions cut clusters.
     ``bench/quantizer.py`` measures both; per-leaf was better here.
 
+    ``vector_cuts``: let similarity shape the layout too (HQI's vector cuts,
+    :mod:`hqi.layout.vector_cuts`): the learner may also cut by "nearest of
+    this many coarse centroids in a group". 0 (default) cuts on attributes
+    only; ``bench/vector_cuts.py`` measures both. ``vector_probe``: how many
+    nearest coarse centroids a workload query is assumed to need (default
+    ``vector_cuts // 8``).
+
     ``seed``: for sampling and k-means. ``threads``: BLAS/OpenMP threads for
     the build (default: the cores available).
     """
@@ -72,6 +79,8 @@ class BuildOptions:
     seed: int = 0
     threads: int | None = None
     quantizer: str = "per-leaf"
+    vector_cuts: int = 0
+    vector_probe: int | None = None
 
     @classmethod
     def from_kwargs(cls, **options: Any) -> BuildOptions:
@@ -83,7 +92,16 @@ class BuildOptions:
             if not all(isinstance(w, str) for w in workload):
                 raise InvalidInputError("workload must contain only SQL filter strings")
             options["workload"] = tuple(workload)
-        for name in ("min_partition_rows", "threads"):
+        if options.get("vector_cuts") is not None and (
+            isinstance(options["vector_cuts"], bool)
+            or not isinstance(options["vector_cuts"], int)
+            or options["vector_cuts"] < 0
+            or options["vector_cuts"] == 1
+        ):
+            raise InvalidInputError(
+                f"vector_cuts must be 0 (off) or an integer >= 2, got {options['vector_cuts']!r}"
+            )
+        for name in ("min_partition_rows", "threads", "vector_probe"):
             value = options.get(name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
@@ -119,13 +137,16 @@ class Partitioning:
         return int(self.list_bounds.size - 1)
 
     def arrays(self) -> dict[str, np.ndarray]:
-        return {
+        out = {
             "order": self.order,
             "part_bounds": self.part_bounds,
             "list_bounds": self.list_bounds,
             "part_lists": self.part_lists,
             "centroids": self.centroids,
         }
+        if self.tree.coarse is not None:  # what the tree's vector cuts refer to
+            out["coarse_centroids"] = self.tree.coarse.centroids
+        return out
 
 
 def _cap_lists(centroids: np.ndarray, sizes: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
@@ -205,8 +226,11 @@ def build_partitioning(
             max_leaves=options.max_partitions,
             sample_rows=options.sample_rows,
             seed=options.seed,
+            vectors=vectors,
+            vector_cuts=options.vector_cuts,
+            vector_probe=options.vector_probe,
         )
-        leaf = tree.assign(store)
+        leaf = tree.assign(store, vectors)
     else:
         tree = QdTree.single()
         leaf = np.zeros(n, dtype=np.int32)

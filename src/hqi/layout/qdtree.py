@@ -27,11 +27,12 @@ from __future__ import annotations
 import heapq
 from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
+from hqi.layout.vector_cuts import CoarseCentroids, VectorCut, bisect_groups, train_coarse
 from hqi.query import ColumnStore, FilterParser, evaluate
 from hqi.query.columns import ColumnKind
 from hqi.query.predicate import Compare, Const, Predicate, atoms
@@ -43,7 +44,7 @@ __all__ = ["QdTree", "learn_qdtree"]
 class Node:
     """A tree node: a cut with two children, or a leaf (``leaf >= 0``)."""
 
-    cut: Predicate | None = None
+    cut: Predicate | VectorCut | None = None
     true: int = -1
     false: int = -1
     leaf: int = -1
@@ -51,20 +52,31 @@ class Node:
 
 @dataclass(frozen=True)
 class QdTree:
-    """A learned partitioning; ``nodes[0]`` is the root."""
+    """A learned partitioning; ``nodes[0]`` is the root.
+
+    ``coarse``: the coarse centroids that vector cuts refer to (None when the
+    tree has none).
+    """
 
     nodes: tuple[Node, ...]
+    coarse: CoarseCentroids | None = field(default=None, compare=False)
 
     @property
     def num_leaves(self) -> int:
         return sum(1 for n in self.nodes if n.leaf >= 0)
 
     @property
-    def cuts(self) -> list[Predicate]:
+    def cuts(self) -> list[Predicate | VectorCut]:
         return [n.cut for n in self.nodes if n.cut is not None]
 
-    def assign(self, store: ColumnStore) -> np.ndarray:
-        """The leaf (int32) of every row of ``store``."""
+    def assign(self, store: ColumnStore, vectors: np.ndarray | None = None) -> np.ndarray:
+        """The leaf (int32) of every row of ``store`` (``vectors``: its vectors,
+        needed when the tree has vector cuts)."""
+        codes = None
+        if any(isinstance(c, VectorCut) for c in self.cuts):
+            if vectors is None or self.coarse is None:
+                raise ValueError("a tree with vector cuts needs the rows' vectors")
+            codes = self.coarse.nearest(vectors)[:, 0]
         out = np.empty(store.num_rows, dtype=np.int32)
         stack = [(0, np.arange(store.num_rows))]
         while stack:
@@ -74,33 +86,41 @@ class QdTree:
                 out[rows] = node.leaf
                 continue
             assert node.cut is not None
-            hit = evaluate(node.cut, store)[rows]
+            if isinstance(node.cut, VectorCut):
+                assert self.coarse is not None and codes is not None
+                hit = self.coarse.mask(node.cut, codes[rows])
+            else:
+                hit = evaluate(node.cut, store)[rows]
             stack.append((node.true, rows[hit]))
             stack.append((node.false, rows[~hit]))
         return out
 
     def to_json(self) -> list[dict[str, Any]]:
-        return [
-            {
-                "cut": None if n.cut is None else str(n.cut),
-                "true": n.true,
-                "false": n.false,
-                "leaf": n.leaf,
-            }
-            for n in self.nodes
-        ]
+        out: list[dict[str, Any]] = []
+        for n in self.nodes:
+            node: dict[str, Any] = {"cut": None, "true": n.true, "false": n.false, "leaf": n.leaf}
+            if isinstance(n.cut, VectorCut):
+                node["vector_cut"] = list(n.cut.centroids)
+            elif n.cut is not None:
+                node["cut"] = str(n.cut)
+            out.append(node)
+        return out
 
     @classmethod
     def from_json(
-        cls, nodes: Sequence[dict[str, Any]], parse: Callable[[str], Predicate | None]
+        cls,
+        nodes: Sequence[dict[str, Any]],
+        parse: Callable[[str], Predicate | None],
+        coarse: CoarseCentroids | None = None,
     ) -> QdTree:
+        def cut(n: dict[str, Any]) -> Predicate | VectorCut | None:
+            if n.get("vector_cut") is not None:
+                return VectorCut(tuple(int(i) for i in n["vector_cut"]))
+            return None if n["cut"] is None else parse(n["cut"])
+
         return cls(
-            tuple(
-                Node(
-                    None if n["cut"] is None else parse(n["cut"]), n["true"], n["false"], n["leaf"]
-                )
-                for n in nodes
-            )
+            tuple(Node(cut(n), n["true"], n["false"], n["leaf"]) for n in nodes),
+            coarse,
         )
 
     @classmethod
@@ -147,18 +167,29 @@ def learn_qdtree(
     max_leaves: int,
     sample_rows: int = 20_000,
     seed: int = 0,
+    vectors: np.ndarray | None = None,
+    vector_cuts: int = 0,
+    vector_probe: int | None = None,
+    max_queries: int = 2048,
 ) -> QdTree:
-    """Grow a qd-tree for ``workload`` (SQL filters, repeats count as weight)."""
+    """Grow a qd-tree for ``workload`` (SQL filters, repeats count as weight).
+
+    ``vector_cuts > 0`` (with ``vectors``) adds vector cuts over that many
+    coarse centroids (:mod:`hqi.layout.vector_cuts`): each of up to
+    ``max_queries`` sampled workload filters becomes a pseudo-query that also
+    asks for its ``vector_probe`` (default ``vector_cuts // 8``) nearest
+    centroids, and the bisection groups of the centroids join the candidate cuts.
+    """
     n = store.num_rows
     counts = Counter(parser.parse(text) for text in workload)
     preds = [p for p in counts if p is not None]
     if not preds or max_leaves <= 1 or n < 2 * min_rows:
         return QdTree.single()
     weights = np.array([counts[p] for p in preds], dtype=np.float32)
-    cuts: list[Predicate] = sorted(
+    cuts: list[Predicate | VectorCut] = sorted(
         {a for p in preds for a in atoms(p) if not isinstance(a, Const)}, key=str
     )
-    if not cuts:
+    if not cuts and not vector_cuts:
         return QdTree.single()
 
     rng = np.random.default_rng(seed)
@@ -166,10 +197,31 @@ def learn_qdtree(
     scale = n / sample.size
     # Everything below runs on the row sample only (a store of its own).
     sampled = ColumnStore(store.table.take(sample)) if sample.size < n else store
-    cuts += _quantile_cuts(sampled, {c.column for c in cuts}, set(cuts))  # type: ignore[union-attr]
+    cuts += _quantile_cuts(sampled, {c.column for c in cuts}, set(cuts))  # type: ignore[union-attr, arg-type]
     # Row-major (sample rows x filters) masks: a node's rows are contiguous reads.
-    q_masks = np.stack([evaluate(p, sampled) for p in preds], axis=1).astype(np.float32)
-    c_masks = np.stack([evaluate(c, sampled) for c in cuts], axis=1).astype(np.float32)
+    q_bool = np.stack([evaluate(p, sampled) for p in preds], axis=1)
+    c_bool = [evaluate(c, sampled) for c in cuts]  # type: ignore[arg-type]
+    coarse = None
+    if vector_cuts > 0 and vectors is not None:
+        coarse = train_coarse(vectors, vector_cuts, seed=seed)
+        codes = coarse.nearest(vectors[sample])[:, 0]
+        groups = bisect_groups(coarse)
+        cuts += groups
+        c_bool += [coarse.mask(g, codes) for g in groups]
+        q_bool, weights = _pseudo_queries(
+            q_bool,
+            weights,
+            vectors[sample],
+            coarse,
+            codes,
+            rng,
+            probe=vector_probe or max(1, coarse.centroids.shape[0] // 8),
+            max_queries=max_queries,
+        )
+    if not cuts:
+        return QdTree.single()
+    q_masks = q_bool.astype(np.float32)
+    c_masks = np.stack(c_bool, axis=1).astype(np.float32)
     min_sample = min_rows / scale
 
     def best_cut(rows: np.ndarray) -> tuple[float, int]:
@@ -217,11 +269,46 @@ def learn_qdtree(
         consider(nodes[node_id]["false"])
 
     leaf_ids = iter(range(leaves))
-    return QdTree(
-        tuple(
-            Node(cut=d["cut"], true=d["true"], false=d["false"])
-            if "cut" in d
-            else Node(leaf=next(leaf_ids))
-            for d in nodes
-        )
+    tree_nodes = tuple(
+        Node(cut=d["cut"], true=d["true"], false=d["false"])
+        if "cut" in d
+        else Node(leaf=next(leaf_ids))
+        for d in nodes
     )
+    uses_vectors = any(isinstance(d.get("cut"), VectorCut) for d in nodes)
+    return QdTree(tree_nodes, coarse if uses_vectors else None)
+
+
+def _pseudo_queries(
+    q_bool: np.ndarray,
+    weights: np.ndarray,
+    vectors: np.ndarray,
+    coarse: CoarseCentroids,
+    codes: np.ndarray,
+    rng: np.random.Generator,
+    *,
+    probe: int,
+    max_queries: int,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Workload filters as hybrid queries: (sample rows x queries) masks, weights.
+
+    Filters are drawn by weight (at most ``max_queries``); each gets a random
+    satisfying sample row as its query vector, and its mask keeps the rows
+    whose coarse centroid is among that vector's ``probe`` nearest.
+    """
+    total = float(weights.sum())
+    draws = min(max_queries, int(total))
+    picked = rng.choice(weights.size, size=draws, p=weights / total)
+    anchors = np.full(draws, -1, dtype=np.int64)
+    for j, f in enumerate(picked.tolist()):
+        rows = np.flatnonzero(q_bool[:, f])
+        if rows.size:
+            anchors[j] = rows[rng.integers(rows.size)]
+    has = anchors >= 0
+    near = np.zeros((draws, probe), dtype=np.int64)
+    if has.any():
+        near[has] = coarse.nearest(vectors[anchors[has]], probe)
+    out = q_bool[:, picked].copy()
+    for j in np.flatnonzero(has).tolist():
+        out[:, j] &= np.isin(codes, near[j])
+    return out, np.full(draws, total / draws, dtype=np.float32)
