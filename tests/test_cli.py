@@ -177,7 +177,8 @@ def test_build_with_a_workload(tmp_path, data_file, workload, capsys) -> None:
     text.write_text("# sample filters\n\n" + "\n".join(workload.filters[:200]) + "\n")
     out = tmp_path / "idx"
     args = ["build", str(data_file), "--out", str(out), "--list-size", "64"]
-    assert main([*args, "--workload", str(text), "--max-partitions", "8", "--vector-cuts", "8"]) == 0
+    layout = ["--workload", str(text), "--max-partitions", "8", "--vector-cuts", "8"]
+    assert main([*args, *layout]) == 0
     assert "partitions" in capsys.readouterr().out
     info = hqi.open(out).info()
     assert 1 < info["partitions"] <= 8 and info["layout_cuts"]

@@ -24,7 +24,7 @@ from hqi.errors import InvalidInputError
 from hqi.evaluation import recall_at_k
 from hqi.execution.batch import execute_plan
 from hqi.execution.options import SearchOptions
-from hqi.execution.planner import BatchPlan, plan_batch
+from hqi.execution.planner import BatchPlan, RowSample, plan_batch
 from hqi.execution.result import Result
 from hqi.index.partitioned import BuildOptions, Partitioning, build_partitioning
 from hqi.layout.qdtree import QdTree
@@ -282,7 +282,13 @@ class Index:
             prefilter_ratio=opts.prefilter_ratio,
             k=opts.k,
             expected_hits=opts.expected_hits,
+            sample=self._row_sample,
         )
+
+    @cached_property
+    def _row_sample(self) -> RowSample:
+        """The planner's estimation sample (built on the first approximate search)."""
+        return RowSample(self._store, self._part.part_bounds)
 
     def ray_backend(
         self,
@@ -426,11 +432,10 @@ class Index:
                 "filter": [None if f[i].pred is None else str(f[i].pred) for i in qf],
                 "strategy": [f[i].strategy for i in qf],
                 "partitions": np.array([f[i].parts.size for i in qf], dtype=np.int64),
-                "covered": np.array(
-                    [f[i].parts.size - len(f[i].masks) for i in qf], dtype=np.int64
-                ),
+                "covered": np.array([f[i].num_covered for i in qf], dtype=np.int64),
                 "lists": np.where([f[i].strategy == "scan" for i in qf], lists, 0).astype(np.int64),
                 "qualifying": np.array([f[i].qualifying for i in qf], dtype=np.int64),
+                "estimated": np.array([f[i].estimated for i in qf], dtype=bool),
                 "rows": plan.rows_per_query(),
             }
         )

@@ -29,6 +29,18 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    qualifying fraction). So a selective filter reaches far enough to find its
    neighbours, and a partition far from the query costs nothing.
 
+*Estimated routing* (approximate search): evaluating a filter on all rows of
+its partial partitions is most of a plan's cost (about 2 ns a row, hundreds
+of thousands of rows per filter at N = 1M), yet its queries probe a few
+lists. So the planner first evaluates the filter on a fixed row sample
+(:class:`RowSample`, every 32nd row) and estimates its qualifying rows per
+partition. When the estimate rests on enough sample hits and the filter will
+clearly be scanned (not prefiltered), probing runs on the estimates and the
+filter is then evaluated only on the lists its queries probe
+(:func:`_mask_probed`); bits of lists nobody probes are never computed or
+read. Otherwise (selective filters, exact search) the filter is counted
+exactly as in step 1. ``FilterPlan.estimated`` and ``explain`` say which.
+
 The plan is data (:class:`BatchPlan`); :mod:`.batch` executes it and
 ``Index.explain`` prints it, so what is explained is what runs.
 """
@@ -43,7 +55,7 @@ import numpy as np
 from hqi.collection import Metric
 from hqi.index.partitioned import Partitioning
 from hqi.layout.zonemap import ZoneMaps
-from hqi.query import ColumnStore, Predicate
+from hqi.query import ColumnStore, Predicate, evaluate
 from hqi.query.columns import RangeStore
 from hqi.query.evaluate import BatchEvaluator
 
@@ -68,12 +80,22 @@ class FilterPlan:
     qualifying: int
     scan_work: float  # estimated distance computations per query if scanned
     counts: np.ndarray  # qualifying rows in each routed partition
+    estimated: bool = False  # counts and qualifying estimated from the row sample
+    partial: np.ndarray | None = None  # estimated: the partitions where it is partial
+
+    @property
+    def num_covered(self) -> int:
+        """Routed partitions where the filter needs no row mask."""
+        partial = len(self.masks) if self.partial is None else self.partial.size
+        return int(self.parts.size - partial)
 
     def rows(self, p: int, start: int, stop: int) -> np.ndarray | None:
         """Mask (bool) of rows ``[start, stop)`` of partition ``p`` (offsets within
         it), or None when the filter holds on every row there."""
         bits = self.masks.get(p)
         if bits is None:
+            if self.partial is not None and p in self.partial:
+                raise ValueError(f"partition {p} was not probed: its mask was never computed")
             return None
         b0 = start // 8
         unpacked = np.unpackbits(bits[b0 : (stop + 7) // 8])
@@ -140,6 +162,29 @@ class _RangeCache:
         return evaluator
 
 
+SAMPLE_STRIDE = 32  # one row in this many makes the planner's estimation sample
+MIN_SAMPLE_HITS = 64  # fewer sample hits than this: count exactly, the estimate is too noisy
+
+
+class RowSample:
+    """Every ``stride``-th stored row, to estimate a filter's qualifying rows per
+    partition from one evaluation over ``N / stride`` rows."""
+
+    def __init__(self, store: ColumnStore, part_bounds: np.ndarray, stride: int = SAMPLE_STRIDE):
+        positions = np.arange(0, store.num_rows, stride, dtype=np.int64)
+        sampled = ColumnStore(store.table.take(positions))
+        self.evaluator = BatchEvaluator(sampled, max_bytes=64 * max(positions.size, 1))
+        self.part = np.searchsorted(part_bounds, positions, side="right") - 1
+        num_parts = part_bounds.size - 1
+        per_part = np.bincount(self.part, minlength=num_parts)
+        self.scale = np.diff(part_bounds) / np.maximum(per_part, 1)
+
+    def estimate(self, pred: Predicate | None, parts: np.ndarray) -> tuple[np.ndarray, int]:
+        """(estimated qualifying rows of each of ``parts``, sample hits in them)."""
+        hits = np.bincount(self.part[self.evaluator.mask(pred)], minlength=self.scale.size)[parts]
+        return hits * self.scale[parts], int(hits.sum())
+
+
 def _route(
     pred: Predicate | None,
     part: Partitioning,
@@ -187,6 +232,33 @@ def _route(
     return routed[keep].astype(np.int64), masks, counts[keep]
 
 
+def _mask_probed(
+    f: FilterPlan,
+    cells: np.ndarray,
+    partial: np.ndarray,
+    part: Partitioning,
+    list_part: np.ndarray,
+    store: ColumnStore,
+) -> None:
+    """Evaluate ``f`` on the probed lists of its partial partitions only and store
+    the masks (bits of lists nobody probes stay 0: never read)."""
+    cells = cells[np.isin(list_part[cells], partial)]
+    if cells.size == 0:
+        return
+    starts, stops = part.list_bounds[cells], part.list_bounds[cells + 1]
+    mask = evaluate(f.pred, RangeStore(store, starts, stops))
+    offsets = np.concatenate([[0], np.cumsum(stops - starts)])
+    cell_parts = list_part[cells]
+    split = np.flatnonzero(np.diff(cell_parts)) + 1
+    for group in np.split(np.arange(cells.size), split):
+        p = int(cell_parts[group[0]])
+        base = int(part.part_bounds[p])
+        full = np.zeros(int(part.part_bounds[p + 1]) - base, dtype=bool)
+        for j in group.tolist():
+            full[int(starts[j]) - base : int(stops[j]) - base] = mask[offsets[j] : offsets[j + 1]]
+        f.masks[p] = np.packbits(full)
+
+
 def _centroid_distances(q: np.ndarray, cents: np.ndarray, metric: Metric) -> np.ndarray:
     dots = q @ cents.T
     if metric is Metric.L2:
@@ -207,8 +279,13 @@ def plan_batch(
     prefilter_ratio: float,
     k: int,
     expected_hits: float,
+    sample: RowSample | None = None,
 ) -> BatchPlan:
-    """Plan the batch (see the module docstring); ``nprobe=None`` is exact."""
+    """Plan the batch (see the module docstring); ``nprobe=None`` is exact.
+
+    With a ``sample`` (approximate search only), filters that will clearly be
+    scanned are routed on estimated counts and masked on their probed lists
+    only (see the module docstring)."""
     nlists = np.diff(part.part_lists)
     sizes = zones.sizes
     list_sizes = np.diff(part.list_bounds)
@@ -219,17 +296,48 @@ def plan_batch(
         np.arange(part.part_lists[p], part.part_lists[p + 1]) for p in range(part.num_parts)
     ]
     ranges = _RangeCache(budget=RANGE_BUDGET * store.num_rows)  # bounds gathered columns
-    for pred in preds:
-        parts, masks, counts = _route(pred, part, zones, evaluator, ranges)
-        qualifying = int(counts.sum())
+
+    def work(parts: np.ndarray, qualifying: float) -> float:
         routed_rows = float(sizes[parts].sum())
         if nprobe is None:
-            scan_work = routed_rows
-        else:  # expected rows probed: nprobe average lists, or more for sparse filters
-            lists_here = int(nlists[parts].sum())
-            avg_list = routed_rows / max(lists_here, 1)
-            need = expected_hits * k * routed_rows / max(qualifying, 1)
-            scan_work = min(routed_rows, max(nprobe * avg_list, need))
+            return routed_rows
+        # expected rows probed: nprobe average lists, or more for sparse filters
+        avg_list = routed_rows / max(int(nlists[parts].sum()), 1)
+        need = expected_hits * k * routed_rows / max(qualifying, 1)
+        return min(routed_rows, max(nprobe * avg_list, need))
+
+    lazy: dict[int, np.ndarray] = {}  # filter -> its partial partitions, masked after probing
+    for pred in preds:
+        if nprobe is not None and sample is not None:
+            # Estimate first; a filter that will clearly be scanned gets its masks
+            # later, on the lists its queries probe only.
+            flags = zones.flags(pred)
+            routed = np.flatnonzero(flags.may_true).astype(np.int64)
+            covered = flags.all_true[routed]
+            if not covered.all():
+                est, hits = sample.estimate(pred, routed)
+                counts = np.where(covered, sizes[routed], est)
+                qualifying = float(counts.sum())
+                scan_work = work(routed, qualifying)
+                if hits >= MIN_SAMPLE_HITS and qualifying * prefilter_ratio > 2 * scan_work:
+                    lazy[len(filters)] = routed[~covered]
+                    filters.append(
+                        FilterPlan(
+                            pred,
+                            "scan",
+                            routed,
+                            {},
+                            round(qualifying),
+                            scan_work,
+                            counts,
+                            estimated=True,
+                            partial=routed[~covered],
+                        )
+                    )
+                    continue
+        parts, masks, counts = _route(pred, part, zones, evaluator, ranges)
+        qualifying = int(counts.sum())
+        scan_work = work(parts, qualifying)
         strategy: Strategy
         if qualifying == 0:
             strategy = "empty"
@@ -268,6 +376,8 @@ def plan_batch(
             take = np.arange(cand.size)[None, :] < count[:, None]
             pq_.append(np.broadcast_to(qids[:, None], order.shape)[take])
             pc_.append(cand[order][take].astype(np.int64))
+            if i in lazy:
+                _mask_probed(f, np.unique(pc_[-1]), lazy[i], part, list_part, store)
     list_ranges = np.stack([part.list_bounds[:-1], part.list_bounds[1:]], axis=1)
     part_ranges = np.stack([part.part_bounds[:-1], part.part_bounds[1:]], axis=1)
     return BatchPlan(

@@ -243,10 +243,16 @@ class _RangeList(ListData):
         object.__setattr__(self, "_bases", np.concatenate([[0], np.cumsum(stops - starts)]))
 
     def rows_with(self, value: str) -> np.ndarray:
+        # The parent's rows are sorted: slice each range out of them, so the cost
+        # is the ranges' bounds plus the output, not every row holding the value.
         rows = self._parent.rows_with(value)
-        at = np.searchsorted(self._starts, rows, side="right") - 1
-        ok = (at >= 0) & (rows < self._stops[np.maximum(at, 0)])
-        return (rows[ok] - self._starts[at[ok]] + self._bases[at[ok]]).astype(np.int64)
+        lo = np.searchsorted(rows, self._starts)
+        counts = np.searchsorted(rows, self._stops) - lo
+        total = int(counts.sum())
+        first = np.cumsum(counts) - counts
+        take = np.arange(total) + np.repeat(lo - first, counts)
+        shift = np.repeat(self._bases[:-1] - self._starts, counts)
+        return (rows[take] + shift).astype(np.int64)
 
 
 class RangeStore(ColumnStore):
@@ -265,8 +271,19 @@ class RangeStore(ColumnStore):
         self.schema = parent.schema
         self._cache = {}
 
+    @cached_property
+    def _take(self) -> np.ndarray:
+        """The parent row of each row (for gathering many ranges in one call)."""
+        lengths = self.stops - self.starts
+        first = np.cumsum(lengths) - lengths
+        return np.arange(self.num_rows) + np.repeat(self.starts - first, lengths)
+
     def _cat(self, array: np.ndarray) -> np.ndarray:
-        return np.concatenate([array[a:b] for a, b in zip(self.starts, self.stops, strict=True)])
+        if self.num_rows >= 4096 * self.starts.size:  # long ranges: copy the slices
+            return np.concatenate(
+                [array[a:b] for a, b in zip(self.starts, self.stops, strict=True)]
+            )
+        return array[self._take]
 
     def __getitem__(self, name: str) -> ColumnData:
         data = self._cache.get(name)
