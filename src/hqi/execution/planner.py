@@ -187,12 +187,15 @@ class RowSample:
 
 def _route(
     pred: Predicate | None,
+    routed: np.ndarray,
+    covered: np.ndarray,
     part: Partitioning,
-    zones: ZoneMaps,
+    sizes: np.ndarray,
     evaluator: BatchEvaluator,
     ranges: _RangeCache,
 ) -> tuple[np.ndarray, dict[int, np.ndarray], np.ndarray]:
-    """(routed partitions, packed masks of the partial ones, qualifying rows per routed one).
+    """(routed partitions, packed masks of the partial ones, qualifying rows per routed one),
+    given the partitions the zone maps route to and which of them are covered.
 
     The whole-store mask is transient: only the partial partitions' bits are
     kept, packed, so a batch of thousands of filters holds little memory.
@@ -200,13 +203,9 @@ def _route(
     template usually route to the same partitions and share the gathered
     columns.
     """
-    flags = zones.flags(pred)
-    routed = np.flatnonzero(flags.may_true)
-    covered = flags.all_true[routed]
-    sizes = zones.sizes
     counts = sizes[routed].copy()
     if covered.all():
-        return routed.astype(np.int64), {}, counts
+        return routed, {}, counts
     partial = np.flatnonzero(~covered)
     partial_parts = routed[partial]
     starts = part.part_bounds[partial_parts]
@@ -229,20 +228,17 @@ def _route(
         if 0 < c < piece.size:
             masks[p] = np.packbits(piece)
     keep = counts > 0
-    return routed[keep].astype(np.int64), masks, counts[keep]
+    return routed[keep], masks, counts[keep]
 
 
 def _mask_probed(
-    f: FilterPlan,
-    cells: np.ndarray,
-    partial: np.ndarray,
-    part: Partitioning,
-    list_part: np.ndarray,
-    store: ColumnStore,
+    f: FilterPlan, cells: np.ndarray, part: Partitioning, list_part: np.ndarray, store: ColumnStore
 ) -> None:
-    """Evaluate ``f`` on the probed lists of its partial partitions only and store
-    the masks (bits of lists nobody probes stay 0: never read)."""
-    cells = cells[np.isin(list_part[cells], partial)]
+    """Evaluate estimated filter ``f`` on the probed ``cells`` (lists) of its partial
+    partitions only and store the masks (bits of lists nobody probes stay 0:
+    never read)."""
+    assert f.partial is not None
+    cells = cells[np.isin(list_part[cells], f.partial)]
     if cells.size == 0:
         return
     starts, stops = part.list_bounds[cells], part.list_bounds[cells + 1]
@@ -306,36 +302,33 @@ def plan_batch(
         need = expected_hits * k * routed_rows / max(qualifying, 1)
         return min(routed_rows, max(nprobe * avg_list, need))
 
-    lazy: dict[int, np.ndarray] = {}  # filter -> its partial partitions, masked after probing
     for pred in preds:
-        if nprobe is not None and sample is not None:
+        flags = zones.flags(pred)
+        routed = np.flatnonzero(flags.may_true).astype(np.int64)
+        covered = flags.all_true[routed]
+        if nprobe is not None and sample is not None and not covered.all():
             # Estimate first; a filter that will clearly be scanned gets its masks
-            # later, on the lists its queries probe only.
-            flags = zones.flags(pred)
-            routed = np.flatnonzero(flags.may_true).astype(np.int64)
-            covered = flags.all_true[routed]
-            if not covered.all():
-                est, hits = sample.estimate(pred, routed)
-                counts = np.where(covered, sizes[routed], est)
-                qualifying = float(counts.sum())
-                scan_work = work(routed, qualifying)
-                if hits >= MIN_SAMPLE_HITS and qualifying * prefilter_ratio > 2 * scan_work:
-                    lazy[len(filters)] = routed[~covered]
-                    filters.append(
-                        FilterPlan(
-                            pred,
-                            "scan",
-                            routed,
-                            {},
-                            round(qualifying),
-                            scan_work,
-                            counts,
-                            estimated=True,
-                            partial=routed[~covered],
-                        )
+            # after probing, on the lists its queries probe only (_mask_probed).
+            est, hits = sample.estimate(pred, routed)
+            counts = np.where(covered, sizes[routed], est)
+            qualifying = float(counts.sum())
+            scan_work = work(routed, qualifying)
+            if hits >= MIN_SAMPLE_HITS and qualifying * prefilter_ratio > 2 * scan_work:
+                filters.append(
+                    FilterPlan(
+                        pred,
+                        "scan",
+                        routed,
+                        {},
+                        round(qualifying),
+                        scan_work,
+                        counts,
+                        estimated=True,
+                        partial=routed[~covered],
                     )
-                    continue
-        parts, masks, counts = _route(pred, part, zones, evaluator, ranges)
+                )
+                continue
+        parts, masks, counts = _route(pred, routed, covered, part, sizes, evaluator, ranges)
         qualifying = int(counts.sum())
         scan_work = work(parts, qualifying)
         strategy: Strategy
@@ -376,8 +369,8 @@ def plan_batch(
             take = np.arange(cand.size)[None, :] < count[:, None]
             pq_.append(np.broadcast_to(qids[:, None], order.shape)[take])
             pc_.append(cand[order][take].astype(np.int64))
-            if i in lazy:
-                _mask_probed(f, np.unique(pc_[-1]), lazy[i], part, list_part, store)
+            if f.estimated:
+                _mask_probed(f, np.unique(pc_[-1]), part, list_part, store)
     list_ranges = np.stack([part.list_bounds[:-1], part.list_bounds[1:]], axis=1)
     part_ranges = np.stack([part.part_bounds[:-1], part.part_bounds[1:]], axis=1)
     return BatchPlan(

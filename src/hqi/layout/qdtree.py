@@ -244,7 +244,7 @@ def learn_qdtree(
         best = int(np.argmax(now - split))
         return float(now - split[best]), int(usable[best])
 
-    # Grow: a heap of (negative gain, tie-breaker, node id, sample rows, cut).
+    # Grow: a heap of (negative gain, tie-breaker, node id, best cut).
     nodes: list[dict[str, Any]] = [{"rows": np.arange(sample.size)}]
     heap: list[tuple[float, int, int, int]] = []
 
@@ -305,10 +305,9 @@ def _pseudo_queries(
         if rows.size:
             anchors[j] = rows[rng.integers(rows.size)]
     has = anchors >= 0
-    near = np.zeros((draws, probe), dtype=np.int64)
+    # near[j, c]: centroid c is among query j's nearest (all, without an anchor)
+    near = ~has[:, None] | np.zeros((draws, coarse.centroids.shape[0]), dtype=bool)
     if has.any():
-        near[has] = coarse.nearest(vectors[anchors[has]], probe)
-    out = q_bool[:, picked].copy()
-    for j in np.flatnonzero(has).tolist():
-        out[:, j] &= np.isin(codes, near[j])
-    return out, np.full(draws, total / draws, dtype=np.float32)
+        ids = coarse.nearest(vectors[anchors[has]], probe)
+        near[np.flatnonzero(has)[:, None], ids] = True
+    return q_bool[:, picked] & near[:, codes].T, np.full(draws, total / draws, dtype=np.float32)

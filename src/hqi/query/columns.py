@@ -218,6 +218,12 @@ class ColumnStore:
         return data
 
 
+def ranges_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """The positions ``starts[i] .. starts[i] + lengths[i] - 1`` of every range, concatenated."""
+    first = np.cumsum(lengths) - lengths
+    return np.arange(int(lengths.sum())) + np.repeat(starts - first, lengths)
+
+
 class _RangeList(ListData):
     """A list column restricted to row ranges; only what evaluation reads works."""
 
@@ -248,11 +254,8 @@ class _RangeList(ListData):
         rows = self._parent.rows_with(value)
         lo = np.searchsorted(rows, self._starts)
         counts = np.searchsorted(rows, self._stops) - lo
-        total = int(counts.sum())
-        first = np.cumsum(counts) - counts
-        take = np.arange(total) + np.repeat(lo - first, counts)
         shift = np.repeat(self._bases[:-1] - self._starts, counts)
-        return (rows[take] + shift).astype(np.int64)
+        return (rows[ranges_index(lo, counts)] + shift).astype(np.int64)
 
 
 class RangeStore(ColumnStore):
@@ -274,9 +277,7 @@ class RangeStore(ColumnStore):
     @cached_property
     def _take(self) -> np.ndarray:
         """The parent row of each row (for gathering many ranges in one call)."""
-        lengths = self.stops - self.starts
-        first = np.cumsum(lengths) - lengths
-        return np.arange(self.num_rows) + np.repeat(self.starts - first, lengths)
+        return ranges_index(self.starts, self.stops - self.starts)
 
     def _cat(self, array: np.ndarray) -> np.ndarray:
         if self.num_rows >= 4096 * self.starts.size:  # long ranges: copy the slices
