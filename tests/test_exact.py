@@ -11,7 +11,7 @@ from hypothesis.extra import numpy as hnp
 from threadpoolctl import threadpool_info
 
 import hqi
-from hqi.execution.topk import TopK
+from hqi.execution.topk import TopK, kth_bound
 
 
 def reference(vectors, mask, queries, k, metric):
@@ -179,6 +179,51 @@ def test_topk_merge_is_order_independent(dist, k, block) -> None:
     for s in reversed(starts):
         cols = np.arange(s, min(s + block, n))
         top.push_block(np.arange(nq), dist[:, s : s + block].copy(), cols)
+    pos, d = top.finish()
+    for i in range(nq):
+        finite = np.flatnonzero(np.isfinite(dist[i]))
+        order = finite[np.lexsort((finite, dist[i, finite]))][:k]
+        assert list(pos[i, : order.size]) == list(order)
+        assert (pos[i, order.size :] == -1).all()
+        np.testing.assert_array_equal(d[i, : order.size], dist[i, order])
+        np.testing.assert_array_equal(d[i, : order.size], dist[i, order])
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    hnp.arrays(
+        np.float32,
+        st.tuples(st.integers(1, 5), st.integers(1, 200)),
+        elements=st.sampled_from([-1.0, 0.0, 1.0, 2.0, 3.5, np.inf]),
+    ),
+    st.integers(1, 12),
+    st.integers(1, 40),
+)
+def test_kth_bound_has_k_entries_below(dist, k, chunks) -> None:
+    """The bound admits every entry of the row's top k: at least k entries lie at
+    or below it, or, for rows with fewer than k finite entries, all finite ones."""
+    bound = kth_bound(dist, k, chunks)
+    for i in range(dist.shape[0]):
+        finite = np.isfinite(dist[i])
+        if finite.sum() >= k:
+            kth = np.sort(dist[i])[k - 1]
+            assert bound[i] >= kth
+        else:
+            assert (dist[i][finite] <= bound[i]).all()
+
+
+def test_topk_wide_blocks_equal_full_sort(rng) -> None:
+    """Blocks wide enough for the chunk-minimum bound, with ties and masked (+inf)
+    entries, still give the global (distance, position) order."""
+    nq, n, k = 7, 20_000, 10
+    dist = rng.integers(0, 2_000, size=(nq, n)).astype(np.float32)  # many ties
+    dist[rng.random((nq, n)) < 0.6] = np.inf
+    dist[3, :] = np.inf
+    dist[3, [5, 17_000]] = 1.0  # fewer than k finite entries
+    dist[4, rng.random(n) < 0.999] = np.inf  # a mostly masked row
+    top = TopK(nq, k)
+    for s in range(0, n, 8_192):
+        top.push_block(np.arange(nq), dist[:, s : s + 8_192], np.arange(s, min(n, s + 8_192)))
     pos, d = top.finish()
     for i in range(nq):
         finite = np.flatnonzero(np.isfinite(dist[i]))

@@ -256,10 +256,13 @@ def _mask_probed(
 
 
 def _centroid_distances(q: np.ndarray, cents: np.ndarray, metric: Metric) -> np.ndarray:
-    dots = q @ cents.T
-    if metric is Metric.L2:
-        return np.einsum("ij,ij->i", cents, cents)[None, :] - 2 * dots
-    return -dots
+    dist = q @ cents.T
+    if metric is Metric.L2:  # in place: the (Q, T) matrix is the big one
+        dist *= -2.0
+        dist += np.einsum("ij,ij->i", cents, cents)[None, :]
+    else:
+        np.negative(dist, out=dist)
+    return dist
 
 
 def plan_batch(
