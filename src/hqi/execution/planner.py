@@ -238,7 +238,9 @@ def _mask_probed(
     partitions only and store the masks (bits of lists nobody probes stay 0:
     never read)."""
     assert f.partial is not None
-    cells = cells[np.isin(list_part[cells], f.partial)]
+    is_partial = np.zeros(part.num_parts, dtype=bool)
+    is_partial[f.partial] = True
+    cells = cells[is_partial[list_part[cells]]]
     if cells.size == 0:
         return
     starts, stops = part.list_bounds[cells], part.list_bounds[cells + 1]
