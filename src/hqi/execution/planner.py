@@ -257,6 +257,39 @@ def _mask_probed(
         f.masks[p] = np.packbits(full)
 
 
+def _nearest_enough(
+    dist: np.ndarray, expected: np.ndarray, need: float, nprobe: int, head: int
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each query's (row of ``dist``) candidate lists in distance order, and how many
+    it probes: ``nprobe``, or more until their ``expected`` qualifying rows reach
+    ``need``. As (query rows, candidate order, count) groups: the ``head``
+    nearest candidates are selected and sorted for everyone (a partial sort),
+    and only queries they do not satisfy sort all of their candidates."""
+    m = dist.shape[1]
+    out = []
+    rows = np.arange(dist.shape[0])
+    if head < m:
+        top = np.argpartition(dist, head - 1, axis=1)[:, :head]
+        order = np.take_along_axis(
+            top, np.argsort(np.take_along_axis(dist, top, axis=1), axis=1, kind="stable"), axis=1
+        )
+        cum = np.cumsum(expected[order], axis=1)
+        done = (cum[:, -1] >= need) | (nprobe >= m)
+        enough = (cum >= need).argmax(axis=1) + 1
+        count = np.minimum(np.maximum(enough, nprobe), head)
+        out.append((rows[done], order[done], count[done]))
+        rows = rows[~done]
+        if rows.size == 0:
+            return out
+        dist = dist[rows]
+    order = np.argsort(dist, axis=1, kind="stable")
+    cum = np.cumsum(expected[order], axis=1)
+    enough = (cum >= need).argmax(axis=1) + 1
+    enough[cum[:, -1] < need] = m
+    out.append((rows, order, np.minimum(np.maximum(enough, nprobe), m)))
+    return out
+
+
 def _centroid_distances(q: np.ndarray, cents: np.ndarray, metric: Metric) -> np.ndarray:
     dist = q @ cents.T
     if metric is Metric.L2:  # in place: the (Q, T) matrix is the big one
@@ -358,24 +391,29 @@ def plan_batch(
         # Global probing: each query's nearest lists among its routed partitions,
         # nprobe of them, or more until they hold expected_hits * k qualifying rows.
         cent_dist = _centroid_distances(queries, part.centroids, metric)
+        candidates: dict[bytes, np.ndarray] = {}  # lists of a set of routed partitions
+        head = max(4 * nprobe, 64)  # nearest lists ranked first; the rest only if needed
+        by_query = np.argsort(query_filter, kind="stable")
+        first = np.searchsorted(query_filter[by_query], np.arange(len(filters) + 1))
         for i in scanning:
             f = filters[i]
-            qids = np.flatnonzero(query_filter == i)
-            cand = np.concatenate([part_list_ids[p] for p in f.parts])
+            qids = by_query[first[i] : first[i + 1]]
+            cand = candidates.get(f.parts.tobytes())
+            if cand is None:
+                cand = np.concatenate([part_list_ids[p] for p in f.parts])
+                candidates[f.parts.tobytes()] = cand
             density = np.zeros(part.num_parts)
             density[f.parts] = f.counts / sizes[f.parts]
             expected = list_sizes[cand] * density[list_part[cand]]
             dist = cent_dist[np.ix_(qids, cand)]
-            order = np.argsort(dist, axis=1, kind="stable")
-            cum = np.cumsum(expected[order], axis=1)
-            enough = (cum >= expected_hits * k).argmax(axis=1) + 1
-            enough[cum[:, -1] < expected_hits * k] = cand.size
-            count = np.minimum(np.maximum(enough, nprobe), cand.size)
-            take = np.arange(cand.size)[None, :] < count[:, None]
-            pq_.append(np.broadcast_to(qids[:, None], order.shape)[take])
-            pc_.append(cand[order][take].astype(np.int64))
+            probed = _nearest_enough(dist, expected, expected_hits * k, nprobe, head)
+            for rows, order, count in probed:
+                take = np.arange(order.shape[1])[None, :] < count[:, None]
+                pq_.append(np.broadcast_to(qids[rows, None], order.shape)[take])
+                pc_.append(cand[order][take].astype(np.int64))
             if f.estimated:
-                _mask_probed(f, np.unique(pc_[-1]), part, list_part, store)
+                mine = pc_[-len(probed) :]
+                _mask_probed(f, np.unique(np.concatenate(mine)), part, list_part, store)
     list_ranges = np.stack([part.list_bounds[:-1], part.list_bounds[1:]], axis=1)
     part_ranges = np.stack([part.part_bounds[:-1], part.part_bounds[1:]], axis=1)
     return BatchPlan(
