@@ -80,9 +80,7 @@ def main() -> None:
                 sent = f", planning {res.stats['plan_seconds'] / res.stats['seconds']:.0%} of it"
                 if extra.get("backend") == "ray":
                     o = SearchOptions.from_kwargs(k=10, **opts)
-                    plan = index._plan(
-                        batch.queries, batch.filters, o, None if o.exact else o.nprobe
-                    )
+                    plan = index._plan(batch.queries, batch.filters, o, index._nprobe_for(o))
                     backend = index.ray_backend(None, extra["ray_workers"])
                     shares = split_plan(plan, batch.queries, backend.owner, backend.workers)
                     nbytes = sum(len(pickle.dumps(s, protocol=5)) for s in shares)

@@ -64,7 +64,7 @@ def test_split_plan_covers_every_probe_once(index, data, opts) -> None:
     """Without Ray: the shares together are the plan (every probe, every gather)."""
     _, _, batch = data
     o = SearchOptions.from_kwargs(**opts)
-    plan = index._plan(batch.queries, batch.filters, o, None if o.exact else o.nprobe)
+    plan = index._plan(batch.queries, batch.filters, o, index._nprobe_for(o))
     owner = np.arange(index._part.num_parts) % 3
     shares = split_plan(plan, batch.queries, owner, 3)
     probes = sorted(
@@ -148,7 +148,7 @@ def test_actor_death_mid_batch_is_recovered(local_ray, index, data, tmp_path) ->
     marker = tmp_path / "died"
     backend = RayBackend(index, workers=2, _fault_file=str(marker))
     o = SearchOptions(k=10)
-    plan = index._plan(batch.queries, batch.filters, o, o.nprobe)
+    plan = index._plan(batch.queries, batch.filters, o, index._nprobe_for(o))
     pos, dist, _ = backend.execute(plan, batch.queries, 10, o.block_rows, o.query_block)
     assert marker.exists(), "the worker did not die: the test did not inject the fault"
     assert backend.restarts == 1
@@ -162,7 +162,7 @@ def test_killed_actor_between_batches_is_replaced(local_ray, index, data) -> Non
     _, _, batch = data
     backend = RayBackend(index, workers=2)
     o = SearchOptions(k=10)
-    plan = index._plan(batch.queries, batch.filters, o, o.nprobe)
+    plan = index._plan(batch.queries, batch.filters, o, index._nprobe_for(o))
     first = backend.execute(plan, batch.queries, 10, o.block_rows, o.query_block)
     ray.kill(backend.actors[1])
     second = backend.execute(plan, batch.queries, 10, o.block_rows, o.query_block)
@@ -178,7 +178,7 @@ def test_batch_that_cannot_complete_fails_clearly(local_ray, index, data, tmp_pa
         index, workers=2, max_retries=1, _fault_file=str(tmp_path / "x"), _fault_always=True
     )
     o = SearchOptions(k=10)
-    plan = index._plan(batch.queries, batch.filters, o, o.nprobe)
+    plan = index._plan(batch.queries, batch.filters, o, index._nprobe_for(o))
     start = time.perf_counter()
     with pytest.raises(DistributedError, match=r"Ray worker 0 \(partitions .*failed 2 times"):
         backend.execute(plan, batch.queries, 10, o.block_rows, o.query_block)

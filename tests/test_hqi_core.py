@@ -10,6 +10,7 @@ import pytest
 
 import hqi
 from hqi.evaluation import recall_at_k
+from hqi.index.partitioned import default_list_size
 
 
 def _learn(catalog, workload, **options) -> hqi.Index:
@@ -50,6 +51,35 @@ def test_all_probes_equal_exact(learned, workload, truth) -> None:
 def test_default_settings_reach_recall(learned, workload, truth) -> None:
     res = learned.search(workload.queries[:150], workload.filters[:150], k=10)
     assert recall_at_k(res, truth).mean() >= 0.9
+
+
+def test_default_build_and_search_reach_recall(catalog, workload, truth) -> None:
+    """No options at all: the default list size and nprobe (scaled together)."""
+    index = hqi.build(catalog.vectors, catalog.attributes, catalog.ids, workload=workload.filters)
+    info = index.info()
+    assert info["list_size"] == default_list_size(len(catalog.ids)) == 512
+    assert info["default_nprobe"] == 16
+    res = index.search(workload.queries[:150], workload.filters[:150], k=10)
+    assert res.stats["nprobe"] == 16
+    assert recall_at_k(res, truth).mean() >= 0.9
+
+
+def test_default_list_size_grows_with_n(learned, workload) -> None:
+    assert [default_list_size(n) for n in (1, 10_000, 200_000, 1_000_000, 10**9)] == [
+        512,
+        512,
+        1024,
+        2048,
+        4096,
+    ]
+    # An explicit list size sets the default nprobe: lists of about 8,192 rows in all.
+    assert learned.info()["list_size"] == 64 and learned.info()["default_nprobe"] == 128
+    res = learned.search(workload.queries[:20], workload.filters[:20], k=10)
+    assert res.stats["nprobe"] == 128
+    with pytest.raises(hqi.InvalidInputError, match="nprobe"):
+        learned.search(workload.queries[:2], None, k=10, nprobe=0)
+    with pytest.raises(hqi.InvalidInputError, match="list_size"):
+        hqi.build(np.zeros((4, 2), dtype=np.float32), list_size=0)
 
 
 def test_recall_grows_with_nprobe(learned, workload, truth) -> None:

@@ -23,7 +23,7 @@ from hqi.collection import (
 from hqi.errors import InvalidInputError
 from hqi.evaluation import recall_at_k
 from hqi.execution.batch import execute_plan
-from hqi.execution.options import SearchOptions
+from hqi.execution.options import DEFAULT_PROBE_ROWS, SearchOptions
 from hqi.execution.planner import BatchPlan, RowSample, plan_batch
 from hqi.execution.result import Result
 from hqi.index.partitioned import BuildOptions, Partitioning, build_partitioning
@@ -133,7 +133,8 @@ class Index:
         return f"<hqi.Index {len(self)} x {self.dim} {self.metric} [{cols}]>"
 
     def info(self) -> dict[str, Any]:
-        """A summary: count, dim, metric, id type, schema, path."""
+        """A summary: count, dim, metric, id type, schema, layout (partitions,
+        lists, rows per list, the default nprobe, the tree's cuts), path."""
         return {
             "count": len(self),
             "dim": self.dim,
@@ -142,6 +143,8 @@ class Index:
             "schema": self.schema,
             "partitions": self._part.num_parts,
             "lists": self._part.num_lists,
+            "list_size": self._part.nominal_list_size,
+            "default_nprobe": self._nprobe_for(SearchOptions()),
             "layout_cuts": [str(c) for c in self._part.tree.cuts],
             "path": str(self._path) if self._path else None,
         }
@@ -242,6 +245,15 @@ class Index:
                 f"unknown entity id {values[int(np.flatnonzero(missing)[0])]!r}"
             )
         return pos.astype(np.int64)
+
+    def _nprobe_for(self, opts: SearchOptions) -> int | None:
+        """The lists each query probes under ``opts`` (None: exact): ``opts.nprobe``,
+        or by default ``8192 // list_size`` (lists of about 8,192 rows in all)."""
+        if opts.exact:
+            return None
+        if opts.nprobe is not None:
+            return opts.nprobe
+        return max(1, DEFAULT_PROBE_ROWS // self._part.nominal_list_size)
 
     def _distinct(self, filters: Filters, nq: int) -> tuple[list[Predicate | None], np.ndarray]:
         """The batch's distinct filters and, per query, the index of its filter."""
@@ -370,7 +382,7 @@ class Index:
         start = time.perf_counter()
         stats: dict[str, float] = {"queries": float(q.shape[0])}
         with limit_threads(opts.num_threads):
-            nprobe = None if opts.exact else opts.nprobe
+            nprobe = self._nprobe_for(opts)
             if not opts.exact and opts.recall_target is not None:
                 nprobe, estimated = self._calibrate(q, filters, opts)
                 stats["estimated_recall"] = estimated
@@ -412,7 +424,7 @@ class Index:
         if self._metric is Metric.COSINE:
             q = normalize_rows(q, what="queries")
         with limit_threads(opts.num_threads):
-            nprobe = None if opts.exact else opts.nprobe
+            nprobe = self._nprobe_for(opts)
             if not opts.exact and opts.recall_target is not None:
                 nprobe, _ = self._calibrate(q, filters, opts)
             plan = self._plan(q, filters, opts, nprobe)

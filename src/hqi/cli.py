@@ -470,7 +470,12 @@ def make_parser() -> argparse.ArgumentParser:
         "Parquet/JSON-lines queries file with a 'filter' column (default: no layout, one IVF)",
     )
     p.add_argument("--max-partitions", type=_positive, default=None, help="default: 64")
-    p.add_argument("--list-size", type=_positive, default=None, help="rows per list (512)")
+    p.add_argument(
+        "--list-size",
+        type=_positive,
+        default=None,
+        help="rows per list (default: about 2*sqrt(N), 512 to 4096)",
+    )
     p.add_argument(
         "--vector-cuts",
         type=int,

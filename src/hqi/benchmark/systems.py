@@ -80,7 +80,7 @@ class Hqi:
         )
 
     def grid(self) -> list[dict[str, Any]]:
-        return [{"nprobe": n} for n in (2, 4, 8, 12, 16, 24, 32, 48, 64, 96)] + [{"exact": True}]
+        return [{"nprobe": n} for n in (2, 3, 4, 6, 8, 12, 16, 24, 32, 48)] + [{"exact": True}]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
         return self.index.search(data.queries, data.filters, data.k, threads=threads, **params).ids

@@ -385,7 +385,8 @@ def _train_leaf(vectors: np.ndarray, rows: np.ndarray, seed: int, options: Any) 
     from hqi.index.ivf import train_lists
 
     with threadpool_limits(limits=1):
-        return train_lists(vectors[rows], options.list_size, seed=seed, niter=options.kmeans_iters)
+        size = options.rows_per_list(vectors.shape[0])
+        return train_lists(vectors[rows], size, seed=seed, niter=options.kmeans_iters)
 
 
 def ray_train_leaves(address: str | None = None) -> Any:

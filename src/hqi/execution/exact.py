@@ -115,9 +115,9 @@ def _shared_scan(
                 s0, s1 = max(bounds[gi], qs), min(bounds[gi + 1], qe)
                 if s0 >= qe:
                     break
-                pen = penalty[gi]
-                if pen is not None:
-                    dist[s0 - qs : s1 - qs] += pen
+                group_pen = penalty[gi]
+                if group_pen is not None:
+                    dist[s0 - qs : s1 - qs] += group_pen
             top.push_block(qidx[qs:qe], dist, cols)
 
 

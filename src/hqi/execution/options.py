@@ -8,7 +8,9 @@ from typing import Any
 
 from hqi.errors import InvalidInputError, check_option_names
 
-__all__ = ["SearchOptions", "available_cores"]
+__all__ = ["DEFAULT_PROBE_ROWS", "SearchOptions", "available_cores"]
+
+DEFAULT_PROBE_ROWS = 8192  # rows the default nprobe's lists hold in all (16 lists of 512)
 
 
 def available_cores() -> int:
@@ -33,7 +35,9 @@ class SearchOptions:
 
     ``nprobe``: lists probed per query, the nearest by centroid among the
     lists of the partitions its filter is routed to (FAISS's meaning). More
-    probes raise recall and cost proportionally. Default 16.
+    probes raise recall and cost proportionally. Default: lists of about
+    8,192 rows in all, ``8192 // list_size`` (16 lists of 512 rows, 4 of
+    2,048: the default list size grows with N, see :class:`hqi.BuildOptions`).
 
     ``recall_target``: instead of ``nprobe``, reach this recall@k (e.g. 0.95):
     the smallest nprobe (1, 2, 4, ...) that reaches it on
@@ -82,7 +86,7 @@ class SearchOptions:
     """
 
     k: int = 10
-    nprobe: int = 16
+    nprobe: int | None = None
     recall_target: float | None = None
     calibration_queries: int = 200
     exact: bool = False
@@ -97,8 +101,10 @@ class SearchOptions:
     ray_workers: int | None = None
 
     def __post_init__(self) -> None:
-        for name in ("k", "nprobe", "calibration_queries", "block_rows", "query_block"):
+        for name in ("k", "calibration_queries", "block_rows", "query_block"):
             _positive_int(name, getattr(self, name))
+        if self.nprobe is not None:
+            _positive_int("nprobe", self.nprobe)
         if self.threads is not None:
             _positive_int("threads", self.threads)
         target = self.recall_target

@@ -26,7 +26,7 @@ from hqi.index.ivf import train_lists
 from hqi.layout.qdtree import QdTree, learn_qdtree
 from hqi.query import ColumnStore, FilterParser
 
-__all__ = ["BuildOptions", "Partitioning", "build_partitioning"]
+__all__ = ["BuildOptions", "Partitioning", "build_partitioning", "default_list_size"]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -46,7 +46,10 @@ class BuildOptions:
     ``list_size``: target rows per IVF list. Larger lists make better matrix
     products but scan more rows per probe; smaller ones prune finer and cost
     more per-list overhead. Lists k-means leaves above 4x this are split into
-    chunks sharing their centroid. Default 512.
+    chunks sharing their centroid. Default (:func:`default_list_size`): about
+    ``2 * sqrt(N)`` as a power of two from 512 to 4096 (512 up to ~100k rows,
+    1024 at 200k, 2048 at 1M), the best of 512/1024/2048/4096 measured at
+    200k and 1M rows (``docs/benchmarks.md``).
 
     ``kmeans_iters``: k-means iterations per partition (default 10).
 
@@ -73,7 +76,7 @@ class BuildOptions:
     workload: tuple[str, ...] | None = None
     min_partition_rows: int | None = None
     max_partitions: int = 64
-    list_size: int = 512
+    list_size: int | None = None
     kmeans_iters: int = 10
     sample_rows: int = 20_000
     seed: int = 0
@@ -81,6 +84,10 @@ class BuildOptions:
     quantizer: str = "per-leaf"
     vector_cuts: int = 0
     vector_probe: int | None = None
+
+    def rows_per_list(self, n: int) -> int:
+        """``list_size``, or the default for ``n`` rows (:func:`default_list_size`)."""
+        return self.list_size if self.list_size is not None else default_list_size(n)
 
     @classmethod
     def from_kwargs(cls, **options: Any) -> BuildOptions:
@@ -101,11 +108,11 @@ class BuildOptions:
             raise InvalidInputError(
                 f"vector_cuts must be 0 (off) or an integer >= 2, got {options['vector_cuts']!r}"
             )
-        for name in ("min_partition_rows", "threads", "vector_probe"):
+        for name in ("min_partition_rows", "threads", "vector_probe", "list_size"):
             value = options.get(name)
             if value is not None and (not isinstance(value, int) or value <= 0):
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
-        for name in ("max_partitions", "list_size", "kmeans_iters", "sample_rows"):
+        for name in ("max_partitions", "kmeans_iters", "sample_rows"):
             value = options.get(name, 1)
             if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
                 raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
@@ -114,6 +121,12 @@ class BuildOptions:
                 f"quantizer must be 'per-leaf' or 'shared', got {options['quantizer']!r}"
             )
         return cls(**options)
+
+
+def default_list_size(n: int) -> int:
+    """Rows per list when none is given: ``2 * sqrt(n)`` rounded to a power of two,
+    clipped to [512, 4096]."""
+    return int(np.clip(2 ** round(np.log2(2 * np.sqrt(max(n, 1)))), 512, 4096))
 
 
 @dataclass(frozen=True)
@@ -135,6 +148,13 @@ class Partitioning:
     @property
     def num_lists(self) -> int:
         return int(self.list_bounds.size - 1)
+
+    @property
+    def nominal_list_size(self) -> int:
+        """Rows per list, as the power of two nearest the mean (the build's
+        ``list_size`` for any default one)."""
+        mean = max(int(self.list_bounds[-1]), 1) / max(self.num_lists, 1)
+        return int(2 ** round(np.log2(max(mean, 1.0))))
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {
@@ -174,7 +194,12 @@ def train_leaves_here(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """Train each leaf's lists in this process: (centroids, assignment) per (rows, seed)."""
     return [
-        train_lists(vectors[rows], options.list_size, seed=seed, niter=options.kmeans_iters)
+        train_lists(
+            vectors[rows],
+            options.rows_per_list(vectors.shape[0]),
+            seed=seed,
+            niter=options.kmeans_iters,
+        )
         for rows, seed in jobs
     ]
 
@@ -184,7 +209,10 @@ def _shared_quantizer(
 ) -> list[tuple[np.ndarray, np.ndarray]]:
     """One k-means over all rows; each leaf's lists are its rows by shared centroid."""
     cents, assign = train_lists(
-        vectors, options.list_size, seed=options.seed, niter=options.kmeans_iters
+        vectors,
+        options.rows_per_list(vectors.shape[0]),
+        seed=options.seed,
+        niter=options.kmeans_iters,
     )
     out = []
     for rows, _ in jobs:
@@ -208,9 +236,12 @@ def build_partitioning(
     default runs them one after another here (the Ray backend runs them as
     parallel tasks, :mod:`hqi.distributed`).
     """
+    import dataclasses
     import time
 
     n = vectors.shape[0]
+    # The default list size depends on N: fix it here, for every leaf's training.
+    options = dataclasses.replace(options, list_size=options.rows_per_list(n))
     stats: dict[str, float] = {}
     t0 = time.perf_counter()
     if options.workload:
@@ -256,7 +287,7 @@ def build_partitioning(
         by_list = np.argsort(assign, kind="stable")
         order_parts.append(rows[by_list])
         cents, sizes_p = _cap_lists(
-            cents, np.bincount(assign, minlength=cents.shape[0]), 4 * options.list_size
+            cents, np.bincount(assign, minlength=cents.shape[0]), 4 * options.rows_per_list(n)
         )
         centroids.append(cents)
         list_sizes.append(sizes_p)
