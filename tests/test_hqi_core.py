@@ -272,3 +272,34 @@ def test_estimated_filters_are_masked_where_probed(monkeypatch, learned, workloa
     res = learned.search(q, f, k=10, nprobe=10_000)
     np.testing.assert_array_equal(res.ids, truth.ids)
     assert recall_at_k(learned.search(q, f, k=10), truth).mean() >= 0.9
+
+
+def test_gather_ratio_is_shared_by_a_filters_queries() -> None:
+    from hqi.execution.planner import gather_ratio
+
+    assert gather_ratio(20.0, 1) == 20.0
+    assert gather_ratio(21.0, 4) == 6.0
+    assert gather_ratio(21.0, 100) == pytest.approx(1.2)
+    assert gather_ratio(0.0, 3) == 0.0  # always prefilter
+    assert gather_ratio(0.5, 10) == 0.5
+    assert gather_ratio(float("inf"), 1000) == float("inf")  # never
+
+
+def test_shared_filters_prefilter_sooner(learned, workload) -> None:
+    """A filter shared by many queries gathers its rows at least as readily as the
+    same filter alone (the gather is paid once), and some do switch."""
+    texts = list(dict.fromkeys(workload.filters))[:60]
+
+    def strategies(copies: int) -> list[str]:
+        plan = learned.explain(
+            np.repeat(workload.queries[: len(texts)], copies, axis=0),
+            [t for t in texts for _ in range(copies)],
+            k=10,
+            exact=True,
+        )
+        return plan.column("strategy").to_pylist()[::copies]
+
+    alone, shared = strategies(1), strategies(64)
+    pairs = list(zip(alone, shared, strict=True))
+    assert ("prefilter", "scan") not in pairs
+    assert ("scan", "prefilter") in pairs

@@ -53,9 +53,11 @@ class SearchOptions:
     ``prefilter_ratio``: a filter whose qualifying rows, times this ratio, do
     not exceed the rows its probes would scan is answered by gathering just
     its qualifying rows (exact). It is the cost of a gathered row relative to
-    a row read in place by a large matrix product: too low gathers where a
-    scan is cheaper, too high scans many rows the filter rejects. 0 always
-    prefilters; ``inf`` never does.
+    a row read in place by a large matrix product, for a filter of one query;
+    on the exact path a filter shared by ``n`` queries shares the gather's
+    extra cost, so its ratio is ``1 + (prefilter_ratio - 1) / n``. Too low
+    gathers where a scan is cheaper, too high scans many rows the filter
+    rejects. 0 always prefilters; ``inf`` never does.
 
     ``expected_hits``: adaptive probing. Beyond ``nprobe``, a query keeps
     probing its next-nearest lists until they hold an expected

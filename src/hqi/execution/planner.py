@@ -12,14 +12,16 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
 2. *Choose a strategy* by estimated cost, in distance computations:
    ``scan`` probes lists (all of them on the exact path) of the routed
    partitions, reading rows in place; ``prefilter`` gathers just the
-   qualifying rows and scans them all, exactly. A gathered row costs about
-   ``prefilter_ratio`` times a row scanned in place inside a large matrix
-   product, so prefilter wins when ``qualifying * prefilter_ratio <= scan work``
-   (the rule of MicroNN and ACORN's cost models). ``bench/calibrate.py``
-   measures the kernel-level ratio on this machine: about 10 when one query
-   uses the gathered rows, 3 for four, 1 for hundreds. End to end (200k rows,
-   5,000 queries), ratios from 5 to 40 perform within noise of each other and
-   20, the default, was best for exact search.
+   qualifying rows and scans them all, exactly. For a filter of one query a
+   gathered row costs about ``prefilter_ratio`` times a row scanned in place
+   inside a large matrix product, so prefilter wins when
+   ``qualifying * ratio <= scan work`` (the rule of MicroNN and ACORN's cost
+   models). The gather is shared by the filter's queries and the distances
+   are not, so on the exact path a filter of ``n`` queries uses
+   ``ratio = 1 + (prefilter_ratio - 1) / n`` (:func:`gather_ratio`; 1M exact
+   batch: rows scanned per query 194,712 -> 124,713, time -12%). ``bench/calibrate.py`` measures
+   the kernel-level ratio on this machine: about 10 when one query uses the
+   gathered rows, 3 for four, 1 for hundreds.
 3. *Probe*: exact: every routed partition, whole. Otherwise *global
    probing*: each query ranks all lists of its routed partitions by centroid
    distance (one GEMM of the batch against all centroids) and probes the
@@ -290,6 +292,17 @@ def _nearest_enough(
     return out
 
 
+def gather_ratio(prefilter_ratio: float, queries: int) -> float:
+    """Cost of a gathered row relative to a row read in place, for a filter of
+    ``queries`` queries: the gather's extra cost (``prefilter_ratio - 1`` for
+    one query) is shared by them, the distances are not, so
+    ``1 + (prefilter_ratio - 1) / queries``. Ratios up to 1 (0: always
+    prefilter) and inf (never) are kept as given."""
+    if prefilter_ratio <= 1 or np.isinf(prefilter_ratio):
+        return prefilter_ratio
+    return 1 + (prefilter_ratio - 1) / max(queries, 1)
+
+
 def _centroid_distances(q: np.ndarray, cents: np.ndarray, metric: Metric) -> np.ndarray:
     dist = q @ cents.T
     if metric is Metric.L2:  # in place: the (Q, T) matrix is the big one
@@ -340,7 +353,12 @@ def plan_batch(
         need = expected_hits * k * routed_rows / max(qualifying, 1)
         return min(routed_rows, max(nprobe * avg_list, need))
 
-    for pred in preds:
+    filter_queries = np.bincount(query_filter, minlength=len(preds))
+    for pred, nq in zip(preds, filter_queries.tolist(), strict=True):
+        # Exact plans share a filter's gather among its queries. Approximate plans
+        # keep the one-query ratio: measured at 1M, shared filters that must then
+        # be counted exactly (not estimated) cost more planning than they save.
+        ratio = gather_ratio(prefilter_ratio, nq) if nprobe is None else prefilter_ratio
         flags = zones.flags(pred)
         routed = np.flatnonzero(flags.may_true).astype(np.int64)
         covered = flags.all_true[routed]
@@ -351,7 +369,7 @@ def plan_batch(
             counts = np.where(covered, sizes[routed], est)
             qualifying = float(counts.sum())
             scan_work = work(routed, qualifying)
-            if hits >= MIN_SAMPLE_HITS and qualifying * prefilter_ratio > 2 * scan_work:
+            if hits >= MIN_SAMPLE_HITS and qualifying * ratio > 2 * scan_work:
                 filters.append(
                     FilterPlan(
                         pred,
@@ -372,7 +390,7 @@ def plan_batch(
         strategy: Strategy
         if qualifying == 0:
             strategy = "empty"
-        elif qualifying * prefilter_ratio <= scan_work:
+        elif qualifying * ratio <= scan_work:
             strategy = "prefilter"
         else:
             strategy = "scan"
