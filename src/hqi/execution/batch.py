@@ -15,6 +15,7 @@ The parallel axis is the BLAS threads inside each product; chunk sizes are
 
 from __future__ import annotations
 
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import numpy as np
@@ -71,25 +72,24 @@ _PENALTY = np.where(
 ).astype(np.float32)
 
 
-def _block_penalties(
-    filters: list[FilterPlan], fids: np.ndarray, p: int, lo: int, hi: int
-) -> tuple[np.ndarray, list[int]] | None:
-    """Penalties (M, hi - lo) for rows ``[lo, hi)`` of partition ``p`` (0 where the
-    filter holds, +inf where it rejects) of the M filters among ``fids`` that need
-    a mask there, and their indices into ``fids``; None when every filter covers
-    the rows."""
-    b0 = lo // 8
-    b1 = (hi + 7) // 8
-    packed, which = [], []
-    for i, fid in enumerate(fids.tolist()):
-        bits = filters[fid].masks.get(p)
-        if bits is not None:
-            packed.append(bits[b0:b1])
-            which.append(i)
-    if not packed:
-        return None
-    pen = _PENALTY[np.stack(packed)].reshape(len(packed), -1)[:, lo - 8 * b0 : hi - 8 * b0]
-    return pen, which
+PENALTY_ROWS = 32  # filters whose penalties are made in one table lookup (bounds memory)
+
+
+def _add_penalties(
+    dist: np.ndarray, q0: int, masked: list[tuple[int, int, np.ndarray]], lo: int, hi: int
+) -> None:
+    """Add +inf to ``dist`` (the cell's queries ``q0...``, rows ``[lo, hi)`` of the
+    partition) where each masked filter's slice of queries ``[s0, s1)`` is
+    rejected by its packed mask bits; 0 elsewhere. A few filters' penalties are
+    made by one table lookup, then added row slice by row slice."""
+    b0, b1 = lo // 8, (hi + 7) // 8
+    q1 = q0 + dist.shape[0]
+    for c in range(0, len(masked), PENALTY_ROWS):
+        chunk = masked[c : c + PENALTY_ROWS]
+        pen = _PENALTY[np.stack([bits[b0:b1] for _, _, bits in chunk])]
+        pen = pen.reshape(len(chunk), -1)[:, lo - 8 * b0 : hi - 8 * b0]
+        for row, (s0, s1, _) in enumerate(chunk):
+            dist[max(s0, q0) - q0 : min(s1, q1) - q0] += pen[row]
 
 
 def _scan_cells(
@@ -111,25 +111,30 @@ def _scan_cells(
         p = int(plan.cell_part[cell])
         pstart = int(part.part_bounds[p])
         cq, cf = qids[a:b], fids[a:b]
-        fseg = np.concatenate([[0], np.flatnonzero(np.diff(cf)) + 1, [cf.size]]).tolist()
+        # The cell's queries run in filter order: each filter is one slice of them,
+        # and only the filters partial in this partition have a mask here.
+        fseg = np.concatenate([[0], np.flatnonzero(np.diff(cf)) + 1, [cf.size]])
+        masked = [
+            (int(fseg[j]), int(fseg[j + 1]), bits)
+            for j, fid in enumerate(cf[fseg[:-1]].tolist())
+            if (bits := plan.filters[fid].masks.get(p)) is not None
+        ]
+        seg_starts = [s0 for s0, _, _ in masked]
+        seg_ends = [s1 for _, s1, _ in masked]
         computed += (stop - start) * cq.size
         for r0 in range(start, stop, block_rows):
             r1 = min(stop, r0 + block_rows)
             block = vectors[r0:r1]
             bnorms = None if norms is None else norms[r0:r1]
             cols = np.arange(r0, r1, dtype=np.int64)
-            # +inf on the rows a query must not see (None: every filter covers the block);
-            # the cell's queries run in filter order, so each filter is one slice of them.
-            masked = _block_penalties(plan.filters, cf[fseg[:-1]], p, r0 - pstart, r1 - pstart)
+            lo, hi = r0 - pstart, r1 - pstart
             for q0 in range(0, cq.size, query_block):
                 q1 = min(cq.size, q0 + query_block)
                 dist = _block_distances(queries[cq[q0:q1]], block, bnorms)
-                if masked is not None:
-                    pen, which = masked
-                    for row, j in enumerate(which):
-                        s0, s1 = max(fseg[j], q0), min(fseg[j + 1], q1)
-                        if s0 < s1:
-                            dist[s0 - q0 : s1 - q0] += pen[row]
+                # +inf on the rows each query's filter rejects (a branch-free add).
+                first, last = bisect_right(seg_ends, q0), bisect_left(seg_starts, q1)
+                if first < last:
+                    _add_penalties(dist, q0, masked[first:last], lo, hi)
                 top.push_block(cq[q0:q1], dist, cols)
     return computed
 
