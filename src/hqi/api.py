@@ -343,9 +343,7 @@ class Index:
             self._part,
             block_rows=opts.block_rows,
             query_block=opts.query_block,
-            workers=opts.num_threads
-            if (opts.parallel if opts.parallel is not None else plan.nprobe is None)
-            else 1,
+            workers=opts.num_threads if opts.parallel is not False else 1,
         )
 
     def _calibrate(self, q: np.ndarray, filters: Filters, opts: SearchOptions) -> tuple[int, float]:
