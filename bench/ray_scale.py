@@ -59,7 +59,7 @@ def main() -> None:
         )
         print(f"build: local {local_build:.1f} s, Ray {ray_build:.1f} s (lists as Ray tasks)")
         rows = []
-        for label, opts in (("approximate (nprobe=16)", {}), ("exact", {"exact": True})):
+        for label, opts in (("approximate (default nprobe)", {}), ("exact", {"exact": True})):
             local = index.search(batch.queries, batch.filters, 10, threads=args.threads, **opts)
             base = None
             for mode, extra in (
