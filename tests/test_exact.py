@@ -70,8 +70,9 @@ def layouts(catalog, workload):
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 @pytest.mark.parametrize("layout", [False, True])
 @pytest.mark.parametrize("prefilter_ratio", [0.0, 20.0, float("inf")])
+@pytest.mark.parametrize("query_block", [7, 100])  # 100: over PENALTY_ROWS masks per block
 def test_exact_equals_reference(
-    layouts, catalog, workload, metric, layout, prefilter_ratio
+    layouts, catalog, workload, metric, layout, prefilter_ratio, query_block
 ) -> None:
     index = layouts[metric, layout]
     q, filters = workload.queries[:100], workload.filters[:100]
@@ -79,7 +80,7 @@ def test_exact_equals_reference(
         "exact": True,
         "prefilter_ratio": prefilter_ratio,
         "block_rows": 300,
-        "query_block": 7,
+        "query_block": query_block,
         "threads": 2,
     }
     res = index.search(q, filters, k=10, parallel=True, **opts)
