@@ -19,9 +19,10 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    models). The gather is shared by the filter's queries and the distances
    are not, so on the exact path a filter of ``n`` queries uses
    ``ratio = 1 + (prefilter_ratio - 1) / n`` (:func:`gather_ratio`; 1M exact
-   batch: rows scanned per query 194,712 -> 124,713, time -12%). ``bench/calibrate.py`` measures
-   the kernel-level ratio on this machine: about 10 when one query uses the
-   gathered rows, 3 for four, 1 for hundreds.
+   batch: rows scanned per query 194,712 -> 124,713, time -12%).
+   ``bench/calibrate.py`` measures the kernel-level ratio on this machine:
+   about 10 when one query uses the gathered rows, 3 for four, 1 for
+   hundreds.
 3. *Probe*: exact: every routed partition, whole. Otherwise *global
    probing*: each query ranks all lists of its routed partitions by centroid
    distance (one GEMM of the batch against all centroids) and probes the
@@ -276,7 +277,7 @@ def _nearest_enough(
             top, np.argsort(np.take_along_axis(dist, top, axis=1), axis=1, kind="stable"), axis=1
         )
         cum = np.cumsum(expected[order], axis=1)
-        done = (cum[:, -1] >= need) | (nprobe >= m)
+        done = cum[:, -1] >= need  # (head >= nprobe: the head always holds nprobe lists)
         enough = (cum >= need).argmax(axis=1) + 1
         count = np.minimum(np.maximum(enough, nprobe), head)
         out.append((rows[done], order[done], count[done]))

@@ -50,20 +50,21 @@ def kth_bound(dist: np.ndarray, k: int, chunks: int | None = None) -> np.ndarray
     with ``C`` well above k, close to the row's true k-th, so a compare pass
     against it leaves about k hits per row. That replaces a partial sort of
     the whole block (``argpartition``, ~10x the cost). Rows with fewer than k
-    finite chunk minima (mostly masked) get the largest float32: every finite
-    entry is then a candidate. Narrow blocks fall back to the exact k-th.
+    finite chunk minima (mostly masked) get the dtype's largest value: every
+    finite entry is then a candidate. Narrow blocks fall back to the exact k-th.
     """
     q, b = dist.shape
+    largest = np.finfo(dist.dtype).max
     chunks = max(BOUND_CHUNKS, 8 * k) if chunks is None else max(chunks, k)
     group = b // chunks
     if group < 4:
         if b <= k:
-            return np.full(q, np.finfo(np.float32).max, dtype=np.float32)
+            return np.full(q, largest, dtype=dist.dtype)
         kth = np.partition(dist, k - 1, axis=1)[:, k - 1]
     else:
         mins = dist[:, : group * chunks].reshape(q, group, chunks).min(axis=1)
         kth = np.partition(mins, k - 1, axis=1)[:, k - 1]
-    return np.where(np.isfinite(kth), kth, np.finfo(np.float32).max).astype(np.float32)
+    return np.where(np.isfinite(kth), kth, largest)
 
 
 class TopK:
@@ -105,7 +106,7 @@ class TopK:
         self._push_threshold(rows, dist, cols)
 
     def _push_threshold(self, rows: np.ndarray, dist: np.ndarray, cols: np.ndarray) -> None:
-        thr = self.dist[rows, -1]
+        thr = self.dist[rows, -1].astype(np.result_type(self.dist, dist))  # a copy
         fresh = ~np.isfinite(thr)
         if fresh.any():  # queries still short of k candidates: bound the block's k-th
             thr[fresh] = kth_bound(dist if fresh.all() else dist[fresh], self.k)
