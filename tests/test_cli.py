@@ -41,6 +41,7 @@ def test_build_and_info(built, capsys) -> None:
     assert main(["info", str(built)]) == 0
     out = capsys.readouterr().out
     assert "4000" in out and "genre" in out and "string" in out
+    assert "lists of ~512 rows (default nprobe 16)" in out
     index = hqi.open(built)
     assert index.info()["id_type"] == "string" and "key" not in index.schema
 

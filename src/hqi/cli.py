@@ -90,7 +90,7 @@ def cmd_build(args: argparse.Namespace) -> None:
             ("dimension", str(index.dim)),
             ("metric", index.metric),
             ("attributes", ", ".join(f"{k} ({v})" for k, v in index.schema.items()) or "none"),
-            ("layout", f"{index.info()['partitions']} partitions, {index.info()['lists']} lists"),
+            ("layout", _layout(index.info())),
             ("time", f"{time.perf_counter() - start:.2f} s"),
         ],
     )
@@ -254,10 +254,18 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 
 # -- info, count ---------------------------------------------------------------
+def _layout(info: dict[str, Any]) -> str:
+    return (
+        f"{info['partitions']} partitions, {info['lists']} lists of ~{info['list_size']} rows "
+        f"(default nprobe {info['default_nprobe']})"
+    )
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     index = open(args.index, verify=not args.no_verify)
     info = index.info()
     rows = [(key, str(info[key])) for key in ("count", "dim", "metric", "id_type", "path")]
+    rows.append(("layout", _layout(info)))
     rows += [(f"  {name}", kind) for name, kind in info["schema"].items()]
     summary(f"index {args.index}", rows)
 
