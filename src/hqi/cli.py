@@ -255,9 +255,10 @@ def cmd_search(args: argparse.Namespace) -> None:
 
 # -- info, count ---------------------------------------------------------------
 def _layout(info: dict[str, Any]) -> str:
+    parts, lists = info["partitions"], info["lists"]
     return (
-        f"{info['partitions']} partitions, {info['lists']} lists of ~{info['list_size']} rows "
-        f"(default nprobe {info['default_nprobe']})"
+        f"{parts} partition{'s' * (parts != 1)}, {lists} list{'s' * (lists != 1)} "
+        f"of ~{info['list_size']} rows (default nprobe {info['default_nprobe']})"
     )
 
 
