@@ -162,6 +162,18 @@ def test_where_and_count(index, catalog) -> None:
     assert index.count(text) == len(expected)
 
 
+def _assert_global_order(top: TopK, dist: np.ndarray, k: int) -> None:
+    """``top`` holds each row's k smallest finite entries of ``dist`` in (distance,
+    position) order, padded with -1."""
+    pos, d = top.finish()
+    for i in range(dist.shape[0]):
+        finite = np.flatnonzero(np.isfinite(dist[i]))
+        order = finite[np.lexsort((finite, dist[i, finite]))][:k]
+        assert list(pos[i, : order.size]) == list(order)
+        assert (pos[i, order.size :] == -1).all()
+        np.testing.assert_array_equal(d[i, : order.size], dist[i, order])
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     hnp.arrays(
@@ -180,14 +192,7 @@ def test_topk_merge_is_order_independent(dist, k, block) -> None:
     for s in reversed(starts):
         cols = np.arange(s, min(s + block, n))
         top.push_block(np.arange(nq), dist[:, s : s + block].copy(), cols)
-    pos, d = top.finish()
-    for i in range(nq):
-        finite = np.flatnonzero(np.isfinite(dist[i]))
-        order = finite[np.lexsort((finite, dist[i, finite]))][:k]
-        assert list(pos[i, : order.size]) == list(order)
-        assert (pos[i, order.size :] == -1).all()
-        np.testing.assert_array_equal(d[i, : order.size], dist[i, order])
-        np.testing.assert_array_equal(d[i, : order.size], dist[i, order])
+    _assert_global_order(top, dist, k)
 
 
 @settings(max_examples=80, deadline=None)
@@ -225,10 +230,4 @@ def test_topk_wide_blocks_equal_full_sort(rng) -> None:
     top = TopK(nq, k)
     for s in range(0, n, 8_192):
         top.push_block(np.arange(nq), dist[:, s : s + 8_192], np.arange(s, min(n, s + 8_192)))
-    pos, d = top.finish()
-    for i in range(nq):
-        finite = np.flatnonzero(np.isfinite(dist[i]))
-        order = finite[np.lexsort((finite, dist[i, finite]))][:k]
-        assert list(pos[i, : order.size]) == list(order)
-        assert (pos[i, order.size :] == -1).all()
-        np.testing.assert_array_equal(d[i, : order.size], dist[i, order])
+    _assert_global_order(top, dist, k)

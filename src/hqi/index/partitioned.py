@@ -86,7 +86,8 @@ class BuildOptions:
     vector_probe: int | None = None
 
     def rows_per_list(self, n: int) -> int:
-        """``list_size``, or the default for ``n`` rows (:func:`default_list_size`)."""
+        """``list_size``, or the default for a collection of ``n`` rows
+        (:func:`default_list_size`); every leaf's training asks with the whole N."""
         return self.list_size if self.list_size is not None else default_list_size(n)
 
     @classmethod
@@ -236,12 +237,9 @@ def build_partitioning(
     default runs them one after another here (the Ray backend runs them as
     parallel tasks, :mod:`hqi.distributed`).
     """
-    import dataclasses
     import time
 
     n = vectors.shape[0]
-    # The default list size depends on N: fix it here, for every leaf's training.
-    options = dataclasses.replace(options, list_size=options.rows_per_list(n))
     stats: dict[str, float] = {}
     t0 = time.perf_counter()
     if options.workload:
