@@ -113,3 +113,20 @@ predicates = st.recursive(
     ),
     max_leaves=6,
 )
+
+
+# Filters a string column's inverted index bounds (equality or IN), alone or
+# combined with arbitrary predicates, for the candidate-rows path.
+_bounded_atom = st.one_of(
+    st.sampled_from([*STRINGS, "zzz"]).map(lambda v: f"s = {quote(v)}"),
+    st.lists(str_lit, min_size=1, max_size=3).map(lambda v: f"s IN ({', '.join(v)})"),
+)
+bounded_predicates = st.recursive(
+    _bounded_atom,
+    lambda inner: st.one_of(
+        st.tuples(inner, predicates).map(lambda p: f"({p[0]}) AND ({p[1]})"),
+        st.tuples(predicates, inner).map(lambda p: f"({p[0]}) AND ({p[1]})"),
+        st.tuples(inner, inner).map(lambda p: f"({p[0]}) OR ({p[1]})"),
+    ),
+    max_leaves=4,
+)

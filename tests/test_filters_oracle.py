@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Iterator
 
 import duckdb
@@ -12,7 +13,10 @@ from hypothesis import strategies as st
 
 from hqi.query import evaluate, parse_filter
 from hqi.query.shapes import FilterParser
-from strategies import STORE, TABLE, predicates
+from strategies import STORE, TABLE, bounded_predicates, predicates
+
+# The module (the package re-exports its function `evaluate` under the same name).
+query_evaluate = importlib.import_module("hqi.query.evaluate")
 
 
 @pytest.fixture(scope="module")
@@ -39,6 +43,44 @@ def hqi_ids(text: str) -> list[int]:
 @given(predicates)
 def test_selection_equals_duckdb(con, text: str) -> None:
     assert hqi_ids(text) == duckdb_ids(con, text)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(bounded_predicates)
+def test_candidate_rows_evaluation_equals_duckdb(con, monkeypatch, text: str) -> None:
+    """With no size limit, a filter an inverted index bounds is evaluated on its
+    candidate rows only: they hold every selected row and the selection is DuckDB's."""
+    monkeypatch.setattr(query_evaluate, "SPARSE_MIN_ROWS", 0)
+    monkeypatch.setattr(query_evaluate, "SPARSE_FRACTION", 1.0)
+    rows = query_evaluate.candidates(parse_filter(text, STORE.schema), STORE, STORE.num_rows)
+    assert rows is not None
+    expected = duckdb_ids(con, text)
+    assert set(expected) <= set(rows.tolist())
+    assert hqi_ids(text) == expected
+
+
+def test_candidate_rows_come_from_inverted_indexes() -> None:
+    s = STORE["s"]
+    assert s.rows_with("jazz").tolist() == np.flatnonzero(s.codes == s.code_of["jazz"]).tolist()
+    assert s.rows_with("not there").size == 0
+    pred = parse_filter("s = 'jazz' AND i > 0", STORE.schema)
+    assert query_evaluate.candidates(pred, STORE, STORE.num_rows).tolist() == (
+        s.rows_with("jazz").tolist()
+    )
+    # The smallest bound of an AND; an OR needs every branch bounded; limits hold.
+    both = parse_filter("list_contains(tags, 'live') AND s IN ('jazz', 'rock')", STORE.schema)
+    assert query_evaluate.candidates(both, STORE, STORE.num_rows).size == (
+        s.count("jazz") + s.count("rock")
+    )
+    assert (
+        query_evaluate.candidates(parse_filter("s = 'jazz' OR i > 0", STORE.schema), STORE, 10**6)
+        is None
+    )
+    assert query_evaluate.candidates(pred, STORE, s.count("jazz") - 1) is None
 
 
 @settings(

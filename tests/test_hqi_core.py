@@ -303,3 +303,29 @@ def test_shared_filters_prefilter_sooner(learned, workload) -> None:
     pairs = list(zip(alone, shared, strict=True))
     assert ("prefilter", "scan") not in pairs
     assert ("scan", "prefilter") in pairs
+
+
+def test_selective_filters_evaluated_on_candidate_rows(monkeypatch, learned, workload) -> None:
+    """With the candidate-rows path on at this small size, the plans count
+    selective filters (artist = ..., list_contains) from inverted indexes: the
+    exact and all-probes answers must not change."""
+    import importlib
+
+    evaluate_module = importlib.import_module("hqi.query.evaluate")
+    q, f = workload.queries[:150], workload.filters[:150]
+    before_exact = learned.search(q, f, k=10, exact=True)
+    before_all = learned.search(q, f, k=10, nprobe=10_000)
+    taken = []
+    sparse_mask = evaluate_module._sparse_mask
+
+    def counting(pred, store):
+        out = sparse_mask(pred, store)
+        taken.append(out is not None)
+        return out
+
+    monkeypatch.setattr(evaluate_module, "SPARSE_MIN_ROWS", 0)
+    monkeypatch.setattr(evaluate_module, "_sparse_mask", counting)
+    after_exact = learned.search(q, f, k=10, exact=True)
+    assert any(taken), "no filter took the candidate-rows path"
+    np.testing.assert_array_equal(after_exact.ids, before_exact.ids)
+    np.testing.assert_array_equal(learned.search(q, f, k=10, nprobe=10_000).ids, before_all.ids)

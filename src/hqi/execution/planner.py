@@ -213,13 +213,15 @@ def _route(
     partial_parts = routed[partial]
     starts = part.part_bounds[partial_parts]
     stops = part.part_bounds[partial_parts + 1]
-    if 2 * int((stops - starts).sum()) < evaluator.num_rows:
+    # A selective filter is evaluated on its candidate rows only (None: not selective).
+    mask = None if pred is None else evaluator.sparse_mask(pred)
+    if mask is None and 2 * int((stops - starts).sum()) < evaluator.num_rows:
         # Few rows need a mask: evaluate on just those rows, concatenated.
         mask = ranges.get(evaluator.store, partial_parts, starts, stops).mask(pred)
         lengths = stops - starts
         stops = np.cumsum(lengths)
         starts = stops - lengths
-    else:
+    elif mask is None:
         mask = evaluator.mask(pred)
     masks: dict[int, np.ndarray] = {}
     # One pass per partial partition: count (a popcount) and pack its mask.

@@ -104,6 +104,32 @@ class StringData:
         """Dictionary value -> code."""
         return {value: i for i, value in enumerate(self.dictionary.tolist())}
 
+    @cached_property
+    def counts(self) -> np.ndarray:
+        """Rows holding each code (D,)."""
+        return np.bincount(self.codes[self.codes >= 0], minlength=self.dictionary.size)
+
+    @cached_property
+    def postings(self) -> tuple[np.ndarray, np.ndarray]:
+        """Inverted index: (bounds (D + 1,), rows grouped by code, ascending in each)."""
+        order = np.argsort(self.codes, kind="stable")
+        bounds = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
+        nulls = self.codes.size - int(bounds[-1])
+        return bounds, order[nulls:]  # NULLs (-1) sort first
+
+    def count(self, value: str) -> int:
+        """Rows holding ``value``."""
+        code = self.code_of.get(value)
+        return 0 if code is None else int(self.counts[code])
+
+    def rows_with(self, value: str) -> np.ndarray:
+        """Rows holding ``value`` (ascending)."""
+        code = self.code_of.get(value)
+        if code is None:
+            return np.zeros(0, dtype=np.int64)
+        bounds, rows = self.postings
+        return rows[bounds[code] : bounds[code + 1]]
+
 
 @dataclass(frozen=True)
 class ValueData:
@@ -199,7 +225,14 @@ def encode_column(name: str, col: pa.ChunkedArray | pa.Array) -> ColumnData:
 
 
 class ColumnStore:
-    """Lazily encoded attribute columns of one collection (see module docs)."""
+    """Lazily encoded attribute columns of one collection (see module docs).
+
+    ``indexed``: its string columns may build inverted indexes
+    (:attr:`StringData.postings`), which selective filters use to evaluate on
+    their candidate rows only (:mod:`hqi.query.evaluate`).
+    """
+
+    indexed = True
 
     def __init__(self, table: pa.Table) -> None:
         self.table = table
@@ -232,12 +265,9 @@ class _RangeList(ListData):
     _stops: np.ndarray
     _bases: np.ndarray
 
-    def __init__(self, parent: ListData, starts: np.ndarray, stops: np.ndarray) -> None:
-        valid = (
-            None
-            if parent.valid is None
-            else np.concatenate([parent.valid[a:b] for a, b in zip(starts, stops, strict=True)])
-        )
+    def __init__(
+        self, parent: ListData, starts: np.ndarray, stops: np.ndarray, valid: np.ndarray | None
+    ) -> None:
         object.__setattr__(self, "offsets", parent.offsets)
         object.__setattr__(self, "codes", parent.codes)
         object.__setattr__(self, "rows", parent.rows)
@@ -267,6 +297,8 @@ class RangeStore(ColumnStore):
     Columns are gathered on first use; dictionaries and inverted indexes are
     the parent's. For evaluating a filter on part of the rows only.
     """
+
+    indexed = False  # short-lived: an inverted index would not pay for itself
 
     def __init__(self, parent: ColumnStore, starts: np.ndarray, stops: np.ndarray) -> None:
         self.parent = parent
@@ -304,6 +336,7 @@ class RangeStore(ColumnStore):
                 valid = None if whole.valid is None else self._cat(whole.valid)
                 data = ValueData(self._cat(whole.values), valid)
             else:
-                data = _RangeList(whole, self.starts, self.stops)
+                valid = None if whole.valid is None else self._cat(whole.valid)
+                data = _RangeList(whole, self.starts, self.stops, valid)
             self._cache[name] = data
         return data
