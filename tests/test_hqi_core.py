@@ -254,19 +254,23 @@ def test_estimated_filters_are_masked_where_probed(monkeypatch, learned, workloa
     plan = learned._plan(q, f, hqi.SearchOptions.from_kwargs(k=10), 4)
     estimated = [i for i, fp in enumerate(plan.filters) if fp.estimated]
     assert estimated, "no filter took the estimated path"
-    part = learned._part
     probe_filter = plan.query_filter[plan.probe_query]
     for i in estimated:
         fp = plan.filters[i]
         assert fp.strategy == "scan" and fp.partial is not None
+        assert not fp.masks  # its masks are per probed list
         truth_mask = learned.mask(str(fp.pred))
-        for cell in np.unique(plan.probe_cell[probe_filter == i]).tolist():
+        probed = np.unique(plan.probe_cell[probe_filter == i]).tolist()
+        assert set(fp.list_masks) <= set(probed)
+        for cell in probed:
             p = int(plan.cell_part[cell])
             start, stop = (int(x) for x in plan.cell_bounds[cell])
-            base = int(part.part_bounds[p])
-            got = fp.rows(p, start - base, stop - base)
             want = truth_mask[start:stop]
-            np.testing.assert_array_equal(want if got is None else got, want)
+            if p in fp.partial:  # partial partition: the list's own mask
+                got = np.unpackbits(fp.list_masks[cell], count=stop - start).view(bool)
+                np.testing.assert_array_equal(got, want)
+            else:  # covered: no mask, every row qualifies
+                assert cell not in fp.list_masks and want.all()
     explained = learned.explain(q, f, k=10, nprobe=4)
     assert explained.column("estimated").to_pylist().count(True) > 0
     res = learned.search(q, f, k=10, nprobe=10_000)

@@ -160,8 +160,11 @@ def split_plan(plan: Any, queries: np.ndarray, owner: np.ndarray, workers: int) 
                 filters.append(replace(f, pred=None))  # gathers across partitions: all masks
             else:  # scans on this worker's partitions only: their masks, nothing to gather
                 keep = {p: m for p, m in f.masks.items() if owner[p] == w}
+                lists = {c: m for c, m in f.list_masks.items() if owner[plan.cell_part[c]] == w}
                 strategy = "scan" if f.strategy == "prefilter" else f.strategy
-                filters.append(replace(f, pred=None, masks=keep, strategy=strategy))
+                filters.append(
+                    replace(f, pred=None, masks=keep, list_masks=lists, strategy=strategy)
+                )
         remap = np.full(plan.query_filter.size, -1, dtype=np.int64)
         remap[qids] = np.arange(qids.size)
         sub = BatchPlan(

@@ -74,22 +74,28 @@ _PENALTY = np.where(
 
 PENALTY_ROWS = 32  # filters whose penalties are made in one table lookup (bounds memory)
 
+Masked = tuple[int, int, np.ndarray, int]  # query slice [s0, s1), packed bits, bits' first row
 
-def _add_penalties(
-    dist: np.ndarray, q0: int, masked: list[tuple[int, int, np.ndarray]], lo: int, hi: int
-) -> None:
-    """Add +inf to ``dist`` (the cell's queries ``q0...``, rows ``[lo, hi)`` of the
-    partition) where each masked filter's slice of queries ``[s0, s1)`` is
-    rejected by its packed mask bits; 0 elsewhere. A few filters' penalties are
-    made by one table lookup, then added row slice by row slice."""
-    b0, b1 = lo // 8, (hi + 7) // 8
+
+def _add_penalties(dist: np.ndarray, q0: int, masked: list[Masked], r0: int, r1: int) -> None:
+    """Add +inf to ``dist`` (the cell's queries ``q0...``, stored rows ``[r0, r1)``)
+    where each masked filter's slice of queries ``[s0, s1)`` is rejected by its
+    packed mask bits (which start at stored row ``base``: its partition's or
+    its list's first); 0 elsewhere. A few filters' penalties are made by one
+    table lookup, then added row slice by row slice."""
     q1 = q0 + dist.shape[0]
-    for c in range(0, len(masked), PENALTY_ROWS):
-        chunk = masked[c : c + PENALTY_ROWS]
-        pen = _PENALTY[np.stack([bits[b0:b1] for _, _, bits in chunk])]
-        pen = pen.reshape(len(chunk), -1)[:, lo - 8 * b0 : hi - 8 * b0]
-        for row, (s0, s1, _) in enumerate(chunk):
-            dist[max(s0, q0) - q0 : min(s1, q1) - q0] += pen[row]
+    by_base: dict[int, list[Masked]] = {}
+    for entry in masked:
+        by_base.setdefault(entry[3], []).append(entry)
+    for base, entries in by_base.items():
+        lo, hi = r0 - base, r1 - base
+        b0, b1 = lo // 8, (hi + 7) // 8
+        for c in range(0, len(entries), PENALTY_ROWS):
+            chunk = entries[c : c + PENALTY_ROWS]
+            pen = _PENALTY[np.stack([bits[b0:b1] for _, _, bits, _ in chunk])]
+            pen = pen.reshape(len(chunk), -1)[:, lo - 8 * b0 : hi - 8 * b0]
+            for row, (s0, s1, _, _) in enumerate(chunk):
+                dist[max(s0, q0) - q0 : min(s1, q1) - q0] += pen[row]
 
 
 def _scan_cells(
@@ -114,27 +120,28 @@ def _scan_cells(
         # The cell's queries run in filter order: each filter is one slice of them,
         # and only the filters partial in this partition have a mask here.
         fseg = np.concatenate([[0], np.flatnonzero(np.diff(cf)) + 1, [cf.size]])
-        masked = [
-            (int(fseg[j]), int(fseg[j + 1]), bits)
-            for j, fid in enumerate(cf[fseg[:-1]].tolist())
-            if (bits := plan.filters[fid].masks.get(p)) is not None
-        ]
-        seg_starts = [s0 for s0, _, _ in masked]
-        seg_ends = [s1 for _, s1, _ in masked]
+        masked: list[Masked] = []
+        for j, fid in enumerate(cf[fseg[:-1]].tolist()):
+            f = plan.filters[fid]
+            if (bits := f.masks.get(p)) is not None:
+                masked.append((int(fseg[j]), int(fseg[j + 1]), bits, pstart))
+            elif (bits := f.list_masks.get(cell)) is not None:
+                masked.append((int(fseg[j]), int(fseg[j + 1]), bits, start))
+        seg_starts = [s0 for s0, _, _, _ in masked]
+        seg_ends = [s1 for _, s1, _, _ in masked]
         computed += (stop - start) * cq.size
         for r0 in range(start, stop, block_rows):
             r1 = min(stop, r0 + block_rows)
             block = vectors[r0:r1]
             bnorms = None if norms is None else norms[r0:r1]
             cols = np.arange(r0, r1, dtype=np.int64)
-            lo, hi = r0 - pstart, r1 - pstart
             for q0 in range(0, cq.size, query_block):
                 q1 = min(cq.size, q0 + query_block)
                 dist = _block_distances(queries[cq[q0:q1]], block, bnorms)
                 # +inf on the rows each query's filter rejects (a branch-free add).
                 first, last = bisect_right(seg_ends, q0), bisect_left(seg_starts, q1)
                 if first < last:
-                    _add_penalties(dist, q0, masked[first:last], lo, hi)
+                    _add_penalties(dist, q0, masked[first:last], r0, r1)
                 top.push_block(cq[q0:q1], dist, cols)
     return computed
 

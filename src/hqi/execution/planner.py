@@ -73,7 +73,10 @@ class FilterPlan:
 
     ``masks`` holds, for each routed partition where the filter is partial,
     the packed bits (``np.packbits``) of its mask over that partition's rows;
-    :meth:`rows` unpacks any row range of it.
+    :meth:`rows` unpacks any row range of it. An estimated filter has
+    ``list_masks`` instead: packed bits over the rows of each list its
+    queries probe in its partial partitions (list id -> bits from the list's
+    first row).
     """
 
     pred: Predicate | None
@@ -85,6 +88,7 @@ class FilterPlan:
     counts: np.ndarray  # qualifying rows in each routed partition
     estimated: bool = False  # counts and qualifying estimated from the row sample
     partial: np.ndarray | None = None  # estimated: the partitions where it is partial
+    list_masks: dict[int, np.ndarray] = field(default_factory=dict)  # estimated: probed lists
 
     @property
     def num_covered(self) -> int:
@@ -98,7 +102,10 @@ class FilterPlan:
         bits = self.masks.get(p)
         if bits is None:
             if self.partial is not None and p in self.partial:
-                raise ValueError(f"partition {p} was not probed: its mask was never computed")
+                raise ValueError(
+                    f"partition {p}: this estimated filter has masks of its probed lists "
+                    "only (list_masks)"
+                )
             return None
         b0 = start // 8
         unpacked = np.unpackbits(bits[b0 : (stop + 7) // 8])
@@ -240,8 +247,7 @@ def _mask_probed(
     f: FilterPlan, cells: np.ndarray, part: Partitioning, list_part: np.ndarray, store: ColumnStore
 ) -> None:
     """Evaluate estimated filter ``f`` on the probed ``cells`` (lists) of its partial
-    partitions only and store the masks (bits of lists nobody probes stay 0:
-    never read)."""
+    partitions only and keep each list's packed mask (``f.list_masks``)."""
     assert f.partial is not None
     is_partial = np.zeros(part.num_parts, dtype=bool)
     is_partial[f.partial] = True
@@ -250,25 +256,10 @@ def _mask_probed(
         return
     starts, stops = part.list_bounds[cells], part.list_bounds[cells + 1]
     mask = evaluate(f.pred, RangeStore(store, starts, stops))
-    # Scatter the lists' bits into one zeroed buffer holding each partition's
-    # rows from an 8-aligned offset, pack it once and keep a view per partition.
-    cell_parts = list_part[cells]  # sorted: cells are
-    parts, first = np.unique(cell_parts, return_index=True)
-    part_start = part.part_bounds[parts]
-    padded = (part.part_bounds[parts + 1] - part_start + 7) // 8 * 8
-    base = np.cumsum(padded) - padded
-    which = np.repeat(np.arange(parts.size), np.diff(np.append(first, cells.size)))
-    dest = (base[which] + starts - part_start[which]).tolist()
-    lengths = (stops - starts).tolist()
-    full = np.zeros(int(padded.sum()), dtype=bool)
-    src = 0
-    for d, n in zip(dest, lengths, strict=True):
-        full[d : d + n] = mask[src : src + n]
-        src += n
-    packed = np.packbits(full)
-    byte_bounds = zip((base // 8).tolist(), ((base + padded) // 8).tolist(), strict=True)
-    for p, (b0, b1) in zip(parts.tolist(), byte_bounds, strict=True):
-        f.masks[p] = packed[b0:b1]
+    offset = 0
+    for cell, n in zip(cells.tolist(), (stops - starts).tolist(), strict=True):
+        f.list_masks[cell] = np.packbits(mask[offset : offset + n])
+        offset += n
 
 
 def _nearest_enough(
