@@ -333,3 +333,24 @@ def test_selective_filters_evaluated_on_candidate_rows(monkeypatch, learned, wor
     assert any(taken), "no filter took the candidate-rows path"
     np.testing.assert_array_equal(after_exact.ids, before_exact.ids)
     np.testing.assert_array_equal(learned.search(q, f, k=10, nprobe=10_000).ids, before_all.ids)
+
+
+def test_row_sample_counts_hits_per_partition() -> None:
+    """The sample's per-partition hit counts (segment sums) equal a direct count,
+    with empty partitions and partitions holding no sampled row."""
+    from hqi.execution.planner import RowSample
+    from hqi.query import ColumnStore, parse_filter
+
+    n = 1000
+    store = ColumnStore(pa.table({"x": np.arange(n) % 7}))
+    bounds = np.array([0, 0, 5, 400, 401, 407, 990, n])  # [0, 0) empty, [401, 407) unsampled
+    sample = RowSample(store, bounds, stride=8)
+    pred = parse_filter("x <= 3", store.schema)
+    parts = np.arange(bounds.size - 1)
+    est, hits = sample.estimate(pred, parts)
+    positions = np.arange(0, n, 8)
+    selected = positions[(positions % 7) <= 3]
+    want = np.bincount(np.searchsorted(bounds, selected, side="right") - 1, minlength=parts.size)
+    assert hits == want.sum()
+    per_part = np.bincount(np.searchsorted(bounds, positions, side="right") - 1, minlength=7)
+    np.testing.assert_allclose(est, want * np.diff(bounds) / np.maximum(per_part, 1))

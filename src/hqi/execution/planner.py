@@ -184,14 +184,24 @@ class RowSample:
         positions = np.arange(0, store.num_rows, stride, dtype=np.int64)
         sampled = ColumnStore(store.table.take(positions))
         self.evaluator = BatchEvaluator(sampled, max_bytes=64 * max(positions.size, 1))
-        self.part = np.searchsorted(part_bounds, positions, side="right") - 1
+        part = np.searchsorted(part_bounds, positions, side="right") - 1
         num_parts = part_bounds.size - 1
-        per_part = np.bincount(self.part, minlength=num_parts)
+        per_part = np.bincount(part, minlength=num_parts)
         self.scale = np.diff(part_bounds) / np.maximum(per_part, 1)
+        # Sample rows are in partition order: each non-empty partition's hits are
+        # one segment sum (np.add.reduceat; 10 us at any selectivity, where a
+        # bincount of the hits took 11-75 us).
+        self.nonempty = np.flatnonzero(per_part > 0)
+        self.first = np.searchsorted(part, self.nonempty)
 
     def estimate(self, pred: Predicate | None, parts: np.ndarray) -> tuple[np.ndarray, int]:
         """(estimated qualifying rows of each of ``parts``, sample hits in them)."""
-        hits = np.bincount(self.part[self.evaluator.mask(pred)], minlength=self.scale.size)[parts]
+        hits = np.zeros(self.scale.size, dtype=np.int64)
+        if self.first.size:
+            hits[self.nonempty] = np.add.reduceat(
+                self.evaluator.mask(pred), self.first, dtype=np.int64
+            )
+        hits = hits[parts]
         return hits * self.scale[parts], int(hits.sum())
 
 
