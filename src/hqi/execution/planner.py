@@ -42,8 +42,9 @@ clearly be scanned (not prefiltered), probing runs on the estimates and the
 filter is then evaluated only on the lists its queries probe
 (:func:`_mask_probed`); bits of lists nobody probes are never computed or
 read. Those masks also drop the probes of lists where none of the filter's
-rows qualify (they could only add +inf) and need no mask where all do. Otherwise (selective filters, exact search) the filter is counted
-exactly as in step 1. ``FilterPlan.estimated`` and ``explain`` say which.
+rows qualify (they could only add +inf) and need no mask where all do.
+Otherwise (selective filters, exact search) the filter is counted exactly
+as in step 1. ``FilterPlan.estimated`` and ``explain`` say which.
 
 The plan is data (:class:`BatchPlan`); :mod:`.batch` executes it and
 ``Index.explain`` prints it, so what is explained is what runs.
