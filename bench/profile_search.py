@@ -1,11 +1,14 @@
 """Where hqi's batch time goes: planning vs execution, rows scanned, strategies.
 
-.venv/bin/python bench/profile_search.py --n 1000000 --queries 10000 --train 5000
+.venv/bin/python bench/profile_search.py --n 1000000 --queries 10000 --train 5000 --nprobe 6
+
+Times are medians over ``--repeats`` searches of the whole batch.
 """
 
 from __future__ import annotations
 
 import argparse
+import statistics
 import time
 
 import hqi
@@ -20,6 +23,7 @@ def main() -> None:
     parser.add_argument("--train", type=int, default=2_000)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--nprobe", type=int, default=32)
+    parser.add_argument("--repeats", type=int, default=3)
     args = parser.parse_args()
     catalog = make_catalog(args.n, args.dim)
     train = make_workload(catalog, args.train, seed=101)
@@ -35,10 +39,17 @@ def main() -> None:
     )
     index.search(batch.queries[:100], batch.filters[:100], k=10)  # warm-up
     for opts in ({"nprobe": args.nprobe}, {"exact": True}):
-        s = index.search(batch.queries, batch.filters, k=10, threads=args.threads, **opts).stats
+        runs = [
+            index.search(batch.queries, batch.filters, k=10, threads=args.threads, **opts).stats
+            for _ in range(max(args.repeats, 1))
+        ]
+        s = runs[-1]
+        total = statistics.median(r["seconds"] for r in runs)
+        plan = statistics.median(r["plan_seconds"] for r in runs)
+        execution = statistics.median(r["seconds"] - r["plan_seconds"] for r in runs)
         print(
-            f"{opts}: total {s['seconds']:.2f} s, planning {s['plan_seconds']:.2f} s, "
-            f"execution {s['seconds'] - s['plan_seconds']:.2f} s, rows scanned/query "
+            f"{opts}: total {total:.2f} s, planning {plan:.2f} s, "
+            f"execution {execution:.2f} s (medians of {len(runs)}), rows scanned/query "
             f"{s['rows_scanned'] / len(batch):,.0f}, filters: {s['groups']:.0f} distinct, "
             f"{s['prefilter_filters']:.0f} prefilter, {s['scan_filters']:.0f} scan"
         )
