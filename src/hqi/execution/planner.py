@@ -234,14 +234,15 @@ def _route(
     stops = part.part_bounds[partial_parts + 1]
     # A selective filter is evaluated on its candidate rows only (None: not selective).
     mask = None if pred is None else evaluator.sparse_mask(pred)
-    if mask is None and 2 * int((stops - starts).sum()) < evaluator.num_rows:
-        # Few rows need a mask: evaluate on just those rows, concatenated.
-        mask = ranges.get(evaluator.store, partial_parts, starts, stops).mask(pred)
-        lengths = stops - starts
-        stops = np.cumsum(lengths)
-        starts = stops - lengths
-    elif mask is None:
-        mask = evaluator.mask(pred)
+    if mask is None:
+        if 2 * int((stops - starts).sum()) < evaluator.num_rows:
+            # Few rows need a mask: evaluate on just those rows, concatenated.
+            mask = ranges.get(evaluator.store, partial_parts, starts, stops).mask(pred)
+            lengths = stops - starts
+            stops = np.cumsum(lengths)
+            starts = stops - lengths
+        else:
+            mask = evaluator.mask(pred, sparse=False)
     masks: dict[int, np.ndarray] = {}
     # One pass per partial partition: count (a popcount) and pack its mask.
     bounds = zip(partial_parts.tolist(), starts.tolist(), stops.tolist(), strict=True)

@@ -94,10 +94,12 @@ def normalize_table(table: pa.Table) -> pa.Table:
     return pa.table(columns, names=table.column_names)
 
 
-@dataclass(frozen=True)
-class StringData:
-    codes: np.ndarray  # int32 (N,), -1 = NULL
-    dictionary: np.ndarray  # object (D,) of str
+class _Coded:
+    """Dictionary-coded entries (codes into ``dictionary``, -1 = NULL): the
+    value -> code lookup and an inverted index code -> rows, built on first use."""
+
+    codes: np.ndarray
+    dictionary: np.ndarray
 
     @cached_property
     def code_of(self) -> dict[str, int]:
@@ -106,29 +108,39 @@ class StringData:
 
     @cached_property
     def counts(self) -> np.ndarray:
-        """Rows holding each code (D,)."""
+        """Entries holding each code (D,)."""
         return np.bincount(self.codes[self.codes >= 0], minlength=self.dictionary.size)
+
+    def _rows_of(self, entries: np.ndarray) -> np.ndarray:
+        """The row of each entry (an entry is a row here)."""
+        return entries
 
     @cached_property
     def postings(self) -> tuple[np.ndarray, np.ndarray]:
         """Inverted index: (bounds (D + 1,), rows grouped by code, ascending in each)."""
-        order = np.argsort(self.codes, kind="stable")
+        order = np.argsort(self.codes, kind="stable")  # NULLs (-1) sort first
         bounds = np.concatenate([[0], np.cumsum(self.counts)]).astype(np.int64)
-        nulls = self.codes.size - int(bounds[-1])
-        return bounds, order[nulls:]  # NULLs (-1) sort first
+        return bounds, self._rows_of(order[self.codes.size - int(bounds[-1]) :])
 
     def count(self, value: str) -> int:
-        """Rows holding ``value``."""
+        """Entries holding ``value``."""
         code = self.code_of.get(value)
         return 0 if code is None else int(self.counts[code])
 
     def rows_with(self, value: str) -> np.ndarray:
-        """Rows holding ``value`` (ascending)."""
+        """Rows holding ``value`` (ascending; a list column's row repeats when its
+        list repeats the value)."""
         code = self.code_of.get(value)
         if code is None:
             return np.zeros(0, dtype=np.int64)
         bounds, rows = self.postings
         return rows[bounds[code] : bounds[code + 1]]
+
+
+@dataclass(frozen=True)
+class StringData(_Coded):
+    codes: np.ndarray  # int32 (N,), -1 = NULL
+    dictionary: np.ndarray  # object (D,) of str
 
 
 @dataclass(frozen=True)
@@ -138,34 +150,15 @@ class ValueData:
 
 
 @dataclass(frozen=True)
-class ListData:
+class ListData(_Coded):
     offsets: np.ndarray  # int64 (N + 1,)
     codes: np.ndarray  # int32 (total elements,), -1 = NULL element
     rows: np.ndarray  # int32 (total elements,): the row of each element
     dictionary: np.ndarray  # object (D,) of str
     valid: np.ndarray | None  # bool (N,): False where the list itself is NULL
 
-    @cached_property
-    def code_of(self) -> dict[str, int]:
-        """Dictionary value -> code."""
-        return {value: i for i, value in enumerate(self.dictionary.tolist())}
-
-    @cached_property
-    def postings(self) -> tuple[np.ndarray, np.ndarray]:
-        """Inverted index: (bounds (D + 1,), rows grouped by element code)."""
-        order = np.argsort(self.codes, kind="stable")
-        valid = self.codes[order] >= 0
-        counts = np.bincount(self.codes[order][valid], minlength=self.dictionary.size)
-        bounds = np.concatenate([[0], np.cumsum(counts)]).astype(np.int64)
-        return bounds, self.rows[order][valid]
-
-    def rows_with(self, value: str) -> np.ndarray:
-        """Rows whose list contains ``value`` (possibly repeated)."""
-        code = self.code_of.get(value)
-        if code is None:
-            return np.zeros(0, dtype=self.rows.dtype)
-        bounds, rows = self.postings
-        return rows[bounds[code] : bounds[code + 1]]
+    def _rows_of(self, entries: np.ndarray) -> np.ndarray:
+        return self.rows[entries]
 
 
 ColumnData = StringData | ValueData | ListData

@@ -143,13 +143,15 @@ class BatchEvaluator:
     def num_rows(self) -> int:
         return self._evaluator.n
 
-    def mask(self, pred: Predicate | None) -> np.ndarray:
-        """Boolean mask of the rows where ``pred`` is TRUE (read-only; do not modify)."""
+    def mask(self, pred: Predicate | None, *, sparse: bool = True) -> np.ndarray:
+        """Boolean mask of the rows where ``pred`` is TRUE (read-only; do not modify).
+
+        ``sparse=False`` skips the candidate-rows path, for a caller that has
+        already found it does not apply (:meth:`sparse_mask` returned None)."""
         if pred is None:
             return np.ones(self._evaluator.n, dtype=bool)
-        sparse = self.sparse_mask(pred)
-        if sparse is not None:
-            return sparse
+        if sparse and (out := self.sparse_mask(pred)) is not None:
+            return out
         return self._evaluator.mask(pred, want=True)
 
     def sparse_mask(self, pred: Predicate) -> np.ndarray | None:
