@@ -21,7 +21,13 @@ from dataclasses import dataclass
 import numpy as np
 
 from hqi.collection import Metric
-from hqi.execution.exact import Group, _block_distances, _gather_scan, exact_distances
+from hqi.execution.exact import (
+    Group,
+    _block_distances,
+    _gather_scan,
+    exact_distances,
+    ranking_queries,
+)
 from hqi.execution.planner import BatchPlan, FilterPlan
 from hqi.execution.topk import TopK
 from hqi.index.partitioned import Partitioning
@@ -59,7 +65,7 @@ class _Context:
     part: Partitioning
     vectors: np.ndarray
     norms: np.ndarray | None
-    queries: np.ndarray
+    scaled: np.ndarray  # the queries, scaled for _block_distances (ranking_queries)
     block_rows: int
     query_block: int
 
@@ -105,7 +111,7 @@ def _scan_cells(
     segments: list[tuple[int, int]],
 ) -> int:
     """Scan the given cells into ``top``; returns the distance computations."""
-    plan, part, vectors, norms, queries = ctx.plan, ctx.part, ctx.vectors, ctx.norms, ctx.queries
+    plan, part, vectors, norms, scaled = ctx.plan, ctx.part, ctx.vectors, ctx.norms, ctx.scaled
     block_rows, query_block = ctx.block_rows, ctx.query_block
     cells, qids, fids = probes
     computed = 0
@@ -137,7 +143,7 @@ def _scan_cells(
             cols = np.arange(r0, r1, dtype=np.int64)
             for q0 in range(0, cq.size, query_block):
                 q1 = min(cq.size, q0 + query_block)
-                dist = _block_distances(queries[cq[q0:q1]], block, bnorms)
+                dist = _block_distances(scaled[cq[q0:q1]], block, bnorms)
                 # +inf on the rows each query's filter rejects (a branch-free add).
                 first, last = bisect_right(seg_ends, q0), bisect_left(seg_starts, q1)
                 if first < last:
@@ -155,7 +161,7 @@ def _prefilter(ctx: _Context, top: TopK, filter_ids: list[int]) -> int:
         _gather_scan(
             ctx.vectors,
             ctx.norms,
-            ctx.queries,
+            ctx.scaled,
             group,
             top,
             block_rows=ctx.block_rows,
@@ -222,7 +228,8 @@ def collect_topk(
     probes = (cells, qids, fids)
     pre = [i for i, f in enumerate(plan.filters) if f.strategy == "prefilter"]
 
-    ctx = _Context(plan, part, vectors, norms, queries, block_rows, query_block)
+    scaled = ranking_queries(queries, norms)
+    ctx = _Context(plan, part, vectors, norms, scaled, block_rows, query_block)
 
     def run(seg_share: list[tuple[int, int]], pre_share: list[int], top: TopK) -> int:
         done = _prefilter(ctx, top, pre_share)
