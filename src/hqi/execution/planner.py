@@ -287,10 +287,11 @@ def _nearest_enough(
     dist: np.ndarray, expected: np.ndarray, need: float, nprobe: int, head: int
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each query's (row of ``dist``) candidate lists in distance order, and how many
-    it probes: ``nprobe``, or more until their ``expected`` qualifying rows reach
-    ``need``. As (query rows, candidate order, count) groups: the ``head``
-    nearest candidates are selected and sorted for everyone (a partial sort),
-    and only queries they do not satisfy sort all of their candidates."""
+    it probes: ``nprobe``, or more until their ``expected`` qualifying rows (the
+    same row of ``expected``) reach ``need``. As (query rows, candidate order,
+    count) groups: the ``head`` nearest candidates are selected and sorted for
+    everyone (a partial sort), and only queries they do not satisfy sort all
+    of their candidates."""
     m = dist.shape[1]
     out = []
     rows = np.arange(dist.shape[0])
@@ -299,7 +300,7 @@ def _nearest_enough(
         order = np.take_along_axis(
             top, np.argsort(np.take_along_axis(dist, top, axis=1), axis=1, kind="stable"), axis=1
         )
-        cum = np.cumsum(expected[order], axis=1)
+        cum = np.cumsum(np.take_along_axis(expected, order, axis=1), axis=1)
         done = cum[:, -1] >= need  # (head >= nprobe: the head always holds nprobe lists)
         enough = (cum >= need).argmax(axis=1) + 1
         count = np.minimum(np.maximum(enough, nprobe), head)
@@ -307,13 +308,16 @@ def _nearest_enough(
         rows = rows[~done]
         if rows.size == 0:
             return out
-        dist = dist[rows]
+        dist, expected = dist[rows], expected[rows]
     order = np.argsort(dist, axis=1, kind="stable")
-    cum = np.cumsum(expected[order], axis=1)
+    cum = np.cumsum(np.take_along_axis(expected, order, axis=1), axis=1)
     enough = (cum >= need).argmax(axis=1) + 1
     enough[cum[:, -1] < need] = m
     out.append((rows, order, np.minimum(np.maximum(enough, nprobe), m)))
     return out
+
+
+PROBE_CHUNK = 1 << 22  # (query, candidate list) distances ranked at once while probing
 
 
 def gather_ratio(prefilter_ratio: float, queries: int) -> float:
@@ -432,35 +436,56 @@ def plan_batch(
     elif scanning:
         # Global probing: each query's nearest lists among its routed partitions,
         # nprobe of them, or more until they hold expected_hits * k qualifying rows.
+        # Filters routed to the same partitions rank their queries together.
         cent_dist = _centroid_distances(queries, part.centroids, metric)
-        candidates: dict[bytes, np.ndarray] = {}  # lists of a set of routed partitions
         head = max(4 * nprobe, 64)  # nearest lists ranked first; the rest only if needed
         by_query = np.argsort(query_filter, kind="stable")
         first = np.searchsorted(query_filter[by_query], np.arange(len(filters) + 1))
+        same_parts: dict[bytes, list[int]] = {}
         for i in scanning:
-            f = filters[i]
-            qids = by_query[first[i] : first[i + 1]]
-            cand = candidates.get(f.parts.tobytes())
-            if cand is None:
-                cand = np.concatenate([part_list_ids[p] for p in f.parts])
-                candidates[f.parts.tobytes()] = cand
-            density = np.zeros(part.num_parts)
-            density[f.parts] = f.counts / sizes[f.parts]
-            expected = list_sizes[cand] * density[list_part[cand]]
-            dist = cent_dist[np.ix_(qids, cand)]
-            probed = _nearest_enough(dist, expected, expected_hits * k, nprobe, head)
-            for rows, order, count in probed:
-                take = np.arange(order.shape[1])[None, :] < count[:, None]
-                pq_.append(np.broadcast_to(qids[rows, None], order.shape)[take])
-                pc_.append(cand[order][take].astype(np.int64))
-            if f.estimated:
-                mine = slice(len(pc_) - len(probed), len(pc_))
-                cells = np.unique(np.concatenate(pc_[mine]))
-                empty = _mask_probed(f, cells, part, list_part, store)
-                if empty.size:  # lists where nothing qualifies: not worth a product
-                    keep = [~np.isin(c, empty) for c in pc_[mine]]
-                    pq_[mine] = [q[k] for q, k in zip(pq_[mine], keep, strict=True)]
-                    pc_[mine] = [c[k] for c, k in zip(pc_[mine], keep, strict=True)]
+            same_parts.setdefault(filters[i].parts.tobytes(), []).append(i)
+        for members in same_parts.values():
+            parts = filters[members[0]].parts
+            cand = np.concatenate([part_list_ids[p] for p in parts])
+            # Expected qualifying rows of each candidate list, per filter: its size
+            # times its partition's qualifying fraction.
+            density = np.stack([filters[i].counts for i in members]) / sizes[parts]
+            expected = (
+                list_sizes[cand] * density[:, np.repeat(np.arange(parts.size), nlists[parts])]
+            )
+            qids = np.concatenate([by_query[first[i] : first[i + 1]] for i in members])
+            local = np.repeat(np.arange(len(members)), np.diff(first)[members])
+            step = max(PROBE_CHUNK // max(cand.size, 1), 1)
+            for c0 in range(0, qids.size, step):
+                cq = qids[c0 : c0 + step]
+                dist = cent_dist[np.ix_(cq, cand)]
+                ranked = expected[local[c0 : c0 + step]]
+                for rows, order, count in _nearest_enough(
+                    dist, ranked, expected_hits * k, nprobe, head
+                ):
+                    take = np.arange(order.shape[1])[None, :] < count[:, None]
+                    pq_.append(np.broadcast_to(cq[rows, None], order.shape)[take])
+                    pc_.append(cand[order][take].astype(np.int64))
+        estimated = np.array([f.estimated for f in filters], dtype=bool)
+        if estimated.any():
+            # Estimated filters get masks of the lists their queries probe; probes of
+            # lists where none of a filter's rows qualify are dropped.
+            pq, pc = np.concatenate(pq_), np.concatenate(pc_)
+            pf = query_filter[pq]
+            mine = estimated[pf]
+            keys = np.unique(pf[mine] * t + pc[mine])
+            fid, cell = np.divmod(keys, t)
+            bounds = np.searchsorted(fid, np.arange(len(filters) + 1))
+            empty = [
+                i * t
+                + _mask_probed(filters[i], cell[bounds[i] : bounds[i + 1]], part, list_part, store)
+                for i in np.flatnonzero(estimated).tolist()
+            ]
+            dropped = np.concatenate(empty)
+            if dropped.size:  # lists where nothing qualifies: not worth a product
+                keep = ~np.isin(pf * t + pc, dropped)
+                pq, pc = pq[keep], pc[keep]
+            pq_, pc_ = [pq], [pc]
     list_ranges = np.stack([part.list_bounds[:-1], part.list_bounds[1:]], axis=1)
     part_ranges = np.stack([part.part_bounds[:-1], part.part_bounds[1:]], axis=1)
     return BatchPlan(
