@@ -7,11 +7,14 @@ from collections.abc import Iterator
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hqi.query import evaluate, parse_filter
+from hqi.layout import ZoneMaps
+from hqi.query import ColumnStore, evaluate, parse_filter
+from hqi.query.columns import normalize_table
 from hqi.query.shapes import FilterParser
 from strategies import STORE, TABLE, bounded_predicates, predicates
 
@@ -123,3 +126,76 @@ def test_shape_cache_parses_like_sqlglot(texts: list[str]) -> None:
 )
 def test_documented_examples_match_duckdb(con, text: str) -> None:
     assert hqi_ids(text) == duckdb_ids(con, text)
+
+
+def _narrow_table() -> pa.Table:
+    """Columns whose encodings are narrow: int8 values, int16 days and codes."""
+    rng = np.random.default_rng(11)
+    n = 2_000
+    names = [f"artist {i:03d}" for i in range(300)]  # 300 codes: int16
+    return normalize_table(
+        pa.table(
+            {
+                "id": pa.array(np.arange(n)),
+                "small": pa.array(rng.integers(-100, 101, n), pa.int64(), mask=rng.random(n) < 0.1),
+                "day": pa.array(
+                    (np.datetime64("1970-01-01") + rng.integers(0, 30_000, n)).astype(
+                        "datetime64[D]"
+                    ),
+                    pa.date32(),
+                ),
+                "artist": pa.array(rng.choice(names, n).tolist(), mask=rng.random(n) < 0.1),
+                "wide": pa.array(rng.integers(-(2**40), 2**40, n), pa.int64()),
+            }
+        )
+    )
+
+
+NARROW_FILTERS = [
+    "small > 127",
+    "small < 128",
+    "small >= -129",
+    "small = 300",
+    "small != 300",
+    "small <= 99.5",
+    "small > -1e10",
+    "small IN (1000, 5, -100)",
+    "small NOT IN (1000, 5)",
+    "small < 9223372036854775807",
+    "day < DATE '2100-01-01'",
+    "day >= DATE '2030-06-01'",
+    "day > DATE '1900-01-01' AND day < DATE '1990-01-01'",
+    "artist = 'artist 250'",
+    "artist != 'artist 250'",
+    "artist IN ('artist 001', 'artist 299', 'nobody')",
+    "artist >= 'artist 200'",
+    "wide > 1099511627000",
+    "wide < 0 AND small > 0",
+]
+
+
+@pytest.mark.parametrize("text", NARROW_FILTERS)
+def test_narrow_encodings_compare_exactly(text: str) -> None:
+    """Codes, integers and dates are stored in narrow types; literals outside
+    their range still compare exactly (DuckDB), and zone maps over the narrow
+    values never route a qualifying row away."""
+    table = _narrow_table()
+    store = ColumnStore(table)
+    assert store["small"].values.dtype == np.int8
+    assert store["day"].values.dtype == np.int16
+    assert store["artist"].codes.dtype == np.int16
+    assert store["wide"].values.dtype == np.int64
+    con = duckdb.connect()
+    con.register("t", table)
+    expected = sorted(r[0] for r in con.execute(f"SELECT id FROM t WHERE {text}").fetchall())
+    pred = parse_filter(text, store.schema)
+    mask = evaluate(pred, store)
+    assert np.flatnonzero(mask).tolist() == expected
+    cuts = np.arange(0, table.num_rows + 1, 250)
+    flags = ZoneMaps(store, cuts).flags(pred)
+    for p in range(cuts.size - 1):
+        hits = int(mask[cuts[p] : cuts[p + 1]].sum())
+        if hits:
+            assert flags.may_true[p]
+        if flags.all_true[p]:
+            assert hits == cuts[p + 1] - cuts[p]

@@ -23,7 +23,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hqi.query.columns import ColumnStore, ListData, StringData, ValueData
+from hqi.query.columns import ColumnStore, ListData, StringData, ValueData, widen
 from hqi.query.evaluate import _OPS, _isin, _physical
 from hqi.query.predicate import (
     And,
@@ -103,10 +103,8 @@ class ZoneMaps:
             }
         else:
             assert isinstance(data, ValueData)
-            values = data.values
+            values = widen(data.values)  # int64: the fills below would wrap in a narrow type
             valid = np.ones(values.size, dtype=bool) if data.valid is None else data.valid
-            if values.dtype == bool:
-                values = values.astype(np.int64)
             if values.dtype.kind == "f":
                 lo_fill, hi_fill = np.inf, -np.inf
             else:

@@ -2,13 +2,18 @@
 
 An attribute table (Arrow) is turned once into a :class:`ColumnStore`:
 
-* strings become dictionary codes (``int32``, ``-1`` for NULL) plus the
-  dictionary, so a predicate on a string column is evaluated on the (small)
-  dictionary and then gathered through the codes;
+* strings become dictionary codes (``-1`` for NULL) plus the dictionary, so
+  a predicate on a string column is evaluated on the (small) dictionary and
+  then gathered through the codes;
 * integers, floats and booleans keep their values plus a validity mask;
   floating-point NaN counts as NULL (a NaN attribute means "unknown");
 * dates are days since 1970-01-01 and timestamps microseconds since the
-  epoch (UTC for zone-aware columns), both ``int64``;
+  epoch (UTC for zone-aware columns);
+* codes, integers and dates are stored in the narrowest signed integer type
+  that holds them (``year`` in ``int16``, a 20-genre column's codes in
+  ``int8``): evaluating a filter reads and compares 2-8x fewer bytes, and
+  NumPy compares them with any Python integer exactly. Code that does
+  arithmetic on them widens first (:func:`widen`);
 * ``list<string>`` (tags) becomes CSR: per-row offsets into one array of
   element codes, sharing a dictionary.
 """
@@ -139,20 +144,20 @@ class _Coded:
 
 @dataclass(frozen=True)
 class StringData(_Coded):
-    codes: np.ndarray  # int32 (N,), -1 = NULL
+    codes: np.ndarray  # narrowest signed int (N,), -1 = NULL
     dictionary: np.ndarray  # object (D,) of str
 
 
 @dataclass(frozen=True)
 class ValueData:
-    values: np.ndarray  # int64 | float64 | bool (N,); arbitrary where invalid
+    values: np.ndarray  # narrow signed int | float64 | bool (N,); arbitrary where invalid
     valid: np.ndarray | None  # bool (N,); None when no NULLs
 
 
 @dataclass(frozen=True)
 class ListData(_Coded):
     offsets: np.ndarray  # int64 (N + 1,)
-    codes: np.ndarray  # int32 (total elements,), -1 = NULL element
+    codes: np.ndarray  # narrowest signed int (total elements,), -1 = NULL element
     rows: np.ndarray  # int32 (total elements,): the row of each element
     dictionary: np.ndarray  # object (D,) of str
     valid: np.ndarray | None  # bool (N,): False where the list itself is NULL
@@ -170,12 +175,33 @@ def _flat(col: pa.ChunkedArray | pa.Array) -> pa.Array:
     return col
 
 
+def narrow(values: np.ndarray, lo: int, hi: int) -> np.ndarray:
+    """``values`` (integers in ``[lo, hi]``) in the narrowest signed integer type."""
+    for dtype in (np.int8, np.int16, np.int32):
+        info = np.iinfo(dtype)
+        if info.min <= lo and hi <= info.max:
+            return values.astype(dtype)
+    return values.astype(np.int64)
+
+
+def widen(values: np.ndarray) -> np.ndarray:
+    """Integer ``values`` as ``int64`` (before arithmetic or mixing with wide sentinels,
+    which would wrap around in a narrow type); other types unchanged."""
+    return values.astype(np.int64) if values.dtype.kind in "iub" else values
+
+
+def _narrow_ints(values: np.ndarray) -> np.ndarray:
+    if values.size == 0:
+        return values.astype(np.int8)
+    return narrow(values, int(values.min()), int(values.max()))
+
+
 def _encode_strings(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
     if pa.types.is_dictionary(arr.type):
         arr = arr.cast(arr.type.value_type)  # chunks may carry different dictionaries
     encoded = pc.dictionary_encode(arr)
-    codes = encoded.indices.fill_null(-1).to_numpy().astype(np.int32)
     dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
+    codes = narrow(encoded.indices.fill_null(-1).to_numpy(), -1, max(dictionary.size - 1, 0))
     return codes, dictionary
 
 
@@ -204,7 +230,7 @@ def encode_column(name: str, col: pa.ChunkedArray | pa.Array) -> ColumnData:
     valid = _validity(arr)
     if kind is ColumnKind.DATE:
         values = arr.cast(pa.date32()).cast(pa.int32()).fill_null(0).to_numpy()
-        return ValueData(values.astype(np.int64), valid)
+        return ValueData(_narrow_ints(values), valid)
     if kind is ColumnKind.TIMESTAMP:
         unit_arr = arr.cast(pa.timestamp("us", tz=arr.type.tz))
         values = unit_arr.cast(pa.int64()).fill_null(0).to_numpy()
@@ -212,7 +238,7 @@ def encode_column(name: str, col: pa.ChunkedArray | pa.Array) -> ColumnData:
     if kind is ColumnKind.BOOL:
         return ValueData(arr.fill_null(False).to_numpy(zero_copy_only=False), valid)
     if kind is ColumnKind.INT:
-        return ValueData(arr.cast(pa.int64()).fill_null(0).to_numpy(), valid)
+        return ValueData(_narrow_ints(arr.cast(pa.int64()).fill_null(0).to_numpy()), valid)
     values = arr.cast(pa.float64()).fill_null(0.0).to_numpy()
     return ValueData(values, valid)
 
