@@ -64,6 +64,8 @@ def test_candidate_rows_evaluation_equals_duckdb(con, monkeypatch, text: str) ->
     expected = duckdb_ids(con, text)
     assert set(expected) <= set(rows.tolist())
     assert hqi_ids(text) == expected
+    selected = query_evaluate.sparse_rows(parse_filter(text, STORE.schema), STORE)
+    assert selected is not None and selected.tolist() == expected  # ascending, no repeats
 
 
 def test_candidate_rows_come_from_inverted_indexes() -> None:

@@ -323,15 +323,15 @@ def test_selective_filters_evaluated_on_candidate_rows(monkeypatch, learned, wor
     before_exact = learned.search(q, f, k=10, exact=True)
     before_all = learned.search(q, f, k=10, nprobe=10_000)
     taken = []
-    sparse_mask = evaluate_module._sparse_mask
+    sparse_rows = evaluate_module.sparse_rows
 
     def counting(pred, store):
-        out = sparse_mask(pred, store)
+        out = sparse_rows(pred, store)
         taken.append(out is not None)
         return out
 
     monkeypatch.setattr(evaluate_module, "SPARSE_MIN_ROWS", 0)
-    monkeypatch.setattr(evaluate_module, "_sparse_mask", counting)
+    monkeypatch.setattr(evaluate_module, "sparse_rows", counting)
     after_exact = learned.search(q, f, k=10, exact=True)
     assert any(taken), "no filter took the candidate-rows path"
     np.testing.assert_array_equal(after_exact.ids, before_exact.ids)

@@ -36,6 +36,8 @@ __all__ = ["collect_topk", "execute_plan", "finish_topk"]
 
 
 def _qualifying_rows(plan_filter: FilterPlan, part: Partitioning) -> np.ndarray:
+    if plan_filter.row_ids is not None:  # found by the planner (a selective filter)
+        return plan_filter.row_ids
     rows = []
     for p in plan_filter.parts:
         start, stop = int(part.part_bounds[p]), int(part.part_bounds[p + 1])

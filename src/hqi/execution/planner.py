@@ -78,7 +78,8 @@ class FilterPlan:
     :meth:`rows` unpacks any row range of it. An estimated filter has
     ``list_masks`` instead: packed bits over the rows of each list its
     queries probe in its partial partitions (list id -> bits from the list's
-    first row).
+    first row). A selective filter that is prefiltered keeps its qualifying
+    rows (``row_ids``) and no masks.
     """
 
     pred: Predicate | None
@@ -89,8 +90,11 @@ class FilterPlan:
     scan_work: float  # estimated distance computations per query if scanned
     counts: np.ndarray  # qualifying rows in each routed partition
     estimated: bool = False  # counts and qualifying estimated from the row sample
-    partial: np.ndarray | None = None  # estimated: the partitions where it is partial
+    # The partitions where it is partial, when ``masks`` does not hold them
+    # (estimated filters: ``list_masks``; selective prefilters: ``row_ids``).
+    partial: np.ndarray | None = None
     list_masks: dict[int, np.ndarray] = field(default_factory=dict)  # estimated: probed lists
+    row_ids: np.ndarray | None = None  # selective prefilter: its qualifying rows, ascending
 
     @property
     def num_covered(self) -> int:
@@ -105,8 +109,8 @@ class FilterPlan:
         if bits is None:
             if self.partial is not None and p in self.partial:
                 raise ValueError(
-                    f"partition {p}: this estimated filter has masks of its probed lists "
-                    "only (list_masks)"
+                    f"partition {p}: this filter keeps no partition masks (an estimated "
+                    "filter has list_masks, a selective prefilter row_ids)"
                 )
             return None
         b0 = start // 8
@@ -215,34 +219,40 @@ def _route(
     sizes: np.ndarray,
     evaluator: BatchEvaluator,
     ranges: _RangeCache,
-) -> tuple[np.ndarray, dict[int, np.ndarray], np.ndarray]:
-    """(routed partitions, packed masks of the partial ones, qualifying rows per routed one),
-    given the partitions the zone maps route to and which of them are covered.
+) -> tuple[np.ndarray, dict[int, np.ndarray] | None, np.ndarray, np.ndarray | None]:
+    """(routed partitions, packed masks of the partial ones, qualifying rows per
+    routed one, the qualifying rows themselves), given the partitions the zone
+    maps route to and which of them are covered.
 
-    The whole-store mask is transient: only the partial partitions' bits are
-    kept, packed, so a batch of thousands of filters holds little memory.
-    ``ranges`` caches the row subsets by partial partitions: filters of one
-    template usually route to the same partitions and share the gathered
-    columns.
+    A selective filter (:meth:`BatchEvaluator.sparse_rows`) is evaluated on its
+    candidate rows only and returns its qualifying rows instead of masks
+    (None): :func:`_masks_of_rows` makes them if it is scanned. Otherwise the
+    rows are None and the whole-store mask is transient: only the partial
+    partitions' bits are kept, packed, so a batch of thousands of filters
+    holds little memory. ``ranges`` caches the row subsets by partial
+    partitions: filters of one template usually route to the same
+    partitions and share the gathered columns.
     """
     counts = sizes[routed].copy()
     if covered.all():
-        return routed, {}, counts
+        return routed, {}, counts, None
     partial = np.flatnonzero(~covered)
     partial_parts = routed[partial]
     starts = part.part_bounds[partial_parts]
     stops = part.part_bounds[partial_parts + 1]
-    # A selective filter is evaluated on its candidate rows only (None: not selective).
-    mask = None if pred is None else evaluator.sparse_mask(pred)
-    if mask is None:
-        if 2 * int((stops - starts).sum()) < evaluator.num_rows:
-            # Few rows need a mask: evaluate on just those rows, concatenated.
-            mask = ranges.get(evaluator.store, partial_parts, starts, stops).mask(pred)
-            lengths = stops - starts
-            stops = np.cumsum(lengths)
-            starts = stops - lengths
-        else:
-            mask = evaluator.mask(pred, sparse=False)
+    rows = None if pred is None else evaluator.sparse_rows(pred)
+    if rows is not None:
+        counts[partial] = np.searchsorted(rows, stops) - np.searchsorted(rows, starts)
+        keep = counts > 0
+        return routed[keep], None, counts[keep], rows
+    if 2 * int((stops - starts).sum()) < evaluator.num_rows:
+        # Few rows need a mask: evaluate on just those rows, concatenated.
+        mask = ranges.get(evaluator.store, partial_parts, starts, stops).mask(pred)
+        lengths = stops - starts
+        stops = np.cumsum(lengths)
+        starts = stops - lengths
+    else:
+        mask = evaluator.mask(pred, sparse=False)
     masks: dict[int, np.ndarray] = {}
     # One pass per partial partition: count (a popcount) and pack its mask.
     bounds = zip(partial_parts.tolist(), starts.tolist(), stops.tolist(), strict=True)
@@ -253,7 +263,23 @@ def _route(
         if 0 < c < piece.size:
             masks[p] = np.packbits(piece)
     keep = counts > 0
-    return routed[keep], masks, counts[keep]
+    return routed[keep], masks, counts[keep], None
+
+
+def _masks_of_rows(
+    rows: np.ndarray, parts: np.ndarray, counts: np.ndarray, bounds: np.ndarray
+) -> dict[int, np.ndarray]:
+    """Packed masks of the partitions ``parts`` where the qualifying ``rows``
+    (ascending) are some but not all of their rows."""
+    masks: dict[int, np.ndarray] = {}
+    sizes = bounds[parts + 1] - bounds[parts]
+    for p in parts[(counts > 0) & (counts < sizes)].tolist():
+        a, b = int(bounds[p]), int(bounds[p + 1])
+        inside = rows[np.searchsorted(rows, a) : np.searchsorted(rows, b)]
+        piece = np.zeros(b - a, dtype=bool)
+        piece[inside - a] = True
+        masks[p] = np.packbits(piece)
+    return masks
 
 
 def _mask_probed(
@@ -412,7 +438,7 @@ def plan_batch(
                     )
                 )
                 continue
-        parts, masks, counts = _route(pred, routed, covered, part, sizes, evaluator, ranges)
+        parts, masks, counts, rows = _route(pred, routed, covered, part, sizes, evaluator, ranges)
         qualifying = int(counts.sum())
         scan_work = work(parts, qualifying)
         strategy: Strategy
@@ -422,7 +448,24 @@ def plan_batch(
             strategy = "prefilter"
         else:
             strategy = "scan"
-        filters.append(FilterPlan(pred, strategy, parts, masks, qualifying, scan_work, counts))
+        if masks is not None:
+            filters.append(FilterPlan(pred, strategy, parts, masks, qualifying, scan_work, counts))
+            continue
+        assert rows is not None  # a selective filter: its rows, masks only if scanned
+        prefilter = strategy == "prefilter"
+        filters.append(
+            FilterPlan(
+                pred,
+                strategy,
+                parts,
+                {} if prefilter else _masks_of_rows(rows, parts, counts, part.part_bounds),
+                qualifying,
+                scan_work,
+                counts,
+                partial=parts[counts < sizes[parts]] if prefilter else None,
+                row_ids=rows if prefilter else None,
+            )
+        )
 
     t = part.num_lists
     pq_, pc_ = [], []

@@ -106,19 +106,33 @@ def candidates(pred: Predicate, store: ColumnStore, limit: int) -> np.ndarray | 
     return None
 
 
-def _sparse_mask(pred: Predicate, store: ColumnStore) -> np.ndarray | None:
-    """The TRUE mask of a selective filter, evaluated on its candidate rows only;
-    None when it is not selective (or the store keeps no inverted indexes)."""
+def sparse_rows(pred: Predicate, store: ColumnStore) -> np.ndarray | None:
+    """The rows (ascending) where a selective ``pred`` is TRUE, evaluated on its
+    candidate rows only; None when it is not selective (or the store keeps no
+    inverted indexes)."""
     n = store.num_rows
     if not store.indexed or n < SPARSE_MIN_ROWS:
         return None
     rows = candidates(pred, store, int(n * SPARSE_FRACTION))
     if rows is None:
         return None
-    out = np.zeros(n, dtype=bool)
-    if rows.size:
-        hit = _Evaluator(RangeStore(store, rows, rows + 1)).mask(pred, want=True)
-        out[rows[hit]] = True
+    if rows.size == 0:
+        return rows.astype(np.int64)
+    hits = rows[_Evaluator(RangeStore(store, rows, rows + 1)).mask(pred, want=True)]
+    # One posting list is ascending already; several (IN, OR) are concatenated.
+    if hits.size > 1 and not bool(np.all(hits[1:] > hits[:-1])):
+        hits = np.unique(hits)
+    return hits.astype(np.int64, copy=False)
+
+
+def _sparse_mask(pred: Predicate, store: ColumnStore) -> np.ndarray | None:
+    """The TRUE mask of a selective filter (:func:`sparse_rows`); None when it is
+    not selective."""
+    rows = sparse_rows(pred, store)
+    if rows is None:
+        return None
+    out = np.zeros(store.num_rows, dtype=bool)
+    out[rows] = True
     return out
 
 
@@ -158,6 +172,11 @@ class BatchEvaluator:
         """The mask of a selective ``pred`` evaluated on its candidate rows only
         (:func:`candidates`), or None when it is not selective here."""
         return _sparse_mask(pred, self._evaluator.store)
+
+    def sparse_rows(self, pred: Predicate) -> np.ndarray | None:
+        """The rows (ascending) where a selective ``pred`` is TRUE, evaluated on
+        its candidate rows only, or None when it is not selective here."""
+        return sparse_rows(pred, self._evaluator.store)
 
 
 def _physical(value: Value) -> Value:
