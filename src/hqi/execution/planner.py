@@ -8,7 +8,11 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    partition's rows, giving a mask (and the exact count of qualifying rows,
    which also drops partitions the zone maps could not rule out). Masks are
    slices of one whole-store mask per filter, built from atom masks shared
-   across the batch (:class:`~hqi.query.evaluate.BatchEvaluator`).
+   across the batch (:class:`~hqi.query.evaluate.BatchEvaluator`). A
+   selective filter (few candidate rows in a string column's inverted
+   index) is evaluated on those rows only; its qualifying rows are counted
+   per partition by binary search and, if it is prefiltered, kept for the
+   gather (``FilterPlan.row_ids``) instead of masks.
 2. *Choose a strategy* by estimated cost, in distance computations:
    ``scan`` probes lists (all of them on the exact path) of the routed
    partitions, reading rows in place; ``prefilter`` gathers just the
@@ -29,7 +33,8 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    nearest ``nprobe`` (FAISS's meaning of nprobe), or more, in the same
    order, until the lists hold an expected ``expected_hits * k`` qualifying
    rows (a list's expected qualifying rows: its size times its partition's
-   qualifying fraction). So a selective filter reaches far enough to find its
+   qualifying fraction). Filters routed to the same partitions rank their
+   queries together, in one partial sort. So a selective filter reaches far enough to find its
    neighbours, and a partition far from the query costs nothing.
 
 *Estimated routing* (approximate search): evaluating a filter on all rows of
