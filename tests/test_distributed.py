@@ -85,6 +85,36 @@ def test_split_plan_covers_every_probe_once(index, data, opts) -> None:
     assert computed == local
 
 
+def test_split_plan_ships_selective_filters_rows(index, data, monkeypatch) -> None:
+    """Without Ray: with the candidate-rows path on at this size, prefiltered
+    selective filters carry their rows (no masks) to the shares, and the
+    shares' merged top-k is the local answer."""
+    import importlib
+
+    from hqi.distributed.ray_backend import run_share
+    from hqi.execution.topk import TopK
+
+    monkeypatch.setattr(importlib.import_module("hqi.query.evaluate"), "SPARSE_MIN_ROWS", 0)
+    _, _, batch = data
+    o = SearchOptions.from_kwargs(exact=True)
+    plan = index._plan(batch.queries, batch.filters, o, index._nprobe_for(o))
+    assert any(f.row_ids is not None and not f.masks for f in plan.filters)
+    shares = split_plan(plan, batch.queries, np.arange(index._part.num_parts) % 3, 3)
+    top = TopK(len(batch.queries), 10)
+    for share in shares:
+        if share.plan is not None:
+            dist, pos, _ = run_share(
+                share, index._vectors, index._sq_norms, index._part, 10, index._metric, 65536, 256
+            )
+            top.push(share.query_ids, dist, pos)
+    from hqi.execution.batch import collect_topk
+
+    local, _ = collect_topk(
+        plan, index._vectors, index._sq_norms, batch.queries, 10, index._metric, index._part
+    )
+    np.testing.assert_array_equal(top.pos, local.pos)
+
+
 ray = pytest.importorskip("ray", reason="Ray is not installed (pip install 'hqi[ray]')")
 
 
