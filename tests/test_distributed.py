@@ -59,12 +59,25 @@ def index(data):
     )
 
 
+def _estimate_here(monkeypatch) -> None:
+    """Route on the row sample at this small size, as the planner does at 1M."""
+    from hqi.execution import planner
+
+    monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)
+
+
+@pytest.mark.parametrize("estimate", [False, True])
 @pytest.mark.parametrize("opts", [{}, {"exact": True}, {"nprobe": 2}, {"prefilter_ratio": 0}])
-def test_split_plan_covers_every_probe_once(index, data, opts) -> None:
+def test_split_plan_covers_every_probe_once(index, data, opts, estimate, monkeypatch) -> None:
     """Without Ray: the shares together are the plan (every probe, every gather)."""
     _, _, batch = data
+    if estimate:
+        _estimate_here(monkeypatch)
     o = SearchOptions.from_kwargs(**opts)
     plan = index._plan(batch.queries, batch.filters, o, index._nprobe_for(o))
+    if estimate and opts in ({}, {"nprobe": 2}):  # scans (not exact, not all prefilter)
+        assert any(f.list_masks for f in plan.filters)
     owner = np.arange(index._part.num_parts) % 3
     shares = split_plan(plan, batch.queries, owner, 3)
     probes = sorted(
@@ -140,10 +153,21 @@ def _same(a: hqi.Result, b: hqi.Result) -> None:
 
 
 @pytest.mark.parametrize(
-    "opts", [{}, {"exact": True}, {"nprobe": 1}, {"recall_target": 0.9}, {"prefilter_ratio": 0}]
+    "opts",
+    [
+        {},
+        {"exact": True},
+        {"nprobe": 1},
+        {"recall_target": 0.9},
+        {"prefilter_ratio": 0},
+        {"estimate": True},
+    ],
 )
-def test_ray_results_identical_to_local(local_ray, index, data, opts) -> None:
+def test_ray_results_identical_to_local(local_ray, index, data, opts, monkeypatch) -> None:
     _, _, batch = data
+    opts = dict(opts)
+    if opts.pop("estimate", False):  # estimated filters: their list masks split by owner
+        _estimate_here(monkeypatch)
     local = index.search(batch.queries, batch.filters, 10, **opts)
     distributed = index.search(
         batch.queries, batch.filters, 10, backend="ray", ray_workers=2, **opts

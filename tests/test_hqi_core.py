@@ -251,7 +251,11 @@ def test_estimated_filters_are_masked_where_probed(monkeypatch, learned, workloa
 
     monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
     q, f = workload.queries[:150], workload.filters[:150]
-    plan = learned._plan(q, f, hqi.SearchOptions.from_kwargs(k=10), 4)
+    opts = hqi.SearchOptions.from_kwargs(k=10)
+    assert learned.count(None) < planner.SAMPLE_MIN_ROWS  # a small store: counted exactly
+    assert not any(fp.estimated for fp in learned._plan(q, f, opts, 4).filters)
+    monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
+    plan = learned._plan(q, f, opts, 4)
     estimated = [i for i, fp in enumerate(plan.filters) if fp.estimated]
     assert estimated, "no filter took the estimated path"
     probe_filter = plan.query_filter[plan.probe_query]

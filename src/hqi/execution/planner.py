@@ -185,6 +185,10 @@ class _RangeCache:
 
 SAMPLE_STRIDE = 32  # one row in this many makes the planner's estimation sample
 MIN_SAMPLE_HITS = 64  # fewer sample hits than this: count exactly, the estimate is too noisy
+# Smaller stores are routed exactly: their sample is too small to reach MIN_SAMPLE_HITS
+# for most filters, and counting on all rows is cheap (FB15k-237, 14,541 rows:
+# planning 0.15 -> 0.11 s at nprobe 3 for 816 filters, same ids).
+SAMPLE_MIN_ROWS = 65536
 
 
 class RowSample:
@@ -389,9 +393,12 @@ def plan_batch(
 ) -> BatchPlan:
     """Plan the batch (see the module docstring); ``nprobe=None`` is exact.
 
-    With a ``sample`` (approximate search only), filters that will clearly be
-    scanned are routed on estimated counts and masked on their probed lists
-    only (see the module docstring)."""
+    With a ``sample`` (approximate search only, stores of ``SAMPLE_MIN_ROWS``
+    rows or more), filters that will clearly be scanned are routed on
+    estimated counts and masked on their probed lists only (see the module
+    docstring)."""
+    if store.num_rows < SAMPLE_MIN_ROWS:
+        sample = None  # a small store: every filter is counted exactly
     nlists = np.diff(part.part_lists)
     sizes = zones.sizes
     list_sizes = np.diff(part.list_bounds)
