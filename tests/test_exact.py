@@ -231,3 +231,22 @@ def test_topk_wide_blocks_equal_full_sort(rng) -> None:
     for s in range(0, n, 8_192):
         top.push_block(np.arange(nq), dist[:, s : s + 8_192], np.arange(s, min(n, s + 8_192)))
     _assert_global_order(top, dist, k)
+
+
+def test_workers_only_for_plans_big_enough(layouts, workload, monkeypatch) -> None:
+    """By default a small plan runs on one thread and a big one on ``threads``
+    workers (``stats["workers"]``); ``parallel`` forces either; the answers
+    are the same."""
+    import hqi.api
+
+    index = layouts["l2", True]
+    q, filters = workload.queries[:100], workload.filters[:100]
+    small = index.search(q, filters, k=10, exact=True, threads=2)
+    assert small.stats["workers"] == 1  # 100 queries over a small catalog
+    forced = index.search(q, filters, k=10, exact=True, threads=2, parallel=True)
+    assert forced.stats["workers"] == 2
+    np.testing.assert_array_equal(small.ids, forced.ids)
+    monkeypatch.setattr(hqi.api, "PARALLEL_MIN_WORK", 0)
+    assert index.search(q, filters, k=10, exact=True, threads=2).stats["workers"] == 2
+    off = index.search(q, filters, k=10, exact=True, threads=2, parallel=False)
+    assert off.stats["workers"] == 1

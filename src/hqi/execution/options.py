@@ -70,11 +70,12 @@ class SearchOptions:
 
     ``parallel``: run the executor's cells on ``threads`` worker threads (each
     with one BLAS thread) instead of one thread with ``threads`` BLAS threads.
-    ``None`` (default) and ``True`` use workers: measured faster for exact
-    search (20-30% at 200k rows) and, since lists grew with N, for
-    approximate search too (1M rows, 2,048-row lists: execution 13-20%
-    faster at nprobe 4-16; 20k and 200k rows: equal within noise).
-    ``False``: one thread.
+    ``True`` always uses workers, ``False`` never. ``None`` (default) uses
+    them when the plan's distances times the dimension reach
+    ``hqi.api.PARALLEL_MIN_WORK`` (4e9): measured faster there (exact and
+    nprobe 16 at 200k rows: 24-35%; 1M rows: execution 13-20% faster at
+    nprobe 4-16), and no faster or slower on smaller plans, where thread
+    start-up and the GIL outweigh the split.
 
     ``block_rows``: rows per distance block. Larger blocks amortize the
     per-block top-k merge; smaller ones bound memory, which is about

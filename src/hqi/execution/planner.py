@@ -140,6 +140,19 @@ class BatchPlan:
     nprobe: int | None
     stats: dict[str, float] = field(default_factory=dict)
 
+    def distances(self) -> int:
+        """Distance computations the whole plan performs (what ``rows_per_query``
+        sums to), without a pass per filter."""
+        sizes = self.cell_bounds[:, 1] - self.cell_bounds[:, 0]
+        scanned = int(sizes[self.probe_cell].sum())
+        per_filter = np.bincount(self.query_filter, minlength=len(self.filters))
+        gathered = sum(
+            f.qualifying * int(per_filter[i])
+            for i, f in enumerate(self.filters)
+            if f.strategy == "prefilter"
+        )
+        return scanned + gathered
+
     def rows_per_query(self) -> np.ndarray:
         """Distance computations each query will perform."""
         nq = self.query_filter.size
