@@ -125,6 +125,9 @@ def test_explain_matches_what_ran(learned, workload) -> None:
         res = learned.search(q, f, k=10, **opts)
         assert plan.num_rows == len(q)
         assert sum(plan.column("rows").to_pylist()) == res.stats["rows_scanned"]
+        o = hqi.SearchOptions.from_kwargs(k=10, **opts)
+        batch_plan = learned._plan(q, f, o, learned._nprobe_for(o))
+        assert batch_plan.distances() == res.stats["rows_scanned"]  # sizes the workers
         strategies = plan.column("strategy").to_pylist()
         assert strategies.count("prefilter") > 0 or opts.get("prefilter_ratio") != 0.0
         for row in plan.to_pylist():
