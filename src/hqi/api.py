@@ -335,8 +335,9 @@ class Index:
         return backend
 
     def _run(
-        self, q: np.ndarray, plan: BatchPlan, opts: SearchOptions
+        self, q: np.ndarray, plan: BatchPlan, opts: SearchOptions, workers: int | None = None
     ) -> tuple[np.ndarray, np.ndarray, int]:
+        """Execute ``plan`` (``workers``: executor threads, :meth:`_workers` when None)."""
         if opts.backend == "ray":
             backend = self.ray_backend(opts.ray_address, opts.ray_workers)
             return backend.execute(plan, q, opts.k, opts.block_rows, opts.query_block)
@@ -350,7 +351,7 @@ class Index:
             self._part,
             block_rows=opts.block_rows,
             query_block=opts.query_block,
-            workers=self._workers(plan, opts),
+            workers=self._workers(plan, opts) if workers is None else workers,
         )
 
     def _workers(self, plan: BatchPlan, opts: SearchOptions) -> int:
@@ -403,7 +404,8 @@ class Index:
                 stats["estimated_recall"] = estimated
             plan = self._plan(q, filters, opts, nprobe)
             t_plan = time.perf_counter()
-            pos, dist, scanned = self._run(q, plan, opts)
+            workers = self._workers(plan, opts)
+            pos, dist, scanned = self._run(q, plan, opts, workers)
         if on_progress is not None:
             on_progress(q.shape[0])
         strategies = [f.strategy for f in plan.filters]
@@ -419,7 +421,7 @@ class Index:
             }
         )
         if opts.backend != "ray":
-            stats["workers"] = float(self._workers(plan, opts))
+            stats["workers"] = float(workers)
         if as_positions:
             return Result(pos, dist, None, stats)
         return self._result(pos, dist, stats)

@@ -33,9 +33,10 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    nearest ``nprobe`` (FAISS's meaning of nprobe), or more, in the same
    order, until the lists hold an expected ``expected_hits * k`` qualifying
    rows (a list's expected qualifying rows: its size times its partition's
-   qualifying fraction). Filters routed to the same partitions rank their
-   queries together, in one partial sort. So a selective filter reaches far enough to find its
-   neighbours, and a partition far from the query costs nothing.
+   qualifying fraction). So a selective filter reaches far enough to find
+   its neighbours, and a partition far from the query costs nothing.
+   Filters routed to the same partitions rank their queries together, in
+   one partial sort.
 
 *Estimated routing* (approximate search): evaluating a filter on all rows of
 its partial partitions is most of a plan's cost (about 2 ns a row, hundreds
@@ -141,17 +142,8 @@ class BatchPlan:
     stats: dict[str, float] = field(default_factory=dict)
 
     def distances(self) -> int:
-        """Distance computations the whole plan performs (what ``rows_per_query``
-        sums to), without a pass per filter."""
-        sizes = self.cell_bounds[:, 1] - self.cell_bounds[:, 0]
-        scanned = int(sizes[self.probe_cell].sum())
-        per_filter = np.bincount(self.query_filter, minlength=len(self.filters))
-        gathered = sum(
-            f.qualifying * int(per_filter[i])
-            for i, f in enumerate(self.filters)
-            if f.strategy == "prefilter"
-        )
-        return scanned + gathered
+        """Distance computations the whole plan performs."""
+        return int(self.rows_per_query().sum())
 
     def rows_per_query(self) -> np.ndarray:
         """Distance computations each query will perform."""
@@ -160,10 +152,12 @@ class BatchPlan:
         out = np.bincount(
             self.probe_query, weights=(ranges[:, 1] - ranges[:, 0]), minlength=nq
         ).astype(np.int64)
-        for i, f in enumerate(self.filters):
-            if f.strategy == "prefilter":
-                out[self.query_filter == i] = f.qualifying
-        return out
+        # A prefiltered query computes its filter's qualifying rows (it has no probes).
+        gathered = np.array(
+            [f.qualifying if f.strategy == "prefilter" else -1 for f in self.filters],
+            dtype=np.int64,
+        )[self.query_filter]
+        return np.where(gathered >= 0, gathered, out)
 
 
 RANGE_BUDGET = 4  # row subsets cached while planning, in multiples of the store's rows

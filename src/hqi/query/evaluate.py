@@ -161,17 +161,12 @@ class BatchEvaluator:
         """Boolean mask of the rows where ``pred`` is TRUE (read-only; do not modify).
 
         ``sparse=False`` skips the candidate-rows path, for a caller that has
-        already found it does not apply (:meth:`sparse_mask` returned None)."""
+        already found it does not apply (:meth:`sparse_rows` returned None)."""
         if pred is None:
             return np.ones(self._evaluator.n, dtype=bool)
-        if sparse and (out := self.sparse_mask(pred)) is not None:
+        if sparse and (out := _sparse_mask(pred, self._evaluator.store)) is not None:
             return out
         return self._evaluator.mask(pred, want=True)
-
-    def sparse_mask(self, pred: Predicate) -> np.ndarray | None:
-        """The mask of a selective ``pred`` evaluated on its candidate rows only
-        (:func:`candidates`), or None when it is not selective here."""
-        return _sparse_mask(pred, self._evaluator.store)
 
     def sparse_rows(self, pred: Predicate) -> np.ndarray | None:
         """The rows (ascending) where a selective ``pred`` is TRUE, evaluated on
