@@ -4,10 +4,12 @@ The shape of FAISS's ``big_batch_search``: the plan's (query, cell) probes
 are inverted to cell -> queries; each cell (a list, or a whole partition on
 the exact path) is a contiguous row range, read in place, and its distances
 to all of its queries are one matrix product. Queries whose filter is partial
-in the cell's partition get their rejected rows set to +inf, one mask per
-distinct filter; covered partitions need none. Each block is reduced into the
-per-query top-k (:mod:`.topk`). Prefilter filters gather their qualifying
-rows and scan them exactly (:func:`hqi.execution.exact._gather_scan`).
+in the cell's partition take only the rows of its packed mask, one mask per
+distinct filter; covered partitions need none. Each block goes into the
+per-query top-k in one compiled pass (:meth:`TopK.push_scores
+<hqi.execution.topk.TopK.push_scores>`: norms, masks and selection together).
+Prefilter filters gather their qualifying rows and scan them exactly
+(:func:`hqi.execution.exact._gather_scan`).
 
 The parallel axis is the BLAS threads inside each product; chunk sizes are
 ``block_rows`` (rows per product) and ``query_block`` (queries per product).
@@ -15,21 +17,14 @@ The parallel axis is the BLAS threads inside each product; chunk sizes are
 
 from __future__ import annotations
 
-from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 
 import numpy as np
 
 from hqi.collection import Metric
-from hqi.execution.exact import (
-    Group,
-    _block_distances,
-    _gather_scan,
-    exact_distances,
-    ranking_queries,
-)
+from hqi.execution.exact import Group, _gather_scan, exact_distances, ranking_queries
 from hqi.execution.planner import BatchPlan, FilterPlan
-from hqi.execution.topk import TopK
+from hqi.execution.topk import RowMasks, TopK
 from hqi.index.partitioned import Partitioning
 
 __all__ = ["collect_topk", "execute_plan", "finish_topk"]
@@ -67,43 +62,39 @@ class _Context:
     part: Partitioning
     vectors: np.ndarray
     norms: np.ndarray | None
-    scaled: np.ndarray  # the queries, scaled for _block_distances (ranking_queries)
+    scaled: np.ndarray  # the queries, scaled for ranking (ranking_queries)
     block_rows: int
     query_block: int
 
 
-# Row penalties by packed mask byte: 0 where a bit is set (the row qualifies), +inf
-# where not, most significant bit first (np.packbits' order). Adding a penalty row
-# is branch-free; np.putmask with a random mask costs about 10x more.
-_PENALTY = np.where(
-    np.unpackbits(np.arange(256, dtype=np.uint8)[:, None], axis=1) == 1, 0.0, np.inf
-).astype(np.float32)
-
-
-PENALTY_ROWS = 32  # filters whose penalties are made in one table lookup (bounds memory)
-
-Masked = tuple[int, int, np.ndarray, int]  # query slice [s0, s1), packed bits, bits' first row
-
-
-def _add_penalties(dist: np.ndarray, q0: int, masked: list[Masked], r0: int, r1: int) -> None:
-    """Add +inf to ``dist`` (the cell's queries ``q0...``, stored rows ``[r0, r1)``)
-    where each masked filter's slice of queries ``[s0, s1)`` is rejected by its
-    packed mask bits (which start at stored row ``base``: its partition's or
-    its list's first); 0 elsewhere. A few filters' penalties are made by one
-    table lookup, then added row slice by row slice."""
-    q1 = q0 + dist.shape[0]
-    by_base: dict[int, list[Masked]] = {}
-    for entry in masked:
-        by_base.setdefault(entry[3], []).append(entry)
-    for base, entries in by_base.items():
-        lo, hi = r0 - base, r1 - base
-        b0, b1 = lo // 8, (hi + 7) // 8
-        for c in range(0, len(entries), PENALTY_ROWS):
-            chunk = entries[c : c + PENALTY_ROWS]
-            pen = _PENALTY[np.stack([bits[b0:b1] for _, _, bits, _ in chunk])]
-            pen = pen.reshape(len(chunk), -1)[:, lo - 8 * b0 : hi - 8 * b0]
-            for row, (s0, s1, _, _) in enumerate(chunk):
-                dist[max(s0, q0) - q0 : min(s1, q1) - q0] += pen[row]
+def _cell_masks(
+    plan: BatchPlan, cell: int, part_start: int, queries_filters: np.ndarray
+) -> RowMasks | None:
+    """The row masks of a cell's queries (in filter order): the filters partial in
+    the cell's partition have one (their partition's, or for an estimated filter
+    the list's own); the others take every row. None when no filter needs one."""
+    p = int(plan.cell_part[cell])
+    start = int(plan.cell_bounds[cell, 0])
+    bounds = np.concatenate(
+        [[0], np.flatnonzero(np.diff(queries_filters)) + 1, [queries_filters.size]]
+    )
+    pieces: list[np.ndarray] = []
+    offset = np.full(queries_filters.size, -1, dtype=np.int64)
+    base = np.zeros(queries_filters.size, dtype=np.int64)
+    used = 0
+    for j, fid in enumerate(queries_filters[bounds[:-1]].tolist()):
+        f = plan.filters[fid]
+        if (bits := f.masks.get(p)) is not None:
+            first = part_start
+        elif (bits := f.list_masks.get(cell)) is not None:
+            first = start
+        else:
+            continue
+        offset[bounds[j] : bounds[j + 1]] = used
+        base[bounds[j] : bounds[j + 1]] = first
+        pieces.append(bits)
+        used += bits.size
+    return RowMasks(np.concatenate(pieces), offset, base) if pieces else None
 
 
 def _scan_cells(
@@ -122,21 +113,11 @@ def _scan_cells(
         start, stop = (int(x) for x in plan.cell_bounds[cell])
         if stop == start:
             continue
-        p = int(plan.cell_part[cell])
-        pstart = int(part.part_bounds[p])
-        cq, cf = qids[a:b], fids[a:b]
-        # The cell's queries run in filter order: each filter is one slice of them,
-        # and only the filters partial in this partition have a mask here.
-        fseg = np.concatenate([[0], np.flatnonzero(np.diff(cf)) + 1, [cf.size]])
-        masked: list[Masked] = []
-        for j, fid in enumerate(cf[fseg[:-1]].tolist()):
-            f = plan.filters[fid]
-            if (bits := f.masks.get(p)) is not None:
-                masked.append((int(fseg[j]), int(fseg[j + 1]), bits, pstart))
-            elif (bits := f.list_masks.get(cell)) is not None:
-                masked.append((int(fseg[j]), int(fseg[j + 1]), bits, start))
-        seg_starts = [s0 for s0, _, _, _ in masked]
-        seg_ends = [s1 for _, s1, _, _ in masked]
+        pstart = int(part.part_bounds[int(plan.cell_part[cell])])
+        cq = qids[a:b]
+        # The cell's queries run in filter order; only the filters partial in
+        # this partition have a mask here.
+        masks = _cell_masks(plan, cell, pstart, fids[a:b])
         computed += (stop - start) * cq.size
         for r0 in range(start, stop, block_rows):
             r1 = min(stop, r0 + block_rows)
@@ -145,12 +126,10 @@ def _scan_cells(
             cols = np.arange(r0, r1, dtype=np.int64)
             for q0 in range(0, cq.size, query_block):
                 q1 = min(cq.size, q0 + query_block)
-                dist = _block_distances(scaled[cq[q0:q1]], block, bnorms)
-                # +inf on the rows each query's filter rejects (a branch-free add).
-                first, last = bisect_right(seg_ends, q0), bisect_left(seg_starts, q1)
-                if first < last:
-                    _add_penalties(dist, q0, masked[first:last], r0, r1)
-                top.push_block(cq[q0:q1], dist, cols)
+                scores = block @ scaled[cq[q0:q1]].T
+                top.push_scores(
+                    cq[q0:q1], scores, cols, bnorms, None if masks is None else masks.of(q0, q1)
+                )
     return computed
 
 

@@ -1,0 +1,108 @@
+"""The executor's compiled inner loop (numba): a distance block into the top-k.
+
+After each block's matrix product, :func:`push_scores` makes one pass over
+the block: it adds the row norms, skips the rows a query's filter rejects
+(packed mask bits) and inserts the few distances at or under the query's
+current k-th into its sorted top-k, in (distance, position) order. Each
+block row is first tested against every query's k-th at once (a loop the
+compiler vectorises), so a row no query takes costs a few instructions.
+
+This replaced four numpy passes over every block (adding the norms, adding
++inf penalties, the threshold compare, gathering and merging the hits). At
+1M x 128 with 10,000 queries it cut execution by 40% (nprobe 6) and 38%
+(exact), with the same ids: see ``docs/benchmarks.md``.
+
+The signature is fixed, so the function is compiled once per process, on
+first use (about half a second), and nothing is written to disk.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+from numba import njit, types
+
+__all__ = ["push_scores"]
+
+
+def _array(dtype: types.Type, ndim: int, writable: bool = False) -> types.Array:
+    return types.Array(dtype, ndim, "C", readonly=not writable)
+
+
+# One signature: compiled once; read-only inputs (memory-mapped norms, Ray's
+# shared-memory arrays) and writable ones both match it.
+_SIGNATURE = types.void(
+    _array(types.float32, 2, writable=True),
+    _array(types.int64, 2, writable=True),
+    _array(types.int64, 1),
+    _array(types.float32, 2),
+    _array(types.float32, 1),
+    _array(types.int64, 1),
+    _array(types.uint8, 1),
+    _array(types.int64, 1),
+    _array(types.int64, 1),
+)
+
+
+@njit(_SIGNATURE, nogil=True, boundscheck=False, cache=False)
+def push_scores(
+    top_dist: np.ndarray,
+    top_pos: np.ndarray,
+    queries: np.ndarray,
+    scores: np.ndarray,
+    norms: np.ndarray,
+    cols: np.ndarray,
+    bits: np.ndarray,
+    mask_offset: np.ndarray,
+    mask_base: np.ndarray,
+) -> None:
+    """Merge ``scores`` (b, m): block rows at positions ``cols`` (b,) by the
+    queries ``queries`` (m,), into ``top_dist`` / ``top_pos`` (Q, k), each row
+    sorted by (distance, position) and padded with (+inf, any position).
+
+    A row's distance is ``scores[j, i] + norms[j]`` (``norms`` empty: the score
+    alone). Query ``i`` with ``mask_offset[i] >= 0`` takes only the rows whose
+    bit is set in its packed mask (most significant bit first, as
+    ``np.packbits``), which starts at byte ``mask_offset[i]`` of ``bits``; its
+    bit 0 is the row at position ``mask_base[i]``.
+    """
+    b, m = scores.shape
+    k = top_dist.shape[1]
+    has_norms = norms.size > 0
+    inf = np.float32(np.inf)
+    zero = np.float32(0.0)
+    thr = np.empty(m, dtype=np.float32)  # each query's k-th distance and position
+    thr_pos = np.empty(m, dtype=np.int64)
+    for i in range(m):
+        thr[i] = top_dist[queries[i], k - 1]
+        thr_pos[i] = top_pos[queries[i], k - 1]
+    for j in range(b):
+        norm = norms[j] if has_norms else zero
+        row = scores[j]
+        taken = False
+        for i in range(m):  # vectorised: does any query take this row?
+            taken |= row[i] + norm <= thr[i]
+        if not taken:
+            continue
+        p = cols[j]
+        for i in range(m):
+            d = row[i] + norm
+            if not d <= thr[i]:
+                continue
+            if d == thr[i] and (p >= thr_pos[i] or d == inf):
+                continue  # an equal distance wins only at a smaller position
+            offset = mask_offset[i]
+            if offset >= 0:
+                bit = p - mask_base[i]
+                if (bits[offset + (bit >> 3)] >> (7 - (bit & 7))) & 1 == 0:
+                    continue
+            dist = top_dist[queries[i]]
+            pos = top_pos[queries[i]]
+            s = k - 1
+            while s > 0 and (dist[s - 1] > d or (dist[s - 1] == d and pos[s - 1] > p)):
+                dist[s] = dist[s - 1]
+                pos[s] = pos[s - 1]
+                s -= 1
+            dist[s] = d
+            pos[s] = p
+            thr[i] = dist[k - 1]
+            thr_pos[i] = pos[k - 1]
