@@ -9,6 +9,15 @@ import hqi
 from hqi.datasets import Catalog, Workload, make_catalog, make_workload
 
 
+@pytest.fixture(autouse=True)
+def planned_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """The tests' stores are small enough for searches to take the flat path by
+    default (``hqi.api.FLAT_WORK_PER_FILTER``), so they would not exercise the
+    planner and executor: here they always plan unless asked (``flat=True``).
+    The flat path's own tests restore the threshold."""
+    monkeypatch.setattr(hqi.api, "FLAT_WORK_PER_FILTER", 0.0)
+
+
 @pytest.fixture
 def rng() -> np.random.Generator:
     return np.random.default_rng(12345)

@@ -275,3 +275,54 @@ def test_workers_only_for_plans_big_enough(layouts, workload, monkeypatch) -> No
     assert index.search(q, filters, k=10, exact=True, threads=2).stats["workers"] == 2
     off = index.search(q, filters, k=10, exact=True, threads=2, parallel=False)
     assert off.stats["workers"] == 1
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_flat_equals_reference(layouts, workload, metric) -> None:
+    """The flat path (one exact pass over all rows, no planner) gives the exact
+    answers, gathering selective filters' rows and scanning for the rest."""
+    index = layouts[metric, True]
+    q, filters = workload.queries[:80], workload.filters[:80]
+    res = index.search(q, filters, k=10, flat=True, nprobe=1, block_rows=700)
+    assert res.stats["flat"] == 1.0 and res.stats["nprobe"] == float("inf")
+    planned = index.search(q, filters, k=10, flat=False, exact=True)
+    assert "flat" not in planned.stats
+    for i in range(len(q)):
+        pos, dist = reference(index.vectors, index.mask(filters[i]), q[i : i + 1], 10, metric)
+        ids = np.where(pos >= 0, index.ids[np.maximum(pos, 0)], -1)
+        assert_matches(hqi.Result(res.ids[i : i + 1], res.distances[i : i + 1]), ids, dist)
+    assert_matches(res, planned.ids, planned.distances)
+
+
+def test_flat_by_default_only_when_cheaper(layouts, workload, monkeypatch) -> None:
+    """By default a batch is flat when its rows x queries x dimension are under
+    FLAT_WORK_PER_FILTER per distinct filter; ``flat`` forces either way."""
+    import hqi.api
+
+    monkeypatch.setattr(hqi.api, "FLAT_WORK_PER_FILTER", 3e6)
+    index = layouts["l2", True]
+    n, d = index.vectors.shape
+    q, filters = workload.queries[:100], workload.filters[:100]
+    distinct = len(set(filters))
+    assert n * 100 * d < 3e6 * distinct  # many filters on a small store: flat
+    assert index.search(q, filters, k=5).stats["flat"] == 1.0
+    assert n * 100 * d >= 3e6  # one filter for the batch: planned
+    assert "flat" not in index.search(q, filters[0], k=5).stats
+    assert "flat" not in index.search(q, filters, k=5, flat=False).stats
+    assert index.search(q, filters[0], k=5, flat=True).stats["flat"] == 1.0
+    res = index.search(q, filters, k=5, recall_target=0.9)
+    assert res.stats["flat"] == 1.0 and res.stats["estimated_recall"] == 1.0
+    with pytest.raises(hqi.InvalidInputError, match="flat must be"):
+        index.search(q, filters, k=5, flat="yes")
+
+
+def test_explain_matches_flat_search(layouts, workload) -> None:
+    index = layouts["l2", True]
+    q, filters = workload.queries[:120], workload.filters[:120]
+    plan = index.explain(q, filters, k=10, flat=True)
+    res = index.search(q, filters, k=10, flat=True)
+    assert set(plan.column("strategy").to_pylist()) == {"flat"}
+    assert sum(plan.column("rows").to_pylist()) == res.stats["rows_scanned"]
+    for row in plan.to_pylist():
+        assert row["qualifying"] == index.count(filters[row["query"]])
+        assert row["rows"] in (row["qualifying"], len(index))

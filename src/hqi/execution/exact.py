@@ -85,6 +85,16 @@ def ranking_queries(queries: np.ndarray, norms: np.ndarray | None) -> np.ndarray
 GATHER_ROWS = 4096  # rows gathered per block: 2 MB at d = 128, the product reads them from L2
 
 
+SHARED_SCAN = 0.05  # fraction of the rows from which a group joins the shared scan
+
+
+def shares_scan(qualifying: int, n: int, shared_scan: float = SHARED_SCAN) -> bool:
+    """Whether :func:`exact_search` scans a group of ``qualifying`` rows (of ``n``)
+    in the shared in-place pass (then each of its queries computes ``n``
+    distances) rather than gathering them (``qualifying`` each)."""
+    return qualifying >= max(shared_scan * n, 1)
+
+
 def _shared_scan(
     vectors: np.ndarray,
     sq_norms: np.ndarray | None,
@@ -173,7 +183,7 @@ def exact_search(
     *,
     block_rows: int = 65536,
     query_block: int = 256,
-    shared_scan: float = 0.05,
+    shared_scan: float = SHARED_SCAN,
     on_progress: Callable[[int], None] | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """Exact top-k for every query of every group.
@@ -191,7 +201,7 @@ def exact_search(
     scaled = ranking_queries(queries, norms)
 
     def is_broad(g: Group) -> bool:
-        return g.rows is None or g.rows.size >= max(shared_scan * n, 1)
+        return g.rows is None or shares_scan(g.rows.size, n, shared_scan)
 
     broad = [g for g in groups if is_broad(g)]
     narrow = [g for g in groups if not is_broad(g)]  # empty groups cost nothing

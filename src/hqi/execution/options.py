@@ -77,6 +77,14 @@ class SearchOptions:
     nprobe 4-16), and no faster or slower on smaller plans, where thread
     start-up and the GIL outweigh the split.
 
+    ``flat``: answer the batch exactly by one pass over all rows, each distinct
+    filter evaluated once on the whole store, without the planner. ``None``
+    (default) does so when that is cheaper: when the batch's rows x queries x
+    dimension are under ``hqi.api.FLAT_WORK_PER_FILTER`` (3e6) per distinct
+    filter, that is on small stores, where planning (about 0.1 ms per filter)
+    costs more than scanning everything. ``True`` always, ``False`` never.
+    ``Result.stats["flat"]`` says which ran. Never with ``backend="ray"``.
+
     ``block_rows``: rows per distance block. Larger blocks amortize the
     per-block top-k merge; smaller ones bound memory, which is about
     ``4 * block_rows * query_block`` bytes per block.
@@ -99,6 +107,7 @@ class SearchOptions:
     expected_hits: float = 3.0
     threads: int | None = None
     parallel: bool | None = None
+    flat: bool | None = None
     block_rows: int = 65536
     query_block: int = 256
     backend: str = "local"
@@ -125,6 +134,8 @@ class SearchOptions:
             raise InvalidInputError(f"prefilter_ratio must be >= 0, got {ratio!r}")
         if self.parallel is not None and not isinstance(self.parallel, bool):
             raise InvalidInputError(f"parallel must be True, False or None, got {self.parallel!r}")
+        if self.flat is not None and not isinstance(self.flat, bool):
+            raise InvalidInputError(f"flat must be True, False or None, got {self.flat!r}")
         if self.backend not in ("local", "ray"):
             raise InvalidInputError(f"backend must be 'local' or 'ray', got {self.backend!r}")
         if self.ray_workers is not None:
