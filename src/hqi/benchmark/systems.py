@@ -85,7 +85,13 @@ class Hqi:
         ]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
-        return self.index.search(data.queries, data.filters, data.k, threads=threads, **params).ids
+        """The batch's ids. A batch small enough for hqi's flat path (exact, no
+        planner: ``SearchOptions.flat``) marks its point ``flat=True``, since
+        the nprobe asked for then played no part."""
+        res = self.index.search(data.queries, data.filters, data.k, threads=threads, **params)
+        if res.stats.get("flat"):
+            params["flat"] = True
+        return res.ids
 
 
 class BruteForce:
