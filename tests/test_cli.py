@@ -132,7 +132,12 @@ def test_ragged_vectors_rejected(tmp_path, capsys) -> None:
     assert "different lengths" in capsys.readouterr().err
 
 
-def test_demo_small(capsys, tmp_path) -> None:
+@pytest.mark.parametrize("flat", [False, True])
+def test_demo_small(capsys, tmp_path, monkeypatch, flat) -> None:
+    """The demo reports the default search: planned, or at this size by default
+    (``flat``: the real threshold) one flat exact pass."""
+    if flat:
+        monkeypatch.setattr(hqi.api, "FLAT_WORK_PER_FILTER", 3e6)
     out = tmp_path / "demo-index"
     assert (
         main(
@@ -153,7 +158,8 @@ def test_demo_small(capsys, tmp_path) -> None:
         == 0
     )
     text = capsys.readouterr().out
-    assert "approximate (nprobe=" in text and "exact vs naive answers (recall@10)" in text
+    label = "default search (flat" if flat else "approximate (nprobe="
+    assert label in text and "exact vs naive answers (recall@10)" in text
     assert "1.0000" in text
     assert len(hqi.open(out)) == 3000
 
