@@ -326,3 +326,16 @@ def test_explain_matches_flat_search(layouts, workload) -> None:
     for row in plan.to_pylist():
         assert row["qualifying"] == index.count(filters[row["query"]])
         assert row["rows"] in (row["qualifying"], len(index))
+
+
+def test_row_masks_of_groups() -> None:
+    """Consecutive groups share their bits; a group without bits takes every row."""
+    a, b = np.packbits([1, 0, 1]), np.packbits([0, 1])
+    masks = RowMasks.of_groups([2, 1, 3], [a, None, b], [10, 0, 20])
+    assert masks.offset.tolist() == [0, 0, -1, 1, 1, 1]
+    assert masks.base.tolist() == [10, 10, 0, 20, 20, 20]
+    assert masks.bits.tolist() == [a[0], b[0]]
+    none = RowMasks.of_groups([2, 2], [None, None], [0, 5])
+    assert none.offset.tolist() == [-1] * 4
+    part = masks.of(2, 4)
+    assert part.offset.tolist() == [-1, 1] and part.base.tolist() == [0, 20]

@@ -69,32 +69,26 @@ class _Context:
 
 def _cell_masks(
     plan: BatchPlan, cell: int, part_start: int, queries_filters: np.ndarray
-) -> RowMasks | None:
+) -> RowMasks:
     """The row masks of a cell's queries (in filter order): the filters partial in
     the cell's partition have one (their partition's, or for an estimated filter
-    the list's own); the others take every row. None when no filter needs one."""
+    the list's own); the others take every row."""
     p = int(plan.cell_part[cell])
     start = int(plan.cell_bounds[cell, 0])
     bounds = np.concatenate(
         [[0], np.flatnonzero(np.diff(queries_filters)) + 1, [queries_filters.size]]
     )
-    pieces: list[np.ndarray] = []
-    offset = np.full(queries_filters.size, -1, dtype=np.int64)
-    base = np.zeros(queries_filters.size, dtype=np.int64)
-    used = 0
-    for j, fid in enumerate(queries_filters[bounds[:-1]].tolist()):
+    bits: list[np.ndarray | None] = []
+    bases: list[int] = []
+    for fid in queries_filters[bounds[:-1]].tolist():
         f = plan.filters[fid]
-        if (bits := f.masks.get(p)) is not None:
-            first = part_start
-        elif (bits := f.list_masks.get(cell)) is not None:
-            first = start
+        if (mask := f.masks.get(p)) is not None:
+            bits.append(mask)
+            bases.append(part_start)
         else:
-            continue
-        offset[bounds[j] : bounds[j + 1]] = used
-        base[bounds[j] : bounds[j + 1]] = first
-        pieces.append(bits)
-        used += bits.size
-    return RowMasks(np.concatenate(pieces), offset, base) if pieces else None
+            bits.append(f.list_masks.get(cell))
+            bases.append(start)
+    return RowMasks.of_groups(np.diff(bounds).tolist(), bits, bases)
 
 
 def _scan_cells(
@@ -127,9 +121,7 @@ def _scan_cells(
             for q0 in range(0, cq.size, query_block):
                 q1 = min(cq.size, q0 + query_block)
                 scores = block @ scaled[cq[q0:q1]].T
-                top.push_scores(
-                    cq[q0:q1], scores, cols, bnorms, None if masks is None else masks.of(q0, q1)
-                )
+                top.push_scores(cq[q0:q1], scores, cols, bnorms, masks.of(q0, q1))
     return computed
 
 

@@ -11,6 +11,7 @@ Padding (fewer than k candidates) is distance ``+inf`` with position
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -36,6 +37,25 @@ class RowMasks:
     @classmethod
     def none(cls, m: int) -> RowMasks:
         return cls(_NO_BITS, np.full(m, -1, dtype=np.int64), np.zeros(m, dtype=np.int64))
+
+    @classmethod
+    def of_groups(
+        cls, sizes: Sequence[int], bits: Sequence[np.ndarray | None], bases: Sequence[int]
+    ) -> RowMasks:
+        """Masks of consecutive groups of queries: group ``g``'s ``sizes[g]`` queries
+        share the packed ``bits[g]`` (None: every row), whose bit 0 is the row at
+        position ``bases[g]``."""
+        present = [b for b in bits if b is not None]
+        if not present:
+            return cls.none(int(sum(sizes)))
+        lengths = np.array([0 if b is None else b.size for b in bits], dtype=np.int64)
+        starts = np.cumsum(lengths) - lengths
+        offset = np.where([b is None for b in bits], -1, starts)
+        return cls(
+            np.concatenate(present),
+            np.repeat(offset.astype(np.int64), sizes),
+            np.repeat(np.asarray(bases, dtype=np.int64), sizes),
+        )
 
     def of(self, start: int, stop: int) -> RowMasks:
         """The masks of queries ``start:stop`` (the same bits)."""
