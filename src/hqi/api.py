@@ -25,7 +25,7 @@ from hqi.evaluation import recall_at_k
 from hqi.execution.batch import execute_plan
 from hqi.execution.exact import Group, exact_search, shares_scan
 from hqi.execution.options import DEFAULT_PROBE_ROWS, SearchOptions
-from hqi.execution.planner import BatchPlan, RowSample, plan_batch
+from hqi.execution.planner import BatchPlan, RowSample, filter_queries, plan_batch
 from hqi.execution.result import Result
 from hqi.index.partitioned import BuildOptions, Partitioning, build_partitioning
 from hqi.layout.qdtree import QdTree
@@ -415,58 +415,15 @@ class Index:
             return True
         return float(self._vectors.shape[0]) * nq * self.dim < FLAT_WORK_PER_FILTER * distinct
 
-    def _flat_search(
-        self,
-        q: np.ndarray,
-        distinct: tuple[list[Predicate | None], np.ndarray],
-        opts: SearchOptions,
-        stats: dict[str, float],
-        start: float,
-        as_positions: bool,
-    ) -> Result:
-        """Exact answers from one pass over all rows: each distinct filter is
-        evaluated once on the whole store, then grouped brute force
-        (:func:`hqi.execution.exact.exact_search`)."""
-        preds, query_filter = distinct
+    def _flat_groups(self, preds: list[Predicate | None], query_filter: np.ndarray) -> list[Group]:
+        """The flat path's groups: each distinct filter's queries and the rows it
+        selects (None: every row), evaluated once on the whole store."""
         evaluator = BatchEvaluator(self._store)
-        order = np.argsort(query_filter, kind="stable")
-        bounds = np.searchsorted(query_filter[order], np.arange(len(preds) + 1))
-        groups = [
-            Group(
-                order[bounds[i] : bounds[i + 1]],
-                None if pred is None else np.flatnonzero(evaluator.mask(pred)),
-            )
-            for i, pred in enumerate(preds)
+        queries_of = filter_queries(query_filter, len(preds))
+        return [
+            Group(qids, None if pred is None else evaluator.rows(pred))
+            for pred, qids in zip(preds, queries_of, strict=True)
         ]
-        t_plan = time.perf_counter()
-        pos, dist, scanned = exact_search(
-            self._vectors,
-            self._sq_norms,
-            q,
-            groups,
-            opts.k,
-            self._metric,
-            block_rows=opts.block_rows,
-            query_block=opts.query_block,
-        )
-        stats.update(
-            {
-                "seconds": time.perf_counter() - start,
-                "plan_seconds": t_plan - start,
-                "groups": float(len(groups)),
-                "rows_scanned": float(scanned),
-                "nprobe": float("inf"),
-                "prefilter_filters": 0.0,
-                "scan_filters": 0.0,
-                "flat": 1.0,
-                "workers": 1.0,
-            }
-        )
-        if not opts.exact and opts.recall_target is not None:
-            stats["estimated_recall"] = 1.0
-        if as_positions:
-            return Result(pos, dist, None, stats)
-        return self._result(pos, dist, stats)
 
     def _search(
         self,
@@ -480,33 +437,61 @@ class Index:
         start = time.perf_counter()
         stats: dict[str, float] = {"queries": float(q.shape[0])}
         with limit_threads(opts.num_threads):
-            distinct = self._distinct(filters, q.shape[0])
-            if self._flat(q.shape[0], len(distinct[0]), opts):
-                return self._flat_search(q, distinct, opts, stats, start, as_positions)
-            nprobe = self._nprobe_for(opts)
-            if not opts.exact and opts.recall_target is not None:
-                nprobe, estimated = self._calibrate(q, filters, opts)
-                stats["estimated_recall"] = estimated
-            plan = self._plan(q, filters, opts, nprobe, distinct)
-            t_plan = time.perf_counter()
-            workers = self._workers(plan, opts)
-            pos, dist, scanned = self._run(q, plan, opts, workers)
+            preds, query_filter = distinct = self._distinct(filters, q.shape[0])
+            if self._flat(q.shape[0], len(preds), opts):
+                # One exact pass over all rows, without the planner.
+                groups = self._flat_groups(preds, query_filter)
+                t_plan = time.perf_counter()
+                pos, dist, scanned = exact_search(
+                    self._vectors,
+                    self._sq_norms,
+                    q,
+                    groups,
+                    opts.k,
+                    self._metric,
+                    block_rows=opts.block_rows,
+                    query_block=opts.query_block,
+                )
+                stats.update(
+                    {
+                        "nprobe": float("inf"),
+                        "prefilter_filters": 0.0,
+                        "scan_filters": 0.0,
+                        "flat": 1.0,
+                        "workers": 1.0,
+                    }
+                )
+                if not opts.exact and opts.recall_target is not None:
+                    stats["estimated_recall"] = 1.0
+            else:
+                nprobe = self._nprobe_for(opts)
+                if not opts.exact and opts.recall_target is not None:
+                    nprobe, estimated = self._calibrate(q, filters, opts)
+                    stats["estimated_recall"] = estimated
+                plan = self._plan(q, filters, opts, nprobe, distinct)
+                t_plan = time.perf_counter()
+                workers = self._workers(plan, opts)
+                pos, dist, scanned = self._run(q, plan, opts, workers)
+                strategies = [f.strategy for f in plan.filters]
+                stats.update(
+                    {
+                        "nprobe": float(nprobe) if nprobe is not None else float("inf"),
+                        "prefilter_filters": float(strategies.count("prefilter")),
+                        "scan_filters": float(strategies.count("scan")),
+                    }
+                )
+                if opts.backend != "ray":
+                    stats["workers"] = float(workers)
         if on_progress is not None:
             on_progress(q.shape[0])
-        strategies = [f.strategy for f in plan.filters]
         stats.update(
             {
                 "seconds": time.perf_counter() - start,
                 "plan_seconds": t_plan - start,
-                "groups": float(len(plan.filters)),
+                "groups": float(len(preds)),
                 "rows_scanned": float(scanned),
-                "nprobe": float(nprobe) if nprobe is not None else float("inf"),
-                "prefilter_filters": float(strategies.count("prefilter")),
-                "scan_filters": float(strategies.count("scan")),
             }
         )
-        if opts.backend != "ray":
-            stats["workers"] = float(workers)
         if as_positions:
             return Result(pos, dist, None, stats)
         return self._result(pos, dist, stats)
@@ -561,15 +546,12 @@ class Index:
         )
 
     def _explain_flat(self, preds: list[Predicate | None], query_filter: np.ndarray) -> pa.Table:
-        """:meth:`explain` of a flat batch (:meth:`_flat_search`): every query scans
-        all rows, or gathers its filter's rows when they are few."""
+        """:meth:`explain` of a flat batch: every query scans all rows, or gathers
+        its filter's rows when they are few (:func:`shares_scan`)."""
         n = self._vectors.shape[0]
-        evaluator = BatchEvaluator(self._store)
-        counts = np.array(
-            [n if p is None else int(np.count_nonzero(evaluator.mask(p))) for p in preds],
-            dtype=np.int64,
-        )
-        broad = [p is None or shares_scan(int(c), n) for p, c in zip(preds, counts, strict=True)]
+        groups = self._flat_groups(preds, query_filter)
+        counts = np.array([n if g.rows is None else g.rows.size for g in groups], dtype=np.int64)
+        broad = [g.rows is None or shares_scan(g.rows.size, n) for g in groups]
         rows = np.where(broad, n, counts)
         parts = self._part.num_parts
         return pa.table(

@@ -127,11 +127,9 @@ def run_demo(
         exact_vs_naive=exact_vs_naive,
     )
     info = index.info()
-    default = (
-        "default search (flat: one exact pass, a small batch)"
-        if approx.stats.get("flat")
-        else f"approximate (nprobe={int(approx.stats['nprobe'])})"
-    )
+    flat = bool(approx.stats.get("flat"))
+    default = "default search" if flat else "approximate"
+    how = "flat: one exact pass, a small batch" if flat else f"nprobe={int(approx.stats['nprobe'])}"
     summary(
         "hqi demo: batch hybrid search on the built-in knowledge-graph catalog",
         [
@@ -150,14 +148,11 @@ def run_demo(
                 f"{figures['generate_s']:.1f} s / {figures['build_s']:.1f} s",
             ),
             ("parse filters (counted in both searches)", f"{figures['parse_s']:.2f} s"),
-            (
-                default,
-                f"{approx_qps:,.0f} queries/s, recall@{k} {recall:.4f}",
-            ),
+            (f"{default} ({how})", f"{approx_qps:,.0f} queries/s, recall@{k} {recall:.4f}"),
             ("exact", f"{exact_qps:,.0f} queries/s, recall@{k} 1.0"),
             (f"naive per-query loop ({len(sample)} queries)", f"{naive_qps:,.0f} queries/s"),
             ("exact / naive", f"{exact_qps / naive_qps:.1f}x"),
-            (f"{default.split(' (')[0]} / naive", f"{approx_qps / naive_qps:.1f}x"),
+            (f"{default} / naive", f"{approx_qps / naive_qps:.1f}x"),
             (f"exact vs naive answers (recall@{k})", f"{exact_vs_naive:.4f}"),
             ("threads", str(threads)),
             ("index", str(out) if out else "temporary (use --out to keep it)"),

@@ -23,7 +23,7 @@ import numpy as np
 
 from hqi.collection import Metric
 from hqi.execution.exact import Group, _gather_scan, exact_distances, ranking_queries
-from hqi.execution.planner import BatchPlan, FilterPlan
+from hqi.execution.planner import BatchPlan, FilterPlan, filter_queries
 from hqi.execution.topk import RowMasks, TopK
 from hqi.index.partitioned import Partitioning
 
@@ -63,6 +63,7 @@ class _Context:
     vectors: np.ndarray
     norms: np.ndarray | None
     scaled: np.ndarray  # the queries, scaled for ranking (ranking_queries)
+    queries_of: list[np.ndarray]  # each filter's queries (filter_queries)
     block_rows: int
     query_block: int
 
@@ -130,7 +131,7 @@ def _prefilter(ctx: _Context, top: TopK, filter_ids: list[int]) -> int:
     computed = 0
     for i in filter_ids:
         rows = _qualifying_rows(ctx.plan.filters[i], ctx.part)
-        group = Group(np.flatnonzero(ctx.plan.query_filter == i), rows)
+        group = Group(ctx.queries_of[i], rows)
         _gather_scan(
             ctx.vectors,
             ctx.norms,
@@ -202,7 +203,8 @@ def collect_topk(
     pre = [i for i, f in enumerate(plan.filters) if f.strategy == "prefilter"]
 
     scaled = ranking_queries(queries, norms)
-    ctx = _Context(plan, part, vectors, norms, scaled, block_rows, query_block)
+    queries_of = filter_queries(plan.query_filter, len(plan.filters))
+    ctx = _Context(plan, part, vectors, norms, scaled, queries_of, block_rows, query_block)
 
     def run(seg_share: list[tuple[int, int]], pre_share: list[int], top: TopK) -> int:
         done = _prefilter(ctx, top, pre_share)

@@ -59,6 +59,7 @@ The plan is data (:class:`BatchPlan`); :mod:`.batch` executes it and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Literal
 
 import numpy as np
@@ -70,9 +71,17 @@ from hqi.query import ColumnStore, Predicate, evaluate
 from hqi.query.columns import RangeStore
 from hqi.query.evaluate import BatchEvaluator
 
-__all__ = ["BatchPlan", "FilterPlan", "plan_batch"]
+__all__ = ["BatchPlan", "FilterPlan", "filter_queries", "plan_batch"]
 
 Strategy = Literal["scan", "prefilter", "empty"]
+
+
+def filter_queries(query_filter: np.ndarray, num_filters: int) -> list[np.ndarray]:
+    """Each filter's queries (positions in the batch, ascending), given each query's
+    filter: one sort of the batch instead of a pass over it per filter."""
+    order = np.argsort(query_filter, kind="stable")
+    bounds = np.searchsorted(query_filter[order], np.arange(num_filters + 1)).tolist()
+    return [order[a:b] for a, b in pairwise(bounds)]
 
 
 @dataclass
@@ -426,8 +435,8 @@ def plan_batch(
         need = expected_hits * k * routed_rows / max(qualifying, 1)
         return min(routed_rows, max(nprobe * avg_list, need))
 
-    filter_queries = np.bincount(query_filter, minlength=len(preds))
-    for pred, nq in zip(preds, filter_queries.tolist(), strict=True):
+    queries_of = filter_queries(query_filter, len(preds))
+    for pred, nq in zip(preds, [q.size for q in queries_of], strict=True):
         # Exact plans share a filter's gather among its queries. Approximate plans
         # keep the one-query ratio: measured at 1M, shared filters that must then
         # be counted exactly (not estimated) cost more planning than they save.
@@ -491,7 +500,7 @@ def plan_batch(
     scanning = [i for i, f in enumerate(filters) if f.strategy == "scan"]
     if nprobe is None:  # exact: every routed partition, whole
         for i in scanning:
-            qids = np.flatnonzero(query_filter == i)
+            qids = queries_of[i]
             parts = filters[i].parts
             pq_.append(np.repeat(qids, parts.size))
             pc_.append(np.tile(t + parts, qids.size))
@@ -501,8 +510,6 @@ def plan_batch(
         # Filters routed to the same partitions rank their queries together.
         cent_dist = _centroid_distances(queries, part.centroids, metric)
         head = max(4 * nprobe, 64)  # nearest lists ranked first; the rest only if needed
-        by_query = np.argsort(query_filter, kind="stable")
-        first = np.searchsorted(query_filter[by_query], np.arange(len(filters) + 1))
         same_parts: dict[bytes, list[int]] = {}
         for i in scanning:
             same_parts.setdefault(filters[i].parts.tobytes(), []).append(i)
@@ -515,8 +522,8 @@ def plan_batch(
             expected = (
                 list_sizes[cand] * density[:, np.repeat(np.arange(parts.size), nlists[parts])]
             )
-            qids = np.concatenate([by_query[first[i] : first[i + 1]] for i in members])
-            local = np.repeat(np.arange(len(members)), np.diff(first)[members])
+            qids = np.concatenate([queries_of[i] for i in members])
+            local = np.repeat(np.arange(len(members)), [queries_of[i].size for i in members])
             step = max(PROBE_CHUNK // max(cand.size, 1), 1)
             for c0 in range(0, qids.size, step):
                 cq = qids[c0 : c0 + step]

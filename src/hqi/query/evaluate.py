@@ -173,6 +173,12 @@ class BatchEvaluator:
         its candidate rows only, or None when it is not selective here."""
         return sparse_rows(pred, self._evaluator.store)
 
+    def rows(self, pred: Predicate) -> np.ndarray:
+        """The rows (ascending) where ``pred`` is TRUE: :meth:`sparse_rows` when it
+        is selective (no whole-store mask is made), else from its mask."""
+        rows = self.sparse_rows(pred)
+        return np.flatnonzero(self.mask(pred, sparse=False)) if rows is None else rows
+
 
 def _physical(value: Value) -> Value:
     """A literal in the encoding of :mod:`hqi.query.columns`."""
