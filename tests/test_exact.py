@@ -339,3 +339,13 @@ def test_row_masks_of_groups() -> None:
     assert none.offset.tolist() == [-1] * 4
     part = masks.of(2, 4)
     assert part.offset.tolist() == [-1, 1] and part.base.tolist() == [0, 20]
+
+
+def test_flat_search_reports_progress(layouts, workload) -> None:
+    """A flat batch calls ``on_progress`` like a planned one (it once skipped it)."""
+    seen: list[int] = []
+    index = layouts["l2", True]
+    res = index.search(
+        workload.queries[:30], workload.filters[:30], k=5, flat=True, on_progress=seen.append
+    )
+    assert res.stats["flat"] == 1.0 and sum(seen) == 30
