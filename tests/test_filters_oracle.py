@@ -12,9 +12,11 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hqi.execution.topk import RowMasks, TopK
 from hqi.layout import ZoneMaps
 from hqi.query import ColumnStore, evaluate, parse_filter
 from hqi.query.columns import normalize_table
+from hqi.query.compiled import AttributeMatrix, ProgramTable, compile_filter, program_mask
 from hqi.query.shapes import FilterParser
 from strategies import STORE, TABLE, bounded_predicates, predicates
 
@@ -201,3 +203,60 @@ def test_narrow_encodings_compare_exactly(text: str) -> None:
             assert flags.may_true[p]
         if flags.all_true[p]:
             assert hits == cuts[p + 1] - cuts[p]
+
+
+MATRIX = AttributeMatrix(STORE)
+
+
+def _kernel_selection(program) -> np.ndarray:
+    """The rows the executor's compiled pass lets a query take under ``program``
+    (k = every row, so each row is tested)."""
+    table = ProgramTable.of([program], MATRIX)
+    n = STORE.num_rows
+    top = TopK(1, n)
+    masks = RowMasks.of_groups([1], [None], [0], [0], table)
+    scores = np.arange(n, dtype=np.float32)[:, None]
+    top.push_scores(np.zeros(1, dtype=np.int64), scores, np.arange(n, dtype=np.int64), masks=masks)
+    pos, _ = top.finish()
+    return np.sort(pos[0][pos[0] >= 0])
+
+
+@settings(
+    max_examples=300,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(predicates)
+def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
+    """A filter compiled for the executor (a conjunction of interval atoms) selects
+    exactly the rows :func:`evaluate` does, in NumPy and in the compiled pass."""
+    pred = parse_filter(text, STORE.schema)
+    program = compile_filter(pred, MATRIX)
+    if program is None:
+        return
+    want = evaluate(pred, STORE)
+    np.testing.assert_array_equal(program_mask(program, MATRIX), want)
+    np.testing.assert_array_equal(_kernel_selection(program), np.flatnonzero(want))
+
+
+@pytest.mark.parametrize(
+    ("text", "compiles"),
+    [
+        ("s = 'jazz' AND i BETWEEN -2 AND 3", True),
+        ("NOT b AND f >= 1.5 AND d < DATE '2000-01-01'", True),
+        ("s NOT IN ('jazz', 'rock') AND ts IS NOT NULL", True),
+        ("NOT (i = 1 OR s = 'zz')", True),  # De Morgan: a conjunction
+        ("i IS NULL AND s != 'jazz'", True),
+        ("TRUE", True),
+        ("s = 'jazz' OR i = 1", False),
+        ("list_contains(tags, 'live') AND i = 1", False),
+        ("NOT (i = 1 AND s = 'zz')", False),
+        ("tags IS NULL", False),
+    ],
+)
+def test_which_filters_compile(text: str, compiles: bool) -> None:
+    pred = parse_filter(text, STORE.schema)
+    program = compile_filter(pred, MATRIX)
+    assert (program is not None) == compiles
+    if program is not None:
+        np.testing.assert_array_equal(program_mask(program, MATRIX), evaluate(pred, STORE))

@@ -253,6 +253,7 @@ def test_estimated_filters_are_masked_where_probed(monkeypatch, learned, workloa
     from hqi.execution import planner
 
     monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
+    monkeypatch.setattr(hqi.api, "COMPILED_FILTERS", False)  # masks for every filter
     q, f = workload.queries[:150], workload.filters[:150]
     opts = hqi.SearchOptions.from_kwargs(k=10)
     assert learned.count(None) < planner.SAMPLE_MIN_ROWS  # a small store: counted exactly
@@ -286,6 +287,34 @@ def test_estimated_filters_are_masked_where_probed(monkeypatch, learned, workloa
     res = learned.search(q, f, k=10, nprobe=10_000)
     np.testing.assert_array_equal(res.ids, truth.ids)
     assert recall_at_k(learned.search(q, f, k=10), truth).mean() >= 0.9
+
+
+@pytest.mark.parametrize("opts", [{"nprobe": 4}, {"nprobe": 10_000}, {"exact": True}])
+def test_compiled_filters_give_the_masked_answers(monkeypatch, learned, workload, truth, opts):
+    """Estimated filters that compile are tested by the executor, not masked: same
+    answers as with masks, exact with all probes, and no list masks made."""
+    from hqi.execution import planner
+
+    monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
+    monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
+    q, f = workload.queries[:150], workload.filters[:150]
+    plan = learned._plan(q, f, hqi.SearchOptions.from_kwargs(k=10, **opts), opts.get("nprobe"))
+    compiled = [fp for fp in plan.filters if fp.program >= 0]
+    assert compiled and plan.programs is not None
+    assert all(fp.estimated and fp.strategy == "scan" and not fp.list_masks for fp in compiled)
+    with_programs = learned.search(q, f, k=10, **opts)
+    monkeypatch.setattr(hqi.api, "COMPILED_FILTERS", False)
+    assert not any(
+        fp.program >= 0
+        for fp in learned._plan(
+            q, f, hqi.SearchOptions.from_kwargs(k=10, **opts), opts.get("nprobe")
+        ).filters
+    )
+    with_masks = learned.search(q, f, k=10, **opts)
+    np.testing.assert_array_equal(with_programs.ids, with_masks.ids)
+    np.testing.assert_array_equal(with_programs.distances, with_masks.distances)
+    if opts.get("nprobe", 10_000) == 10_000:
+        np.testing.assert_array_equal(with_programs.ids, truth.ids)
 
 
 def test_gather_ratio_is_shared_by_a_filters_queries() -> None:

@@ -32,6 +32,7 @@ from hqi.layout.qdtree import QdTree
 from hqi.layout.vector_cuts import CoarseCentroids
 from hqi.layout.zonemap import ZoneMaps
 from hqi.query import ColumnStore, FilterParser, Predicate, evaluate
+from hqi.query.compiled import AttributeMatrix
 from hqi.query.evaluate import BatchEvaluator
 from hqi.storage import format as storage
 
@@ -57,6 +58,9 @@ PARALLEL_MIN_WORK = 4e9
 # queries): 70 against 90-103; 4.3e6 (100k x 32, 500 queries): 131 against
 # 80-92; 9.2e6 (15k x 384, 2,000 queries): 185 against 160-187.
 FLAT_WORK_PER_FILTER = 3e6
+# Filters that compile to interval programs (hqi.query.compiled) are tested by the
+# executor instead of masked by the planner (1M, 10,000 queries: see docs/benchmarks.md).
+COMPILED_FILTERS = True
 
 
 class Index:
@@ -321,7 +325,23 @@ class Index:
             k=opts.k,
             expected_hits=opts.expected_hits,
             sample=self._row_sample,
+            # Ray's executors hold no attribute matrix: their plans keep masks.
+            attributes=(
+                self._attribute_matrix if COMPILED_FILTERS and opts.backend != "ray" else None
+            ),
+            list_zones=self._list_zones,
         )
+
+    @cached_property
+    def _list_zones(self) -> ZoneMaps:
+        """Zone maps of every list (built on first use)."""
+        return ZoneMaps(self._store, self._part.list_bounds)
+
+    @cached_property
+    def _attribute_matrix(self) -> AttributeMatrix:
+        """The attributes as the executor's compiled filters read them (built on
+        first use)."""
+        return AttributeMatrix(self._store)
 
     @cached_property
     def _row_sample(self) -> RowSample:

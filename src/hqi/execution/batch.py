@@ -5,7 +5,9 @@ are inverted to cell -> queries; each cell (a list, or a whole partition on
 the exact path) is a contiguous row range, read in place, and its distances
 to all of its queries are one matrix product. Queries whose filter is partial
 in the cell's partition take only the rows of its packed mask, one mask per
-distinct filter; covered partitions need none. Each block goes into the
+distinct filter; covered partitions need none. A filter the planner
+compiled (:mod:`hqi.query.compiled`) has no masks: the compiled pass tests
+it on the rows under a query's k-th distance only. Each block goes into the
 per-query top-k in one compiled pass (:meth:`TopK.push_scores
 <hqi.execution.topk.TopK.push_scores>`: norms, masks and selection together).
 Prefilter filters gather their qualifying rows and scan them exactly
@@ -81,15 +83,20 @@ def _cell_masks(
     )
     bits: list[np.ndarray | None] = []
     bases: list[int] = []
+    programs: list[int] = []
     for fid in queries_filters[bounds[:-1]].tolist():
         f = plan.filters[fid]
+        program = -1
         if (mask := f.masks.get(p)) is not None:
             bits.append(mask)
             bases.append(part_start)
         else:
             bits.append(f.list_masks.get(cell))
             bases.append(start)
-    return RowMasks.of_groups(np.diff(bounds).tolist(), bits, bases)
+            if f.program >= 0 and p in f.partial_set:
+                program = f.program
+        programs.append(program)
+    return RowMasks.of_groups(np.diff(bounds).tolist(), bits, bases, programs, plan.programs)
 
 
 def _scan_cells(

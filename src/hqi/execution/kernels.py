@@ -41,7 +41,40 @@ _SIGNATURE = types.void(
     _array(types.uint8, 1),
     _array(types.int64, 1),
     _array(types.int64, 1),
+    _array(types.float64, 2),
+    _array(types.int64, 2),
+    _array(types.int64, 1),
+    _array(types.int64, 1),
+    _array(types.float64, 1),
+    _array(types.float64, 1),
 )
+
+
+@njit(nogil=True, boundscheck=False, cache=False)
+def _holds(
+    attrs: np.ndarray,
+    p: int,
+    a: int,
+    stop: int,
+    col: np.ndarray,
+    group: np.ndarray,
+    lo: np.ndarray,
+    hi: np.ndarray,
+) -> bool:
+    """Whether row ``p`` satisfies the program in atoms ``[a, stop)`` (see
+    :class:`hqi.query.compiled.Program`)."""
+    while a < stop:
+        g = group[a]
+        held = False
+        while a < stop and group[a] == g:
+            if not held:
+                v = attrs[p, col[a]]
+                # lo NaN: the NULL test (v != v: v is NaN)
+                held = v != v if lo[a] != lo[a] else v >= lo[a] and v <= hi[a]
+            a += 1
+        if not held:
+            return False
+    return True
 
 
 @njit(_SIGNATURE, nogil=True, boundscheck=False, cache=False)
@@ -55,6 +88,12 @@ def push_scores(
     bits: np.ndarray,
     mask_offset: np.ndarray,
     mask_base: np.ndarray,
+    attrs: np.ndarray,
+    program: np.ndarray,
+    atom_col: np.ndarray,
+    atom_group: np.ndarray,
+    atom_lo: np.ndarray,
+    atom_hi: np.ndarray,
 ) -> None:
     """Merge ``scores`` (b, m): block rows at positions ``cols`` (b,) by the
     queries ``queries`` (m,), into ``top_dist`` / ``top_pos`` (Q, k), each row
@@ -64,7 +103,11 @@ def push_scores(
     alone). Query ``i`` with ``mask_offset[i] >= 0`` takes only the rows whose
     bit is set in its packed mask (most significant bit first, as
     ``np.packbits``), which starts at byte ``mask_offset[i]`` of ``bits``; its
-    bit 0 is the row at position ``mask_base[i]``.
+    bit 0 is the row at position ``mask_base[i]``. Query ``i`` with
+    ``program[i, 0] >= 0`` takes only the rows of ``attrs`` (the
+    :class:`~hqi.query.compiled.AttributeMatrix`) where its filter's program,
+    atoms ``program[i, 0]:program[i, 1]`` of the ``atom_*`` arrays, holds:
+    tested only for rows under its k-th distance.
     """
     b, m = scores.shape
     k = top_dist.shape[1]
@@ -96,6 +139,11 @@ def push_scores(
                 bit = p - mask_base[i]
                 if (bits[offset + (bit >> 3)] >> (7 - (bit & 7))) & 1 == 0:
                     continue
+            first = program[i, 0]
+            if first >= 0 and not _holds(
+                attrs, p, first, program[i, 1], atom_col, atom_group, atom_lo, atom_hi
+            ):
+                continue
             dist = top_dist[queries[i]]
             pos = top_pos[queries[i]]
             s = k - 1

@@ -52,6 +52,15 @@ rows qualify (they could only add +inf) and need no mask where all do.
 Otherwise (selective filters, exact search) the filter is counted exactly
 as in step 1. ``FilterPlan.estimated`` and ``explain`` say which.
 
+*Compiled filters*: a filter that is a conjunction of interval atoms
+(:mod:`hqi.query.compiled`: most workload templates) gets no masks at all.
+The executor's compiled pass tests it on the rows under a query's k-th
+distance only, a few hundred per query, where a mask costs every row the
+query scans. On the exact path too, such a filter is routed on its estimate
+when that says it will be scanned (approximate plans ask for a 2x margin:
+"clearly"), and the lists' own zone maps (``list_zones``) drop the probes of lists where it
+cannot hold, as :func:`_mask_probed` does for masked filters.
+
 The plan is data (:class:`BatchPlan`); :mod:`.batch` executes it and
 ``Index.explain`` prints it, so what is explained is what runs.
 """
@@ -59,6 +68,7 @@ The plan is data (:class:`BatchPlan`); :mod:`.batch` executes it and
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from functools import cached_property
 from itertools import pairwise
 from typing import Literal
 
@@ -69,6 +79,7 @@ from hqi.index.partitioned import Partitioning
 from hqi.layout.zonemap import ZoneMaps
 from hqi.query import ColumnStore, Predicate, evaluate
 from hqi.query.columns import RangeStore
+from hqi.query.compiled import AttributeMatrix, Program, ProgramTable, compile_filter
 from hqi.query.evaluate import BatchEvaluator
 
 __all__ = ["BatchPlan", "FilterPlan", "filter_queries", "plan_batch"]
@@ -110,6 +121,15 @@ class FilterPlan:
     partial: np.ndarray | None = None
     list_masks: dict[int, np.ndarray] = field(default_factory=dict)  # estimated: probed lists
     row_ids: np.ndarray | None = None  # selective prefilter: its qualifying rows, ascending
+    # Estimated filter tested by the executor (BatchPlan.programs), not by masks.
+    program: int = -1
+
+    @cached_property
+    def partial_set(self) -> frozenset[int]:
+        """The routed partitions where the filter is partial."""
+        if self.partial is not None:
+            return frozenset(self.partial.tolist())
+        return frozenset(self.masks)
 
     @property
     def num_covered(self) -> int:
@@ -149,6 +169,7 @@ class BatchPlan:
     cell_part: np.ndarray  # (T + P,) partition of each cell
     nprobe: int | None
     stats: dict[str, float] = field(default_factory=dict)
+    programs: ProgramTable | None = None  # the filters' programs (FilterPlan.program)
 
     def distances(self) -> int:
         """Distance computations the whole plan performs."""
@@ -334,6 +355,25 @@ def _mask_probed(
     return cells[counts == 0]
 
 
+def _empty_lists(
+    f: FilterPlan,
+    cells: np.ndarray,
+    part: Partitioning,
+    list_part: np.ndarray,
+    store: ColumnStore,
+    list_zones: ZoneMaps | None,
+) -> np.ndarray:
+    """The probed ``cells`` (lists) of estimated filter ``f`` where none of its rows
+    qualify. A filter with a program is tested by the executor: only the lists'
+    zone maps (``list_zones``) rule lists out. The others get their masks here
+    (:func:`_mask_probed`)."""
+    if f.program < 0:
+        return _mask_probed(f, cells, part, list_part, store)
+    if list_zones is None:
+        return cells[:0]
+    return cells[~list_zones.flags(f.pred).may_true[cells]]
+
+
 def _nearest_enough(
     dist: np.ndarray, expected: np.ndarray, need: float, nprobe: int, head: int
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
@@ -406,6 +446,8 @@ def plan_batch(
     k: int,
     expected_hits: float,
     sample: RowSample | None = None,
+    attributes: AttributeMatrix | None = None,
+    list_zones: ZoneMaps | None = None,
 ) -> BatchPlan:
     """Plan the batch (see the module docstring); ``nprobe=None`` is exact.
 
@@ -436,6 +478,7 @@ def plan_batch(
         return min(routed_rows, max(nprobe * avg_list, need))
 
     queries_of = filter_queries(query_filter, len(preds))
+    programs: list[Program] = []
     for pred, nq in zip(preds, [q.size for q in queries_of], strict=True):
         # Exact plans share a filter's gather among its queries. Approximate plans
         # keep the one-query ratio: measured at 1M, shared filters that must then
@@ -444,14 +487,24 @@ def plan_batch(
         flags = zones.flags(pred)
         routed = np.flatnonzero(flags.may_true).astype(np.int64)
         covered = flags.all_true[routed]
-        if nprobe is not None and sample is not None and not covered.all():
-            # Estimate first; a filter that will clearly be scanned gets its masks
-            # after probing, on the lists its queries probe only (_mask_probed).
+        program = None
+        if sample is not None and attributes is not None and not covered.all():
+            program = compile_filter(pred, attributes)
+        if sample is not None and not covered.all() and (nprobe is not None or program):
+            # Estimate first. A filter that will clearly be scanned gets no exact
+            # count: with a program the executor tests it, otherwise (approximate
+            # search only) it gets masks after probing, on the lists its queries
+            # probe only (_mask_probed).
             est, hits = sample.estimate(pred, routed)
             counts = np.where(covered, sizes[routed], est)
             qualifying = float(counts.sum())
             scan_work = work(routed, qualifying)
-            if hits >= MIN_SAMPLE_HITS and qualifying * ratio > 2 * scan_work:
+            # Approximate plans estimate only what will clearly be scanned; exact
+            # ones, which scan whole partitions, whatever is estimated to be.
+            margin = 2 if nprobe is not None else 1
+            if hits >= MIN_SAMPLE_HITS and qualifying * ratio > margin * scan_work:
+                if program is not None:
+                    programs.append(program)
                 filters.append(
                     FilterPlan(
                         pred,
@@ -463,6 +516,7 @@ def plan_batch(
                         counts,
                         estimated=True,
                         partial=routed[~covered],
+                        program=-1 if program is None else len(programs) - 1,
                     )
                 )
                 continue
@@ -537,8 +591,9 @@ def plan_batch(
                     pc_.append(cand[order][take].astype(np.int64))
         estimated = np.array([f.estimated for f in filters], dtype=bool)
         if estimated.any():
-            # Estimated filters get masks of the lists their queries probe; probes of
-            # lists where none of a filter's rows qualify are dropped.
+            # Estimated filters get masks of the lists their queries probe (those
+            # with a program are tested by the executor instead); probes of lists
+            # where none of a filter's rows qualify are dropped.
             pq, pc = np.concatenate(pq_), np.concatenate(pc_)
             pf = query_filter[pq]
             mine = estimated[pf]
@@ -547,7 +602,9 @@ def plan_batch(
             bounds = np.searchsorted(fid, np.arange(len(filters) + 1))
             empty = [
                 i * t
-                + _mask_probed(filters[i], cell[bounds[i] : bounds[i + 1]], part, list_part, store)
+                + _empty_lists(
+                    filters[i], cell[bounds[i] : bounds[i + 1]], part, list_part, store, list_zones
+                )
                 for i in np.flatnonzero(estimated).tolist()
             ]
             dropped = np.concatenate(empty)
@@ -565,4 +622,5 @@ def plan_batch(
         cell_bounds=np.concatenate([list_ranges, part_ranges]),
         cell_part=np.concatenate([list_part, np.arange(part.num_parts)]),
         nprobe=nprobe,
+        programs=None if attributes is None else ProgramTable.of(programs, attributes),
     )

@@ -13,8 +13,12 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from hqi.query.compiled import ProgramTable
 
 __all__ = ["PAD", "RowMasks", "TopK"]
 
@@ -22,17 +26,25 @@ PAD = np.iinfo(np.int64).max
 
 _NO_NORMS = np.zeros(0, dtype=np.float32)
 _NO_BITS = np.zeros(1, dtype=np.uint8)
+_NO_ATTRS = np.zeros((1, 1), dtype=np.float64)
+_NO_INTS = np.zeros(1, dtype=np.int64)
+_NO_FLOATS = np.zeros(1, dtype=np.float64)
 
 
 @dataclass(frozen=True)
 class RowMasks:
     """Which rows each query of a block may take: packed mask bits (``np.packbits``
     order) in one buffer, and per query the byte where its mask starts in
-    ``bits`` (-1: every row) and the row position of its bit 0."""
+    ``bits`` (-1: every row) and the row position of its bit 0. A query may
+    instead have a filter program (:mod:`hqi.query.compiled`): the range of
+    its atoms in ``table`` (``program[i, 0]`` -1: none), tested on the rows
+    under its k-th distance only."""
 
     bits: np.ndarray  # uint8
     offset: np.ndarray  # (m,) int64
     base: np.ndarray  # (m,) int64
+    program: np.ndarray | None = None  # (m, 2) int64 atom range in table, or -1
+    table: ProgramTable | None = None
 
     @classmethod
     def none(cls, m: int) -> RowMasks:
@@ -40,14 +52,30 @@ class RowMasks:
 
     @classmethod
     def of_groups(
-        cls, sizes: Sequence[int], bits: Sequence[np.ndarray | None], bases: Sequence[int]
+        cls,
+        sizes: Sequence[int],
+        bits: Sequence[np.ndarray | None],
+        bases: Sequence[int],
+        programs: Sequence[int] | None = None,
+        table: ProgramTable | None = None,
     ) -> RowMasks:
         """Masks of consecutive groups of queries: group ``g``'s ``sizes[g]`` queries
         share the packed ``bits[g]`` (None: every row), whose bit 0 is the row at
-        position ``bases[g]``."""
+        position ``bases[g]``, or, where ``programs[g] >= 0``, that program of
+        ``table`` (and no bits)."""
+        program = None
+        if programs is not None and table is not None and max(programs, default=-1) >= 0:
+            ids = np.asarray(programs, dtype=np.int64)
+            ranges = np.where(
+                (ids >= 0)[:, None],
+                np.stack([table.bounds[ids], table.bounds[ids + 1]], axis=1),
+                -1,
+            )
+            program = np.repeat(ranges, sizes, axis=0)
         present = [b for b in bits if b is not None]
         if not present:
-            return cls.none(int(sum(sizes)))
+            none = cls.none(int(sum(sizes)))
+            return cls(none.bits, none.offset, none.base, program, table)
         lengths = np.array([0 if b is None else b.size for b in bits], dtype=np.int64)
         starts = np.cumsum(lengths) - lengths
         offset = np.where([b is None for b in bits], -1, starts)
@@ -55,11 +83,16 @@ class RowMasks:
             np.concatenate(present),
             np.repeat(offset.astype(np.int64), sizes),
             np.repeat(np.asarray(bases, dtype=np.int64), sizes),
+            program,
+            table,
         )
 
     def of(self, start: int, stop: int) -> RowMasks:
         """The masks of queries ``start:stop`` (the same bits)."""
-        return RowMasks(self.bits, self.offset[start:stop], self.base[start:stop])
+        program = None if self.program is None else self.program[start:stop]
+        return RowMasks(
+            self.bits, self.offset[start:stop], self.base[start:stop], program, self.table
+        )
 
 
 class TopK:
@@ -101,6 +134,13 @@ class TopK:
         if scores.shape[0] == 0 or scores.shape[1] == 0:
             return
         masks = RowMasks.none(scores.shape[1]) if masks is None else masks
+        table = masks.table
+        if masks.program is None or table is None:
+            program = np.full((scores.shape[1], 2), -1, dtype=np.int64)
+            attrs, col, group, lo, hi = _NO_ATTRS, _NO_INTS, _NO_INTS, _NO_FLOATS, _NO_FLOATS
+        else:
+            program = np.ascontiguousarray(masks.program, dtype=np.int64)
+            attrs, col, group, lo, hi = table.attrs, table.col, table.group, table.lo, table.hi
         push_scores(
             self.dist,
             self.pos,
@@ -111,6 +151,12 @@ class TopK:
             np.ascontiguousarray(masks.bits, dtype=np.uint8),
             np.ascontiguousarray(masks.offset, dtype=np.int64),
             np.ascontiguousarray(masks.base, dtype=np.int64),
+            attrs,
+            program,
+            col,
+            group,
+            lo,
+            hi,
         )
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:

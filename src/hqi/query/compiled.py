@@ -1,0 +1,295 @@
+"""Filters as interval programs, tested row by row inside the executor's compiled pass.
+
+Most filters of a workload are conjunctions of atoms on one column each
+(``type = 'song' AND year BETWEEN 1990 AND 2000``). Such a filter is TRUE on
+a row exactly when, for every atom, the row's value of the atom's column
+lies in one of the atom's closed intervals; a NULL fails every atom (UNKNOWN
+is not TRUE). :func:`compile_filter` turns a filter into that form (an
+:class:`Program`), or returns None when it has another form (an OR of
+atoms on different columns, ``list_contains``, a list column); such filters
+keep their masks.
+
+:class:`AttributeMatrix` holds the string codes, numbers, booleans, dates and
+timestamps of a store as one row-major ``(N, C)`` float64 matrix, NULL as
+NaN, so a row's atoms read one cache line. Every value there is exact
+(integers up to 2**53 in magnitude; a column with larger ones is left out).
+Literals are converted the way NumPy compares them in
+:mod:`hqi.query.evaluate` (a float32 column compares in float32), so a
+program selects exactly the rows :func:`hqi.query.evaluate.evaluate` does:
+the property test in ``tests/test_filters_oracle.py`` checks it.
+
+With a program, the executor's pass (:func:`hqi.execution.kernels.push_scores`)
+tests the filter only on the rows that would enter a query's top-k, instead
+of the planner evaluating it on every row its queries scan.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from hqi.query.columns import ColumnStore, StringData, ValueData
+from hqi.query.evaluate import _OPS, _physical
+from hqi.query.predicate import And, Compare, Const, Contains, InList, IsNull, Not, Or, Predicate
+
+__all__ = ["AttributeMatrix", "Program", "ProgramTable", "compile_filter", "program_mask"]
+
+EXACT_INT = 2**53  # integers of at most this magnitude are exact in float64
+MAX_INTERVALS = 32  # more intervals in one filter: keep its mask instead
+
+
+class AttributeMatrix:
+    """The store's scalar columns as one ``(N, C)`` float64 matrix (NULL = NaN)."""
+
+    def __init__(self, store: ColumnStore) -> None:
+        self.store = store
+        columns: list[np.ndarray] = []
+        self.column_index: dict[str, int] = {}
+        self.dtypes: dict[str, np.dtype] = {}
+        for name in store.schema:
+            data = store[name]
+            if isinstance(data, StringData):
+                values = data.codes.astype(np.float64)
+                values[data.codes < 0] = np.nan
+            elif isinstance(data, ValueData):
+                raw = data.values
+                if raw.dtype.kind in "iu" and raw.size:
+                    if max(int(raw.max()), -int(raw.min())) > EXACT_INT:
+                        continue  # not exact in float64
+                values = raw.astype(np.float64)
+                if data.valid is not None:
+                    values[~data.valid] = np.nan
+            else:
+                continue  # list columns
+            self.column_index[name] = len(columns)
+            self.dtypes[name] = data.codes.dtype if isinstance(data, StringData) else raw.dtype
+            columns.append(values)
+        self._true_sets: dict[Predicate, list[tuple[float, float]] | None] = {}
+        self.values = (
+            np.ascontiguousarray(np.stack(columns, axis=1))
+            if columns
+            else np.zeros((store.num_rows, 0), dtype=np.float64)
+        )
+
+
+@dataclass(frozen=True)
+class Program:
+    """A conjunction of atoms: atom ``g`` holds for a row when the row's value in
+    column ``col[a]`` lies in ``[lo[a], hi[a]]`` for some interval ``a`` with
+    ``group[a] == g``. An interval with ``lo`` NaN tests for NULL instead; an
+    empty interval (``lo > hi``) never holds. No atom: TRUE on every row."""
+
+    col: np.ndarray  # (A,) int64, a column of the AttributeMatrix
+    group: np.ndarray  # (A,) int64, ascending
+    lo: np.ndarray  # (A,) float64
+    hi: np.ndarray  # (A,) float64
+
+    @property
+    def size(self) -> int:
+        return int(self.col.size)
+
+
+_NEVER = [(np.inf, -np.inf)]  # an interval no value lies in
+_NULL = [(np.nan, np.nan)]  # the NULL test
+_NOT_NULL = [(-np.inf, np.inf)]
+
+
+def _below(x: float) -> float:
+    return float(np.nextafter(x, -np.inf))
+
+
+def _above(x: float) -> float:
+    return float(np.nextafter(x, np.inf))
+
+
+def _complement(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
+    """The non-NULL values outside ``intervals`` (ascending, disjoint)."""
+    out: list[tuple[float, float]] = []
+    start = -np.inf
+    for lo, hi in intervals:
+        if lo > hi:
+            continue
+        if lo > start:
+            out.append((start, _below(lo)))
+        start = _above(hi)
+        if hi == np.inf:
+            return out
+    out.append((start, np.inf))
+    return out
+
+
+def _runs(codes: np.ndarray) -> list[tuple[float, float]]:
+    """Sorted integer codes as intervals of consecutive codes."""
+    if codes.size == 0:
+        return _NEVER
+    breaks = np.flatnonzero(np.diff(codes) != 1)
+    starts = np.concatenate([[0], breaks + 1])
+    stops = np.concatenate([breaks, [codes.size - 1]])
+    return [(float(codes[a]), float(codes[b])) for a, b in zip(starts, stops, strict=True)]
+
+
+def _exact(value: object) -> float | None:
+    """A literal as float64, or None when it is not exact there."""
+    if isinstance(value, bool):
+        return float(value)
+    if isinstance(value, int):
+        return float(value) if abs(value) <= EXACT_INT else None
+    if isinstance(value, float):
+        return value
+    return None
+
+
+class _Compiler:
+    def __init__(self, matrix: AttributeMatrix) -> None:
+        self.matrix = matrix
+        self.atoms: list[tuple[int, list[tuple[float, float]]]] = []
+
+    def conjunction(self, pred: Predicate, negated: bool) -> bool:
+        """Add the atoms of ``pred`` (of ``NOT pred`` when ``negated``); False when
+        it is not a conjunction of atoms."""
+        if isinstance(pred, Not):
+            return self.conjunction(pred.child, not negated)
+        if isinstance(pred, And | Or):
+            # AND, or NOT of an OR (De Morgan holds in three-valued logic).
+            if isinstance(pred, Or) != negated:
+                return False
+            return all(self.conjunction(child, negated) for child in pred.children)
+        if isinstance(pred, Const):
+            if pred.value is None or pred.value == negated:  # never TRUE
+                self.atoms.append((0, _NEVER))
+            return True
+        if isinstance(pred, Contains) or pred.column not in self.matrix.column_index:
+            return False  # list columns are not in the matrix
+        column = pred.column
+        cache = self.matrix._true_sets
+        if pred in cache:
+            true_set = cache[pred]
+        else:
+            true_set = cache[pred] = self.true_set(pred)
+            if len(cache) > 100_000:
+                cache.clear()
+        if true_set is None:
+            return False
+        if negated:
+            if isinstance(pred, IsNull):
+                true_set = _NOT_NULL
+            elif isinstance(pred, InList) and pred.has_null:
+                true_set = _NEVER  # FALSE never: non-matches are UNKNOWN
+            else:
+                true_set = _complement(true_set)
+        self.atoms.append((self.matrix.column_index[column], true_set))
+        return True
+
+    def true_set(self, pred: Compare | InList | IsNull) -> list[tuple[float, float]] | None:
+        """The intervals of non-NULL values where atom ``pred`` is TRUE (for IS
+        NULL, the NULL test)."""
+        if isinstance(pred, IsNull):
+            return _NULL
+        data = self.matrix.store[pred.column]
+        if isinstance(data, StringData):
+            if isinstance(pred, Compare) and pred.op == "=":
+                code = data.code_of.get(pred.value)  # type: ignore[arg-type]
+                return _NEVER if code is None else [(float(code), float(code))]
+            if isinstance(pred, Compare):
+                hit = np.asarray(_OPS[pred.op](data.dictionary, pred.value), dtype=bool)
+            elif isinstance(pred, InList):
+                hit = np.isin(data.dictionary, [v for v in pred.values if isinstance(v, str)])
+            else:
+                return None
+            return _runs(np.flatnonzero(hit))
+        if isinstance(pred, InList):
+            # np.isin compares in the common type: float64 at worst, exact here.
+            points = [_exact(_physical(v)) for v in pred.values]
+            exact = sorted({v for v in points if v is not None})
+            if len(exact) < len(set(points)):
+                return None  # a literal not exact in float64
+            return [(v, v) for v in exact] or _NEVER
+        if not isinstance(pred, Compare):
+            return None
+        v = _exact(_physical(pred.value))
+        if v is None:
+            return None
+        if self.matrix.dtypes[pred.column].kind == "f" and not isinstance(pred.value, bool):
+            # NumPy compares a float column with a Python number in the column's type.
+            v = float(np.asarray(v).astype(self.matrix.dtypes[pred.column]))
+        return {
+            "=": [(v, v)],
+            "!=": _complement([(v, v)]),
+            "<": [(-np.inf, _below(v))],
+            "<=": [(-np.inf, v)],
+            ">": [(_above(v), np.inf)],
+            ">=": [(v, np.inf)],
+        }[pred.op]
+
+
+def compile_filter(pred: Predicate | None, matrix: AttributeMatrix) -> Program | None:
+    """``pred`` as a :class:`Program` over ``matrix``, or None when it is not a
+    conjunction of atoms on the matrix's columns (or needs more than
+    :data:`MAX_INTERVALS` intervals)."""
+    if matrix.values.shape[1] == 0:
+        return None  # no scalar columns
+    compiler = _Compiler(matrix)
+    if pred is not None and not compiler.conjunction(pred, False):
+        return None
+    col, group, lo, hi = [], [], [], []
+    for g, (c, intervals) in enumerate(compiler.atoms):
+        for a, b in intervals:
+            col.append(c)
+            group.append(g)
+            lo.append(a)
+            hi.append(b)
+    if len(col) > MAX_INTERVALS:
+        return None
+    return Program(
+        np.asarray(col, dtype=np.int64),
+        np.asarray(group, dtype=np.int64),
+        np.asarray(lo, dtype=np.float64),
+        np.asarray(hi, dtype=np.float64),
+    )
+
+
+def program_mask(program: Program, matrix: AttributeMatrix) -> np.ndarray:
+    """The rows where ``program`` holds, in NumPy (the reference for the compiled
+    test in :mod:`hqi.execution.kernels`)."""
+    out = np.ones(matrix.values.shape[0], dtype=bool)
+    for g in np.unique(program.group).tolist():
+        held = np.zeros_like(out)
+        for a in np.flatnonzero(program.group == g).tolist():
+            v = matrix.values[:, program.col[a]]
+            if np.isnan(program.lo[a]):
+                held |= np.isnan(v)
+            else:
+                held |= (v >= program.lo[a]) & (v <= program.hi[a])
+        out &= held
+    return out
+
+
+@dataclass(frozen=True)
+class ProgramTable:
+    """Many programs' atoms end to end, with the matrix they read: what the
+    executor's compiled pass takes. Program ``i`` is atoms ``bounds[i]:bounds[i + 1]``."""
+
+    attrs: np.ndarray  # AttributeMatrix.values
+    col: np.ndarray
+    group: np.ndarray
+    lo: np.ndarray
+    hi: np.ndarray
+    bounds: np.ndarray  # (len(programs) + 1,)
+
+    @classmethod
+    def of(cls, programs: list[Program], matrix: AttributeMatrix) -> ProgramTable:
+        sizes = [p.size for p in programs]
+        bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        return cls(
+            matrix.values,
+            _concat(programs, "col", np.int64),
+            _concat(programs, "group", np.int64),
+            _concat(programs, "lo", np.float64),
+            _concat(programs, "hi", np.float64),
+            bounds,
+        )
+
+
+def _concat(programs: list[Program], name: str, dtype: type) -> np.ndarray:
+    return np.concatenate([np.zeros(0, dtype=dtype), *(getattr(p, name) for p in programs)])
