@@ -260,3 +260,17 @@ def test_which_filters_compile(text: str, compiles: bool) -> None:
     assert (program is not None) == compiles
     if program is not None:
         np.testing.assert_array_equal(program_mask(program, MATRIX), evaluate(pred, STORE))
+
+
+def test_integers_beyond_float64_do_not_compile() -> None:
+    """A column with integers float64 cannot hold exactly stays out of the matrix
+    (its filters keep masks); literals beyond 2**53 do not compile either."""
+    big = 2**60
+    store = ColumnStore(pa.table({"n": pa.array([big, big + 1, -3], pa.int64()), "m": [1, 2, 3]}))
+    matrix = AttributeMatrix(store)
+    assert "n" not in matrix.column_index and "m" in matrix.column_index
+    assert compile_filter(parse_filter(f"n = {big + 1}", store.schema), matrix) is None
+    assert compile_filter(parse_filter(f"m < {big + 1}", store.schema), matrix) is None
+    program = compile_filter(parse_filter("m >= 2", store.schema), matrix)
+    assert program is not None
+    np.testing.assert_array_equal(program_mask(program, matrix), [False, True, True])

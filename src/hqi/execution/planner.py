@@ -58,8 +58,8 @@ The executor's compiled pass tests it on the rows under a query's k-th
 distance only, a few hundred per query, where a mask costs every row the
 query scans. On the exact path too, such a filter is routed on its estimate
 when that says it will be scanned (approximate plans ask for a 2x margin:
-"clearly"), and the lists' own zone maps (``list_zones``) drop the probes of lists where it
-cannot hold, as :func:`_mask_probed` does for masked filters.
+"clearly"). The lists' own zone maps (``list_zones``) drop the probes of
+lists where it cannot hold, as :func:`_mask_probed` does for masked filters.
 
 The plan is data (:class:`BatchPlan`); :mod:`.batch` executes it and
 ``Index.explain`` prints it, so what is explained is what runs.
@@ -451,10 +451,13 @@ def plan_batch(
 ) -> BatchPlan:
     """Plan the batch (see the module docstring); ``nprobe=None`` is exact.
 
-    With a ``sample`` (approximate search only, stores of ``SAMPLE_MIN_ROWS``
-    rows or more), filters that will clearly be scanned are routed on
-    estimated counts and masked on their probed lists only (see the module
-    docstring)."""
+    With a ``sample`` (stores of ``SAMPLE_MIN_ROWS`` rows or more), filters
+    that will clearly be scanned are routed on estimated counts and masked on
+    their probed lists only (approximate search). With ``attributes`` too,
+    those that compile (:func:`~hqi.query.compiled.compile_filter`) get
+    programs instead of masks, on the exact path as well; ``list_zones`` (zone
+    maps per list) then drop their probes of lists where they cannot hold.
+    See the module docstring."""
     if store.num_rows < SAMPLE_MIN_ROWS:
         sample = None  # a small store: every filter is counted exactly
     nlists = np.diff(part.part_lists)
@@ -490,7 +493,7 @@ def plan_batch(
         program = None
         if sample is not None and attributes is not None and not covered.all():
             program = compile_filter(pred, attributes)
-        if sample is not None and not covered.all() and (nprobe is not None or program):
+        if sample is not None and not covered.all() and (nprobe is not None or program is not None):
             # Estimate first. A filter that will clearly be scanned gets no exact
             # count: with a program the executor tests it, otherwise (approximate
             # search only) it gets masks after probing, on the lists its queries

@@ -54,9 +54,9 @@ class AttributeMatrix:
                 values[data.codes < 0] = np.nan
             elif isinstance(data, ValueData):
                 raw = data.values
-                if raw.dtype.kind in "iu" and raw.size:
-                    if max(int(raw.max()), -int(raw.min())) > EXACT_INT:
-                        continue  # not exact in float64
+                ints = raw.dtype.kind in "iu" and raw.size > 0
+                if ints and max(int(raw.max()), -int(raw.min())) > EXACT_INT:
+                    continue  # not exact in float64
                 values = raw.astype(np.float64)
                 if data.valid is not None:
                     values[~data.valid] = np.nan
