@@ -29,6 +29,7 @@ _NO_BITS = np.zeros(1, dtype=np.uint8)
 _NO_ATTRS = np.zeros((1, 1), dtype=np.float64)
 _NO_INTS = np.zeros(1, dtype=np.int64)
 _NO_FLOATS = np.zeros(1, dtype=np.float64)
+_NO_PROGRAM = np.full((4096, 2), -1, dtype=np.int64)  # views of it: no allocation per block
 
 
 @dataclass(frozen=True)
@@ -136,7 +137,8 @@ class TopK:
         masks = RowMasks.none(scores.shape[1]) if masks is None else masks
         table = masks.table
         if masks.program is None or table is None:
-            program = np.full((scores.shape[1], 2), -1, dtype=np.int64)
+            m = scores.shape[1]
+            program = _NO_PROGRAM[:m] if m <= _NO_PROGRAM.shape[0] else np.full((m, 2), -1)
             attrs, col, group, lo, hi = _NO_ATTRS, _NO_INTS, _NO_INTS, _NO_FLOATS, _NO_FLOATS
         else:
             program = np.ascontiguousarray(masks.program, dtype=np.int64)
