@@ -11,6 +11,7 @@ from hypothesis.extra import numpy as hnp
 from threadpoolctl import threadpool_info
 
 import hqi
+import hqi.execution.exact as exact_mod
 from hqi.execution.topk import RowMasks, TopK
 
 
@@ -88,6 +89,48 @@ def test_exact_equals_reference(
     np.testing.assert_array_equal(res.ids, serial.ids)  # workers merge to the same answer
     for i in range(len(q)):
         pos, dist = reference(index.vectors, index.mask(filters[i]), q[i : i + 1], 10, metric)
+        ids = np.where(pos >= 0, index.ids[np.maximum(pos, 0)], -1)
+        assert_matches(hqi.Result(res.ids[i : i + 1], res.distances[i : i + 1]), ids, dist)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(st.integers(0, 400), max_size=300).map(lambda v: np.unique(np.asarray(v, np.int64))),
+    st.integers(1, 20),
+)
+def test_runs_split_rows_into_long_runs_and_the_rest(rows, min_run) -> None:
+    ranges, rest = exact_mod._runs(rows, min_run)
+    covered = np.concatenate([np.arange(a, b) for a, b in ranges] + [rest]).astype(np.int64)
+    np.testing.assert_array_equal(np.sort(covered), rows)  # every row once
+    assert all(b - a >= min_run for a, b in ranges)
+    # What is left holds no run of min_run consecutive rows of the input.
+    for a, b in ranges:
+        assert not np.isin(np.arange(a, b), rest).any()
+    if rest.size and min_run > 1:
+        breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+        lengths = np.diff(np.concatenate([[0], breaks, [rows.size]]))
+        assert rest.size == lengths[lengths < min_run].sum()
+
+
+def test_prefilter_reads_runs_in_place(layouts, workload, monkeypatch) -> None:
+    """Prefiltered groups read runs of consecutive rows in place: same answers as
+    the reference, and the in-place branch is taken."""
+    index = layouts["l2", True]
+    q, filters = workload.queries[:60], workload.filters[:60]
+    used = []
+    split = exact_mod._runs
+
+    def spy(rows, min_run):
+        ranges, rest = split(rows, min_run)
+        used.append(len(ranges))
+        return ranges, rest
+
+    monkeypatch.setattr(exact_mod, "IN_PLACE_RUN", 8)
+    monkeypatch.setattr(exact_mod, "_runs", spy)
+    res = index.search(q, filters, k=10, exact=True, prefilter_ratio=0.0, block_rows=50)
+    assert sum(used) > 0
+    for i in range(len(q)):
+        pos, dist = reference(index.vectors, index.mask(filters[i]), q[i : i + 1], 10, "l2")
         ids = np.where(pos >= 0, index.ids[np.maximum(pos, 0)], -1)
         assert_matches(hqi.Result(res.ids[i : i + 1], res.distances[i : i + 1]), ids, dist)
 

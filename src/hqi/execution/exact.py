@@ -6,6 +6,8 @@ the fraction of rows its filter selects:
 
 * selective filters: the qualifying rows are gathered block by block, and
   each block's distances to all of the group's queries are one matrix product;
+  runs of consecutive qualifying rows (a covered partition's, on the
+  partitioned index) are read in place instead;
 * broad filters (and no filter): one shared pass reads every block in place
   and multiplies it with all their queries at once; each query takes only
   its filter's rows. A gathered row costs about 30x a row's share of a large
@@ -136,6 +138,28 @@ def _shared_scan(
             top.push_scores(qidx[qs:qe], scores, cols, norms, masks.of(qs, qe))
 
 
+# Consecutive qualifying rows from which a prefiltered group reads them in place
+# instead of gathering them (covered partitions' rows are contiguous).
+IN_PLACE_RUN = 256
+
+
+def _runs(rows: np.ndarray, min_run: int) -> tuple[list[tuple[int, int]], np.ndarray]:
+    """Ascending ``rows`` split into ``[a, b)`` ranges of at least ``min_run``
+    consecutive rows and the rows outside them."""
+    breaks = np.flatnonzero(np.diff(rows) != 1) + 1
+    starts = np.concatenate([[0], breaks])
+    stops = np.concatenate([breaks, [rows.size]])
+    long = stops - starts >= min_run
+    if not long.any():
+        return [], rows
+    ranges = [
+        (int(rows[s]), int(rows[e - 1]) + 1)
+        for s, e in zip(starts[long].tolist(), stops[long].tolist(), strict=True)
+    ]
+    keep = np.repeat(~long, stops - starts)
+    return ranges, rows[keep]
+
+
 def _gather_scan(
     vectors: np.ndarray,
     sq_norms: np.ndarray | None,
@@ -146,22 +170,34 @@ def _gather_scan(
     block_rows: int,
     query_block: int,
 ) -> None:
-    """The group's qualifying rows, gathered block by block into one reused
-    buffer (:data:`GATHER_ROWS` at most), against its queries (``scaled``:
-    :func:`ranking_queries`)."""
+    """The group's qualifying rows against its queries (``scaled``:
+    :func:`ranking_queries`): runs of at least :data:`IN_PLACE_RUN` consecutive
+    rows are read in place; the others are gathered block by block into one
+    reused buffer (:data:`GATHER_ROWS` at most)."""
     assert group.rows is not None
-    if group.rows.size == 0:
+    rows = group.rows.astype(np.int64, copy=False)
+    if rows.size == 0:
         return
     step = min(block_rows, GATHER_ROWS)
     source = vectors.view(np.ndarray) if isinstance(vectors, np.memmap) else vectors
-    buffer = np.empty((min(step, group.rows.size), vectors.shape[1]), dtype=vectors.dtype)
-    for start in range(0, group.rows.size, step):
-        cols = group.rows[start : start + step].astype(np.int64, copy=False)
-        block = np.take(source, cols, axis=0, out=buffer[: cols.size])
+
+    def push(block: np.ndarray, cols: np.ndarray) -> None:
         norms = None if sq_norms is None else sq_norms[cols]
         for qs in range(0, group.queries.size, query_block):
-            rows = group.queries[qs : qs + query_block]
-            top.push_scores(rows, block @ scaled[rows].T, cols, norms)
+            qids = group.queries[qs : qs + query_block]
+            top.push_scores(qids, block @ scaled[qids].T, cols, norms)
+
+    in_place, scattered = _runs(rows, IN_PLACE_RUN)
+    for a, b in in_place:
+        for r0 in range(a, b, block_rows):
+            r1 = min(b, r0 + block_rows)
+            push(source[r0:r1], np.arange(r0, r1, dtype=np.int64))
+    if scattered.size == 0:
+        return
+    buffer = np.empty((min(step, scattered.size), vectors.shape[1]), dtype=vectors.dtype)
+    for start in range(0, scattered.size, step):
+        cols = scattered[start : start + step]
+        push(np.take(source, cols, axis=0, out=buffer[: cols.size]), cols)
 
 
 def exact_search(
