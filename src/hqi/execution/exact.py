@@ -146,6 +146,8 @@ IN_PLACE_RUN = 256
 def _runs(rows: np.ndarray, min_run: int) -> tuple[list[tuple[int, int]], np.ndarray]:
     """Ascending ``rows`` split into ``[a, b)`` ranges of at least ``min_run``
     consecutive rows and the rows outside them."""
+    if rows.size < min_run:
+        return [], rows
     breaks = np.flatnonzero(np.diff(rows) != 1) + 1
     starts = np.concatenate([[0], breaks])
     stops = np.concatenate([breaks, [rows.size]])
