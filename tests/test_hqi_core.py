@@ -374,6 +374,38 @@ def test_selective_filters_evaluated_on_candidate_rows(monkeypatch, learned, wor
     np.testing.assert_array_equal(learned.search(q, f, k=10, nprobe=10_000).ids, before_all.ids)
 
 
+def test_masks_on_row_subsets_equal_whole_store_masks(monkeypatch, learned, workload) -> None:
+    """Large stores evaluate a filter on its partial partitions' rows only (small
+    ones on every row): turned on at this size, the plans count and mask
+    exactly the same rows, and the answers do not change."""
+    from hqi.execution import planner
+    from hqi.execution.options import SearchOptions
+
+    q, f = workload.queries[:150], workload.filters[:150]
+    opts = SearchOptions.from_kwargs(k=10, exact=True)
+    whole = learned._plan(q, f, opts, None)
+    before = learned.search(q, f, k=10, exact=True)
+    subsets = []
+    get = planner._RangeCache.get
+
+    def spy(self, *args):
+        subsets.append(args[1].size)
+        return get(self, *args)
+
+    monkeypatch.setattr(planner, "RANGE_MIN_ROWS", 0)
+    monkeypatch.setattr(planner._RangeCache, "get", spy)
+    ranged = learned._plan(q, f, opts, None)
+    assert subsets, "no filter was evaluated on a row subset"
+    for a, b in zip(whole.filters, ranged.filters, strict=True):
+        np.testing.assert_array_equal(a.parts, b.parts)
+        np.testing.assert_array_equal(a.counts, b.counts)
+        assert a.masks.keys() == b.masks.keys()
+        for p in a.masks:
+            np.testing.assert_array_equal(a.masks[p], b.masks[p])
+    after = learned.search(q, f, k=10, exact=True)
+    np.testing.assert_array_equal(after.ids, before.ids)
+
+
 def test_row_sample_counts_hits_per_partition() -> None:
     """The sample's per-partition hit counts (segment sums) equal a direct count,
     with empty partitions and partitions holding no sampled row."""

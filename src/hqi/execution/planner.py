@@ -190,6 +190,12 @@ class BatchPlan:
         return np.where(gathered >= 0, gathered, out)
 
 
+# Smaller stores evaluate a filter on all rows, with the whole store's atom masks
+# (shared by every filter), instead of on its partial partitions' rows. Planning,
+# same ids: FB15k-237 (14,541 rows) 0.073 -> 0.061 s at nprobe 3 and 0.070 ->
+# 0.052 s exact; 200k 0.55 -> 0.52 s; at 500k and 1M the row subsets were
+# 14% and 9% faster and stay.
+RANGE_MIN_ROWS = 1 << 18
 RANGE_BUDGET = 4  # row subsets cached while planning, in multiples of the store's rows
 
 
@@ -275,7 +281,9 @@ def _route(
     (None): :func:`_masks_of_rows` makes them if it is scanned. Otherwise the
     rows are None and the whole-store mask is transient: only the partial
     partitions' bits are kept, packed, so a batch of thousands of filters
-    holds little memory. ``ranges`` caches the row subsets by partial
+    holds little memory. In stores of :data:`RANGE_MIN_ROWS` rows or more,
+    a filter whose partial partitions hold under half the rows is evaluated
+    on those rows only; ``ranges`` caches the row subsets by partial
     partitions: filters of one template usually route to the same
     partitions and share the gathered columns.
     """
@@ -291,8 +299,10 @@ def _route(
         counts[partial] = np.searchsorted(rows, stops) - np.searchsorted(rows, starts)
         keep = counts > 0
         return routed[keep], None, counts[keep], rows
-    if 2 * int((stops - starts).sum()) < evaluator.num_rows:
-        # Few rows need a mask: evaluate on just those rows, concatenated.
+    n = evaluator.num_rows
+    if n >= RANGE_MIN_ROWS and 2 * int((stops - starts).sum()) < n:
+        # A large store, and few rows need a mask: evaluate on just those rows,
+        # concatenated (RANGE_MIN_ROWS).
         mask = ranges.get(evaluator.store, partial_parts, starts, stops).mask(pred)
         lengths = stops - starts
         stops = np.cumsum(lengths)
