@@ -149,12 +149,15 @@ class ZoneMaps:
             parts = [self._flags(c) for c in pred.children]
             if isinstance(pred, Or):
                 parts = [f.negate() for f in parts]
-            out = Flags(
-                np.logical_and.reduce([f.may_true for f in parts]),
-                np.logical_and.reduce([f.all_true for f in parts]),
-                np.logical_or.reduce([f.may_false for f in parts]),
-                np.logical_or.reduce([f.all_false for f in parts]),
-            )
+            first, rest = parts[0], parts[1:]
+            may_t, all_t = first.may_true.copy(), first.all_true.copy()
+            may_f, all_f = first.may_false.copy(), first.all_false.copy()
+            for f in rest:  # pairwise: cheaper than stacking the children's flags
+                may_t &= f.may_true
+                all_t &= f.all_true
+                may_f |= f.may_false
+                all_f |= f.all_false
+            out = Flags(may_t, all_t, may_f, all_f)
             return out.negate() if isinstance(pred, Or) else out
         if isinstance(pred, Const):
             t = np.full(self.num_parts, pred.value is True)
