@@ -70,3 +70,22 @@ def test_range_store_evaluates_like_the_whole(text: str, cuts: np.ndarray) -> No
     rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
     got = evaluate(pred, RangeStore(STORE, starts, stops))
     np.testing.assert_array_equal(got, evaluate(pred, STORE)[rows.astype(int)])
+
+
+@settings(max_examples=150, deadline=None)
+@given(predicates, st.lists(st.integers(0, STORE.num_rows - 1), max_size=40), st.booleans())
+def test_range_store_of_single_rows_evaluates_like_the_whole(
+    text: str, picked: list[int], with_empty: bool
+) -> None:
+    """Candidate rows as one-row ranges (the planner's selective filters), with or
+    without empty ranges among them: the same as slicing the whole-store mask."""
+    from hqi.query.columns import RangeStore
+
+    pred = parse_filter(text, STORE.schema)
+    rows = np.unique(np.asarray(picked, dtype=np.int64))
+    starts, stops = rows, rows + 1
+    if with_empty and rows.size:
+        starts = np.concatenate([starts, rows[:1]])  # one empty range at the end
+        stops = np.concatenate([stops, rows[:1]])
+    got = evaluate(pred, RangeStore(STORE, starts, stops))
+    np.testing.assert_array_equal(got, evaluate(pred, STORE)[rows])
