@@ -152,11 +152,11 @@ class ZoneMaps:
             first, rest = parts[0], parts[1:]
             may_t, all_t = first.may_true.copy(), first.all_true.copy()
             may_f, all_f = first.may_false.copy(), first.all_false.copy()
-            for f in rest:  # pairwise: cheaper than stacking the children's flags
-                may_t &= f.may_true
-                all_t &= f.all_true
-                may_f |= f.may_false
-                all_f |= f.all_false
+            for child in rest:  # pairwise: cheaper than stacking the children's flags
+                may_t &= child.may_true
+                all_t &= child.all_true
+                may_f |= child.may_false
+                all_f |= child.all_false
             out = Flags(may_t, all_t, may_f, all_f)
             return out.negate() if isinstance(pred, Or) else out
         if isinstance(pred, Const):
