@@ -183,8 +183,7 @@ def _gather_scan(
     step = min(block_rows, GATHER_ROWS)
     source = vectors.view(np.ndarray) if isinstance(vectors, np.memmap) else vectors
 
-    def push(block: np.ndarray, cols: np.ndarray) -> None:
-        norms = None if sq_norms is None else sq_norms[cols]
+    def push(block: np.ndarray, cols: np.ndarray, norms: np.ndarray | None) -> None:
         for qs in range(0, group.queries.size, query_block):
             qids = group.queries[qs : qs + query_block]
             top.push_scores(qids, block @ scaled[qids].T, cols, norms)
@@ -193,13 +192,15 @@ def _gather_scan(
     for a, b in in_place:
         for r0 in range(a, b, block_rows):
             r1 = min(b, r0 + block_rows)
-            push(source[r0:r1], np.arange(r0, r1, dtype=np.int64))
+            norms = None if sq_norms is None else sq_norms[r0:r1]
+            push(source[r0:r1], np.arange(r0, r1, dtype=np.int64), norms)
     if scattered.size == 0:
         return
     buffer = np.empty((min(step, scattered.size), vectors.shape[1]), dtype=vectors.dtype)
     for start in range(0, scattered.size, step):
         cols = scattered[start : start + step]
-        push(np.take(source, cols, axis=0, out=buffer[: cols.size]), cols)
+        block = np.take(source, cols, axis=0, out=buffer[: cols.size])
+        push(block, cols, None if sq_norms is None else sq_norms[cols])
 
 
 def exact_search(

@@ -305,7 +305,9 @@ class _RangeList(ListData):
         rows = self._parent.rows_with(value)
         lo = np.searchsorted(rows, self._starts)
         if self._single:  # one row per range (candidate rows): one search
-            found = rows[np.minimum(lo, rows.size - 1)] == self._starts if rows.size else lo < 0
+            if rows.size == 0:
+                return np.zeros(0, dtype=np.int64)
+            found = rows[np.minimum(lo, rows.size - 1)] == self._starts
             return np.flatnonzero(found).astype(np.int64)
         counts = np.searchsorted(rows, self._stops) - lo
         shift = np.repeat(self._bases[:-1] - self._starts, counts)
