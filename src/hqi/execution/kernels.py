@@ -29,24 +29,33 @@ def _array(dtype: types.Type, ndim: int, writable: bool = False) -> types.Array:
     return types.Array(dtype, ndim, "C", readonly=not writable)
 
 
+# Argument types, by element type and dimensions (C order, read-only unless "w").
+_I64, _I64_2, _I64_2W = (_array(types.int64, n, w) for n, w in ((1, False), (2, False), (2, True)))
+_F32, _F32_2, _F32_2W = (
+    _array(types.float32, n, w) for n, w in ((1, False), (2, False), (2, True))
+)
+_F64, _F64_2, _U8 = _array(types.float64, 1), _array(types.float64, 2), _array(types.uint8, 1)
+
 # One signature: compiled once; read-only inputs (memory-mapped norms, Ray's
-# shared-memory arrays) and writable ones both match it.
+# shared-memory arrays) and writable ones both match it. Arguments: top_dist,
+# top_pos, queries, scores, norms, cols, bits, mask_offset, mask_base, attrs,
+# program, atom_col, atom_group, atom_lo, atom_hi.
 _SIGNATURE = types.void(
-    _array(types.float32, 2, writable=True),
-    _array(types.int64, 2, writable=True),
-    _array(types.int64, 1),
-    _array(types.float32, 2),
-    _array(types.float32, 1),
-    _array(types.int64, 1),
-    _array(types.uint8, 1),
-    _array(types.int64, 1),
-    _array(types.int64, 1),
-    _array(types.float64, 2),
-    _array(types.int64, 2),
-    _array(types.int64, 1),
-    _array(types.int64, 1),
-    _array(types.float64, 1),
-    _array(types.float64, 1),
+    _F32_2W,
+    _I64_2W,
+    _I64,
+    _F32_2,
+    _F32,
+    _I64,
+    _U8,
+    _I64,
+    _I64,
+    _F64_2,
+    _I64_2,
+    _I64,
+    _I64,
+    _F64,
+    _F64,
 )
 
 
