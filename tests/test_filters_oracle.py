@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import importlib
+import itertools
 from collections.abc import Iterator
 
 import duckdb
@@ -12,6 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from hqi.execution.kernels import count_holding
 from hqi.execution.topk import RowMasks, TopK
 from hqi.layout import ZoneMaps
 from hqi.query import ColumnStore, evaluate, parse_filter
@@ -237,6 +239,17 @@ def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
     want = evaluate(pred, STORE)
     np.testing.assert_array_equal(program_mask(program, MATRIX), want)
     np.testing.assert_array_equal(_kernel_selection(program), np.flatnonzero(want))
+    # The planner's batched count (atom by atom over row segments), on uneven
+    # segments, one of them empty, with the program listed twice.
+    seg = np.array([0, 37, 37, 120, STORE.num_rows], dtype=np.int64)
+    table = ProgramTable.of([program, program], MATRIX)
+    pair_prog, pair_part = np.array([1, 0, 0, 0, 1]), np.array([3, 0, 1, 2, 2])
+    out = np.empty(pair_prog.size, dtype=np.int64)
+    columns = np.ascontiguousarray(MATRIX.values.T)
+    count_holding(columns, seg, pair_prog, pair_part, table.bounds, table.col, table.group,
+                  table.lo, table.hi, out)  # fmt: skip
+    per_segment = [int(want[a:b].sum()) for a, b in itertools.pairwise(seg.tolist())]
+    assert out.tolist() == [per_segment[p] for p in pair_part.tolist()]
 
 
 @pytest.mark.parametrize(

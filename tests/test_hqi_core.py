@@ -406,6 +406,49 @@ def test_masks_on_row_subsets_equal_whole_store_masks(monkeypatch, learned, work
     np.testing.assert_array_equal(after.ids, before.ids)
 
 
+def test_batched_sample_hits_give_the_same_plans(monkeypatch, learned, workload) -> None:
+    """The programs' sample hits counted in one compiled pass (``_sample_hits``)
+    give the plans that estimating each filter on the sample gives."""
+    from hqi.execution import planner
+    from hqi.execution.options import SearchOptions
+
+    monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
+    monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
+    q, f = workload.queries[:150], workload.filters[:150]
+    seen = []
+    batch_hits = planner._sample_hits
+
+    def spy(routes, sample, table):
+        out = batch_hits(routes, sample, table)
+        seen.append((routes, out, sample))
+        return out
+
+    monkeypatch.setattr(planner, "_sample_hits", spy)
+    for nprobe in (4, None):
+        opts = SearchOptions.from_kwargs(k=10, exact=nprobe is None)
+        batched = learned._plan(q, f, opts, nprobe)
+        (routes, hits_of, sample), preds = seen.pop(), learned._distinct(f, q.shape[0])[0]
+        for pred, (routed, _, _), hits in zip(preds, routes, hits_of, strict=True):
+            if hits is not None:  # each filter's hits, as estimating it alone counts them
+                est, total = sample.estimate(pred, routed)
+                assert hits.sum() == total
+                np.testing.assert_allclose(hits * sample.scale[routed], est)
+        with monkeypatch.context() as m:
+            m.setattr(planner, "_sample_hits", lambda routes, *_: [None] * len(routes))
+            single = learned._plan(q, f, opts, nprobe)
+        assert sum(fp.program >= 0 for fp in batched.filters) > 10
+        for a, b in zip(batched.filters, single.filters, strict=True):
+            assert (a.strategy, a.estimated, a.qualifying) == (
+                b.strategy,
+                b.estimated,
+                b.qualifying,
+            )
+            np.testing.assert_array_equal(a.parts, b.parts)
+            np.testing.assert_allclose(a.counts, b.counts)
+        np.testing.assert_array_equal(batched.probe_cell, single.probe_cell)
+        np.testing.assert_array_equal(batched.probe_query, single.probe_query)
+
+
 def test_row_sample_counts_hits_per_partition() -> None:
     """The sample's per-partition hit counts (segment sums) equal a direct count,
     with empty partitions and partitions holding no sampled row."""
@@ -425,3 +468,11 @@ def test_row_sample_counts_hits_per_partition() -> None:
     assert hits == want.sum()
     per_part = np.bincount(np.searchsorted(bounds, positions, side="right") - 1, minlength=7)
     np.testing.assert_allclose(est, want * np.diff(bounds) / np.maximum(per_part, 1))
+    # The compiled count of many programs at once gives the same hits, pair by pair.
+    from hqi.query.compiled import AttributeMatrix, ProgramTable, compile_filter
+
+    matrix = AttributeMatrix(store)
+    programs = [compile_filter(parse_filter(t, store.schema), matrix) for t in ("x <= 3", "x = 9")]
+    pair_prog, pair_part = np.array([0, 0, 1, 0]), np.array([6, 0, 2, 2])
+    got = sample.program_hits(ProgramTable.of(programs, matrix), pair_prog, pair_part)
+    np.testing.assert_array_equal(got, [want[6], 0, 0, want[2]])

@@ -50,7 +50,10 @@ filter is then evaluated only on the lists its queries probe
 read. Those masks also drop the probes of lists where none of the filter's
 rows qualify (they could only add +inf) and need no mask where all do.
 Otherwise (selective filters, exact search) the filter is counted exactly
-as in step 1. ``FilterPlan.estimated`` and ``explain`` say which.
+as in step 1. ``FilterPlan.estimated`` and ``explain`` say which. The
+filters that compile to programs (below) are counted on the sample all at
+once, before the per-filter pass, in one compiled loop over their partial
+partitions' sample rows (:func:`_sample_hits`; 1M batch: 0.17 s -> 0.03 s).
 
 *Compiled filters*: a filter that is a conjunction of interval atoms
 (:mod:`hqi.query.compiled`: most workload templates) gets no masks at all.
@@ -75,6 +78,7 @@ from typing import Literal
 import numpy as np
 
 from hqi.collection import Metric
+from hqi.execution.kernels import count_holding
 from hqi.index.partitioned import Partitioning
 from hqi.layout.zonemap import ZoneMaps
 from hqi.query import ColumnStore, Predicate, evaluate
@@ -240,6 +244,11 @@ class RowSample:
 
     def __init__(self, store: ColumnStore, part_bounds: np.ndarray, stride: int = SAMPLE_STRIDE):
         positions = np.arange(0, store.num_rows, stride, dtype=np.int64)
+        self.positions = positions
+        # Sample rows of partition p: seg[p]:seg[p + 1] (program_hits).
+        self.seg = np.searchsorted(positions, part_bounds).astype(np.int64)
+        # The attribute matrix's sample rows, column by column (program_hits).
+        self._attrs: tuple[np.ndarray, np.ndarray] | None = None
         sampled = ColumnStore(store.table.take(positions))
         self.evaluator = BatchEvaluator(sampled, max_bytes=64 * max(positions.size, 1))
         part = np.searchsorted(part_bounds, positions, side="right") - 1
@@ -261,6 +270,62 @@ class RowSample:
             )
         hits = hits[parts]
         return hits * self.scale[parts], int(hits.sum())
+
+    def program_hits(
+        self, table: ProgramTable, pair_prog: np.ndarray, pair_part: np.ndarray
+    ) -> np.ndarray:
+        """Sample hits of program ``pair_prog[j]`` of ``table`` in partition
+        ``pair_part[j]``, for every pair ``j``: what :meth:`estimate` counts,
+        for many filters in one compiled pass (a program selects the rows its
+        filter does) and on the given partitions' sample rows only."""
+        if self._attrs is None or self._attrs[0] is not table.attrs:
+            self._attrs = (table.attrs, np.ascontiguousarray(table.attrs[self.positions].T))
+        out = np.empty(pair_prog.size, dtype=np.int64)
+        count_holding(
+            self._attrs[1],
+            self.seg,
+            pair_prog.astype(np.int64),
+            pair_part.astype(np.int64),
+            table.bounds,
+            table.col,
+            table.group,
+            table.lo,
+            table.hi,
+            out,
+        )
+        return out
+
+
+def _sample_hits(
+    routes: list[tuple[np.ndarray, np.ndarray, int]], sample: RowSample, table: ProgramTable
+) -> list[np.ndarray | None]:
+    """For each filter with a program (``routes``: routed partitions, which are
+    covered, program in ``table`` or -1), its sample hits in each routed partition, as
+    :meth:`RowSample.estimate` counts them; None for the others. The programs'
+    partial partitions are counted in one compiled pass
+    (:meth:`RowSample.program_hits`); a covered partition's sample rows all
+    hit. Measured at 1M (3,435 programs): the sample rows of their partial
+    partitions are 24M (program, row) tests, where evaluating each filter on
+    the whole sample took 0.17 s."""
+    out: list[np.ndarray | None] = [None] * len(routes)
+    mine = [i for i, (_, _, program) in enumerate(routes) if program >= 0]
+    if not mine:
+        return out
+    partial = [routes[i][0][~routes[i][1]] for i in mine]
+    lengths = [p.size for p in partial]
+    counts = sample.program_hits(
+        table,
+        np.repeat([routes[i][2] for i in mine], lengths),
+        np.concatenate(partial),
+    )
+    per_part = np.diff(sample.seg)
+    offsets = np.cumsum([0, *lengths]).tolist()
+    for j, i in enumerate(mine):
+        routed, covered, _ = routes[i]
+        hits = per_part[routed]  # a fancy index: a copy
+        hits[~covered] = counts[offsets[j] : offsets[j + 1]]
+        out[i] = hits
+    return out
 
 
 def _route(
@@ -491,24 +556,41 @@ def plan_batch(
         return min(routed_rows, max(nprobe * avg_list, need))
 
     queries_of = filter_queries(query_filter, len(preds))
+    # Routed partitions, which of them are covered, the program (-1: none).
+    routes: list[tuple[np.ndarray, np.ndarray, int]] = []
     programs: list[Program] = []
-    for pred, nq in zip(preds, [q.size for q in queries_of], strict=True):
+    for pred in preds:
+        flags = zones.flags(pred)
+        routed = np.flatnonzero(flags.may_true).astype(np.int64)
+        covered = flags.all_true[routed]
+        compiled = None
+        if sample is not None and attributes is not None and not covered.all():
+            compiled = compile_filter(pred, attributes)
+            if compiled is not None:
+                programs.append(compiled)
+        routes.append((routed, covered, -1 if compiled is None else len(programs) - 1))
+    table = None if attributes is None else ProgramTable.of(programs, attributes)
+    sample_hits: list[np.ndarray | None] = (
+        _sample_hits(routes, sample, table)
+        if sample is not None and table is not None
+        else [None] * len(routes)
+    )
+    for pred, nq, (routed, covered, program), hits_of in zip(
+        preds, [q.size for q in queries_of], routes, sample_hits, strict=True
+    ):
         # Exact plans share a filter's gather among its queries. Approximate plans
         # keep the one-query ratio: measured at 1M, shared filters that must then
         # be counted exactly (not estimated) cost more planning than they save.
         ratio = gather_ratio(prefilter_ratio, nq) if nprobe is None else prefilter_ratio
-        flags = zones.flags(pred)
-        routed = np.flatnonzero(flags.may_true).astype(np.int64)
-        covered = flags.all_true[routed]
-        program = None
-        if sample is not None and attributes is not None and not covered.all():
-            program = compile_filter(pred, attributes)
-        if sample is not None and not covered.all() and (nprobe is not None or program is not None):
+        if sample is not None and not covered.all() and (nprobe is not None or program >= 0):
             # Estimate first. A filter that will clearly be scanned gets no exact
             # count: with a program the executor tests it, otherwise (approximate
             # search only) it gets masks after probing, on the lists its queries
             # probe only (_mask_probed).
-            est, hits = sample.estimate(pred, routed)
+            if hits_of is not None:
+                est, hits = hits_of * sample.scale[routed], int(hits_of.sum())
+            else:
+                est, hits = sample.estimate(pred, routed)
             counts = np.where(covered, sizes[routed], est)
             qualifying = float(counts.sum())
             scan_work = work(routed, qualifying)
@@ -516,8 +598,6 @@ def plan_batch(
             # ones, which scan whole partitions, whatever is estimated to be.
             margin = 2 if nprobe is not None else 1
             if hits >= MIN_SAMPLE_HITS and qualifying * ratio > margin * scan_work:
-                if program is not None:
-                    programs.append(program)
                 filters.append(
                     FilterPlan(
                         pred,
@@ -529,7 +609,7 @@ def plan_batch(
                         counts,
                         estimated=True,
                         partial=routed[~covered],
-                        program=-1 if program is None else len(programs) - 1,
+                        program=program,
                     )
                 )
                 continue
@@ -635,5 +715,5 @@ def plan_batch(
         cell_bounds=np.concatenate([list_ranges, part_ranges]),
         cell_part=np.concatenate([list_part, np.arange(part.num_parts)]),
         nprobe=nprobe,
-        programs=None if attributes is None else ProgramTable.of(programs, attributes),
+        programs=table,
     )
