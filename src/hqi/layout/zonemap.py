@@ -20,8 +20,10 @@ qualifies.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+from numba import njit
 
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData, widen
 from hqi.query.evaluate import _OPS, _isin, _physical
@@ -36,6 +38,9 @@ from hqi.query.predicate import (
     Or,
     Predicate,
 )
+
+if TYPE_CHECKING:
+    from hqi.query.compiled import ProgramTable
 
 __all__ = ["Flags", "ZoneMaps"]
 
@@ -122,6 +127,58 @@ class ZoneMaps:
         return summary
 
     # -- routing --------------------------------------------------------------
+    def programs_may_hold(
+        self, table: ProgramTable, columns: list[str], prog: np.ndarray, zone: np.ndarray
+    ) -> np.ndarray:
+        """Whether program ``prog[j]`` of ``table`` may hold on some row of zone
+        ``zone[j]``, for every pair ``j``: the ``may_true`` flag of the program's
+        filter, for many filters in one compiled call. ``columns`` names the
+        table's attribute-matrix columns (``AttributeMatrix.column_index``
+        order). A string atom's intervals are of dictionary codes, tested
+        against the codes present; a number's overlap ``[min, max]``; an
+        interval with ``lo`` NaN (the NULL test) needs a NULL there."""
+        c = len(columns)
+        lo = np.full((c, self.num_parts), np.inf)
+        hi = np.full((c, self.num_parts), -np.inf)
+        nulls = np.zeros((c, self.num_parts), dtype=np.int64)
+        width = np.zeros(c, dtype=np.int64)  # dictionary size of a string column, else 0
+        base = np.zeros(c, dtype=np.int64)
+        present = []
+        used = np.zeros(c, dtype=bool)
+        used[np.unique(table.col)] = True
+        offset = 0
+        for i, name in enumerate(columns):
+            if not used[i]:
+                continue
+            summary = self._summary(name)
+            nulls[i] = summary["nulls"]
+            if "present" in summary:
+                codes = summary["present"]
+                width[i], base[i] = codes.shape[1], offset
+                present.append(codes.reshape(-1))
+                offset += codes.size
+            else:
+                lo[i], hi[i] = summary["min"], summary["max"]
+        out = np.empty(prog.size, dtype=np.bool_)
+        _may_hold(
+            lo,
+            hi,
+            nulls,
+            self.sizes,
+            width,
+            base,
+            np.concatenate([np.zeros(0, dtype=bool), *present]),
+            prog.astype(np.int64),
+            zone.astype(np.int64),
+            table.bounds,
+            table.col,
+            table.group,
+            table.lo,
+            table.hi,
+            out,
+        )
+        return out
+
     def flags(self, pred: Predicate | None) -> Flags:
         """The four truth flags of ``pred`` for every partition."""
         p = self.num_parts
@@ -221,3 +278,53 @@ class ZoneMaps:
             may_f & has_valid,
             (all_f & no_nulls & has_valid) | empty,
         )
+
+
+@njit(nogil=True, boundscheck=False, cache=False)
+def _may_hold(
+    lo: np.ndarray,
+    hi: np.ndarray,
+    nulls: np.ndarray,
+    sizes: np.ndarray,
+    width: np.ndarray,
+    base: np.ndarray,
+    present: np.ndarray,
+    prog: np.ndarray,
+    zone: np.ndarray,
+    bounds: np.ndarray,
+    atom_col: np.ndarray,
+    atom_group: np.ndarray,
+    atom_lo: np.ndarray,
+    atom_hi: np.ndarray,
+    out: np.ndarray,
+) -> None:
+    """:meth:`ZoneMaps.programs_may_hold`'s loop (compiled on its first call)."""
+    for j in range(prog.size):
+        i, r = prog[j], zone[j]
+        ok = sizes[r] > 0
+        a, stop = bounds[i], bounds[i + 1]
+        while ok and a < stop:  # one atom (intervals on one column) at a time
+            c = atom_col[a]
+            held = False
+            e = a + 1
+            while e < stop and atom_group[e] == atom_group[a]:
+                e += 1
+            for x in range(a, e):
+                low, high = atom_lo[x], atom_hi[x]
+                if low != low:  # the NULL test
+                    held = nulls[c, r] > 0
+                elif width[c] > 0:  # dictionary codes: is one in [low, high] present?
+                    low, high = max(low, 0.0), min(high, width[c] - 1.0)
+                    if low <= high:
+                        row = base[c] + r * width[c]
+                        for code in range(int(np.ceil(low)), int(np.floor(high)) + 1):
+                            if present[row + code]:
+                                held = True
+                                break
+                else:
+                    held = sizes[r] > nulls[c, r] and low <= hi[c, r] and high >= lo[c, r]
+                if held:
+                    break
+            ok = held
+            a = e
+        out[j] = ok
