@@ -250,11 +250,13 @@ def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
                   table.lo, table.hi, out)  # fmt: skip
     per_segment = [int(want[a:b].sum()) for a, b in itertools.pairwise(seg.tolist())]
     assert out.tolist() == [per_segment[p] for p in pair_part.tolist()]
-    # The batched zone-map test of programs gives the filter's may_true flags.
+    # The batched zone-map flags of programs are the filter's flags.
     zones = ZoneMaps(STORE, np.array([0, 0, 40, 41, 100, 260, STORE.num_rows]))
     every = np.arange(zones.num_parts)
-    may = zones.programs_may_hold(table, list(MATRIX.column_index), every % 2, every)
-    np.testing.assert_array_equal(may, zones.flags(pred).may_true)
+    may, whole = zones.program_flags(table, list(MATRIX.column_index), every % 2, every)
+    flags = zones.flags(pred)
+    np.testing.assert_array_equal(may, flags.may_true)
+    np.testing.assert_array_equal(whole, flags.all_true)
 
 
 @pytest.mark.parametrize(

@@ -64,7 +64,7 @@ when that says it will be scanned (approximate plans ask for a 2x margin:
 "clearly"). The lists' own zone maps (``list_zones``) drop the probes of
 lists where it cannot hold, as :func:`_mask_probed` does for masked filters:
 all such filters' probed lists are tested in one compiled call
-(:meth:`~hqi.layout.zonemap.ZoneMaps.programs_may_hold`; 1M batch: 0.07 s of
+(:meth:`~hqi.layout.zonemap.ZoneMaps.program_flags`; 1M batch: 0.07 s of
 per-filter zone maps -> under 0.01 s).
 
 The plan is data (:class:`BatchPlan`); :mod:`.batch` executes it and
@@ -540,21 +540,38 @@ def plan_batch(
         return min(routed_rows, max(nprobe * avg_list, need))
 
     queries_of = filter_queries(query_filter, len(preds))
-    # Routed partitions, which of them are covered, the program (-1: none).
-    routes: list[tuple[np.ndarray, np.ndarray, int]] = []
+    # Each filter's program (-1: none): with a sample, the filters that compile
+    # are routed, estimated and tested by the executor from their programs.
     programs: list[Program] = []
-    for pred in preds:
-        flags = zones.flags(pred)
-        routed = np.flatnonzero(flags.may_true).astype(np.int64)
-        covered = flags.all_true[routed]
-        compiled = None
-        if sample is not None and attributes is not None and not covered.all():
-            compiled = compile_filter(pred, attributes)
-            if compiled is not None:
+    program_of = np.full(len(preds), -1, dtype=np.int64)
+    if sample is not None and attributes is not None:
+        for i, pred in enumerate(preds):
+            if (compiled := compile_filter(pred, attributes)) is not None:
+                program_of[i] = len(programs)
                 programs.append(compiled)
-        routes.append((routed, covered, -1 if compiled is None else len(programs) - 1))
     table = None if attributes is None else ProgramTable.of(programs, attributes)
     table_columns = {} if attributes is None else attributes.column_index
+    if programs:  # the programs' zone flags in one compiled call
+        assert table is not None
+        every = np.arange(zones.num_parts)
+        may, whole = zones.program_flags(
+            table,
+            list(table_columns),
+            np.repeat(np.arange(len(programs)), every.size),
+            np.tile(every, len(programs)),
+        )
+        program_may = may.reshape(len(programs), -1)
+        program_all = whole.reshape(len(programs), -1)
+    # Routed partitions, which of them are covered, the program.
+    routes: list[tuple[np.ndarray, np.ndarray, int]] = []
+    for pred, program in zip(preds, program_of.tolist(), strict=True):
+        if program >= 0:
+            may_true, all_true = program_may[program], program_all[program]
+        else:
+            flags = zones.flags(pred)
+            may_true, all_true = flags.may_true, flags.all_true
+        routed = np.flatnonzero(may_true).astype(np.int64)
+        routes.append((routed, all_true[routed], program))
     sample_hits: list[np.ndarray | None] = (
         _sample_hits(routes, sample, table)
         if sample is not None and table is not None
@@ -684,7 +701,7 @@ def plan_batch(
             tested = program_of >= 0
             empty = [np.zeros(0, dtype=np.int64)]
             if tested.any() and list_zones is not None and table is not None:
-                may = list_zones.programs_may_hold(
+                may, _ = list_zones.program_flags(
                     table, list(table_columns), program_of[tested], cell[tested]
                 )
                 empty.append(keys[tested][~may])

@@ -127,20 +127,22 @@ class ZoneMaps:
         return summary
 
     # -- routing --------------------------------------------------------------
-    def programs_may_hold(
+    def program_flags(
         self, table: ProgramTable, columns: list[str], prog: np.ndarray, zone: np.ndarray
-    ) -> np.ndarray:
-        """Whether program ``prog[j]`` of ``table`` may hold on some row of zone
-        ``zone[j]``, for every pair ``j``: the ``may_true`` flag of the program's
-        filter, for many filters in one compiled call. ``columns`` names the
-        table's attribute-matrix columns (``AttributeMatrix.column_index``
-        order). A string atom's intervals are of dictionary codes, tested
-        against the codes present; a number's overlap ``[min, max]``; an
-        interval with ``lo`` NaN (the NULL test) needs a NULL there."""
+    ) -> tuple[np.ndarray, np.ndarray]:
+        """The ``may_true`` and ``all_true`` flags of program ``prog[j]`` of
+        ``table`` on zone ``zone[j]``, for every pair ``j``: those
+        :meth:`flags` gives the program's filter, for many filters in one
+        compiled call. ``columns`` names the table's attribute-matrix columns
+        (``AttributeMatrix.column_index`` order). A string atom's intervals
+        are of dictionary codes, tested against the codes present; a
+        number's against ``[min, max]``; an interval with ``lo`` NaN (the
+        NULL test) against the NULL count."""
         c = len(columns)
         lo = np.full((c, self.num_parts), np.inf)
         hi = np.full((c, self.num_parts), -np.inf)
         nulls = np.zeros((c, self.num_parts), dtype=np.int64)
+        distinct = np.zeros((c, self.num_parts), dtype=np.int64)  # string codes present
         width = np.zeros(c, dtype=np.int64)  # dictionary size of a string column, else 0
         base = np.zeros(c, dtype=np.int64)
         present = []
@@ -155,29 +157,23 @@ class ZoneMaps:
             if "present" in summary:
                 codes = summary["present"]
                 width[i], base[i] = codes.shape[1], offset
+                distinct[i] = codes.sum(axis=1)
                 present.append(codes.reshape(-1))
                 offset += codes.size
             else:
                 lo[i], hi[i] = summary["min"], summary["max"]
-        out = np.empty(prog.size, dtype=np.bool_)
-        _may_hold(
-            lo,
-            hi,
-            nulls,
-            self.sizes,
-            width,
-            base,
-            np.concatenate([np.zeros(0, dtype=bool), *present]),
+        may = np.empty(prog.size, dtype=np.bool_)
+        every = np.empty(prog.size, dtype=np.bool_)
+        _program_flags(
+            (lo, hi, nulls, distinct, self.sizes),
+            (width, base, np.concatenate([np.zeros(0, dtype=bool), *present])),
             prog.astype(np.int64),
             zone.astype(np.int64),
-            table.bounds,
-            table.col,
-            table.group,
-            table.lo,
-            table.hi,
-            out,
+            (table.bounds, table.col, table.group, table.lo, table.hi),
+            may,
+            every,
         )
-        return out
+        return may, every
 
     def flags(self, pred: Predicate | None) -> Flags:
         """The four truth flags of ``pred`` for every partition."""
@@ -281,50 +277,51 @@ class ZoneMaps:
 
 
 @njit(nogil=True, boundscheck=False, cache=False)
-def _may_hold(
-    lo: np.ndarray,
-    hi: np.ndarray,
-    nulls: np.ndarray,
-    sizes: np.ndarray,
-    width: np.ndarray,
-    base: np.ndarray,
-    present: np.ndarray,
+def _program_flags(
+    zones: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    strings: tuple[np.ndarray, np.ndarray, np.ndarray],
     prog: np.ndarray,
     zone: np.ndarray,
-    bounds: np.ndarray,
-    atom_col: np.ndarray,
-    atom_group: np.ndarray,
-    atom_lo: np.ndarray,
-    atom_hi: np.ndarray,
-    out: np.ndarray,
+    atoms: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    may: np.ndarray,
+    every: np.ndarray,
 ) -> None:
-    """:meth:`ZoneMaps.programs_may_hold`'s loop (compiled on its first call)."""
+    """:meth:`ZoneMaps.program_flags`'s loop (compiled on its first call)."""
+    lo, hi, nulls, distinct, sizes = zones
+    width, base, present = strings
+    bounds, atom_col, atom_group, atom_lo, atom_hi = atoms
     for j in range(prog.size):
         i, r = prog[j], zone[j]
-        ok = sizes[r] > 0
+        some, whole = sizes[r] > 0, True
         a, stop = bounds[i], bounds[i + 1]
-        while ok and a < stop:  # one atom (intervals on one column) at a time
+        while a < stop:  # one atom (intervals on one column) at a time
             c = atom_col[a]
-            held = False
             e = a + 1
             while e < stop and atom_group[e] == atom_group[a]:
                 e += 1
-            for x in range(a, e):
-                low, high = atom_lo[x], atom_hi[x]
-                if low != low:  # the NULL test
-                    held = nulls[c, r] > 0
-                elif width[c] > 0:  # dictionary codes: is one in [low, high] present?
-                    low, high = max(low, 0.0), min(high, width[c] - 1.0)
+            if atom_lo[a] != atom_lo[a]:  # the NULL test (alone in its atom)
+                held, all_held = nulls[c, r] > 0, nulls[c, r] == sizes[r]
+            elif width[c] > 0:  # dictionary codes: which of the present ones are in?
+                row = base[c] + r * width[c]
+                inside = 0
+                for x in range(a, e):
+                    low, high = max(atom_lo[x], 0.0), min(atom_hi[x], width[c] - 1.0)
                     if low <= high:
-                        row = base[c] + r * width[c]
                         for code in range(int(np.ceil(low)), int(np.floor(high)) + 1):
-                            if present[row + code]:
-                                held = True
-                                break
-                else:
-                    held = sizes[r] > nulls[c, r] and low <= hi[c, r] and high >= lo[c, r]
-                if held:
-                    break
-            ok = held
+                            inside += present[row + code]
+                held = inside > 0
+                all_held = inside == distinct[c, r] and nulls[c, r] == 0
+            else:  # numbers: does an interval meet [min, max], or hold all of it?
+                valid = sizes[r] > nulls[c, r]
+                held, all_held = False, sizes[r] == 0
+                for x in range(a, e):
+                    low, high = atom_lo[x], atom_hi[x]
+                    if valid and low <= hi[c, r] and high >= lo[c, r]:
+                        held = True
+                        if nulls[c, r] == 0 and low <= lo[c, r] and high >= hi[c, r]:
+                            all_held = True
+            some = some and held
+            whole = whole and all_held
             a = e
-        out[j] = ok
+        may[j] = some
+        every[j] = whole
