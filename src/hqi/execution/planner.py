@@ -307,9 +307,9 @@ def _sample_hits(
     :meth:`RowSample.estimate` counts them; None for the others. The programs'
     partial partitions are counted in one compiled pass
     (:meth:`RowSample.program_hits`); a covered partition's sample rows all
-    hit. Measured at 1M (3,435 programs): the sample rows of their partial
-    partitions are 24M (program, row) tests, where evaluating each filter on
-    the whole sample took 0.17 s."""
+    hit. Measured at 1M (about 4,160 programs): 60,525 partial partitions,
+    30M (program, row) tests, 0.02 s, where evaluating each filter on the
+    whole sample took 0.17 s."""
     out: list[np.ndarray | None] = [None] * len(routes)
     mine = [i for i, (_, _, program) in enumerate(routes) if program >= 0]
     if not mine:
@@ -697,12 +697,12 @@ def plan_batch(
             # A filter with a program is tested by the executor: only the lists'
             # zone maps rule lists out, for all such filters in one call. The
             # others get their masks here (_mask_probed).
-            program_of = np.array([f.program for f in filters], dtype=np.int64)[fid]
-            tested = program_of >= 0
+            key_program = np.array([f.program for f in filters], dtype=np.int64)[fid]
+            tested = key_program >= 0
             empty = [np.zeros(0, dtype=np.int64)]
             if tested.any() and list_zones is not None and table is not None:
                 may, _ = list_zones.program_flags(
-                    table, list(table_columns), program_of[tested], cell[tested]
+                    table, list(table_columns), key_program[tested], cell[tested]
                 )
                 empty.append(keys[tested][~may])
             masked, masked_cell = fid[~tested], cell[~tested]
