@@ -269,9 +269,11 @@ def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
         ("i IS NULL AND s != 'jazz'", True),
         ("TRUE", True),
         ("s = 'jazz' OR i = 1", False),
-        ("list_contains(tags, 'live') AND i = 1", False),
+        ("list_contains(tags, 'live') AND i = 1", True),  # tags: a bit set
+        ("NOT list_contains(tags, 'live') AND tags IS NOT NULL", True),
+        ("list_contains(tags, 'live') OR i = 1", False),
         ("NOT (i = 1 AND s = 'zz')", False),
-        ("tags IS NULL", False),
+        ("tags IS NULL", True),
     ],
 )
 def test_which_filters_compile(text: str, compiles: bool) -> None:
@@ -294,3 +296,46 @@ def test_integers_beyond_float64_do_not_compile() -> None:
     program = compile_filter(parse_filter("m >= 2", store.schema), matrix)
     assert program is not None
     np.testing.assert_array_equal(program_mask(program, matrix), [False, True, True])
+
+
+def test_list_columns_compile_as_bit_sets_up_to_the_limit() -> None:
+    """A list column of at most BIT_VALUES values is a bit set in the matrix, so its
+    ``list_contains`` compiles (and selects what evaluate does, NULL lists, empty
+    lists and NULL elements included); a wider one stays out."""
+    from hqi.query.compiled import BIT_VALUES
+
+    narrow = [["v51", "v0"], [], None, ["v3", None], ["v51"]] + [[f"v{i}"] for i in range(52)]
+    wide = [[f"w{i}"] for i in range(BIT_VALUES + 1)] + [None] * 4
+    store = ColumnStore(pa.table({"tags": narrow, "wide": wide}))
+    matrix = AttributeMatrix(store)
+    assert "tags" in matrix.bit_columns and "wide" not in matrix.column_index
+    for text in (
+        "list_contains(tags, 'v51')",
+        "NOT list_contains(tags, 'v51')",
+        "NOT list_contains(tags, 'v3')",  # in no row of the first zone, one of them NULL
+        "list_contains(tags, 'v0') AND NOT list_contains(tags, 'v51')",
+        "list_contains(tags, 'absent')",
+        "NOT list_contains(tags, 'absent')",
+        "tags IS NULL",
+        "tags IS NOT NULL AND NOT list_contains(tags, 'v3')",
+    ):
+        pred = parse_filter(text, store.schema)
+        program = compile_filter(pred, matrix)
+        assert program is not None, text
+        want = evaluate(pred, store)
+        np.testing.assert_array_equal(program_mask(program, matrix), want, err_msg=text)
+        table = ProgramTable.of([program], matrix)
+        seg = np.array([0, 3, store.num_rows], dtype=np.int64)
+        out = np.empty(2, dtype=np.int64)
+        count_holding(np.ascontiguousarray(matrix.values.T), seg, np.zeros(2, dtype=np.int64),
+                      np.arange(2), table.bounds, table.col, table.group, table.lo, table.hi,
+                      out)  # fmt: skip
+        assert out.tolist() == [int(want[:3].sum()), int(want[3:].sum())], text
+        zones = ZoneMaps(store, seg)
+        may, whole = zones.program_flags(
+            table, list(matrix.column_index), np.zeros(2), np.arange(2)
+        )
+        flags = zones.flags(pred)
+        np.testing.assert_array_equal(may, flags.may_true, err_msg=text)
+        np.testing.assert_array_equal(whole, flags.all_true, err_msg=text)
+    assert compile_filter(parse_filter("list_contains(wide, 'w1')", store.schema), matrix) is None

@@ -80,13 +80,28 @@ def _holds(
         held = False
         while a < stop and group[a] == g:
             if not held:
-                v = attrs[p, col[a]]
-                # lo NaN: the NULL test (v != v: v is NaN)
-                held = v != v if lo[a] != lo[a] else v >= lo[a] and v <= hi[a]
+                held = _interval_holds(attrs[p, col[a]], lo[a], hi[a])
             a += 1
         if not held:
             return False
     return True
+
+
+@njit(nogil=True, boundscheck=False, cache=False)
+def _interval_holds(v: float, lo: float, hi: float) -> bool:
+    """Whether value ``v`` passes one interval of a program (see
+    :class:`hqi.query.compiled.Program`): lo NaN is the NULL test (``v != v``:
+    v is NaN); hi NaN a bit test of a bit set; else ``lo <= v <= hi``."""
+    if lo != lo:
+        return v != v
+    if hi != hi:
+        if v != v:
+            return False
+        bit = int(lo)
+        if bit >= 0:
+            return (np.int64(v) >> bit) & 1 == 1
+        return (np.int64(v) >> (-bit - 1)) & 1 == 0
+    return v >= lo and v <= hi
 
 
 @njit(_SIGNATURE, nogil=True, boundscheck=False, cache=False)
@@ -207,19 +222,24 @@ def count_holding(
             while e < stop and atom_group[e] == atom_group[a]:
                 e += 1
             vals = columns[atom_col[a], r0 : r0 + n]
-            if e == a + 1 and atom_lo[a] == atom_lo[a]:  # one interval
-                lo, hi = atom_lo[a], atom_hi[a]
+            lo, hi = atom_lo[a], atom_hi[a]
+            if e == a + 1 and lo == lo and hi == hi:  # one plain interval
                 for r in range(n):
                     ok[r] &= (vals[r] >= lo) & (vals[r] <= hi)
-            else:
+            elif e == a + 1 and lo == lo:  # one bit of a bit set (NULL: NaN fails)
+                shift = int(lo) if lo >= 0 else -int(lo) - 1
+                want = 1 if lo >= 0 else 0
+                for r in range(n):
+                    v = vals[r]
+                    valid = v == v
+                    bits = np.int64(v if valid else 0.0)
+                    ok[r] &= valid & (((bits >> shift) & 1) == want)
+            else:  # several intervals, the NULL test or a bit
                 for r in range(n):
                     v = vals[r]
                     held = False
-                    for x in range(a, e):  # lo NaN: the NULL test
-                        if atom_lo[x] != atom_lo[x]:
-                            held |= v != v
-                        else:
-                            held |= (v >= atom_lo[x]) & (v <= atom_hi[x])
+                    for x in range(a, e):
+                        held |= _interval_holds(v, atom_lo[x], atom_hi[x])
                     ok[r] &= held
             a = e
         c = 0

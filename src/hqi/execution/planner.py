@@ -56,7 +56,8 @@ once, before the per-filter pass, in one compiled loop over their partial
 partitions' sample rows (:func:`_sample_hits`; 1M batch: 0.17 s -> 0.03 s).
 
 *Compiled filters*: a filter that is a conjunction of interval atoms
-(:mod:`hqi.query.compiled`: most workload templates) gets no masks at all.
+(:mod:`hqi.query.compiled`: most workload templates; ``list_contains`` on a
+list column of at most 52 values is a bit test) gets no masks at all.
 The executor's compiled pass tests it on the rows under a query's k-th
 distance only, a few hundred per query, where a mask costs every row the
 query scans. On the exact path too, such a filter is routed on its estimate

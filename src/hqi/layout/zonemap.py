@@ -143,30 +143,38 @@ class ZoneMaps:
         hi = np.full((c, self.num_parts), -np.inf)
         nulls = np.zeros((c, self.num_parts), dtype=np.int64)
         distinct = np.zeros((c, self.num_parts), dtype=np.int64)  # string codes present
-        width = np.zeros(c, dtype=np.int64)  # dictionary size of a string column, else 0
+        # Per zone, flattened: a string column's codes present, a list column's
+        # rows holding each value; its dictionary size (0: neither) and offset.
+        strings = np.zeros(c, dtype=bool)  # a string column (its codes present)
+        width = np.zeros(c, dtype=np.int64)
         base = np.zeros(c, dtype=np.int64)
-        present = []
+        present, tag_rows = [np.zeros(0, dtype=bool)], [np.zeros(0, dtype=np.int64)]
         used = np.zeros(c, dtype=bool)
         used[np.unique(table.col)] = True
-        offset = 0
+        offset = {"present": 0, "tag_rows": 0}
         for i, name in enumerate(columns):
             if not used[i]:
                 continue
             summary = self._summary(name)
             nulls[i] = summary["nulls"]
+            for key, out in (("present", present), ("tag_rows", tag_rows)):
+                if key in summary:
+                    codes = summary[key]
+                    width[i], base[i] = codes.shape[1], offset[key]
+                    out.append(codes.reshape(-1))
+                    offset[key] += codes.size
             if "present" in summary:
-                codes = summary["present"]
-                width[i], base[i] = codes.shape[1], offset
-                distinct[i] = codes.sum(axis=1)
-                present.append(codes.reshape(-1))
-                offset += codes.size
+                strings[i] = True
+                distinct[i] = summary["present"].sum(axis=1)
+            elif "tag_rows" in summary:
+                lo[i], hi[i] = 0.0, 0.0  # a bit set's own intervals: NOT NULL, never
             else:
                 lo[i], hi[i] = summary["min"], summary["max"]
         may = np.empty(prog.size, dtype=np.bool_)
         every = np.empty(prog.size, dtype=np.bool_)
         _program_flags(
             (lo, hi, nulls, distinct, self.sizes),
-            (width, base, np.concatenate([np.zeros(0, dtype=bool), *present])),
+            (strings, width, base, np.concatenate(present), np.concatenate(tag_rows)),
             prog.astype(np.int64),
             zone.astype(np.int64),
             (table.bounds, table.col, table.group, table.lo, table.hi),
@@ -279,7 +287,7 @@ class ZoneMaps:
 @njit(nogil=True, boundscheck=False, cache=False)
 def _program_flags(
     zones: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    strings: tuple[np.ndarray, np.ndarray, np.ndarray],
+    coded: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
     prog: np.ndarray,
     zone: np.ndarray,
     atoms: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
@@ -288,7 +296,7 @@ def _program_flags(
 ) -> None:
     """:meth:`ZoneMaps.program_flags`'s loop (compiled on its first call)."""
     lo, hi, nulls, distinct, sizes = zones
-    width, base, present = strings
+    strings, width, base, present, tag_rows = coded
     bounds, atom_col, atom_group, atom_lo, atom_hi = atoms
     for j in range(prog.size):
         i, r = prog[j], zone[j]
@@ -301,7 +309,15 @@ def _program_flags(
                 e += 1
             if atom_lo[a] != atom_lo[a]:  # the NULL test (alone in its atom)
                 held, all_held = nulls[c, r] > 0, nulls[c, r] == sizes[r]
-            elif width[c] > 0:  # dictionary codes: which of the present ones are in?
+            elif atom_hi[a] != atom_hi[a]:  # a bit of a list's bit set (alone in its atom)
+                bit = int(atom_lo[a])
+                have = tag_rows[base[c] + r * width[c] + (bit if bit >= 0 else -bit - 1)]
+                if bit >= 0:  # the list holds the value
+                    held, all_held = have > 0, have == sizes[r]
+                else:  # it does not (and is not NULL)
+                    held = have < sizes[r] - nulls[c, r]
+                    all_held = have == 0 and nulls[c, r] == 0
+            elif strings[c]:  # dictionary codes: which of the present ones are in?
                 row = base[c] + r * width[c]
                 inside = 0
                 for x in range(a, e):

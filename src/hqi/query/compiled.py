@@ -6,12 +6,15 @@ a row exactly when, for every atom, the row's value of the atom's column
 lies in one of the atom's closed intervals; a NULL fails every atom (UNKNOWN
 is not TRUE). :func:`compile_filter` turns a filter into that form (an
 :class:`Program`), or returns None when it has another form (an OR of
-atoms on different columns, ``list_contains``, a list column); such filters
-keep their masks.
+atoms on different columns, ``list_contains`` on a list column of more than
+:data:`BIT_VALUES` values); such filters keep their masks.
 
 :class:`AttributeMatrix` holds the string codes, numbers, booleans, dates and
 timestamps of a store as one row-major ``(N, C)`` float64 matrix, NULL as
-NaN, so a row's atoms read one cache line. Every value there is exact
+NaN, so a row's atoms read one cache line. A list column of at most
+:data:`BIT_VALUES` distinct values is there as a bit set (bit ``c`` set:
+the list holds dictionary value ``c``), and ``list_contains`` is a test of
+one bit. Every value there is exact
 (integers up to 2**53 in magnitude; a column with larger ones is left out).
 Literals are converted the way NumPy compares them in
 :mod:`hqi.query.evaluate` (a float32 column compares in float32), so a
@@ -29,13 +32,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from hqi.query.columns import ColumnStore, StringData, ValueData
+from hqi.query.columns import ColumnStore, ListData, StringData, ValueData
 from hqi.query.evaluate import _OPS, _physical
 from hqi.query.predicate import And, Compare, Const, Contains, InList, IsNull, Not, Or, Predicate
 
 __all__ = ["AttributeMatrix", "Program", "ProgramTable", "compile_filter", "program_mask"]
 
 EXACT_INT = 2**53  # integers of at most this magnitude are exact in float64
+BIT_VALUES = 52  # a list column of at most this many values is a bit set (exact in float64)
 MAX_INTERVALS = 32  # more intervals in one filter: keep its mask instead
 
 
@@ -47,8 +51,18 @@ class AttributeMatrix:
         columns: list[np.ndarray] = []
         self.column_index: dict[str, int] = {}
         self.dtypes: dict[str, np.dtype] = {}
+        self.bit_columns: set[str] = set()  # list columns held as bit sets
         for name in store.schema:
             data = store[name]
+            if isinstance(data, ListData):
+                if data.dictionary.size > BIT_VALUES:
+                    continue  # its list_contains filters keep their masks
+                values = _bit_sets(data, store.num_rows)
+                self.bit_columns.add(name)
+                self.column_index[name] = len(columns)
+                self.dtypes[name] = values.dtype
+                columns.append(values)
+                continue
             if isinstance(data, StringData):
                 values = data.codes.astype(np.float64)
                 values[data.codes < 0] = np.nan
@@ -61,7 +75,7 @@ class AttributeMatrix:
                 if data.valid is not None:
                     values[~data.valid] = np.nan
             else:
-                continue  # list columns
+                continue
             self.column_index[name] = len(columns)
             self.dtypes[name] = data.codes.dtype if isinstance(data, StringData) else raw.dtype
             columns.append(values)
@@ -73,12 +87,34 @@ class AttributeMatrix:
         )
 
 
+def _bit_sets(data: ListData, num_rows: int) -> np.ndarray:
+    """Each row's list as a bit set of its values' codes (float64; NULL list: NaN)."""
+    codes = data.codes.astype(np.int64)
+    shifted = np.where(
+        codes >= 0,
+        np.left_shift(np.uint64(1), np.maximum(codes, 0).astype(np.uint64)),
+        np.uint64(0),
+    )
+    bits = np.zeros(num_rows, dtype=np.uint64)
+    starts = data.offsets[:-1]
+    nonempty = np.flatnonzero(data.offsets[1:] > starts)
+    if nonempty.size:
+        bits[nonempty] = np.bitwise_or.reduceat(shifted, starts[nonempty])
+    out = bits.astype(np.float64)
+    if data.valid is not None:
+        out[~data.valid] = np.nan
+    return out
+
+
 @dataclass(frozen=True)
 class Program:
     """A conjunction of atoms: atom ``g`` holds for a row when the row's value in
     column ``col[a]`` lies in ``[lo[a], hi[a]]`` for some interval ``a`` with
     ``group[a] == g``. An interval with ``lo`` NaN tests for NULL instead; an
-    empty interval (``lo > hi``) never holds. No atom: TRUE on every row."""
+    empty interval (``lo > hi``) never holds. An interval with ``hi`` NaN
+    tests one bit of a bit-set column (:data:`BIT_VALUES`): bit ``lo`` set
+    when ``lo >= 0``, bit ``-lo - 1`` clear when ``lo < 0`` (NULL fails
+    both). No atom: TRUE on every row."""
 
     col: np.ndarray  # (A,) int64, a column of the AttributeMatrix
     group: np.ndarray  # (A,) int64, ascending
@@ -159,9 +195,13 @@ class _Compiler:
             if pred.value is None or pred.value == negated:  # never TRUE
                 self.atoms.append((0, _NEVER))
             return True
-        if isinstance(pred, Contains) or pred.column not in self.matrix.column_index:
-            return False  # list columns are not in the matrix
+        if pred.column not in self.matrix.column_index:
+            return False  # not in the matrix
         column = pred.column
+        if column in self.matrix.bit_columns:
+            return self.bit_atom(pred, negated)
+        if isinstance(pred, Contains):
+            return False
         cache = self.matrix._true_sets
         if pred in cache:
             true_set = cache[pred]
@@ -179,6 +219,24 @@ class _Compiler:
             else:
                 true_set = _complement(true_set)
         self.atoms.append((self.matrix.column_index[column], true_set))
+        return True
+
+    def bit_atom(self, pred: Compare | InList | IsNull | Contains, negated: bool) -> bool:
+        """Add an atom on a bit-set column: ``list_contains`` (one bit) or IS NULL."""
+        index = self.matrix.column_index[pred.column]
+        if isinstance(pred, IsNull):
+            self.atoms.append((index, _NOT_NULL if negated else _NULL))
+            return True
+        if not isinstance(pred, Contains):
+            return False
+        data = self.matrix.store[pred.column]
+        assert isinstance(data, ListData)
+        code = np.flatnonzero(data.dictionary == pred.value)
+        if code.size == 0:  # no list holds it: never TRUE; NOT: TRUE on every list
+            self.atoms.append((index, _NOT_NULL if negated else _NEVER))
+        else:
+            bit = int(code[0])
+            self.atoms.append((index, [(float(-bit - 1 if negated else bit), np.nan)]))
         return True
 
     def true_set(self, pred: Compare | InList | IsNull) -> list[tuple[float, float]] | None:
@@ -259,6 +317,12 @@ def program_mask(program: Program, matrix: AttributeMatrix) -> np.ndarray:
             v = matrix.values[:, program.col[a]]
             if np.isnan(program.lo[a]):
                 held |= np.isnan(v)
+            elif np.isnan(program.hi[a]):  # a bit of a bit set
+                bit = int(program.lo[a])
+                valid = ~np.isnan(v)
+                sets = np.where(valid, v, 0).astype(np.uint64)
+                on = (sets >> np.uint64(bit if bit >= 0 else -bit - 1)) & np.uint64(1)
+                held |= valid & ((on == 1) if bit >= 0 else (on == 0))
             else:
                 held |= (v >= program.lo[a]) & (v <= program.hi[a])
         out &= held
