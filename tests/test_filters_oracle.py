@@ -253,7 +253,7 @@ def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
     # The batched zone-map flags of programs are the filter's flags.
     zones = ZoneMaps(STORE, np.array([0, 0, 40, 41, 100, 260, STORE.num_rows]))
     every = np.arange(zones.num_parts)
-    may, whole = zones.program_flags(table, list(MATRIX.column_index), every % 2, every)
+    may, whole = zones.program_flags(table, every % 2, every)
     flags = zones.flags(pred)
     np.testing.assert_array_equal(may, flags.may_true)
     np.testing.assert_array_equal(whole, flags.all_true)
@@ -332,9 +332,7 @@ def test_list_columns_compile_as_bit_sets_up_to_the_limit() -> None:
                       out)  # fmt: skip
         assert out.tolist() == [int(want[:3].sum()), int(want[3:].sum())], text
         zones = ZoneMaps(store, seg)
-        may, whole = zones.program_flags(
-            table, list(matrix.column_index), np.zeros(2), np.arange(2)
-        )
+        may, whole = zones.program_flags(table, np.zeros(2), np.arange(2))
         flags = zones.flags(pred)
         np.testing.assert_array_equal(may, flags.may_true, err_msg=text)
         np.testing.assert_array_equal(whole, flags.all_true, err_msg=text)

@@ -551,13 +551,11 @@ def plan_batch(
                 program_of[i] = len(programs)
                 programs.append(compiled)
     table = None if attributes is None else ProgramTable.of(programs, attributes)
-    table_columns = {} if attributes is None else attributes.column_index
     if programs:  # the programs' zone flags in one compiled call
         assert table is not None
         every = np.arange(zones.num_parts)
         may, whole = zones.program_flags(
             table,
-            list(table_columns),
             np.repeat(np.arange(len(programs)), every.size),
             np.tile(every, len(programs)),
         )
@@ -702,9 +700,7 @@ def plan_batch(
             tested = key_program >= 0
             empty = [np.zeros(0, dtype=np.int64)]
             if tested.any() and list_zones is not None and table is not None:
-                may, _ = list_zones.program_flags(
-                    table, list(table_columns), key_program[tested], cell[tested]
-                )
+                may, _ = list_zones.program_flags(table, key_program[tested], cell[tested])
                 empty.append(keys[tested][~may])
             masked, masked_cell = fid[~tested], cell[~tested]
             bounds = np.searchsorted(masked, np.arange(len(filters) + 1))

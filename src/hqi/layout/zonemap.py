@@ -44,6 +44,8 @@ if TYPE_CHECKING:
 
 __all__ = ["Flags", "ZoneMaps"]
 
+_Arrays5 = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+
 
 @dataclass(frozen=True)
 class Flags:
@@ -68,6 +70,8 @@ class ZoneMaps:
         self.num_parts = self.sizes.size
         self._cache: dict[str, dict[str, np.ndarray]] = {}
         self._atoms: dict[Predicate, Flags] = {}
+        # program_flags' packed summaries, by the attribute-matrix columns read.
+        self._packed: dict[tuple[str, ...], tuple[_Arrays5, _Arrays5]] = {}
 
     # -- summaries ------------------------------------------------------------
     def _reduce(self, values: np.ndarray, func: np.ufunc, empty: float | int) -> np.ndarray:
@@ -128,16 +132,40 @@ class ZoneMaps:
 
     # -- routing --------------------------------------------------------------
     def program_flags(
-        self, table: ProgramTable, columns: list[str], prog: np.ndarray, zone: np.ndarray
+        self, table: ProgramTable, prog: np.ndarray, zone: np.ndarray
     ) -> tuple[np.ndarray, np.ndarray]:
         """The ``may_true`` and ``all_true`` flags of program ``prog[j]`` of
         ``table`` on zone ``zone[j]``, for every pair ``j``: those
         :meth:`flags` gives the program's filter, for many filters in one
-        compiled call. ``columns`` names the table's attribute-matrix columns
-        (``AttributeMatrix.column_index`` order). A string atom's intervals
-        are of dictionary codes, tested against the codes present; a
-        number's against ``[min, max]``; an interval with ``lo`` NaN (the
-        NULL test) against the NULL count."""
+        compiled call. A string atom's intervals are of dictionary codes,
+        tested against the codes present; a number's against ``[min, max]``;
+        a bit's against the rows holding the list value; an interval with
+        ``lo`` NaN (the NULL test) against the NULL count."""
+        used = np.zeros(len(table.columns), dtype=bool)
+        used[np.unique(table.col)] = True
+        key = tuple(name if u else "" for name, u in zip(table.columns, used, strict=True))
+        packed = self._packed.get(key)
+        if packed is None:  # the summaries of the columns read, as the loop takes them
+            if len(self._packed) >= 8:
+                self._packed.clear()
+            packed = self._packed[key] = self._pack(table.columns, used)
+        zones, coded = packed
+        may = np.empty(prog.size, dtype=np.bool_)
+        every = np.empty(prog.size, dtype=np.bool_)
+        _program_flags(
+            zones,
+            coded,
+            prog.astype(np.int64),
+            zone.astype(np.int64),
+            (table.bounds, table.col, table.group, table.lo, table.hi),
+            may,
+            every,
+        )
+        return may, every
+
+    def _pack(self, columns: tuple[str, ...], used: np.ndarray) -> tuple[_Arrays5, _Arrays5]:
+        """:meth:`program_flags`'s per-column summaries (of the ``used`` ones) as
+        arrays indexed by attribute-matrix column."""
         c = len(columns)
         lo = np.full((c, self.num_parts), np.inf)
         hi = np.full((c, self.num_parts), -np.inf)
@@ -149,8 +177,6 @@ class ZoneMaps:
         width = np.zeros(c, dtype=np.int64)
         base = np.zeros(c, dtype=np.int64)
         present, tag_rows = [np.zeros(0, dtype=bool)], [np.zeros(0, dtype=np.int64)]
-        used = np.zeros(c, dtype=bool)
-        used[np.unique(table.col)] = True
         offset = {"present": 0, "tag_rows": 0}
         for i, name in enumerate(columns):
             if not used[i]:
@@ -170,18 +196,13 @@ class ZoneMaps:
                 lo[i], hi[i] = 0.0, 0.0  # a bit set's own intervals: NOT NULL, never
             else:
                 lo[i], hi[i] = summary["min"], summary["max"]
-        may = np.empty(prog.size, dtype=np.bool_)
-        every = np.empty(prog.size, dtype=np.bool_)
-        _program_flags(
-            (lo, hi, nulls, distinct, self.sizes),
-            (strings, width, base, np.concatenate(present), np.concatenate(tag_rows)),
-            prog.astype(np.int64),
-            zone.astype(np.int64),
-            (table.bounds, table.col, table.group, table.lo, table.hi),
-            may,
-            every,
+        return (lo, hi, nulls, distinct, self.sizes), (
+            strings,
+            width,
+            base,
+            np.concatenate(present),
+            np.concatenate(tag_rows),
         )
-        return may, every
 
     def flags(self, pred: Predicate | None) -> Flags:
         """The four truth flags of ``pred`` for every partition."""
@@ -286,11 +307,11 @@ class ZoneMaps:
 
 @njit(nogil=True, boundscheck=False, cache=False)
 def _program_flags(
-    zones: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
-    coded: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    zones: _Arrays5,
+    coded: _Arrays5,
     prog: np.ndarray,
     zone: np.ndarray,
-    atoms: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray],
+    atoms: _Arrays5,
     may: np.ndarray,
     every: np.ndarray,
 ) -> None:

@@ -340,6 +340,7 @@ class ProgramTable:
     lo: np.ndarray
     hi: np.ndarray
     bounds: np.ndarray  # (len(programs) + 1,)
+    columns: tuple[str, ...] = ()  # the names of attrs' columns, in order (col's meaning)
 
     @classmethod
     def of(cls, programs: list[Program], matrix: AttributeMatrix) -> ProgramTable:
@@ -352,6 +353,7 @@ class ProgramTable:
             _concat(programs, "lo", np.float64),
             _concat(programs, "hi", np.float64),
             bounds,
+            tuple(matrix.column_index),
         )
 
 
