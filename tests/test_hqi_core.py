@@ -407,46 +407,74 @@ def test_masks_on_row_subsets_equal_whole_store_masks(monkeypatch, learned, work
 
 
 def test_batched_sample_hits_give_the_same_plans(monkeypatch, learned, workload) -> None:
-    """The programs' sample hits counted in one compiled pass (``_sample_hits``)
-    give the plans that estimating each filter on the sample gives."""
+    """The programs' sample hits, counted in one compiled pass (``_sample_hits``),
+    equal estimating each filter on the sample alone; and the plans decided on
+    them, for all programs at once, are those the per-filter rule gives: a
+    filter with a program is routed on its estimate exactly when it has
+    partial partitions, enough sample hits, and its estimate says scan."""
     from hqi.execution import planner
     from hqi.execution.options import SearchOptions
+    from hqi.query.compiled import compile_filter
 
     monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
     monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
     q, f = workload.queries[:150], workload.filters[:150]
+    matrix = learned._attribute_matrix
+    preds, query_filter = learned._distinct(f, q.shape[0])
+    nqs = np.bincount(query_filter, minlength=len(preds))
+    sizes = learned._zones.sizes
     seen = []
     batch_hits = planner._sample_hits
 
-    def spy(routes, sample, table):
-        out = batch_hits(routes, sample, table)
-        seen.append((routes, out, sample))
+    def spy(may, whole, sample, table):
+        out = batch_hits(may, whole, sample, table)
+        seen.append((out, sample))
         return out
 
     monkeypatch.setattr(planner, "_sample_hits", spy)
     for nprobe in (4, None):
         opts = SearchOptions.from_kwargs(k=10, exact=nprobe is None)
-        batched = learned._plan(q, f, opts, nprobe)
-        (routes, hits_of, sample), preds = seen.pop(), learned._distinct(f, q.shape[0])[0]
-        for pred, (routed, _, _), hits in zip(preds, routes, hits_of, strict=True):
-            if hits is not None:  # each filter's hits, as estimating it alone counts them
-                est, total = sample.estimate(pred, routed)
-                assert hits.sum() == total
-                np.testing.assert_allclose(hits * sample.scale[routed], est)
-        with monkeypatch.context() as m:
-            m.setattr(planner, "_sample_hits", lambda routes, *_: [None] * len(routes))
-            single = learned._plan(q, f, opts, nprobe)
-        assert sum(fp.program >= 0 for fp in batched.filters) > 10
-        for a, b in zip(batched.filters, single.filters, strict=True):
-            assert (a.strategy, a.estimated, a.qualifying) == (
-                b.strategy,
-                b.estimated,
-                b.qualifying,
-            )
-            np.testing.assert_array_equal(a.parts, b.parts)
-            np.testing.assert_allclose(a.counts, b.counts)
-        np.testing.assert_array_equal(batched.probe_cell, single.probe_cell)
-        np.testing.assert_array_equal(batched.probe_query, single.probe_query)
+        plan = learned._plan(q, f, opts, nprobe)
+        hits, sample = seen.pop()
+        every = np.arange(sizes.size)
+        compiled = [i for i, p in enumerate(preds) if compile_filter(p, matrix) is not None]
+        assert hits.shape == (len(compiled), sizes.size)
+        assert sum(plan.filters[i].estimated for i in compiled) > 5
+        for program, i in enumerate(compiled):
+            fp = plan.filters[i]  # routed on its estimate (tested by its program) or counted
+            assert fp.program == (program if fp.estimated else -1)
+            est, total = sample.estimate(preds[i], every)
+            np.testing.assert_allclose(hits[program] * sample.scale, est)
+            assert hits[program].sum() == total
+            if nprobe is not None:
+                continue  # approximate: the per-filter rule is checked below
+            flags = learned._zones.flags(preds[i])
+            routed = np.flatnonzero(flags.may_true)
+            covered = flags.all_true[routed]
+            counts = np.where(covered, sizes[routed], est[routed])
+            ratio = planner.gather_ratio(opts.prefilter_ratio, int(nqs[i]))
+            work = float(sizes[routed].sum())  # exact: every routed row
+            rule = (~covered).any() and total >= 2 and counts.sum() * ratio > work
+            assert fp.estimated == rule
+            if rule:
+                assert fp.strategy == "scan" and fp.qualifying == round(counts.sum())
+                np.testing.assert_array_equal(fp.parts, routed)
+                np.testing.assert_allclose(fp.counts, counts)
+        if nprobe is not None:
+            # Without programs every filter takes the per-filter estimate (masks
+            # after probing): the same strategies, estimates and counts.
+            with monkeypatch.context() as m:
+                m.setattr(hqi.api, "COMPILED_FILTERS", False)
+                single = learned._plan(q, f, opts, nprobe)
+            for a, b in zip(plan.filters, single.filters, strict=True):
+                assert (a.strategy, a.estimated, a.qualifying) == (
+                    b.strategy,
+                    b.estimated,
+                    b.qualifying,
+                )
+                assert a.scan_work == pytest.approx(b.scan_work)
+                np.testing.assert_array_equal(a.parts, b.parts)
+                np.testing.assert_allclose(a.counts, b.counts)
 
 
 def test_row_sample_counts_hits_per_partition() -> None:
