@@ -95,6 +95,71 @@ def test_recall_grows_with_nprobe(learned, workload, truth) -> None:
     assert recalls[0] <= recalls[1] <= recalls[2] and recalls[2] == 1.0
 
 
+def _probed_lists(plan) -> dict[int, set[int]]:
+    out: dict[int, set[int]] = {}
+    for q, cell in zip(plan.probe_query.tolist(), plan.probe_cell.tolist(), strict=True):
+        out.setdefault(q, set()).add(cell)
+    return out
+
+
+@pytest.mark.parametrize("head", [64, 2])
+@pytest.mark.parametrize("ratio", [1.1, 1.5])
+def test_probe_ratio_adds_the_lists_within_the_ratio(
+    monkeypatch, learned, workload, ratio, head
+) -> None:
+    """probe_ratio r: each query probes its nprobe nearest lists (as with r = 1,
+    FAISS's nprobe) and also every candidate list (of its routed partitions)
+    whose centroid is within r times the nearest one's distance, up to
+    max(4 * nprobe, PROBE_HEAD) lists, and no other list (the expected-hits
+    rule is off here). A small head makes the planner rank the nearest lists
+    first (a partial sort), a large one all of them."""
+    from hqi.execution import planner
+
+    monkeypatch.setattr(planner, "PROBE_HEAD", head)
+    cap = max(4 * 2, head)
+    q, f = workload.queries[:150], workload.filters[:150]
+    part = learned._part
+    # Selective filters need no expected-hits extension: isolate the ratio rule.
+    base = hqi.SearchOptions.from_kwargs(k=10, expected_hits=0, probe_ratio=1.0)
+    wide = hqi.SearchOptions.from_kwargs(k=10, expected_hits=0, probe_ratio=ratio)
+    fixed, plan = learned._plan(q, f, base, 2), learned._plan(q, f, wide, 2)
+    before, after = _probed_lists(fixed), _probed_lists(plan)
+    dist = np.sqrt(((q[:, None, :] - part.centroids[None, :, :]) ** 2).sum(-1))
+    added = 0
+    for i, fp in enumerate(plan.filters):
+        if fp.strategy != "scan":
+            continue
+        cand = np.concatenate(
+            [np.arange(part.part_lists[p], part.part_lists[p + 1]) for p in fp.parts]
+        )
+        for qi in np.flatnonzero(plan.query_filter == i).tolist():
+            near = dist[qi, cand]
+            within = set(cand[near <= ratio * near.min() * (1 + 1e-6)].tolist())
+            inner = set(cand[near <= ratio * near.min() * (1 - 1e-6)].tolist())
+            assert before[qi] <= after[qi]  # nprobe's lists stay
+            assert len(before[qi]) == min(2, cand.size)
+            assert after[qi] <= before[qi] | within
+            if len(within) <= cap:
+                assert inner <= after[qi]
+            else:
+                assert len(after[qi]) == cap
+            added += len(after[qi] - before[qi])
+    assert added > 0
+
+
+def test_probe_ratio_is_validated_and_ignored_for_ip(catalog, workload) -> None:
+    for bad in (0.5, float("nan"), float("inf"), True, "1.1"):
+        with pytest.raises(hqi.InvalidInputError, match="probe_ratio"):
+            hqi.SearchOptions.from_kwargs(probe_ratio=bad)
+    ip = hqi.build(
+        catalog.vectors[:3000], catalog.attributes.slice(0, 3000), metric="ip", list_size=64
+    )
+    q, f = workload.queries[:40], workload.filters[:40]
+    a = ip.search(q, f, k=5, nprobe=2, probe_ratio=1.0, flat=False)
+    b = ip.search(q, f, k=5, nprobe=2, probe_ratio=3.0, flat=False)
+    np.testing.assert_array_equal(a.ids, b.ids)
+
+
 def test_recall_target(learned, workload, truth) -> None:
     res = learned.search(
         workload.queries[:150],

@@ -324,6 +324,7 @@ class Index:
             prefilter_ratio=opts.prefilter_ratio,
             k=opts.k,
             expected_hits=opts.expected_hits,
+            probe_ratio=opts.probe_ratio,
             sample=self._row_sample,
             # Ray's executors hold no attribute matrix: their plans keep masks.
             attributes=(

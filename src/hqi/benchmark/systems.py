@@ -80,9 +80,14 @@ class Hqi:
         )
 
     def grid(self) -> list[dict[str, Any]]:
-        return [{"nprobe": n} for n in (2, 3, 4, 5, 6, 8, 10, 12, 16, 24, 32, 48)] + [
-            {"exact": True}
-        ]
+        """nprobe with the default probe_ratio; wider and no ratio probing (FAISS's
+        nprobe) at a few points; exact."""
+        return (
+            [{"nprobe": n} for n in (1, 2, 3, 4, 5, 6, 8, 12, 16, 24)]
+            + [{"nprobe": n, "probe_ratio": r} for r in (1.1, 1.2) for n in (2, 3, 4)]
+            + [{"nprobe": n, "probe_ratio": 1.0} for n in (4, 6, 8, 16, 32)]
+            + [{"exact": True}]
+        )
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
         """The batch's ids. A batch small enough for hqi's flat path (exact, no

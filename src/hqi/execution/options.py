@@ -59,6 +59,17 @@ class SearchOptions:
     gathers where a scan is cheaper, too high scans many rows the filter
     rejects. 0 always prefilters; ``inf`` never does.
 
+    ``probe_ratio``: besides its ``nprobe`` nearest lists, a query probes every
+    list whose centroid is at most ``probe_ratio`` times as far from it as
+    the nearest one (l2 and cosine; ``ip`` has no such distance and ignores
+    it), up to ``max(4 * nprobe, 64)`` lists. A query near the border of
+    several lists gets them all, one deep inside its list only ``nprobe``:
+    the same recall for fewer rows. 1 turns it off (FAISS's nprobe).
+    Default 1.05. Measured at 1M x 128 (10,000 queries, recall@10 and rows
+    scanned per query): nprobe 6 alone 0.957 and 13,348 rows; nprobe 3 with
+    1.04, 0.960 and 10,953; nprobe 16 alone 0.991 and 28,020; nprobe 4 with
+    1.15, 0.994 and 14,678.
+
     ``expected_hits``: adaptive probing. Beyond ``nprobe``, a query keeps
     probing its next-nearest lists until they hold an expected
     ``expected_hits * k`` qualifying rows; too low loses recall on selective
@@ -107,6 +118,7 @@ class SearchOptions:
     exact: bool = False
     prefilter_ratio: float = 20.0
     expected_hits: float = 3.0
+    probe_ratio: float = 1.05
     threads: int | None = None
     parallel: bool | None = None
     flat: bool | None = None
@@ -131,6 +143,9 @@ class SearchOptions:
         hits = self.expected_hits
         if isinstance(hits, bool) or not isinstance(hits, int | float) or not hits >= 0:
             raise InvalidInputError(f"expected_hits must be >= 0, got {hits!r}")
+        pr = self.probe_ratio
+        if isinstance(pr, bool) or not isinstance(pr, int | float) or not 1 <= pr < float("inf"):
+            raise InvalidInputError(f"probe_ratio must be a finite number >= 1, got {pr!r}")
         ratio = self.prefilter_ratio
         if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not ratio >= 0:
             raise InvalidInputError(f"prefilter_ratio must be >= 0, got {ratio!r}")

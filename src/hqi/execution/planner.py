@@ -33,7 +33,10 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    nearest ``nprobe`` (FAISS's meaning of nprobe), or more, in the same
    order, until the lists hold an expected ``expected_hits * k`` qualifying
    rows (a list's expected qualifying rows: its size times its partition's
-   qualifying fraction). So a selective filter reaches far enough to find
+   qualifying fraction), and at least every list within ``probe_ratio`` of
+   the nearest one's distance (:func:`_ratio_bounds`: a query near the
+   border of several lists probes them all, one deep inside a list only
+   ``nprobe``). So a selective filter reaches far enough to find
    its neighbours, and a partition far from the query costs nothing.
    Filters routed to the same partitions rank their queries together, in
    one partial sort.
@@ -424,14 +427,20 @@ def _mask_probed(
 
 
 def _nearest_enough(
-    dist: np.ndarray, expected: np.ndarray, need: float, nprobe: int, head: int
+    dist: np.ndarray,
+    expected: np.ndarray,
+    need: float,
+    nprobe: int,
+    head: int,
+    bound: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each query's (row of ``dist``) candidate lists in distance order, and how many
     it probes: ``nprobe``, or more until their ``expected`` qualifying rows (the
-    same row of ``expected``) reach ``need``. As (query rows, candidate order,
-    count) groups: the ``head`` nearest candidates are selected and sorted for
-    everyone (a partial sort), and only queries they do not satisfy sort all
-    of their candidates."""
+    same row of ``expected``) reach ``need``, and at least those at a distance
+    of at most its ``bound`` (if given: :func:`_ratio_bounds`), up to ``head``.
+    As (query rows, candidate order, count) groups: the ``head`` nearest
+    candidates are selected and sorted for everyone (a partial sort), and only
+    queries they do not satisfy sort all of their candidates."""
     m = dist.shape[1]
     out = []
     rows = np.arange(dist.shape[0])
@@ -443,20 +452,39 @@ def _nearest_enough(
         cum = np.cumsum(np.take_along_axis(expected, order, axis=1), axis=1)
         done = cum[:, -1] >= need  # (head >= nprobe: the head always holds nprobe lists)
         enough = (cum >= need).argmax(axis=1) + 1
+        if bound is not None:  # the head's lists within the bound
+            near = np.take_along_axis(dist, order, axis=1) <= bound[:, None]
+            enough = np.maximum(enough, near.sum(axis=1))
         count = np.minimum(np.maximum(enough, nprobe), head)
         out.append((rows[done], order[done], count[done]))
         rows = rows[~done]
         if rows.size == 0:
             return out
         dist, expected = dist[rows], expected[rows]
+        bound = None if bound is None else bound[rows]
     order = np.argsort(dist, axis=1, kind="stable")
     cum = np.cumsum(np.take_along_axis(expected, order, axis=1), axis=1)
     enough = (cum >= need).argmax(axis=1) + 1
     enough[cum[:, -1] < need] = m
+    if bound is not None:
+        enough = np.maximum(enough, np.minimum((dist <= bound[:, None]).sum(axis=1), head))
     out.append((rows, order, np.minimum(np.maximum(enough, nprobe), m)))
     return out
 
 
+def _ratio_bounds(dist: np.ndarray, offset: np.ndarray, probe_ratio: float) -> np.ndarray | None:
+    """Per query (row of ``dist``, ranking distances to its candidate lists'
+    centroids), the ranking distance up to which a list is within
+    ``probe_ratio`` of the nearest one in true distance. ``offset`` turns a
+    ranking distance into a squared distance: ``||q||^2`` for l2 (ranking
+    ``||c||^2 - 2<q, c>``), 1 for cosine (ranking ``-<q, c>`` of a unit query:
+    ``1 - <q, c>`` is half the squared distance to a unit vector); so the
+    bound is ``probe_ratio^2 * (d_1 + offset) - offset``."""
+    nearest = dist.min(axis=1)
+    return np.float64(probe_ratio) ** 2 * (nearest + offset) - offset
+
+
+PROBE_HEAD = 64  # a query's nearest lists ranked first: max(4 * nprobe, this)
 PROBE_CHUNK = 1 << 22  # (query, candidate list) distances ranked at once while probing
 
 
@@ -497,6 +525,7 @@ def plan_batch(
     sample: RowSample | None = None,
     attributes: AttributeMatrix | None = None,
     list_zones: ZoneMaps | None = None,
+    probe_ratio: float = 1.0,
 ) -> BatchPlan:
     """Plan the batch (see the module docstring); ``nprobe=None`` is exact.
 
@@ -670,10 +699,16 @@ def plan_batch(
             pc_.append(np.tile(t + parts, qids.size))
     elif scanning:
         # Global probing: each query's nearest lists among its routed partitions,
-        # nprobe of them, or more until they hold expected_hits * k qualifying rows.
+        # nprobe of them, or more until they hold expected_hits * k qualifying rows,
+        # and all within probe_ratio of the nearest one's distance (not for ip).
         # Filters routed to the same partitions rank their queries together.
         cent_dist = _centroid_distances(queries, part.centroids, metric)
-        head = max(4 * nprobe, 64)  # nearest lists ranked first; the rest only if needed
+        offset = None  # ranking distance + offset = squared distance (_ratio_bounds)
+        if probe_ratio > 1 and metric is Metric.L2:
+            offset = np.einsum("ij,ij->i", queries, queries)
+        elif probe_ratio > 1 and metric is Metric.COSINE:
+            offset = np.ones(queries.shape[0])
+        head = max(4 * nprobe, PROBE_HEAD)  # ranked first; the rest only if needed
         same_parts: dict[bytes, list[int]] = {}
         for i in scanning:
             same_parts.setdefault(filters[i].parts.tobytes(), []).append(i)
@@ -693,8 +728,9 @@ def plan_batch(
                 cq = qids[c0 : c0 + step]
                 dist = cent_dist[np.ix_(cq, cand)]
                 ranked = expected[local[c0 : c0 + step]]
+                bound = None if offset is None else _ratio_bounds(dist, offset[cq], probe_ratio)
                 for rows, order, count in _nearest_enough(
-                    dist, ranked, expected_hits * k, nprobe, head
+                    dist, ranked, expected_hits * k, nprobe, head, bound
                 ):
                     take = np.arange(order.shape[1])[None, :] < count[:, None]
                     pq_.append(np.broadcast_to(cq[rows, None], order.shape)[take])
