@@ -472,13 +472,13 @@ def _nearest_enough(
     return out
 
 
-def _ratio_bounds(dist: np.ndarray, offset: np.ndarray, probe_ratio: float) -> np.ndarray | None:
+def _ratio_bounds(dist: np.ndarray, offset: np.ndarray, probe_ratio: float) -> np.ndarray:
     """Per query (row of ``dist``, ranking distances to its candidate lists'
     centroids), the ranking distance up to which a list is within
     ``probe_ratio`` of the nearest one in true distance. ``offset`` turns a
     ranking distance into a squared distance: ``||q||^2`` for l2 (ranking
-    ``||c||^2 - 2<q, c>``), 1 for cosine (ranking ``-<q, c>`` of a unit query:
-    ``1 - <q, c>`` is half the squared distance to a unit vector); so the
+    ``||c||^2 - 2<q, c>``), 1 for cosine (ranking ``-<q, c>`` of a unit query;
+    for a unit ``c``, ``1 - <q, c>`` is half their squared distance); so the
     bound is ``probe_ratio^2 * (d_1 + offset) - offset``."""
     nearest = dist.min(axis=1)
     return np.float64(probe_ratio) ** 2 * (nearest + offset) - offset
