@@ -92,6 +92,35 @@ def test_search_parquet_queries(tmp_path, built, catalog) -> None:
     assert table.num_rows == 50
 
 
+def test_search_recall_options(tmp_path, built, catalog, capsys) -> None:
+    """--exact, --nprobe and --probe-ratio reach Index.search; a bad ratio is a
+    one-line error and writes nothing."""
+    queries = tmp_path / "q.jsonl"
+    rows = [{"vector": (catalog.vectors[i] + 0.5).tolist()} for i in range(0, 600, 10)]
+    queries.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    index = hqi.open(built)
+    q = np.array([r["vector"] for r in rows], dtype=np.float32)
+    f = None
+    narrow = index.search(q, f, k=10, nprobe=1, probe_ratio=1.0)
+    wide = index.search(q, f, k=10, nprobe=1, probe_ratio=3.0)
+    assert (narrow.ids != wide.ids).any()  # so the flags below are told apart
+    for flags, opts in (
+        (["--exact"], {"exact": True}),
+        (["--nprobe", "1", "--probe-ratio", "1"], {"nprobe": 1, "probe_ratio": 1.0}),
+        (["--nprobe", "1", "--probe-ratio", "3"], {"nprobe": 1, "probe_ratio": 3.0}),
+    ):
+        out = tmp_path / f"res{len(flags)}{flags[-1]}.parquet"
+        assert main(["search", str(built), str(queries), "--out", str(out), *flags]) == 0
+        got = pq.read_table(out).column("id").to_pylist()
+        want = index.search(q, f, k=10, **opts).keys.ravel().tolist()
+        assert got == [w for w in want if w is not None]
+    out = tmp_path / "bad.parquet"
+    args = ["search", str(built), str(queries), "--out", str(out), "--probe-ratio", "0.5"]
+    assert main(args) == 1
+    err = capsys.readouterr().err.strip()
+    assert "probe_ratio must be" in err and "\n" not in err and not out.exists()
+
+
 @pytest.mark.parametrize(
     ("lines", "fragment"),
     [

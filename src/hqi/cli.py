@@ -234,6 +234,14 @@ def cmd_search(args: argparse.Namespace) -> None:
         }
     elif args.ray_workers is not None:
         raise InvalidInputError("--ray-workers goes with --ray")
+    if args.exact:
+        options["exact"] = True
+    elif args.recall_target is not None:
+        options["recall_target"] = args.recall_target
+    elif args.nprobe is not None:
+        options["nprobe"] = args.nprobe
+    if args.probe_ratio is not None:
+        options["probe_ratio"] = args.probe_ratio
     with progress() as bar:
         results, stats = run_queries(
             index, queries, k=args.k, threads=args.threads, bar=bar, options=options
@@ -517,6 +525,19 @@ def make_parser() -> argparse.ArgumentParser:
         "Ray when none is given; the index directory must be readable by every node",
     )
     p.add_argument("--ray-workers", type=_positive, default=None, help="Ray actors")
+    recall = p.add_mutually_exclusive_group()
+    recall.add_argument(
+        "--nprobe", type=_positive, default=None, help="IVF lists per query (default: the index's)"
+    )
+    recall.add_argument("--recall-target", type=float, default=None, help="e.g. 0.95")
+    recall.add_argument("--exact", action="store_true", help="exact answers")
+    p.add_argument(
+        "--probe-ratio",
+        type=float,
+        default=None,
+        help="also probe the lists within this ratio of the nearest one's distance "
+        "(default 1.05; 1: exactly nprobe lists)",
+    )
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     p.set_defaults(func=cmd_search)
 
