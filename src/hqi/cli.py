@@ -374,6 +374,8 @@ def cmd_kg_related(args: argparse.Namespace) -> None:
         options["recall_target"] = args.recall_target
     elif args.nprobe is not None:
         options["nprobe"] = args.nprobe
+    if args.probe_ratio is not None:
+        options["probe_ratio"] = args.probe_ratio
     with progress() as bar:
         task = bar.add_task("searching", total=None)
         res = related(
@@ -625,6 +627,9 @@ def make_parser() -> argparse.ArgumentParser:
     recall.add_argument("--nprobe", type=_positive, default=None, help="IVF lists per query")
     recall.add_argument("--recall-target", type=float, default=None, help="e.g. 0.95")
     recall.add_argument("--exact", action="store_true", help="exact answers")
+    p.add_argument(
+        "--probe-ratio", type=float, default=None, help="see hqi search --help (default 1.05)"
+    )
     p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     p.set_defaults(func=cmd_kg_related)
