@@ -222,6 +222,37 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
         raise
 
 
+def _add_recall_arguments(p: argparse.ArgumentParser) -> None:
+    """The search options of the commands that search: how many lists to probe."""
+    recall = p.add_mutually_exclusive_group()
+    recall.add_argument(
+        "--nprobe", type=_positive, default=None, help="IVF lists per query (default: the index's)"
+    )
+    recall.add_argument("--recall-target", type=float, default=None, help="e.g. 0.95")
+    recall.add_argument("--exact", action="store_true", help="exact answers")
+    p.add_argument(
+        "--probe-ratio",
+        type=float,
+        default=None,
+        help="also probe the lists within this ratio of the nearest one's distance "
+        "(default 1.05; 1: exactly nprobe lists)",
+    )
+
+
+def _recall_options(args: argparse.Namespace) -> dict[str, Any]:
+    """``Index.search`` options from :func:`_add_recall_arguments`'s flags."""
+    options: dict[str, Any] = {}
+    if args.exact:
+        options["exact"] = True
+    elif args.recall_target is not None:
+        options["recall_target"] = args.recall_target
+    elif args.nprobe is not None:
+        options["nprobe"] = args.nprobe
+    if args.probe_ratio is not None:
+        options["probe_ratio"] = args.probe_ratio
+    return options
+
+
 def cmd_search(args: argparse.Namespace) -> None:
     index = open(args.index, verify=not args.no_verify)
     queries = read_queries(Path(args.queries))
@@ -234,14 +265,7 @@ def cmd_search(args: argparse.Namespace) -> None:
         }
     elif args.ray_workers is not None:
         raise InvalidInputError("--ray-workers goes with --ray")
-    if args.exact:
-        options["exact"] = True
-    elif args.recall_target is not None:
-        options["recall_target"] = args.recall_target
-    elif args.nprobe is not None:
-        options["nprobe"] = args.nprobe
-    if args.probe_ratio is not None:
-        options["probe_ratio"] = args.probe_ratio
+    options.update(_recall_options(args))
     with progress() as bar:
         results, stats = run_queries(
             index, queries, k=args.k, threads=args.threads, bar=bar, options=options
@@ -367,15 +391,7 @@ def cmd_kg_related(args: argparse.Namespace) -> None:
     if not out.parent.is_dir():
         raise InvalidInputError(f"cannot write {out}: folder {out.parent} does not exist")
     index = open(args.index, verify=not args.no_verify)
-    options: dict[str, Any] = {"threads": args.threads}
-    if args.exact:
-        options["exact"] = True
-    elif args.recall_target is not None:
-        options["recall_target"] = args.recall_target
-    elif args.nprobe is not None:
-        options["nprobe"] = args.nprobe
-    if args.probe_ratio is not None:
-        options["probe_ratio"] = args.probe_ratio
+    options: dict[str, Any] = {"threads": args.threads, **_recall_options(args)}
     with progress() as bar:
         task = bar.add_task("searching", total=None)
         res = related(
@@ -527,19 +543,7 @@ def make_parser() -> argparse.ArgumentParser:
         "Ray when none is given; the index directory must be readable by every node",
     )
     p.add_argument("--ray-workers", type=_positive, default=None, help="Ray actors")
-    recall = p.add_mutually_exclusive_group()
-    recall.add_argument(
-        "--nprobe", type=_positive, default=None, help="IVF lists per query (default: the index's)"
-    )
-    recall.add_argument("--recall-target", type=float, default=None, help="e.g. 0.95")
-    recall.add_argument("--exact", action="store_true", help="exact answers")
-    p.add_argument(
-        "--probe-ratio",
-        type=float,
-        default=None,
-        help="also probe the lists within this ratio of the nearest one's distance "
-        "(default 1.05; 1: exactly nprobe lists)",
-    )
+    _add_recall_arguments(p)
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     p.set_defaults(func=cmd_search)
 
@@ -623,13 +627,7 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--templates", default=None, help="TOML file of named templates")
     p.add_argument("--out", required=True, help="Parquet file to write")
     p.add_argument("-k", "--k", type=_positive, default=10, help="neighbours per past query")
-    recall = p.add_mutually_exclusive_group()
-    recall.add_argument("--nprobe", type=_positive, default=None, help="IVF lists per query")
-    recall.add_argument("--recall-target", type=float, default=None, help="e.g. 0.95")
-    recall.add_argument("--exact", action="store_true", help="exact answers")
-    p.add_argument(
-        "--probe-ratio", type=float, default=None, help="see hqi search --help (default 1.05)"
-    )
+    _add_recall_arguments(p)
     p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     p.set_defaults(func=cmd_kg_related)
