@@ -171,6 +171,23 @@ def test_recall_target(learned, workload, truth) -> None:
     assert res.stats["estimated_recall"] >= 0.95
     # The calibration sample is the batch here, so the estimate is the recall.
     assert recall_at_k(res, truth).mean() == pytest.approx(res.stats["estimated_recall"])
+    # The smallest nprobe of the ladder that reaches it: the one before misses.
+    ladder = [1]
+    while ladder[-1] < res.stats["nprobe"]:
+        ladder.append(hqi.api.next_nprobe(ladder[-1]))
+    assert ladder[-1] == res.stats["nprobe"]
+    if len(ladder) > 1:
+        below = learned.search(
+            workload.queries[:150], workload.filters[:150], k=10, nprobe=ladder[-2]
+        )
+        assert recall_at_k(below, truth).mean() < 0.95
+
+
+def test_nprobe_ladder() -> None:
+    ladder = [1]
+    for _ in range(9):
+        ladder.append(hqi.api.next_nprobe(ladder[-1]))
+    assert ladder == [1, 2, 3, 4, 6, 8, 12, 16, 24, 32]
 
 
 def test_layout_survives_save_and_open(tmp_path, learned, workload) -> None:

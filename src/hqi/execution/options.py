@@ -40,7 +40,7 @@ class SearchOptions:
     2,048: the default list size grows with N, see :class:`hqi.BuildOptions`).
 
     ``recall_target``: instead of ``nprobe``, reach this recall@k (e.g. 0.95):
-    the smallest nprobe (1, 2, 4, ...) that reaches it on
+    the smallest nprobe (1, 2, 3, 4, 6, 8, 12, ...) that reaches it on
     ``calibration_queries`` queries sampled from the batch, judged against
     their exact answers, is used; the estimate is
     ``Result.stats["estimated_recall"]``. Calibration costs about one exact
