@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import argparse
+from typing import TYPE_CHECKING
 
 from hqi.datasets import Catalog, Workload, make_catalog, make_workload
+
+if TYPE_CHECKING:
+    import hqi
 
 
 def synthetic_parser(doc: str) -> argparse.ArgumentParser:
@@ -24,6 +28,36 @@ def synthetic_data(args: argparse.Namespace) -> tuple[Catalog, Workload, Workloa
     train = make_workload(catalog, max(1000, args.queries // 2), seed=100)
     batch = make_workload(catalog, args.queries, seed=1)
     return catalog, train, batch
+
+
+def harness_parser(doc: str) -> argparse.ArgumentParser:
+    """:func:`synthetic_parser`'s options and ``--train``, the size of the workload
+    the layout is learned from (:func:`harness_index`)."""
+    ap = synthetic_parser(doc)
+    ap.add_argument("--train", type=int, default=2_000)
+    return ap
+
+
+def harness_index(args: argparse.Namespace) -> tuple[hqi.Index, Workload]:
+    """(index, batch) with ``hqi bench``'s seeds (layout learned from ``args.train``
+    queries, seed 101; batch seed 1); prints the build time and layout."""
+    import time
+
+    import hqi
+
+    catalog = make_catalog(args.n, args.dim)
+    train = make_workload(catalog, args.train, seed=101)
+    batch = make_workload(catalog, args.queries, seed=1)
+    t0 = time.perf_counter()
+    index = hqi.build(
+        catalog.vectors, catalog.attributes, workload=train.filters, threads=args.threads
+    )
+    info = index.info()
+    print(
+        f"build {time.perf_counter() - t0:.1f} s: {info['partitions']} partitions, "
+        f"{info['lists']} lists, {index.build_stats}"
+    )
+    return index, batch
 
 
 def compare_builds(args: argparse.Namespace, variants: dict[str, dict[str, object]]) -> None:

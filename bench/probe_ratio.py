@@ -10,36 +10,20 @@ shared machine: compare rows). ``ratio`` 1 is FAISS's nprobe.
 
 from __future__ import annotations
 
-import argparse
 import statistics
-import time
 
-import hqi
-from hqi.datasets import make_catalog, make_workload
+from common import harness_index, harness_parser
 from hqi.evaluation import recall_at_k
 
 DEFAULT_POINTS = "4:1,6:1,8:1,16:1,3:1.02,3:1.04,3:1.06,3:1.1,4:1.05,4:1.1,4:1.15,3:1.25"
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=200_000)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--queries", type=int, default=5_000)
-    parser.add_argument("--train", type=int, default=2_000)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser = harness_parser(__doc__)
     parser.add_argument("--points", default=DEFAULT_POINTS, help="nprobe:ratio,...")
     args = parser.parse_args()
     points = [(int(a), float(b)) for a, b in (p.split(":") for p in args.points.split(","))]
-    catalog = make_catalog(args.n, args.dim)
-    train = make_workload(catalog, args.train, seed=101)
-    batch = make_workload(catalog, args.queries, seed=1)
-    t0 = time.perf_counter()
-    index = hqi.build(
-        catalog.vectors, catalog.attributes, workload=train.filters, threads=args.threads
-    )
-    print(f"build {time.perf_counter() - t0:.1f} s, {index.info()['lists']} lists")
+    index, batch = harness_index(args)
     q, f = batch.queries, batch.filters
     truth = index.search(q, f, k=10, exact=True, threads=args.threads)
     print("| nprobe | probe_ratio | recall@10 | rows / query | seconds (median) |")

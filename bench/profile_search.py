@@ -11,38 +11,20 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import time
 
 import numpy as np
 
 import hqi
 import hqi.api
-from hqi.datasets import make_catalog, make_workload
+from common import harness_index, harness_parser
 
 
 def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__)
-    parser.add_argument("--n", type=int, default=200_000)
-    parser.add_argument("--dim", type=int, default=128)
-    parser.add_argument("--queries", type=int, default=5_000)
-    parser.add_argument("--train", type=int, default=2_000)
-    parser.add_argument("--threads", type=int, default=2)
+    parser = harness_parser(__doc__)
     parser.add_argument("--nprobe", type=int, default=32)
-    parser.add_argument("--repeats", type=int, default=3)
     parser.add_argument("--compare-compiled", action="store_true")
     args = parser.parse_args()
-    catalog = make_catalog(args.n, args.dim)
-    train = make_workload(catalog, args.train, seed=101)
-    batch = make_workload(catalog, args.queries, seed=1)
-    t0 = time.perf_counter()
-    index = hqi.build(
-        catalog.vectors, catalog.attributes, workload=train.filters, threads=args.threads
-    )
-    info = index.info()
-    print(
-        f"build {time.perf_counter() - t0:.1f} s: {info['partitions']} partitions, "
-        f"{info['lists']} lists, {index.build_stats}"
-    )
+    index, batch = harness_index(args)
     index.search(batch.queries[:100], batch.filters[:100], k=10)  # warm-up
     if args.compare_compiled:
         compare_compiled(index, batch, args)
