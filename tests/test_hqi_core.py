@@ -399,6 +399,41 @@ def test_compiled_filters_give_the_masked_answers(monkeypatch, learned, workload
         np.testing.assert_array_equal(with_programs.ids, truth.ids)
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+def test_exact_plans_skip_only_lists_without_qualifying_rows(
+    monkeypatch, learned, workload, compiled
+) -> None:
+    """An exact plan scans whole partitions, but inside each the executor skips
+    the lists where a query's filter cannot hold (``BatchPlan.list_may``, from
+    the lists' zone maps): never one with a qualifying row; fewer rows scanned
+    than the partitions hold; the exact answers."""
+    from hqi.execution import planner
+
+    if compiled:  # filters routed on estimates and tested by programs
+        monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)
+        monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
+    q, f = workload.queries, workload.filters
+    plan = learned._plan(q, f, hqi.SearchOptions.from_kwargs(k=10, exact=True), None)
+    assert plan.list_may is not None
+    assert any(fp.program >= 0 for fp in plan.filters) == compiled
+    bounds = learned._part.list_bounds
+    skipped = 0
+    for i, fp in enumerate(plan.filters):
+        if fp.strategy != "scan" or fp.pred is None:
+            continue
+        mask = learned.mask(str(fp.pred))
+        for lst in np.flatnonzero(~plan.list_may[i]).tolist():
+            assert not mask[bounds[lst] : bounds[lst + 1]].any(), (str(fp.pred), lst)
+            skipped += 1
+    assert skipped > 0
+    whole = plan.cell_bounds[plan.probe_cell]
+    assert plan.distances() < int((whole[:, 1] - whole[:, 0]).sum())
+    res = learned.search(q, f, k=10, exact=True, threads=2, parallel=True)
+    assert res.stats["rows_scanned"] == plan.distances()
+    flat = learned.search(q, f, k=10, exact=True, flat=True)  # no planner: one pass
+    np.testing.assert_array_equal(res.ids, flat.ids)
+
+
 def test_gather_ratio_is_shared_by_a_filters_queries() -> None:
     from hqi.execution.planner import gather_ratio
 

@@ -556,13 +556,8 @@ class Index:
             if not opts.exact and opts.recall_target is not None:
                 nprobe, _ = self._calibrate(q, filters, opts)
             plan = self._plan(q, filters, opts, nprobe, distinct)
-        lists = np.bincount(plan.probe_query, minlength=nq)
-        is_part_cell = plan.probe_cell >= self._part.num_lists
-        if is_part_cell.any():  # a whole-partition probe scans all of its lists
-            nl = np.diff(self._part.part_lists)[plan.cell_part[plan.probe_cell[is_part_cell]]]
-            lists = lists + np.bincount(
-                plan.probe_query[is_part_cell], weights=nl - 1, minlength=nq
-            ).astype(np.int64)
+        # a whole-partition probe scans its lists, less those its filter skips
+        lists = np.bincount(plan.probe_query, weights=plan.probe_rows()[1], minlength=nq)
         f = plan.filters
         qf = plan.query_filter
         return pa.table(

@@ -175,6 +175,7 @@ def split_plan(plan: Any, queries: np.ndarray, owner: np.ndarray, workers: int) 
             cell_bounds=plan.cell_bounds,
             cell_part=plan.cell_part,
             nprobe=plan.nprobe,
+            list_may=None if plan.list_may is None else plan.list_may[used],
         )
         shares.append(Share(sub, np.ascontiguousarray(queries[qids]), qids))
     return shares

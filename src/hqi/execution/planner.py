@@ -27,7 +27,9 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    ``bench/calibrate.py`` measures the kernel-level ratio on this machine:
    about 10 when one query uses the gathered rows, 3 for four, 1 for
    hundreds.
-3. *Probe*: exact: every routed partition, whole. Otherwise *global
+3. *Probe*: exact: every routed partition, whole, less the lists where the
+   lists' zone maps say the filter cannot hold (``BatchPlan.list_may``; the
+   k-means lists follow the attributes the vectors correlate with). Otherwise *global
    probing*: each query ranks all lists of its routed partitions by centroid
    distance (one GEMM of the batch against all centroids) and probes the
    nearest ``nprobe`` (FAISS's meaning of nprobe), or more, in the same
@@ -185,18 +187,48 @@ class BatchPlan:
     nprobe: int | None
     stats: dict[str, float] = field(default_factory=dict)
     programs: ProgramTable | None = None  # the filters' programs (FilterPlan.program)
+    # Exact plans: (filters, lists) whether a filter may hold on some row of a list
+    # (the lists' zone maps); the executor skips the others inside a partition.
+    list_may: np.ndarray | None = None
 
     def distances(self) -> int:
         """Distance computations the whole plan performs."""
         return int(self.rows_per_query().sum())
 
+    @property
+    def num_lists(self) -> int:
+        """Cells ``0..num_lists-1`` are lists; the rest are whole partitions."""
+        return int(self.cell_part.size - (self.cell_part[-1] + 1))
+
+    def probe_rows(self) -> tuple[np.ndarray, np.ndarray]:
+        """Rows and lists each probe scans: a list cell's own; a partition cell's
+        lists, less those its filter's ``list_may`` skips."""
+        num_lists = self.num_lists
+        ranges = self.cell_bounds[self.probe_cell]
+        rows = ranges[:, 1] - ranges[:, 0]
+        lists = np.ones(self.probe_cell.size, dtype=np.int64)
+        whole = self.probe_cell >= num_lists
+        if whole.any():
+            # (filters, partitions): rows and lists of the lists scanned in each
+            sizes = self.cell_bounds[:num_lists, 1] - self.cell_bounds[:num_lists, 0]
+            onehot = np.zeros((num_lists, self.cell_part.size - num_lists))
+            onehot[np.arange(num_lists), self.cell_part[:num_lists]] = 1.0
+            may = (
+                np.ones((len(self.filters), num_lists), dtype=bool)
+                if self.list_may is None
+                else self.list_may
+            )
+            f = self.query_filter[self.probe_query[whole]]
+            p = self.cell_part[self.probe_cell[whole]]
+            rows[whole] = np.rint((may * sizes) @ onehot).astype(np.int64)[f, p]
+            lists[whole] = np.rint(may @ onehot).astype(np.int64)[f, p]
+        return rows, lists
+
     def rows_per_query(self) -> np.ndarray:
         """Distance computations each query will perform."""
         nq = self.query_filter.size
-        ranges = self.cell_bounds[self.probe_cell]
-        out = np.bincount(
-            self.probe_query, weights=(ranges[:, 1] - ranges[:, 0]), minlength=nq
-        ).astype(np.int64)
+        rows = self.probe_rows()[0]
+        out = np.bincount(self.probe_query, weights=rows, minlength=nq).astype(np.int64)
         # A prefiltered query computes its filter's qualifying rows (it has no probes).
         gathered = np.array(
             [f.qualifying if f.strategy == "prefilter" else -1 for f in self.filters],
@@ -488,6 +520,39 @@ PROBE_HEAD = 64  # a query's nearest lists ranked first: max(4 * nprobe, this)
 PROBE_CHUNK = 1 << 22  # (query, candidate list) distances ranked at once while probing
 
 
+def _lists_that_may(
+    filters: list[FilterPlan],
+    scanning: list[int],
+    part_list_ids: list[np.ndarray],
+    list_zones: ZoneMaps,
+    table: ProgramTable | None,
+    num_lists: int,
+) -> np.ndarray:
+    """(filters, lists): whether each scanned filter may hold on some row of each
+    list of its partial partitions, by the lists' zone maps (all compiled
+    filters in one call); True elsewhere. An exact plan scans whole partitions,
+    and the executor skips, inside each, the lists where a query's filter cannot
+    hold (the vectors' k-means lists follow the attributes they correlate with)."""
+    may = np.ones((len(filters), num_lists), dtype=bool)
+    fid_, cell_ = [], []
+    for i in scanning:
+        f = filters[i]
+        partial = f.partial if f.partial is not None else np.fromiter(f.masks, dtype=np.int64)
+        if partial.size == 0:
+            continue
+        lists = np.concatenate([part_list_ids[p] for p in partial.tolist()])
+        if f.program >= 0 and table is not None:
+            fid_.append(np.full(lists.size, i, dtype=np.int64))
+            cell_.append(lists)
+        else:
+            may[i, lists] = list_zones.flags(f.pred).may_true[lists]
+    if fid_ and table is not None:
+        fid, cell = np.concatenate(fid_), np.concatenate(cell_)
+        program = np.array([f.program for f in filters], dtype=np.int64)[fid]
+        may[fid, cell], _ = list_zones.program_flags(table, program, cell)
+    return may
+
+
 def gather_ratio(prefilter_ratio: float, queries: Any) -> Any:
     """Cost of a gathered row relative to a row read in place, for a filter of
     ``queries`` queries (or an array of such counts, elementwise): the
@@ -691,12 +756,15 @@ def plan_batch(
     t = part.num_lists
     pq_, pc_ = [], []
     scanning = [i for i, f in enumerate(filters) if f.strategy == "scan"]
+    list_may = None
     if nprobe is None:  # exact: every routed partition, whole
         for i in scanning:
             qids = queries_of[i]
             parts = filters[i].parts
             pq_.append(np.repeat(qids, parts.size))
             pc_.append(np.tile(t + parts, qids.size))
+        if list_zones is not None:
+            list_may = _lists_that_may(filters, scanning, part_list_ids, list_zones, table, t)
     elif scanning:
         # Global probing: each query's nearest lists among its routed partitions,
         # nprobe of them, or more until they hold expected_hits * k qualifying rows,
@@ -779,4 +847,5 @@ def plan_batch(
         cell_part=np.concatenate([list_part, np.arange(part.num_parts)]),
         nprobe=nprobe,
         programs=table,
+        list_may=list_may,
     )

@@ -88,6 +88,11 @@ class RowMasks:
             table,
         )
 
+    def take(self, queries: np.ndarray) -> RowMasks:
+        """The masks of the given queries (indices into these; the same bits)."""
+        program = None if self.program is None else self.program[queries]
+        return RowMasks(self.bits, self.offset[queries], self.base[queries], program, self.table)
+
     def of(self, start: int, stop: int) -> RowMasks:
         """The masks of queries ``start:stop`` (the same bits)."""
         program = None if self.program is None else self.program[start:stop]
