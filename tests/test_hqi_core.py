@@ -570,7 +570,12 @@ def test_batched_sample_hits_give_the_same_plans(monkeypatch, learned, workload)
             covered = flags.all_true[routed]
             counts = np.where(covered, sizes[routed], est[routed])
             ratio = planner.gather_ratio(opts.prefilter_ratio, int(nqs[i]))
-            work = float(sizes[routed].sum())  # exact: every routed row
+            # exact: the rows of the routed lists where it may hold (list zone maps)
+            part_ = learned._part
+            list_part = np.repeat(np.arange(sizes.size), np.diff(part_.part_lists))
+            lists_may = learned._list_zones.flags(preds[i]).may_true | flags.all_true[list_part]
+            lists_may &= flags.may_true[list_part]
+            work = float(np.diff(part_.list_bounds)[lists_may].sum())
             rule = (~covered).any() and total >= 2 and counts.sum() * ratio > work
             assert fp.estimated == rule
             if rule:

@@ -57,7 +57,10 @@ class SearchOptions:
     on the exact path a filter shared by ``n`` queries shares the gather's
     extra cost, so its ratio is ``1 + (prefilter_ratio - 1) / n``. Too low
     gathers where a scan is cheaper, too high scans many rows the filter
-    rejects. 0 always prefilters; ``inf`` never does.
+    rejects. 0 always prefilters; ``inf`` never does. Default 50: on the 1M
+    exact batch a single-query filter's gathered row cost 190 ns and a
+    distance inside a scanned partition 3.7 ns (52x); there 50 took 3.9 s
+    against 4.4-4.7 s for 20 (approximate search and 200k: within noise).
 
     ``probe_ratio``: besides its ``nprobe`` nearest lists, a query probes every
     list whose centroid is at most ``probe_ratio`` times as far from it as
@@ -116,7 +119,7 @@ class SearchOptions:
     recall_target: float | None = None
     calibration_queries: int = 200
     exact: bool = False
-    prefilter_ratio: float = 20.0
+    prefilter_ratio: float = 50.0
     expected_hits: float = 3.0
     probe_ratio: float = 1.05
     threads: int | None = None

@@ -520,39 +520,6 @@ PROBE_HEAD = 64  # a query's nearest lists ranked first: max(4 * nprobe, this)
 PROBE_CHUNK = 1 << 22  # (query, candidate list) distances ranked at once while probing
 
 
-def _lists_that_may(
-    filters: list[FilterPlan],
-    scanning: list[int],
-    part_list_ids: list[np.ndarray],
-    list_zones: ZoneMaps,
-    table: ProgramTable | None,
-    num_lists: int,
-) -> np.ndarray:
-    """(filters, lists): whether each scanned filter may hold on some row of each
-    list of its partial partitions, by the lists' zone maps (all compiled
-    filters in one call); True elsewhere. An exact plan scans whole partitions,
-    and the executor skips, inside each, the lists where a query's filter cannot
-    hold (the vectors' k-means lists follow the attributes they correlate with)."""
-    may = np.ones((len(filters), num_lists), dtype=bool)
-    fid_, cell_ = [], []
-    for i in scanning:
-        f = filters[i]
-        partial = f.partial if f.partial is not None else np.fromiter(f.masks, dtype=np.int64)
-        if partial.size == 0:
-            continue
-        lists = np.concatenate([part_list_ids[p] for p in partial.tolist()])
-        if f.program >= 0 and table is not None:
-            fid_.append(np.full(lists.size, i, dtype=np.int64))
-            cell_.append(lists)
-        else:
-            may[i, lists] = list_zones.flags(f.pred).may_true[lists]
-    if fid_ and table is not None:
-        fid, cell = np.concatenate(fid_), np.concatenate(cell_)
-        program = np.array([f.program for f in filters], dtype=np.int64)[fid]
-        may[fid, cell], _ = list_zones.program_flags(table, program, cell)
-    return may
-
-
 def gather_ratio(prefilter_ratio: float, queries: Any) -> Any:
     """Cost of a gathered row relative to a row read in place, for a filter of
     ``queries`` queries (or an array of such counts, elementwise): the
@@ -624,6 +591,10 @@ def plan_batch(
         return np.minimum(routed_rows, np.maximum(nprobe * avg_list, need))
 
     def work(parts: np.ndarray, qualifying: float) -> float:
+        if list_may is not None:  # exact: the rows of the lists it may hold on
+            i = len(filters)
+            list_may[i] &= np.isin(list_part, parts)
+            return float(list_sizes[list_may[i]].sum())
         return float(cost(float(sizes[parts].sum()), int(nlists[parts].sum()), qualifying))
 
     queries_of = filter_queries(query_filter, len(preds))
@@ -647,6 +618,21 @@ def plan_batch(
         )
         program_may = may.reshape(len(programs), -1)
         program_all = whole.reshape(len(programs), -1)
+    # Exact plans scan whole partitions, less the lists where a filter cannot
+    # hold (list_may, by the lists' zone maps; the programs' in one call), and
+    # cost a scan by those lists' rows.
+    list_may = None
+    if nprobe is None and list_zones is not None:
+        list_may = np.zeros((len(preds), part.num_lists), dtype=bool)
+        if programs:
+            assert table is not None
+            routed_lists = program_may[:, list_part]
+            covered_lists = program_all[:, list_part]
+            pj, pl = np.nonzero(routed_lists & ~covered_lists)
+            may, _ = list_zones.program_flags(table, pj, pl)
+            filter_of = np.flatnonzero(program_of >= 0)
+            list_may[filter_of] = covered_lists
+            list_may[filter_of[pj[may]], pl[may]] = True
     # Approximate plans estimate only what will clearly be scanned; exact ones,
     # which scan whole partitions, whatever is estimated to be.
     margin = 2 if nprobe is not None else 1
@@ -660,7 +646,9 @@ def plan_batch(
         est_counts[~program_may] = 0
         est_qualifying = est_counts.sum(axis=1)
         est_work = cost(
-            (program_may * sizes[None, :]).sum(axis=1).astype(np.float64),
+            (program_may * sizes[None, :]).sum(axis=1).astype(np.float64)
+            if list_may is None
+            else (list_may[program_of >= 0] * list_sizes[None, :]).sum(axis=1).astype(np.float64),
             (program_may * nlists[None, :]).sum(axis=1),
             est_qualifying,
         )
@@ -678,6 +666,11 @@ def plan_batch(
         else:
             flags = zones.flags(pred)
             may_true, all_true = flags.may_true, flags.all_true
+            if list_may is not None:
+                i = len(filters)
+                list_may[i] = may_true[list_part]
+                if pred is not None and not all_true[may_true].all():
+                    list_may[i] &= list_zones.flags(pred).may_true  # type: ignore[union-attr]
         routed = np.flatnonzero(may_true).astype(np.int64)
         covered = all_true[routed]
         if program >= 0 and est_scan[program]:
@@ -756,15 +749,12 @@ def plan_batch(
     t = part.num_lists
     pq_, pc_ = [], []
     scanning = [i for i, f in enumerate(filters) if f.strategy == "scan"]
-    list_may = None
-    if nprobe is None:  # exact: every routed partition, whole
+    if nprobe is None:  # exact: every routed partition, whole (less list_may's lists)
         for i in scanning:
             qids = queries_of[i]
             parts = filters[i].parts
             pq_.append(np.repeat(qids, parts.size))
             pc_.append(np.tile(t + parts, qids.size))
-        if list_zones is not None:
-            list_may = _lists_that_may(filters, scanning, part_list_ids, list_zones, table, t)
     elif scanning:
         # Global probing: each query's nearest lists among its routed partitions,
         # nprobe of them, or more until they hold expected_hits * k qualifying rows,
