@@ -14,8 +14,9 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    per partition by binary search and, if it is prefiltered, kept for the
    gather (``FilterPlan.row_ids``) instead of masks.
 2. *Choose a strategy* by estimated cost, in distance computations:
-   ``scan`` probes lists (all of them on the exact path) of the routed
-   partitions, reading rows in place; ``prefilter`` gathers just the
+   ``scan`` probes lists of the routed partitions (on the exact path all
+   those where the lists' zone maps say the filter may hold), reading rows
+   in place; ``prefilter`` gathers just the
    qualifying rows and scans them all, exactly. For a filter of one query a
    gathered row costs about ``prefilter_ratio`` times a row scanned in place
    inside a large matrix product, so prefilter wins when
@@ -26,7 +27,9 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    batch: rows scanned per query 194,712 -> 124,713, time -12%).
    ``bench/calibrate.py`` measures the kernel-level ratio on this machine:
    about 10 when one query uses the gathered rows, 3 for four, 1 for
-   hundreds.
+   hundreds. In a whole search a scanned row is shared by the many queries
+   of its cell, and the default, 50, is what the 1M exact plan measured
+   (see ``SearchOptions``).
 3. *Probe*: exact: every routed partition, whole, less the lists where the
    lists' zone maps say the filter cannot hold (``BatchPlan.list_may``; the
    k-means lists follow the attributes the vectors correlate with). Otherwise *global
@@ -590,11 +593,11 @@ def plan_batch(
         need = expected_hits * k * routed_rows / np.maximum(qualifying, 1)
         return np.minimum(routed_rows, np.maximum(nprobe * avg_list, need))
 
-    def work(parts: np.ndarray, qualifying: float) -> float:
-        if list_may is not None:  # exact: the rows of the lists it may hold on
-            i = len(filters)
-            list_may[i] &= np.isin(list_part, parts)
-            return float(list_sizes[list_may[i]].sum())
+    def work(parts: np.ndarray, qualifying: float, may: np.ndarray | None = None) -> float:
+        """Rows a query of the filter scans; exact plans pass the lists where it
+        may hold (``list_may``'s row) and count theirs, in ``parts``."""
+        if may is not None:
+            return float(list_sizes[may & np.isin(list_part, parts)].sum())
         return float(cost(float(sizes[parts].sum()), int(nlists[parts].sum()), qualifying))
 
     queries_of = filter_queries(query_filter, len(preds))
@@ -659,18 +662,20 @@ def plan_batch(
             & (hits.sum(axis=1) >= MIN_SAMPLE_HITS)
             & (est_qualifying * ratios > margin * est_work)
         )
-    for pred, nq, program in zip(preds, nqs.tolist(), program_of.tolist(), strict=True):
+    for i, (pred, nq, program) in enumerate(
+        zip(preds, nqs.tolist(), program_of.tolist(), strict=True)
+    ):
+        may_lists = None if list_may is None else list_may[i]  # a view: filled below
         # Routed partitions and which of them are covered.
         if program >= 0:
             may_true, all_true = program_may[program], program_all[program]
         else:
             flags = zones.flags(pred)
             may_true, all_true = flags.may_true, flags.all_true
-            if list_may is not None:
-                i = len(filters)
-                list_may[i] = may_true[list_part]
+            if may_lists is not None:
+                may_lists[:] = may_true[list_part]
                 if pred is not None and not all_true[may_true].all():
-                    list_may[i] &= list_zones.flags(pred).may_true  # type: ignore[union-attr]
+                    may_lists &= list_zones.flags(pred).may_true  # type: ignore[union-attr]
         routed = np.flatnonzero(may_true).astype(np.int64)
         covered = all_true[routed]
         if program >= 0 and est_scan[program]:
@@ -719,7 +724,9 @@ def plan_batch(
                 continue
         parts, masks, counts, rows = _route(pred, routed, covered, part, sizes, evaluator, ranges)
         qualifying = int(counts.sum())
-        scan_work = work(parts, qualifying)
+        scan_work = work(parts, qualifying, may_lists)
+        if may_lists is not None:  # exact counts may drop partitions
+            may_lists &= np.isin(list_part, parts)
         strategy: Strategy
         if qualifying == 0:
             strategy = "empty"
