@@ -211,20 +211,20 @@ class BatchPlan:
         rows = ranges[:, 1] - ranges[:, 0]
         lists = np.ones(self.probe_cell.size, dtype=np.int64)
         whole = self.probe_cell >= num_lists
-        if whole.any():
-            # (filters, partitions): rows and lists of the lists scanned in each
-            sizes = self.cell_bounds[:num_lists, 1] - self.cell_bounds[:num_lists, 0]
-            onehot = np.zeros((num_lists, self.cell_part.size - num_lists))
-            onehot[np.arange(num_lists), self.cell_part[:num_lists]] = 1.0
-            may = (
-                np.ones((len(self.filters), num_lists), dtype=bool)
-                if self.list_may is None
-                else self.list_may
-            )
-            f = self.query_filter[self.probe_query[whole]]
-            p = self.cell_part[self.probe_cell[whole]]
-            rows[whole] = np.rint((may * sizes) @ onehot).astype(np.int64)[f, p]
-            lists[whole] = np.rint(may @ onehot).astype(np.int64)[f, p]
+        if not whole.any():
+            return rows, lists
+        list_part = self.cell_part[:num_lists]
+        p = self.cell_part[self.probe_cell[whole]]
+        if self.list_may is None:  # the whole partition: its range and all its lists
+            lists[whole] = np.bincount(list_part, minlength=self.cell_part.size - num_lists)[p]
+            return rows, lists
+        # (filters, partitions): rows and lists of the lists scanned in each
+        sizes = self.cell_bounds[:num_lists, 1] - self.cell_bounds[:num_lists, 0]
+        onehot = np.zeros((num_lists, self.cell_part.size - num_lists))
+        onehot[np.arange(num_lists), list_part] = 1.0
+        f = self.query_filter[self.probe_query[whole]]
+        rows[whole] = np.rint((self.list_may * sizes) @ onehot).astype(np.int64)[f, p]
+        lists[whole] = np.rint(self.list_may @ onehot).astype(np.int64)[f, p]
         return rows, lists
 
     def rows_per_query(self) -> np.ndarray:
@@ -594,10 +594,10 @@ def plan_batch(
         return np.minimum(routed_rows, np.maximum(nprobe * avg_list, need))
 
     def work(parts: np.ndarray, qualifying: float, may: np.ndarray | None = None) -> float:
-        """Rows a query of the filter scans; exact plans pass the lists where it
-        may hold (``list_may``'s row) and count theirs, in ``parts``."""
+        """Rows a query of the filter scans; exact plans pass the lists of
+        ``parts`` where it may hold (``list_may``'s row) and count theirs."""
         if may is not None:
-            return float(list_sizes[may & np.isin(list_part, parts)].sum())
+            return float(list_sizes[may].sum())
         return float(cost(float(sizes[parts].sum()), int(nlists[parts].sum()), qualifying))
 
     queries_of = filter_queries(query_filter, len(preds))
@@ -651,7 +651,7 @@ def plan_batch(
         est_work = cost(
             (program_may * sizes[None, :]).sum(axis=1).astype(np.float64)
             if list_may is None
-            else (list_may[program_of >= 0] * list_sizes[None, :]).sum(axis=1).astype(np.float64),
+            else (list_may[program_of >= 0] @ list_sizes).astype(np.float64),
             (program_may * nlists[None, :]).sum(axis=1),
             est_qualifying,
         )
@@ -724,9 +724,9 @@ def plan_batch(
                 continue
         parts, masks, counts, rows = _route(pred, routed, covered, part, sizes, evaluator, ranges)
         qualifying = int(counts.sum())
-        scan_work = work(parts, qualifying, may_lists)
         if may_lists is not None:  # exact counts may drop partitions
             may_lists &= np.isin(list_part, parts)
+        scan_work = work(parts, qualifying, may_lists)
         strategy: Strategy
         if qualifying == 0:
             strategy = "empty"
