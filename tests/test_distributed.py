@@ -74,10 +74,15 @@ def test_split_plan_covers_every_probe_once(index, data, opts, estimate, monkeyp
     _, _, batch = data
     if estimate:
         _estimate_here(monkeypatch)
+    # Every fourth query's filter does not compile (2**6 clauses in normal
+    # form): estimated, it is masked on its probed lists.
+    filters = list(batch.filters)
+    filters[::4] = [NOT_COMPILED] * len(filters[::4])
     o = SearchOptions.from_kwargs(**opts)
-    plan = index._plan(batch.queries, batch.filters, o, index._nprobe_for(o))
+    plan = index._plan(batch.queries, filters, o, index._nprobe_for(o))
     if estimate and opts in ({}, {"nprobe": 2}):  # scans (not exact, not all prefilter)
         assert any(f.list_masks for f in plan.filters)
+        assert any(f.program >= 0 for f in plan.filters)
     owner = np.arange(index._part.num_parts) % 3
     shares = split_plan(plan, batch.queries, owner, 3)
     probes = sorted(
@@ -96,6 +101,9 @@ def test_split_plan_covers_every_probe_once(index, data, opts, estimate, monkeyp
     )
     _, _, local = index._run(batch.queries, plan, o)
     assert computed == local
+
+
+NOT_COMPILED = " OR ".join(f"(year >= {1960 + 5 * i} AND popularity > {i})" for i in range(6))
 
 
 def test_split_plan_ships_selective_filters_rows(index, data, monkeypatch) -> None:

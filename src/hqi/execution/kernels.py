@@ -184,6 +184,47 @@ def push_scores(
             thr_pos[i] = pos[k - 1]
 
 
+@njit(nogil=True, boundscheck=False, cache=False)
+def _and_interval(ok: np.ndarray, vals: np.ndarray, lo: float, hi: float) -> None:
+    """``ok[r] &=`` whether ``vals[r]`` passes one interval (loops the compiler
+    vectorises for plain intervals and bits)."""
+    n = vals.size
+    if lo == lo and hi == hi:  # a plain interval
+        for r in range(n):
+            ok[r] &= (vals[r] >= lo) & (vals[r] <= hi)
+    elif lo == lo:  # one bit of a bit set (NULL: NaN fails)
+        shift = int(lo) if lo >= 0 else -int(lo) - 1
+        want = 1 if lo >= 0 else 0
+        for r in range(n):
+            v = vals[r]
+            valid = v == v
+            bits = np.int64(v if valid else 0.0)
+            ok[r] &= valid & (((bits >> shift) & 1) == want)
+    else:  # the NULL test
+        for r in range(n):
+            ok[r] &= vals[r] != vals[r]
+
+
+@njit(nogil=True, boundscheck=False, cache=False)
+def _or_interval(held: np.ndarray, vals: np.ndarray, lo: float, hi: float) -> None:
+    """``held[r] |=`` whether ``vals[r]`` passes one interval."""
+    n = vals.size
+    if lo == lo and hi == hi:
+        for r in range(n):
+            held[r] |= (vals[r] >= lo) & (vals[r] <= hi)
+    elif lo == lo:
+        shift = int(lo) if lo >= 0 else -int(lo) - 1
+        want = 1 if lo >= 0 else 0
+        for r in range(n):
+            v = vals[r]
+            valid = v == v
+            bits = np.int64(v if valid else 0.0)
+            held[r] |= valid & (((bits >> shift) & 1) == want)
+    else:
+        for r in range(n):
+            held[r] |= vals[r] != vals[r]
+
+
 # No signature: compiled on its first call (0.4 s), so that a process which never
 # plans with a sample (small stores, exact-only use) does not pay for it.
 @njit(nogil=True, boundscheck=False, cache=False)
@@ -204,43 +245,32 @@ def count_holding(
     ``bounds[i]:bounds[i + 1]`` of the ``atom_*`` arrays) holds, given the
     rows' attributes column by column (``columns``: the transposed
     :class:`~hqi.query.compiled.AttributeMatrix` rows). The planner's sample
-    estimate of many programs in one call. Atom by atom over the rows (loops
-    the compiler vectorises), not row by row as :func:`_holds`: 7 ns a
+    estimate of many programs in one call. Interval by interval over the rows
+    (loops the compiler vectorises), not row by row as :func:`_holds`: 7 ns a
     (program, row) test row by row, against about 1 ns."""
     longest = 0
     for p in range(seg.size - 1):
         longest = max(longest, seg[p + 1] - seg[p])
     ok = np.empty(longest, dtype=np.uint8)
+    held = np.empty(longest, dtype=np.uint8)
     for j in range(pair_prog.size):
         i = pair_prog[j]
         r0 = seg[pair_part[j]]
         n = seg[pair_part[j] + 1] - r0
         ok[:n] = 1
         a, stop = bounds[i], bounds[i + 1]
-        while a < stop:  # one atom (a group of intervals on one column) at a time
+        while a < stop:  # one clause (a group of intervals, ORed) at a time
             e = a + 1
             while e < stop and atom_group[e] == atom_group[a]:
                 e += 1
-            vals = columns[atom_col[a], r0 : r0 + n]
-            lo, hi = atom_lo[a], atom_hi[a]
-            if e == a + 1 and lo == lo and hi == hi:  # one plain interval
+            if e == a + 1:  # one interval: straight into ok
+                _and_interval(ok, columns[atom_col[a], r0 : r0 + n], atom_lo[a], atom_hi[a])
+            else:  # several: OR them into held, interval by interval
+                held[:n] = 0
+                for x in range(a, e):
+                    _or_interval(held, columns[atom_col[x], r0 : r0 + n], atom_lo[x], atom_hi[x])
                 for r in range(n):
-                    ok[r] &= (vals[r] >= lo) & (vals[r] <= hi)
-            elif e == a + 1 and lo == lo:  # one bit of a bit set (NULL: NaN fails)
-                shift = int(lo) if lo >= 0 else -int(lo) - 1
-                want = 1 if lo >= 0 else 0
-                for r in range(n):
-                    v = vals[r]
-                    valid = v == v
-                    bits = np.int64(v if valid else 0.0)
-                    ok[r] &= valid & (((bits >> shift) & 1) == want)
-            else:  # several intervals, the NULL test or a bit
-                for r in range(n):
-                    v = vals[r]
-                    held = False
-                    for x in range(a, e):
-                        held |= _interval_holds(v, atom_lo[x], atom_hi[x])
-                    ok[r] &= held
+                    ok[r] &= held[r]
             a = e
         c = 0
         for r in range(n):

@@ -315,7 +315,10 @@ def _program_flags(
     may: np.ndarray,
     every: np.ndarray,
 ) -> None:
-    """:meth:`ZoneMaps.program_flags`'s loop (compiled on its first call)."""
+    """:meth:`ZoneMaps.program_flags`'s loop (compiled on its first call). A
+    clause may hold where one of its parts may (the NULL test, a bit test, or
+    one column's value intervals), and holds on every row where one of its
+    parts does (an under-approximation, as :meth:`flags` gives an OR)."""
     lo, hi, nulls, distinct, sizes = zones
     strings, width, base, present, tag_rows = coded
     bounds, atom_col, atom_group, atom_lo, atom_hi = atoms
@@ -323,14 +326,22 @@ def _program_flags(
         i, r = prog[j], zone[j]
         some, whole = sizes[r] > 0, True
         a, stop = bounds[i], bounds[i + 1]
-        while a < stop:  # one atom (intervals on one column) at a time
+        clause_held, clause_all = False, False
+        while a < stop:  # one part of a clause at a time
             c = atom_col[a]
             e = a + 1
-            while e < stop and atom_group[e] == atom_group[a]:
-                e += 1
-            if atom_lo[a] != atom_lo[a]:  # the NULL test (alone in its atom)
+            if atom_lo[a] == atom_lo[a] and atom_hi[a] == atom_hi[a]:  # value intervals
+                while (
+                    e < stop
+                    and atom_group[e] == atom_group[a]
+                    and atom_col[e] == c
+                    and atom_lo[e] == atom_lo[e]
+                    and atom_hi[e] == atom_hi[e]
+                ):
+                    e += 1
+            if atom_lo[a] != atom_lo[a]:  # the NULL test
                 held, all_held = nulls[c, r] > 0, nulls[c, r] == sizes[r]
-            elif atom_hi[a] != atom_hi[a]:  # a bit of a list's bit set (alone in its atom)
+            elif atom_hi[a] != atom_hi[a]:  # a bit of a list's bit set
                 bit = int(atom_lo[a])
                 have = tag_rows[base[c] + r * width[c] + (bit if bit >= 0 else -bit - 1)]
                 if bit >= 0:  # the list holds the value
@@ -357,8 +368,14 @@ def _program_flags(
                         held = True
                         if nulls[c, r] == 0 and low <= lo[c, r] and high >= hi[c, r]:
                             all_held = True
-            some = some and held
-            whole = whole and all_held
+            clause_held = clause_held or held
+            clause_all = clause_all or all_held
+            if e == stop or atom_group[e] != atom_group[a]:  # the clause ends
+                some = some and clause_held
+                whole = whole and clause_all
+                if not (some or whole):
+                    break
+                clause_held, clause_all = False, False
             a = e
         may[j] = some
         every[j] = whole

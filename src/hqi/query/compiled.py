@@ -1,13 +1,18 @@
 """Filters as interval programs, tested row by row inside the executor's compiled pass.
 
-Most filters of a workload are conjunctions of atoms on one column each
-(``type = 'song' AND year BETWEEN 1990 AND 2000``). Such a filter is TRUE on
-a row exactly when, for every atom, the row's value of the atom's column
-lies in one of the atom's closed intervals; a NULL fails every atom (UNKNOWN
-is not TRUE). :func:`compile_filter` turns a filter into that form (an
-:class:`Program`), or returns None when it has another form (an OR of
-atoms on different columns, ``list_contains`` on a list column of more than
-:data:`BIT_VALUES` values); such filters keep their masks.
+A filter is TRUE on a row exactly when each clause of its conjunctive normal
+form is: when, for some atom of the clause, the row's value of the atom's
+column lies in one of the atom's closed intervals. A NULL fails every
+interval but the NULL test (UNKNOWN is not TRUE). Most filters of a workload
+are conjunctions of atoms on one column each (``type = 'song' AND year
+BETWEEN 1990 AND 2000``: one clause per atom); an OR of atoms on different
+columns is one clause (``artist = 'x' OR genre = 'jazz'``), and an OR of
+conjunctions distributes (``a OR (b AND c)`` is ``(a OR b) AND (a OR c)``).
+:func:`compile_filter` turns a filter into that form (a :class:`Program`),
+or returns None when an atom has no such form (``list_contains`` on a list
+column of more than :data:`BIT_VALUES` values, integers beyond 2**53) or the
+normal form needs more than :data:`MAX_INTERVALS` intervals; such filters
+keep their masks.
 
 :class:`AttributeMatrix` holds the string codes, numbers, booleans, dates and
 timestamps of a store as one row-major ``(N, C)`` float64 matrix, NULL as
@@ -80,6 +85,7 @@ class AttributeMatrix:
             self.dtypes[name] = data.codes.dtype if isinstance(data, StringData) else raw.dtype
             columns.append(values)
         self._true_sets: dict[Predicate, list[tuple[float, float]] | None] = {}
+        self._programs: dict[Predicate | None, Program | None] = {}  # compile_filter's
         self.values = (
             np.ascontiguousarray(np.stack(columns, axis=1))
             if columns
@@ -108,13 +114,15 @@ def _bit_sets(data: ListData, num_rows: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class Program:
-    """A conjunction of atoms: atom ``g`` holds for a row when the row's value in
-    column ``col[a]`` lies in ``[lo[a], hi[a]]`` for some interval ``a`` with
-    ``group[a] == g``. An interval with ``lo`` NaN tests for NULL instead; an
+    """A conjunction of clauses: clause ``g`` holds for a row when the row's value
+    in column ``col[a]`` lies in ``[lo[a], hi[a]]`` for some interval ``a``
+    with ``group[a] == g``. A clause's intervals are column by column: each
+    column's value intervals (ascending, disjoint), then its NULL test and bit
+    tests (see :func:`_clause_intervals`). An interval with ``lo`` NaN tests for NULL instead; an
     empty interval (``lo > hi``) never holds. An interval with ``hi`` NaN
     tests one bit of a bit-set column (:data:`BIT_VALUES`): bit ``lo`` set
     when ``lo >= 0``, bit ``-lo - 1`` clear when ``lo < 0`` (NULL fails
-    both). No atom: TRUE on every row."""
+    both). No clause: TRUE on every row."""
 
     col: np.ndarray  # (A,) int64, a column of the AttributeMatrix
     group: np.ndarray  # (A,) int64, ascending
@@ -176,21 +184,53 @@ def _exact(value: object) -> float | None:
     return None
 
 
+Atom = tuple[int, list[tuple[float, float]]]  # (matrix column, intervals)
+Clause = list[Atom]  # TRUE when one of its atoms is
+
+
 class _Compiler:
     def __init__(self, matrix: AttributeMatrix) -> None:
         self.matrix = matrix
-        self.atoms: list[tuple[int, list[tuple[float, float]]]] = []
+        self.atoms: list[Atom] = []  # the current atom (see atom())
 
-    def conjunction(self, pred: Predicate, negated: bool) -> bool:
-        """Add the atoms of ``pred`` (of ``NOT pred`` when ``negated``); False when
-        it is not a conjunction of atoms."""
+    def clauses(self, pred: Predicate, negated: bool) -> list[Clause] | None:
+        """``pred`` (``NOT pred`` when ``negated``) as a conjunction of clauses,
+        each a disjunction of atoms (its conjunctive normal form), or None when
+        an atom does not compile or the form needs more than
+        :data:`MAX_INTERVALS` clauses. ``[]`` is TRUE.
+
+        Negations are pushed to the atoms (De Morgan holds in three-valued
+        logic), and an atom's negation is where it is FALSE, not where it is
+        not TRUE. Then only TRUE matters: an AND is TRUE when all of its
+        children are and an OR when one is, so ORs distribute over ANDs as in
+        two-valued logic."""
         if isinstance(pred, Not):
-            return self.conjunction(pred.child, not negated)
+            return self.clauses(pred.child, not negated)
         if isinstance(pred, And | Or):
-            # AND, or NOT of an OR (De Morgan holds in three-valued logic).
-            if isinstance(pred, Or) != negated:
-                return False
-            return all(self.conjunction(child, negated) for child in pred.children)
+            parts = []
+            for child in pred.children:
+                part = self.clauses(child, negated)
+                if part is None:
+                    return None
+                parts.append(part)
+            if isinstance(pred, And) != negated:  # a conjunction: all the clauses
+                out = [clause for part in parts for clause in part]
+                return out if len(out) <= MAX_INTERVALS else None
+            # A disjunction: one clause per choice of a clause from every child.
+            out = [[]]
+            for part in parts:
+                out = [clause + other for clause in out for other in part]
+                if len(out) > MAX_INTERVALS:
+                    return None
+            return out
+        self.atoms = []
+        if not self.atom(pred, negated):
+            return None
+        return [[atom] for atom in self.atoms]
+
+    def atom(self, pred: Compare | InList | IsNull | Contains | Const, negated: bool) -> bool:
+        """Add atom ``pred`` (``NOT pred`` when ``negated``) to :attr:`atoms`;
+        False when it does not compile."""
         if isinstance(pred, Const):
             if pred.value is None or pred.value == negated:  # never TRUE
                 self.atoms.append((0, _NEVER))
@@ -282,17 +322,28 @@ class _Compiler:
 
 
 def compile_filter(pred: Predicate | None, matrix: AttributeMatrix) -> Program | None:
-    """``pred`` as a :class:`Program` over ``matrix``, or None when it is not a
-    conjunction of atoms on the matrix's columns (or needs more than
-    :data:`MAX_INTERVALS` intervals)."""
+    """``pred`` as a :class:`Program` over ``matrix``, or None when an atom is
+    not on the matrix's columns or its normal form needs more than
+    :data:`MAX_INTERVALS` intervals. Cached by filter on ``matrix`` (a batch
+    repeats its filters, and the normal form costs tens of microseconds)."""
+    cache = matrix._programs
+    if pred in cache:
+        return cache[pred]
+    if len(cache) > 100_000:
+        cache.clear()
+    cache[pred] = program = _compile(pred, matrix)
+    return program
+
+
+def _compile(pred: Predicate | None, matrix: AttributeMatrix) -> Program | None:
     if matrix.values.shape[1] == 0:
         return None  # no scalar columns
-    compiler = _Compiler(matrix)
-    if pred is not None and not compiler.conjunction(pred, False):
+    clauses = [] if pred is None else _Compiler(matrix).clauses(pred, False)
+    if clauses is None:
         return None
     col, group, lo, hi = [], [], [], []
-    for g, (c, intervals) in enumerate(compiler.atoms):
-        for a, b in intervals:
+    for g, clause in enumerate(clauses):
+        for c, a, b in _clause_intervals(clause):
             col.append(c)
             group.append(g)
             lo.append(a)
@@ -305,6 +356,36 @@ def compile_filter(pred: Predicate | None, matrix: AttributeMatrix) -> Program |
         np.asarray(lo, dtype=np.float64),
         np.asarray(hi, dtype=np.float64),
     )
+
+
+def _clause_intervals(clause: Clause) -> list[tuple[int, float, float]]:
+    """A clause's intervals as (column, lo, hi), column by column: each
+    column's value intervals merged (ascending, disjoint, so that zone maps
+    can count the string codes they hold), then its NULL test and its bit
+    tests, each alone. A clause whose intervals are all empty never holds:
+    one empty interval."""
+    values: dict[int, list[tuple[float, float]]] = {}
+    special: dict[int, set[tuple[float, float]]] = {}
+    for c, intervals in clause:
+        for a, b in intervals:
+            if a != a or b != b:  # the NULL test or a bit test (NaN in lo or hi)
+                special.setdefault(c, set()).add((a, b))
+            elif a <= b:
+                values.setdefault(c, []).append((a, b))
+    out: list[tuple[int, float, float]] = []
+    for c in sorted(set(values) | set(special)):
+        merged: list[list[float]] = []
+        for a, b in sorted(values.get(c, [])):
+            if merged and a <= merged[-1][1]:
+                merged[-1][1] = max(merged[-1][1], b)
+            else:
+                merged.append([a, b])
+        out.extend((c, a, b) for a, b in merged)
+        # The NULL test (NaN, NaN) first, then bits by number.
+        out.extend(
+            (c, a, b) for a, b in sorted(special.get(c, ()), key=lambda x: (x[0] == x[0], x[0]))
+        )
+    return out or [(0, *_NEVER[0])]
 
 
 def program_mask(program: Program, matrix: AttributeMatrix) -> np.ndarray:
