@@ -328,6 +328,42 @@ def test_vector_cuts(tmp_path, catalog, workload, truth) -> None:
         tree.assign(vec._store)
 
 
+def test_scanned_selective_filters_are_tested_by_their_programs(
+    monkeypatch, learned, workload, truth
+) -> None:
+    """A selective filter is counted on its candidate rows; when it is scanned
+    anyway (here: never prefilter) and compiles, the executor tests its
+    program and the planner makes no masks: the same answers as with masks,
+    and exact with all probes."""
+    import importlib
+
+    from hqi.execution import planner
+
+    monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
+    monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(importlib.import_module("hqi.query.evaluate"), "SPARSE_MIN_ROWS", 0)
+    q, f = workload.queries[:150], workload.filters[:150]
+    for opts in ({"nprobe": 4}, {"nprobe": 10_000}, {"exact": True}):
+        o = hqi.SearchOptions.from_kwargs(k=10, prefilter_ratio=float("inf"), **opts)
+        plan = learned._plan(q, f, o, opts.get("nprobe"))
+        tested = [fp for fp in plan.filters if fp.program >= 0 and not fp.estimated]
+        assert tested, "no counted filter was scanned with its program"
+        for fp in tested:
+            assert fp.strategy == "scan" and not fp.masks and fp.row_ids is None
+            mask = learned.mask(str(fp.pred))
+            bounds = learned._part.part_bounds
+            want = [p for p in fp.parts.tolist() if not mask[bounds[p] : bounds[p + 1]].all()]
+            assert sorted(fp.partial.tolist()) == want
+        with_programs = learned.search(q, f, k=10, prefilter_ratio=float("inf"), **opts)
+        monkeypatch.setattr(hqi.api, "COMPILED_FILTERS", False)
+        with_masks = learned.search(q, f, k=10, prefilter_ratio=float("inf"), **opts)
+        monkeypatch.setattr(hqi.api, "COMPILED_FILTERS", True)
+        np.testing.assert_array_equal(with_programs.ids, with_masks.ids)
+        np.testing.assert_allclose(with_programs.distances, with_masks.distances, rtol=1e-5)
+        if "nprobe" not in opts or opts["nprobe"] == 10_000:
+            np.testing.assert_array_equal(with_programs.ids, truth.ids[:150])
+
+
 def test_estimated_filters_are_masked_where_probed(monkeypatch, learned, workload, truth) -> None:
     """Approximate plans route clearly-scanned filters on sample estimates and
     evaluate them only on the lists their queries probe: those masks must be
@@ -558,7 +594,10 @@ def test_batched_sample_hits_give_the_same_plans(monkeypatch, learned, workload)
         assert hits.shape == (len(compiled), sizes.size)
         assert sum(plan.filters[i].estimated for i in compiled) > 5
         for program, i in enumerate(compiled):
-            fp = plan.filters[i]  # routed on its estimate (tested by its program) or counted
+            # Routed on its estimate: tested by its program. Counted: masked, or
+            # prefiltered (or scanned with its program, from candidate rows:
+            # test_scanned_selective_filters_are_tested_by_their_programs).
+            fp = plan.filters[i]
             assert fp.program == (program if fp.estimated else -1)
             est, total = sample.estimate(preds[i], every)
             np.testing.assert_allclose(hits[program] * sample.scale, est)

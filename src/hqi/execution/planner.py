@@ -657,10 +657,12 @@ def plan_batch(
         )
         prog_nq = nqs[program_of >= 0]
         ratios = gather_ratio(prefilter_ratio, prog_nq) if nprobe is None else prefilter_ratio
+        with np.errstate(invalid="ignore"):  # ratio inf, nothing qualifying: NaN, not scanned
+            weighted = est_qualifying * ratios
         est_scan = (
             (program_may & ~program_all).any(axis=1)
             & (hits.sum(axis=1) >= MIN_SAMPLE_HITS)
-            & (est_qualifying * ratios > margin * est_work)
+            & (weighted > margin * est_work)
         )
     for i, (pred, nq, program) in enumerate(
         zip(preds, nqs.tolist(), program_of.tolist(), strict=True)
@@ -739,17 +741,21 @@ def plan_batch(
             continue
         assert rows is not None  # a selective filter: its rows, masks only if scanned
         prefilter = strategy == "prefilter"
+        tested = not prefilter and program >= 0  # scanned: the executor tests its program
         filters.append(
             FilterPlan(
                 pred,
                 strategy,
                 parts,
-                {} if prefilter else _masks_of_rows(rows, parts, counts, part.part_bounds),
+                {}
+                if prefilter or tested
+                else _masks_of_rows(rows, parts, counts, part.part_bounds),
                 qualifying,
                 scan_work,
                 counts,
-                partial=parts[counts < sizes[parts]] if prefilter else None,
+                partial=parts[counts < sizes[parts]] if prefilter or tested else None,
                 row_ids=rows if prefilter else None,
+                program=program if tested else -1,
             )
         )
 
