@@ -67,9 +67,10 @@ and their estimates, costs and choices are computed as arrays over
 per-filter loop only its :class:`FilterPlan` (1M, nprobe 6: the median
 plan 4-14% faster in 5 of 6 alternating runs, the same plans).
 
-*Compiled filters*: a filter that is a conjunction of interval atoms
-(:mod:`hqi.query.compiled`: most workload templates; ``list_contains`` on a
-list column of at most 52 values is a bit test) gets no masks at all.
+*Compiled filters*: a filter that compiles to an interval program
+(:mod:`hqi.query.compiled`: conjunctive normal form, every template of the
+built-in workload; ``list_contains`` on a list column of at most 52 values
+is a bit test) gets no masks at all.
 The executor's compiled pass tests it on the rows under a query's k-th
 distance only, a few hundred per query, where a mask costs every row the
 query scans. On the exact path too, such a filter is routed on its estimate

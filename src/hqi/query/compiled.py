@@ -116,13 +116,13 @@ def _bit_sets(data: ListData, num_rows: int) -> np.ndarray:
 class Program:
     """A conjunction of clauses: clause ``g`` holds for a row when the row's value
     in column ``col[a]`` lies in ``[lo[a], hi[a]]`` for some interval ``a``
-    with ``group[a] == g``. A clause's intervals are column by column: each
-    column's value intervals (ascending, disjoint), then its NULL test and bit
-    tests (see :func:`_clause_intervals`). An interval with ``lo`` NaN tests for NULL instead; an
-    empty interval (``lo > hi``) never holds. An interval with ``hi`` NaN
-    tests one bit of a bit-set column (:data:`BIT_VALUES`): bit ``lo`` set
-    when ``lo >= 0``, bit ``-lo - 1`` clear when ``lo < 0`` (NULL fails
-    both). No clause: TRUE on every row."""
+    with ``group[a] == g``. An interval with ``lo`` NaN tests for NULL
+    instead; an empty interval (``lo > hi``) never holds. An interval with
+    ``hi`` NaN tests one bit of a bit-set column (:data:`BIT_VALUES`): bit
+    ``lo`` set when ``lo >= 0``, bit ``-lo - 1`` clear when ``lo < 0`` (NULL
+    fails both). A clause's intervals are column by column: each column's
+    value intervals (ascending, disjoint), then its NULL test and bit tests
+    (:func:`_clause_intervals`). No clause: TRUE on every row."""
 
     col: np.ndarray  # (A,) int64, a column of the AttributeMatrix
     group: np.ndarray  # (A,) int64, ascending
@@ -191,7 +191,7 @@ Clause = list[Atom]  # TRUE when one of its atoms is
 class _Compiler:
     def __init__(self, matrix: AttributeMatrix) -> None:
         self.matrix = matrix
-        self.atoms: list[Atom] = []  # the current atom (see atom())
+        self.atoms: list[Atom] = []  # what atom() made of the current leaf (0 or 1)
 
     def clauses(self, pred: Predicate, negated: bool) -> list[Clause] | None:
         """``pred`` (``NOT pred`` when ``negated``) as a conjunction of clauses,
