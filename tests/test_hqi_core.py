@@ -420,6 +420,10 @@ def test_compiled_filters_give_the_masked_answers(monkeypatch, learned, workload
     compiled = [fp for fp in plan.filters if fp.program >= 0]
     assert compiled and plan.programs is not None
     assert all(fp.estimated and fp.strategy == "scan" and not fp.list_masks for fp in compiled)
+    explained = learned.explain(q, f, k=10, **opts).to_pylist()
+    assert [r["compiled"] for r in explained] == [
+        plan.filters[i].program >= 0 for i in plan.query_filter.tolist()
+    ]
     with_programs = learned.search(q, f, k=10, **opts)
     monkeypatch.setattr(hqi.api, "COMPILED_FILTERS", False)
     assert not any(
@@ -428,6 +432,7 @@ def test_compiled_filters_give_the_masked_answers(monkeypatch, learned, workload
             q, f, hqi.SearchOptions.from_kwargs(k=10, **opts), opts.get("nprobe")
         ).filters
     )
+    assert not any(learned.explain(q, f, k=10, **opts).column("compiled").to_pylist())
     with_masks = learned.search(q, f, k=10, **opts)
     np.testing.assert_array_equal(with_programs.ids, with_masks.ids)
     np.testing.assert_array_equal(with_programs.distances, with_masks.distances)

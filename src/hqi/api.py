@@ -539,9 +539,13 @@ class Index:
         prefilter, empty, or flat: the whole batch by one exact pass over all
         rows, see ``SearchOptions.flat``), ``partitions`` (routed), ``covered`` (routed
         partitions needing no row filter), ``lists`` (lists probed),
-        ``qualifying`` (rows satisfying the filter), ``rows`` (distance
-        computations: the estimated cost). With ``recall_target`` the probes
-        are the calibrated ones.
+        ``qualifying`` (rows satisfying the filter), ``estimated``
+        (``qualifying`` estimated from the row sample, not counted),
+        ``compiled`` (the executor tests the filter's compiled program on
+        the rows that could enter the top-k: no row masks; see
+        :mod:`hqi.query.compiled`), ``rows`` (distance computations: the
+        estimated cost). With ``recall_target`` the probes are the calibrated
+        ones.
         """
         opts = SearchOptions.from_kwargs(k=k, **options)
         q = coerce_vectors(queries, what="queries", dim=self.dim, allow_1d=True)
@@ -570,6 +574,7 @@ class Index:
                 "lists": np.where([f[i].strategy == "scan" for i in qf], lists, 0).astype(np.int64),
                 "qualifying": np.array([f[i].qualifying for i in qf], dtype=np.int64),
                 "estimated": np.array([f[i].estimated for i in qf], dtype=bool),
+                "compiled": np.array([f[i].program >= 0 for i in qf], dtype=bool),
                 "rows": plan.rows_per_query(),
             }
         )
@@ -593,6 +598,7 @@ class Index:
                 "lists": np.zeros(query_filter.size, dtype=np.int64),
                 "qualifying": counts[query_filter],
                 "estimated": np.zeros(query_filter.size, dtype=bool),
+                "compiled": np.zeros(query_filter.size, dtype=bool),
                 "rows": rows[query_filter],
             }
         )
