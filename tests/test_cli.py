@@ -121,6 +121,37 @@ def test_search_recall_options(tmp_path, built, catalog, capsys) -> None:
     assert "probe_ratio must be" in err and "\n" not in err and not out.exists()
 
 
+def test_explain(tmp_path, built, catalog, capsys, monkeypatch) -> None:
+    """hqi explain: the plan Index.explain gives for the same queries (entity
+    rows by their stored vectors), keyed by query_id; a summary on stdout; an
+    unknown entity is a one-line error and writes nothing."""
+    monkeypatch.setattr(hqi.api, "FLAT_WORK_PER_FILTER", 0)  # planned at this size
+    queries = tmp_path / "q.jsonl"
+    rows = [
+        {"query_id": f"v{i}", "vector": catalog.vectors[i].tolist(), "filter": "genre = 'rock'"}
+        for i in range(0, 40, 2)
+    ] + [{"query_id": "e", "entity_id": "e7", "filter": "year > 2000 OR type = 'film'", "k": 3}]
+    queries.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "plan.parquet"
+    assert main(["explain", str(built), str(queries), "--out", str(out), "--nprobe", "2"]) == 0
+    printed = capsys.readouterr().out
+    assert "distance computations" in printed and "compiled filters" in printed
+    plan = pq.read_table(out)
+    index = hqi.open(built)
+    q = np.stack([catalog.vectors[i] for i in range(0, 40, 2)] + [catalog.vectors[7]])
+    want = index.explain(q, [r.get("filter") for r in rows], k=10, nprobe=2)
+    assert plan.column("query_id").to_pylist() == [r["query_id"] for r in rows]
+    assert plan.drop_columns(["query_id"]) == want.drop_columns(["query"])
+    assert "flat" not in plan.column("strategy").to_pylist()
+    assert main(["explain", str(built), str(queries), "--exact"]) == 0
+    exact = index.explain(q, [r.get("filter") for r in rows], exact=True)
+    assert f"{sum(exact.column('rows').to_pylist()):,}" in capsys.readouterr().out
+    queries.write_text(json.dumps({"query_id": 1, "entity_id": "nope"}) + "\n")
+    bad = tmp_path / "bad.parquet"
+    assert main(["explain", str(built), str(queries), "--out", str(bad)]) == 1
+    assert "unknown entity id 'nope'" in capsys.readouterr().err and not bad.exists()
+
+
 @pytest.mark.parametrize(
     ("lines", "fragment"),
     [

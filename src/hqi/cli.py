@@ -132,16 +132,12 @@ def _column(table: pa.Table, name: str) -> list[Any] | None:
     return table.column(name).to_pylist() if name in table.column_names else None
 
 
-def run_queries(
-    index: Index,
-    table: pa.Table,
-    *,
-    k: int,
-    threads: int | None,
-    bar: Progress | None = None,
-    options: dict[str, Any] | None = None,
-) -> tuple[pa.Table, dict[str, float]]:
-    """Answer a queries table (see ``hqi search --help``); long-format results."""
+def _query_inputs(
+    table: pa.Table, k: int
+) -> tuple[list[Any], list[str | None], np.ndarray, np.ndarray, list[Any]]:
+    """A queries table's (query ids, filters, each query's k, which rows hold a
+    vector, entity ids), checked: every row has a vector or an entity id, not
+    both, and a positive k."""
     n = table.num_rows
     if n == 0:
         raise InvalidInputError("the queries file has no rows")
@@ -163,6 +159,22 @@ def run_queries(
     ):
         if cond.any():
             raise InvalidInputError(f"query {query_ids[int(np.flatnonzero(cond)[0])]!r} has {what}")
+    return query_ids, filters, per_k, has_vec, entity
+
+
+def run_queries(
+    index: Index,
+    table: pa.Table,
+    *,
+    k: int,
+    threads: int | None,
+    bar: Progress | None = None,
+    options: dict[str, Any] | None = None,
+) -> tuple[pa.Table, dict[str, float]]:
+    """Answer a queries table (see ``hqi search --help``); long-format results."""
+    query_ids, filters, per_k, has_vec, entity = _query_inputs(table, k)
+    has_ent = ~has_vec
+    n = len(query_ids)
     kmax = int(per_k.max())
     ids = np.full((n, kmax), -1, dtype=np.int64)
     dist = np.full((n, kmax), np.inf, dtype=np.float32)
@@ -281,6 +293,46 @@ def cmd_search(args: argparse.Namespace) -> None:
             ("time", f"{seconds:.3f} s"),
             ("throughput", f"{stats['queries'] / max(seconds, 1e-9):,.0f} queries/s"),
             ("rows scanned / query", f"{stats['rows_scanned'] / stats['queries']:,.0f}"),
+        ],
+    )
+
+
+def cmd_explain(args: argparse.Namespace) -> None:
+    index = open(args.index, verify=not args.no_verify)
+    table = read_queries(Path(args.queries))
+    query_ids, filters, per_k, has_vec, entity = _query_inputs(table, args.k)
+    q = np.zeros((len(query_ids), index.dim), dtype=np.float32)
+    if has_vec.any():
+        rows = np.flatnonzero(has_vec)
+        q[rows] = vectors_from_arrow(table.column("vector").take(pa.array(rows)), "vector")
+    if not has_vec.all():  # entity queries: their stored vectors
+        rows = np.flatnonzero(~has_vec)
+        q[rows] = index.vectors[index.positions([entity[i] for i in rows])]
+    options = {"threads": args.threads, **_recall_options(args)}
+    plan = index.explain(q, filters, k=int(per_k.max()), **options)
+    plan = plan.set_column(0, "query_id", pa.array(query_ids))
+    if args.out is not None:
+        write_parquet_atomic(plan, Path(args.out))
+    n = plan.num_rows
+    strategies = plan.column("strategy").to_pylist()
+    share = {s: strategies.count(s) for s in ("scan", "prefilter", "empty", "flat")}
+    rows_scanned = plan.column("rows").to_numpy()
+    lists = plan.column("lists").to_numpy()
+    summary(
+        f"plan of {args.queries} on {args.index}" + (f" -> {args.out}" if args.out else ""),
+        [
+            ("queries", f"{n:,}"),
+            ("distinct filters", f"{len(set(plan.column('filter').to_pylist())):,}"),
+            *((f"  {s}", f"{c:,} queries") for s, c in share.items() if c),
+            ("compiled filters", f"{int(plan.column('compiled').to_numpy().sum()):,} queries"),
+            ("estimated counts", f"{int(plan.column('estimated').to_numpy().sum()):,} queries"),
+            ("partitions / query", f"{plan.column('partitions').to_numpy().mean():,.1f}"),
+            (
+                "lists / scanning query",
+                f"{lists[lists > 0].mean() if (lists > 0).any() else 0:,.1f}",
+            ),
+            ("rows / query", f"{rows_scanned.mean():,.0f}"),
+            ("distance computations", f"{int(rows_scanned.sum()):,}"),
         ],
     )
 
@@ -546,6 +598,22 @@ def make_parser() -> argparse.ArgumentParser:
     _add_recall_arguments(p)
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "explain",
+        help="show the plan of a batch of queries, without running it",
+        description="QUERIES as for 'hqi search'. Prints how the batch would run (per "
+        "strategy, compiled filters, partitions, lists and distance computations per "
+        "query); --out writes the plan, one row per query (Index.explain's columns).",
+    )
+    p.add_argument("index")
+    p.add_argument("queries")
+    p.add_argument("--out", default=None, help="plan Parquet file to write (optional)")
+    p.add_argument("-k", "--k", type=_positive, default=10, help="default k (default: 10)")
+    p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
+    _add_recall_arguments(p)
+    p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
+    p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("info", help="describe an index")
     p.add_argument("index")
