@@ -599,9 +599,10 @@ def test_batched_sample_hits_give_the_same_plans(monkeypatch, learned, workload)
         assert hits.shape == (len(compiled), sizes.size)
         assert sum(plan.filters[i].estimated for i in compiled) > 5
         for program, i in enumerate(compiled):
-            # Routed on its estimate: tested by its program. Counted: masked, or
-            # prefiltered (or scanned with its program, from candidate rows:
-            # test_scanned_selective_filters_are_tested_by_their_programs).
+            # Routed on its estimate: tested by its program. Counted: masked or
+            # prefiltered. (A filter counted on its candidate rows and scanned
+            # keeps its program too, but this store is too small for candidate
+            # rows: test_scanned_selective_filters_are_tested_by_their_programs.)
             fp = plan.filters[i]
             assert fp.program == (program if fp.estimated else -1)
             est, total = sample.estimate(preds[i], every)
