@@ -296,6 +296,24 @@ def test_which_filters_compile(text: str, compiles: bool) -> None:
         np.testing.assert_array_equal(program_mask(program, MATRIX), evaluate(pred, STORE))
 
 
+def test_compiled_programs_are_cached_within_a_bound(monkeypatch) -> None:
+    """compile_filter caches programs per matrix, up to PROGRAM_CACHE of them:
+    the same filter gives the same program; past the bound the cache starts
+    over and programs stay right."""
+    from hqi.query import compiled
+
+    matrix = AttributeMatrix(STORE)
+    monkeypatch.setattr(compiled, "PROGRAM_CACHE", 2)
+    texts = ["i = 1", "s = 'jazz' OR i = 2", "f > 1.5 AND NOT b", "i = 1"]
+    programs = [compile_filter(parse_filter(t, STORE.schema), matrix) for t in texts]
+    assert programs[0] is not None and len(matrix._programs) <= 2
+    for text, program in zip(texts, programs, strict=True):
+        want = evaluate(parse_filter(text, STORE.schema), STORE)
+        np.testing.assert_array_equal(program_mask(program, matrix), want)
+    again = parse_filter(texts[2], STORE.schema)
+    assert compile_filter(again, matrix) is compile_filter(again, matrix)
+
+
 def test_integers_beyond_float64_do_not_compile() -> None:
     """A column with integers float64 cannot hold exactly stays out of the matrix
     (its filters keep masks); literals beyond 2**53 do not compile either."""

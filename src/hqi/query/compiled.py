@@ -46,6 +46,9 @@ __all__ = ["AttributeMatrix", "Program", "ProgramTable", "compile_filter", "prog
 EXACT_INT = 2**53  # integers of at most this magnitude are exact in float64
 BIT_VALUES = 52  # a list column of at most this many values is a bit set (exact in float64)
 MAX_INTERVALS = 32  # more intervals in one filter: keep its mask instead
+# Programs cached per AttributeMatrix (compile_filter); about 0.8 KB each
+# (measured on the built-in workload's 5,116 distinct filters): 13 MB at most.
+PROGRAM_CACHE = 16_384
 
 
 class AttributeMatrix:
@@ -329,7 +332,7 @@ def compile_filter(pred: Predicate | None, matrix: AttributeMatrix) -> Program |
     cache = matrix._programs
     if pred in cache:
         return cache[pred]
-    if len(cache) > 100_000:
+    if len(cache) >= PROGRAM_CACHE:
         cache.clear()
     cache[pred] = program = _compile(pred, matrix)
     return program
