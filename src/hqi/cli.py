@@ -234,6 +234,14 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
         raise
 
 
+def _add_batch_arguments(p: argparse.ArgumentParser) -> None:
+    """The arguments of the commands that take a queries file (search, explain)."""
+    p.add_argument("index")
+    p.add_argument("queries")
+    p.add_argument("-k", "--k", type=_positive, default=10, help="default k (default: 10)")
+    p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
+
+
 def _add_recall_arguments(p: argparse.ArgumentParser) -> None:
     """The search options of the commands that search: how many lists to probe."""
     recall = p.add_mutually_exclusive_group()
@@ -580,11 +588,8 @@ def make_parser() -> argparse.ArgumentParser:
         "vector (list of floats) or entity_id (an id in the index), filter (SQL, optional), "
         "k (optional). Results: Parquet with query_id, rank, id, distance.",
     )
-    p.add_argument("index")
-    p.add_argument("queries")
+    _add_batch_arguments(p)
     p.add_argument("--out", required=True, help="results Parquet file to write")
-    p.add_argument("-k", "--k", type=_positive, default=10, help="default k (default: 10)")
-    p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
     p.add_argument(
         "--ray",
         nargs="?",
@@ -606,11 +611,8 @@ def make_parser() -> argparse.ArgumentParser:
         "strategy, compiled filters, partitions, lists and distance computations per "
         "query); --out writes the plan, one row per query (Index.explain's columns).",
     )
-    p.add_argument("index")
-    p.add_argument("queries")
+    _add_batch_arguments(p)
     p.add_argument("--out", default=None, help="plan Parquet file to write (optional)")
-    p.add_argument("-k", "--k", type=_positive, default=10, help="default k (default: 10)")
-    p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
     _add_recall_arguments(p)
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     p.set_defaults(func=cmd_explain)

@@ -152,13 +152,17 @@ def _cell_pieces(
     all) each multiplies. Blocks of ``block_rows``; in a partition cell of an exact
     plan with ``list_may``, list by list, each with the queries whose filter may
     hold there (runs of lists with the same queries stay one product)."""
+
+    def blocks(a: int, b: int, sel: np.ndarray | None) -> list[tuple[int, int, np.ndarray | None]]:
+        return [(r0, min(b, r0 + block_rows), sel) for r0 in range(a, b, block_rows)]
+
     if plan.list_may is None or cell < part.num_lists:
-        return [(r0, min(stop, r0 + block_rows), None) for r0 in range(start, stop, block_rows)]
+        return blocks(start, stop, None)
     p = int(plan.cell_part[cell])
     l0, l1 = int(part.part_lists[p]), int(part.part_lists[p + 1])
     may = plan.list_may[cell_filters, l0:l1]  # (cell queries, lists)
     if may.all():
-        return [(r0, min(stop, r0 + block_rows), None) for r0 in range(start, stop, block_rows)]
+        return blocks(start, stop, None)
     pieces: list[tuple[int, int, np.ndarray | None]] = []
     bounds = part.list_bounds
     j = 0
@@ -171,7 +175,7 @@ def _cell_pieces(
         if sel.size:
             chosen = None if sel.size == column.size else sel
             a, b = int(bounds[l0 + j]), int(bounds[l0 + e])
-            pieces += [(r0, min(b, r0 + block_rows), chosen) for r0 in range(a, b, block_rows)]
+            pieces += blocks(a, b, chosen)
         j = e
     return pieces
 

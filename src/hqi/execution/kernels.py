@@ -185,13 +185,14 @@ def push_scores(
 
 
 @njit(nogil=True, boundscheck=False, cache=False)
-def _and_interval(ok: np.ndarray, vals: np.ndarray, lo: float, hi: float) -> None:
-    """``ok[r] &=`` whether ``vals[r]`` passes one interval (loops the compiler
-    vectorises for plain intervals and bits)."""
+def _combine_interval(dst: np.ndarray, vals: np.ndarray, lo: float, hi: float, union: bool) -> None:
+    """``dst[r] |=`` (``union``) or ``dst[r] &=`` whether ``vals[r]`` passes one
+    interval (loops the compiler vectorises for plain intervals and bits)."""
     n = vals.size
     if lo == lo and hi == hi:  # a plain interval
         for r in range(n):
-            ok[r] &= (vals[r] >= lo) & (vals[r] <= hi)
+            t = (vals[r] >= lo) & (vals[r] <= hi)
+            dst[r] = (dst[r] | t) if union else (dst[r] & t)
     elif lo == lo:  # one bit of a bit set (NULL: NaN fails)
         shift = int(lo) if lo >= 0 else -int(lo) - 1
         want = 1 if lo >= 0 else 0
@@ -199,30 +200,12 @@ def _and_interval(ok: np.ndarray, vals: np.ndarray, lo: float, hi: float) -> Non
             v = vals[r]
             valid = v == v
             bits = np.int64(v if valid else 0.0)
-            ok[r] &= valid & (((bits >> shift) & 1) == want)
+            t = valid & (((bits >> shift) & 1) == want)
+            dst[r] = (dst[r] | t) if union else (dst[r] & t)
     else:  # the NULL test
         for r in range(n):
-            ok[r] &= vals[r] != vals[r]
-
-
-@njit(nogil=True, boundscheck=False, cache=False)
-def _or_interval(held: np.ndarray, vals: np.ndarray, lo: float, hi: float) -> None:
-    """``held[r] |=`` whether ``vals[r]`` passes one interval."""
-    n = vals.size
-    if lo == lo and hi == hi:
-        for r in range(n):
-            held[r] |= (vals[r] >= lo) & (vals[r] <= hi)
-    elif lo == lo:
-        shift = int(lo) if lo >= 0 else -int(lo) - 1
-        want = 1 if lo >= 0 else 0
-        for r in range(n):
-            v = vals[r]
-            valid = v == v
-            bits = np.int64(v if valid else 0.0)
-            held[r] |= valid & (((bits >> shift) & 1) == want)
-    else:
-        for r in range(n):
-            held[r] |= vals[r] != vals[r]
+            t = vals[r] != vals[r]
+            dst[r] = (dst[r] | t) if union else (dst[r] & t)
 
 
 # No signature: compiled on its first call (0.4 s), so that a process which never
@@ -264,11 +247,13 @@ def count_holding(
             while e < stop and atom_group[e] == atom_group[a]:
                 e += 1
             if e == a + 1:  # one interval: straight into ok
-                _and_interval(ok, columns[atom_col[a], r0 : r0 + n], atom_lo[a], atom_hi[a])
+                vals = columns[atom_col[a], r0 : r0 + n]
+                _combine_interval(ok, vals, atom_lo[a], atom_hi[a], False)
             else:  # several: OR them into held, interval by interval
                 held[:n] = 0
                 for x in range(a, e):
-                    _or_interval(held, columns[atom_col[x], r0 : r0 + n], atom_lo[x], atom_hi[x])
+                    vals = columns[atom_col[x], r0 : r0 + n]
+                    _combine_interval(held, vals, atom_lo[x], atom_hi[x], True)
                 for r in range(n):
                     ok[r] &= held[r]
             a = e

@@ -142,7 +142,8 @@ class FilterPlan:
     partial: np.ndarray | None = None
     list_masks: dict[int, np.ndarray] = field(default_factory=dict)  # estimated: probed lists
     row_ids: np.ndarray | None = None  # selective prefilter: its qualifying rows, ascending
-    # Estimated filter tested by the executor (BatchPlan.programs), not by masks.
+    # Tested by the executor (BatchPlan.programs), not by masks: an estimated
+    # filter, or a selective one counted on its candidate rows and scanned.
     program: int = -1
 
     @cached_property
