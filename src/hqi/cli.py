@@ -235,11 +235,14 @@ def write_parquet_atomic(table: pa.Table, path: Path) -> None:
 
 
 def _add_batch_arguments(p: argparse.ArgumentParser) -> None:
-    """The arguments of the commands that take a queries file (search, explain)."""
+    """The arguments of the commands that take a queries file (search, explain):
+    the index, the file, k, threads, the search options and --no-verify."""
     p.add_argument("index")
     p.add_argument("queries")
     p.add_argument("-k", "--k", type=_positive, default=10, help="default k (default: 10)")
     p.add_argument("--threads", type=_positive, default=None, help="default: all cores")
+    _add_recall_arguments(p)
+    p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
 
 
 def _add_recall_arguments(p: argparse.ArgumentParser) -> None:
@@ -600,8 +603,6 @@ def make_parser() -> argparse.ArgumentParser:
         "Ray when none is given; the index directory must be readable by every node",
     )
     p.add_argument("--ray-workers", type=_positive, default=None, help="Ray actors")
-    _add_recall_arguments(p)
-    p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     p.set_defaults(func=cmd_search)
 
     p = sub.add_parser(
@@ -613,8 +614,6 @@ def make_parser() -> argparse.ArgumentParser:
     )
     _add_batch_arguments(p)
     p.add_argument("--out", default=None, help="plan Parquet file to write (optional)")
-    _add_recall_arguments(p)
-    p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     p.set_defaults(func=cmd_explain)
 
     p = sub.add_parser("info", help="describe an index")

@@ -729,7 +729,9 @@ def plan_batch(
         parts, masks, counts, rows = _route(pred, routed, covered, part, sizes, evaluator, ranges)
         qualifying = int(counts.sum())
         if may_lists is not None:  # exact counts may drop partitions
-            may_lists &= np.isin(list_part, parts)
+            kept = np.zeros(part.num_parts, dtype=bool)
+            kept[parts] = True
+            may_lists &= kept[list_part]  # (np.isin took 16 us a filter, this 1 us)
         scan_work = work(parts, qualifying, may_lists)
         strategy: Strategy
         if qualifying == 0:
