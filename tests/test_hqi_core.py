@@ -9,7 +9,7 @@ import pyarrow as pa
 import pytest
 
 import hqi
-from hqi.evaluation import recall_at_k
+from hqi.evaluation import recall_at_k, recall_of_reached
 from hqi.index.partitioned import default_list_size
 
 
@@ -181,6 +181,54 @@ def test_recall_target(learned, workload, truth) -> None:
             workload.queries[:150], workload.filters[:150], k=10, nprobe=ladder[-2]
         )
         assert recall_at_k(below, truth).mean() < 0.95
+
+
+@pytest.fixture(scope="module")
+def learned_cosine(catalog, workload) -> hqi.Index:
+    return _learn(catalog, workload, metric="cosine")
+
+
+@pytest.mark.parametrize("metric", ["l2", "cosine"])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {"nprobe": 1, "probe_ratio": 1.0, "expected_hits": 0},
+        {"nprobe": 1},
+        {"nprobe": 2, "probe_ratio": 1.2},
+        {"nprobe": 3, "prefilter_ratio": 0.5},
+        {"nprobe": 4, "prefilter_ratio": float("inf")},
+    ],
+)
+def test_recall_of_reached_rows_is_the_recall_of_the_run(
+    learned, learned_cosine, workload, metric, options
+) -> None:
+    """What calibration relies on: a plan's recall, computed from where its
+    probes reach the exact answers, is the recall its run measures, query by
+    query."""
+    index = learned if metric == "l2" else learned_cosine
+    q, f = workload.queries[:150], workload.filters[:150]
+    if metric == "cosine":
+        q = q / np.linalg.norm(q, axis=1, keepdims=True)
+    wide = hqi.SearchOptions.from_kwargs(k=20, exact=True)
+    exact = index._plan(q, f, wide, None)
+    pos, dist, _ = index._run(q, exact, wide)
+    truth = hqi.Result(pos, dist)
+    # The exact plan (whole partitions, and prefilters) reaches all its answers.
+    np.testing.assert_array_equal(exact.reaches(pos), pos >= 0)
+    opts = hqi.SearchOptions.from_kwargs(k=10, **options)
+    plan = index._plan(q, f, opts, options["nprobe"])
+    found_pos, found_dist, _ = index._run(q, plan, opts)
+    measured = recall_at_k(hqi.Result(found_pos, found_dist), truth, 10)
+    estimated = recall_of_reached(truth, plan.reaches(pos), 10)
+    np.testing.assert_array_equal(estimated, measured)
+    assert 0.3 < measured.mean() < 1.0  # some answers missed: the check has teeth
+
+
+def test_recall_of_reached_rejects_mismatched_shapes(truth) -> None:
+    with pytest.raises(hqi.InvalidInputError, match="shape"):
+        recall_of_reached(truth, np.ones((3, 3), dtype=bool), 10)
+    with pytest.raises(hqi.InvalidInputError, match="exceeds"):
+        recall_of_reached(truth, np.ones(truth.ids.shape, dtype=bool), 11)
 
 
 def test_nprobe_ladder() -> None:

@@ -21,7 +21,7 @@ from hqi.collection import (
     normalize_rows,
 )
 from hqi.errors import InvalidInputError
-from hqi.evaluation import recall_at_k
+from hqi.evaluation import recall_of_reached
 from hqi.execution.batch import execute_plan
 from hqi.execution.exact import Group, exact_search, shares_scan
 from hqi.execution.options import DEFAULT_PROBE_ROWS, SearchOptions
@@ -418,7 +418,14 @@ class Index:
 
     def _calibrate(self, q: np.ndarray, filters: Filters, opts: SearchOptions) -> tuple[int, float]:
         """The smallest nprobe (of :func:`next_nprobe`'s ladder) whose recall on a
-        sample of the batch reaches the target."""
+        sample of the batch reaches the target, and that recall.
+
+        The sample is searched exactly once, for ``2 * k`` neighbours. Each
+        nprobe is then only planned: its plan finds a query's exact answers
+        exactly where its probes reach them (:meth:`BatchPlan.reaches`), so
+        its recall is known without running it
+        (:func:`~hqi.evaluation.recall_of_reached`).
+        """
         nq = q.shape[0]
         rng = np.random.default_rng(0)
         sample = np.sort(rng.choice(nq, size=min(nq, opts.calibration_queries), replace=False))
@@ -428,13 +435,16 @@ class Index:
             if filters is None or isinstance(filters, str)
             else [list(filters)[i] for i in sample]
         )
-        truth_pos, truth_dist, _ = self._run(sub_q, self._plan(sub_q, sub_f, opts, None), opts)
+        distinct = self._distinct(sub_f, sub_q.shape[0])
+        wide = dataclasses.replace(opts, k=2 * opts.k)
+        exact_plan = self._plan(sub_q, sub_f, wide, None, distinct)
+        truth_pos, truth_dist, _ = self._run(sub_q, exact_plan, wide)
         truth = Result(truth_pos, truth_dist)
         max_lists = self._part.num_lists
         nprobe = 1
         while True:
-            pos, dist, _ = self._run(sub_q, self._plan(sub_q, sub_f, opts, nprobe), opts)
-            recall = float(recall_at_k(Result(pos, dist), truth).mean())
+            plan = self._plan(sub_q, sub_f, opts, nprobe, distinct)
+            recall = float(recall_of_reached(truth, plan.reaches(truth_pos), opts.k).mean())
             if recall >= opts.recall_target or nprobe >= max_lists:  # type: ignore[operator]
                 return nprobe, recall
             nprobe = min(max_lists, next_nprobe(nprobe))

@@ -229,6 +229,32 @@ class BatchPlan:
         lists[whole] = np.rint(self.list_may @ onehot).astype(np.int64)[f, p]
         return rows, lists
 
+    def reaches(self, rows: np.ndarray) -> np.ndarray:
+        """Whether each query's probes reach the rows ``rows[i]`` (positions,
+        ``-1`` for none), as a bool array of the same shape. A prefiltered
+        query reaches every row: it gathers all its filter's rows. The plan
+        answers a query with the nearest qualifying rows it reaches, so
+        reaching a query's exact answers is having found them
+        (:func:`hqi.evaluation.recall_of_reached`)."""
+        rows = np.asarray(rows, dtype=np.int64)
+        nq = self.query_filter.size
+        if rows.ndim != 2 or rows.shape[0] != nq:
+            raise ValueError(f"rows must be ({nq}, m), got shape {rows.shape}")
+        num_lists, num_cells = self.num_lists, self.cell_part.size
+        valid = rows >= 0
+        at = np.where(valid, rows, 0)
+        # Lists are contiguous and ascending: a row's list is the last one starting
+        # at or before it (empty lists share their start with the next one).
+        lists = np.searchsorted(self.cell_bounds[:num_lists, 0], at, side="right") - 1
+        queries = np.arange(nq, dtype=np.int64)[:, None]
+        probed = np.unique(self.probe_query * num_cells + self.probe_cell)
+        hit = np.isin(queries * num_cells + lists, probed)
+        whole = num_lists + self.cell_part[lists]  # the list's partition, probed whole
+        hit |= np.isin(queries * num_cells + whole, probed)
+        prefiltered = np.array([f.strategy == "prefilter" for f in self.filters], dtype=bool)
+        hit |= prefiltered[self.query_filter][:, None]
+        return hit & valid
+
     def rows_per_query(self) -> np.ndarray:
         """Distance computations each query will perform."""
         nq = self.query_filter.size
