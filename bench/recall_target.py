@@ -27,7 +27,7 @@ from hqi.execution.result import Result
 
 def calibrate_by_runs(
     self: Index, q: np.ndarray, filters: Filters, opts: SearchOptions
-) -> tuple[int, float]:
+) -> tuple[int, float, float]:
     """The calibration before plans' recall (``Index._calibrate`` until 2026-11-23):
     the same sample and ladder, but each nprobe's plan is run on the sample."""
     nq = q.shape[0]
@@ -42,7 +42,7 @@ def calibrate_by_runs(
         found = Result(*self._run(sub_q, self._plan(sub_q, sub_f, opts, nprobe), opts)[:2])
         recall = float(recall_at_k(found, truth).mean())
         if recall >= opts.recall_target or nprobe >= self._part.num_lists:
-            return nprobe, recall
+            return nprobe, recall, 0.0  # (no standard error then)
         nprobe = min(self._part.num_lists, next_nprobe(nprobe))
 
 
@@ -77,7 +77,8 @@ def main() -> None:
         print(
             f"| {target:g} | {runs:.3f} | {plans:.3f} | {runs / plans:.2f}x "
             f"| {new.stats['nprobe']:.0f} (runs: {old.stats['nprobe']:.0f}) "
-            f"| {new.stats['estimated_recall']:.4f} (runs: {old.stats['estimated_recall']:.4f}) "
+            f"| {new.stats['estimated_recall']:.4f} ± {new.stats['estimated_recall_stderr']:.4f} "
+            f"(runs: {old.stats['estimated_recall']:.4f}) "
             f"| {measured:.4f} | {same} |",
             flush=True,
         )

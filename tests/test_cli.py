@@ -121,6 +121,27 @@ def test_search_recall_options(tmp_path, built, catalog, capsys) -> None:
     assert "probe_ratio must be" in err and "\n" not in err and not out.exists()
 
 
+def test_search_recall_target_reports_estimate(tmp_path, built, catalog, capsys) -> None:
+    """--recall-target prints the calibrated nprobe and the estimated recall with
+    its standard error (300 queries: the 200-query sample is not all of them)."""
+    queries = tmp_path / "q.jsonl"
+    rows = [
+        {"vector": (catalog.vectors[i] + 0.5).tolist(), "filter": "popularity > 0.3"}
+        for i in range(0, 3000, 10)
+    ]
+    queries.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "res.parquet"
+    args = ["search", str(built), str(queries), "--out", str(out), "--recall-target", "0.95"]
+    assert main(args) == 0
+    printed = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    q = np.array([r["vector"] for r in rows], dtype=np.float32)
+    stats = hqi.open(built).search(q, [r["filter"] for r in rows], k=10, recall_target=0.95).stats
+    assert stats["estimated_recall"] >= 0.95 and stats["estimated_recall_stderr"] > 0
+    want = f"{stats['estimated_recall']:.3f} ± {stats['estimated_recall_stderr']:.3f}"
+    assert f"estimated recall {want}" in printed
+    assert f"nprobe {stats['nprobe']:.0f}" in printed
+
+
 def test_explain(tmp_path, built, catalog, capsys, monkeypatch) -> None:
     """hqi explain: the plan Index.explain gives for the same queries (entity
     rows by their stored vectors), keyed by query_id; a summary on stdout; an

@@ -171,6 +171,7 @@ def test_recall_target(learned, workload, truth) -> None:
     assert res.stats["estimated_recall"] >= 0.95
     # The calibration sample is the batch here, so the estimate is the recall.
     assert recall_at_k(res, truth).mean() == pytest.approx(res.stats["estimated_recall"])
+    assert res.stats["estimated_recall_stderr"] == 0.0
     # The smallest nprobe of the ladder that reaches it: the one before misses.
     ladder = [1]
     while ladder[-1] < res.stats["nprobe"]:
@@ -181,6 +182,26 @@ def test_recall_target(learned, workload, truth) -> None:
             workload.queries[:150], workload.filters[:150], k=10, nprobe=ladder[-2]
         )
         assert recall_at_k(below, truth).mean() < 0.95
+
+
+def test_recall_estimate_standard_error(learned, workload, truth) -> None:
+    from hqi.api import _sample_stderr
+
+    values = np.array([0.0, 1.0, 0.0, 1.0])
+    assert _sample_stderr(values, 4) == 0.0  # the sample is the population
+    assert _sample_stderr(values[:1], 100) == 0.0
+    # s = 0.5774 over sqrt(4), times the finite-population factor sqrt(96 / 99)
+    assert _sample_stderr(values, 100) == pytest.approx(np.sqrt(1 / 3) / 2 * np.sqrt(96 / 99))
+    res = learned.search(
+        workload.queries[:150],
+        workload.filters[:150],
+        k=10,
+        recall_target=0.9,
+        calibration_queries=60,
+    )
+    stderr = res.stats["estimated_recall_stderr"]
+    assert 0 < stderr < 0.05
+    assert abs(recall_at_k(res, truth).mean() - res.stats["estimated_recall"]) < 4 * stderr
 
 
 @pytest.fixture(scope="module")

@@ -416,9 +416,13 @@ class Index:
             return 1
         return opts.num_threads
 
-    def _calibrate(self, q: np.ndarray, filters: Filters, opts: SearchOptions) -> tuple[int, float]:
+    def _calibrate(
+        self, q: np.ndarray, filters: Filters, opts: SearchOptions
+    ) -> tuple[int, float, float]:
         """The smallest nprobe (of :func:`next_nprobe`'s ladder) whose recall on a
-        sample of the batch reaches the target, and that recall.
+        sample of the batch reaches the target, that recall, and its standard
+        error as an estimate of the whole batch's (0 when the sample is the
+        batch).
 
         The sample is searched exactly once, for ``2 * k`` neighbours. Each
         nprobe is then only planned: its plan finds a query's exact answers
@@ -444,9 +448,10 @@ class Index:
         nprobe = 1
         while True:
             plan = self._plan(sub_q, sub_f, opts, nprobe, distinct)
-            recall = float(recall_of_reached(truth, plan.reaches(truth_pos), opts.k).mean())
+            per_query = recall_of_reached(truth, plan.reaches(truth_pos), opts.k)
+            recall = float(per_query.mean())
             if recall >= opts.recall_target or nprobe >= max_lists:  # type: ignore[operator]
-                return nprobe, recall
+                return nprobe, recall, _sample_stderr(per_query, nq)
             nprobe = min(max_lists, next_nprobe(nprobe))
 
     def _flat(self, nq: int, distinct: int, opts: SearchOptions) -> bool:
@@ -507,11 +512,13 @@ class Index:
                 )
                 if not opts.exact and opts.recall_target is not None:
                     stats["estimated_recall"] = 1.0
+                    stats["estimated_recall_stderr"] = 0.0
             else:
                 nprobe = self._nprobe_for(opts)
                 if not opts.exact and opts.recall_target is not None:
-                    nprobe, estimated = self._calibrate(q, filters, opts)
+                    nprobe, estimated, stderr = self._calibrate(q, filters, opts)
                     stats["estimated_recall"] = estimated
+                    stats["estimated_recall_stderr"] = stderr
                 plan = self._plan(q, filters, opts, nprobe, distinct)
                 t_plan = time.perf_counter()
                 workers = self._workers(plan, opts)
@@ -568,7 +575,7 @@ class Index:
         with limit_threads(opts.num_threads):
             nprobe = self._nprobe_for(opts)
             if not opts.exact and opts.recall_target is not None:
-                nprobe, _ = self._calibrate(q, filters, opts)
+                nprobe, _, _ = self._calibrate(q, filters, opts)
             plan = self._plan(q, filters, opts, nprobe, distinct)
         # a whole-partition probe scans its lists, less those its filter skips
         lists = np.bincount(plan.probe_query, weights=plan.probe_rows()[1], minlength=nq)
@@ -633,6 +640,17 @@ class Index:
         )
         self._path = storage.save(stored, path)
         return self._path
+
+
+def _sample_stderr(values: np.ndarray, population: int) -> float:
+    """Standard error of ``values.mean()`` as an estimate of the mean over a
+    ``population`` the values were drawn from without replacement (0 when
+    they are all of it)."""
+    n = values.size
+    if n < 2 or n >= population:
+        return 0.0
+    correction = (population - n) / (population - 1)  # finite population
+    return float(values.std(ddof=1) / np.sqrt(n) * np.sqrt(correction))
 
 
 def build(

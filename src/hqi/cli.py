@@ -187,6 +187,7 @@ def run_queries(
 
     options = {"threads": threads, **(options or {})}
     stats = {"queries": float(n), "groups": 0.0, "rows_scanned": 0.0}
+    estimates: list[tuple[int, float, float]] = []  # (queries, recall, stderr) per search
     start = time.perf_counter()
     for rows, run in (
         (np.flatnonzero(has_vec), "vector"),
@@ -207,7 +208,22 @@ def run_queries(
             keys[rows] = res.keys
         for key in ("groups", "rows_scanned"):
             stats[key] += res.stats.get(key, 0.0)
+        stats["nprobe"] = max(stats.get("nprobe", 0.0), res.stats.get("nprobe", 0.0))
+        if "estimated_recall" in res.stats:
+            estimates.append(
+                (
+                    rows.size,
+                    res.stats["estimated_recall"],
+                    res.stats.get("estimated_recall_stderr", 0.0),
+                )
+            )
     stats["seconds"] = time.perf_counter() - start
+    if estimates:  # vector and entity queries calibrate apart: weigh by queries
+        total = sum(m for m, _, _ in estimates)
+        stats["estimated_recall"] = sum(m * r for m, r, _ in estimates) / total
+        stats["estimated_recall_stderr"] = float(
+            np.sqrt(sum((m * e / total) ** 2 for m, _, e in estimates))
+        )
     beyond = np.arange(kmax)[None, :] >= per_k[:, None]  # each query's own k
     ids[beyond] = -1
     dist[beyond] = np.inf
@@ -304,8 +320,25 @@ def cmd_search(args: argparse.Namespace) -> None:
             ("time", f"{seconds:.3f} s"),
             ("throughput", f"{stats['queries'] / max(seconds, 1e-9):,.0f} queries/s"),
             ("rows scanned / query", f"{stats['rows_scanned'] / stats['queries']:,.0f}"),
+            *_probe_rows(stats),
         ],
     )
+
+
+def _probe_rows(stats: dict[str, float]) -> list[tuple[str, str]]:
+    """Summary rows for a search's probes: nprobe, and the estimated recall
+    with its standard error under ``--recall-target``."""
+    rows = []
+    if stats.get("nprobe", 0.0) > 0:
+        nprobe = stats["nprobe"]
+        rows.append(("nprobe", "all (exact)" if np.isinf(nprobe) else f"{nprobe:.0f}"))
+    if "estimated_recall" in stats:
+        estimate = f"{stats['estimated_recall']:.3f}"
+        stderr = stats.get("estimated_recall_stderr", 0.0)
+        if stderr > 0:
+            estimate += f" ± {stderr:.3f} (standard error of a sample)"
+        rows.append(("estimated recall", estimate))
+    return rows
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -479,8 +512,7 @@ def cmd_kg_related(args: argparse.Namespace) -> None:
             ("time", f"{seconds:.3f} s"),
             ("throughput", f"{len(res.filters) / max(seconds, 1e-9):,.0f} past queries/s"),
         ]
-        if "estimated_recall" in res.result.stats:
-            rows.append(("estimated recall", f"{res.result.stats['estimated_recall']:.3f}"))
+        rows += [r for r in _probe_rows(res.result.stats) if r[0] == "estimated recall"]
     summary(f"related queries -> {out}", rows)
 
 
