@@ -33,6 +33,9 @@ def test_smoke_run(tmp_path) -> None:
     out = write_report(tmp_path / "run", points, builds, cfg, data.name, data.vectors.shape)
     summary = (out / "summary.md").read_text()
     assert "QPS @ 0.95" in summary and "Exact floor" in summary
+    tuned = [p for p in points if p.system == "hqi" and "recall_target" in p.params]
+    assert [p.params["recall_target"] for p in tuned] == [0.90, 0.95, 0.99]
+    assert "hqi self-tuned" in summary and f"recall {tuned[1].recall:.4f}" in summary
     assert (out / "points.csv").read_text().count("\n") == len(points) + 1
     assert (out / "recall_qps.png").stat().st_size > 1000
 

@@ -8,10 +8,9 @@ from dataclasses import asdict
 from pathlib import Path
 
 from hqi.benchmark.harness import BenchConfig, Point
+from hqi.benchmark.systems import LEVELS
 
 __all__ = ["best_at", "write_report"]
-
-LEVELS = (0.90, 0.95, 0.99)
 
 
 def best_at(points: list[Point], system: str, level: float) -> Point | None:
@@ -60,6 +59,18 @@ def summary_markdown(
             f"Exact floor: 2 x d x {floor['qualifying_rows']:,.0f} qualifying rows / "
             f"{floor['gemm_flops'] / 1e9:.0f} GFLOP/s measured GEMM = {floor['floor_s']:.3f} s; "
             f"hqi exact: {exact_s:.3f} s ({exact_s / floor['floor_s']:.1f}x the floor).",
+        ]
+    tuned = [p for p in points if p.system == "hqi" and "recall_target" in p.params]
+    if tuned:
+        lines += [
+            "",
+            "hqi self-tuned (`recall_target`, its calibration on a sample timed with the "
+            "search): "
+            + "; ".join(
+                f"{p.params['recall_target']:.2f}: {p.qps:,.0f} q/s at recall {p.recall:.4f}"
+                for p in tuned
+            )
+            + ".",
         ]
     if "hqi" in systems:
         lines += [
@@ -124,9 +135,21 @@ def write_report(
     except ImportError:  # plots are optional: `pip install hqi[bench]`
         return out
     fig, ax = plt.subplots(figsize=(7, 4.5))
+    tuned = [p for p in points if "recall_target" in p.params]
     for s in dict.fromkeys(p.system for p in points):
-        pts = sorted((p for p in points if p.system == s), key=lambda p: p.recall)
+        swept = (p for p in points if p.system == s and p not in tuned)
+        pts = sorted(swept, key=lambda p: p.recall)
         ax.plot([p.recall for p in pts], [p.qps for p in pts], marker="o", label=s)
+    if tuned:  # hqi's self-tuned points, apart from its swept curve
+        ax.scatter(
+            [p.recall for p in tuned],
+            [p.qps for p in tuned],
+            marker="*",
+            s=120,
+            color="black",
+            zorder=3,
+            label="hqi, recall_target (calibration included)",
+        )
     ax.set_yscale("log")
     ax.set_xlabel(f"recall@{cfg.k}")
     ax.set_ylabel("queries / second (log)")
