@@ -241,6 +241,7 @@ def test_demo_small(capsys, tmp_path, monkeypatch, flat) -> None:
     text = capsys.readouterr().out
     label = "default search (flat" if flat else "approximate (nprobe="
     assert label in text and "exact vs naive answers (recall@10)" in text
+    assert "recall_target=0.95 (" + ("flat" if flat else "nprobe=") in text
     assert "1.0000" in text
     assert len(hqi.open(out)) == 3000
 
