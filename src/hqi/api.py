@@ -434,11 +434,10 @@ class Index:
         rng = np.random.default_rng(0)
         sample = np.sort(rng.choice(nq, size=min(nq, opts.calibration_queries), replace=False))
         sub_q = q[sample]
-        sub_f = (
-            filters
-            if filters is None or isinstance(filters, str)
-            else [list(filters)[i] for i in sample]
-        )
+        sub_f: Filters = filters
+        if not (filters is None or isinstance(filters, str)):
+            texts = list(filters)  # once, not per sampled query
+            sub_f = [texts[i] for i in sample]
         distinct = self._distinct(sub_f, sub_q.shape[0])
         wide = dataclasses.replace(opts, k=2 * opts.k)
         exact_plan = self._plan(sub_q, sub_f, wide, None, distinct)

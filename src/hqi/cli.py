@@ -320,25 +320,30 @@ def cmd_search(args: argparse.Namespace) -> None:
             ("time", f"{seconds:.3f} s"),
             ("throughput", f"{stats['queries'] / max(seconds, 1e-9):,.0f} queries/s"),
             ("rows scanned / query", f"{stats['rows_scanned'] / stats['queries']:,.0f}"),
-            *_probe_rows(stats),
+            *_nprobe_rows(stats),
+            *_estimate_rows(stats),
         ],
     )
 
 
-def _probe_rows(stats: dict[str, float]) -> list[tuple[str, str]]:
-    """Summary rows for a search's probes: nprobe, and the estimated recall
-    with its standard error under ``--recall-target``."""
-    rows = []
-    if stats.get("nprobe", 0.0) > 0:
-        nprobe = stats["nprobe"]
-        rows.append(("nprobe", "all (exact)" if np.isinf(nprobe) else f"{nprobe:.0f}"))
-    if "estimated_recall" in stats:
-        estimate = f"{stats['estimated_recall']:.3f}"
-        stderr = stats.get("estimated_recall_stderr", 0.0)
-        if stderr > 0:
-            estimate += f" ± {stderr:.3f} (standard error of a sample)"
-        rows.append(("estimated recall", estimate))
-    return rows
+def _nprobe_rows(stats: dict[str, float]) -> list[tuple[str, str]]:
+    """A search's summary row for its nprobe (none when it reports none)."""
+    nprobe = stats.get("nprobe", 0.0)
+    if nprobe <= 0:
+        return []
+    return [("nprobe", "all (exact)" if np.isinf(nprobe) else f"{nprobe:.0f}")]
+
+
+def _estimate_rows(stats: dict[str, float]) -> list[tuple[str, str]]:
+    """A search's summary row for its estimated recall, with its standard error
+    (``--recall-target``; none otherwise)."""
+    if "estimated_recall" not in stats:
+        return []
+    estimate = f"{stats['estimated_recall']:.3f}"
+    stderr = stats.get("estimated_recall_stderr", 0.0)
+    if stderr > 0:
+        estimate += f" ± {stderr:.3f} (standard error of a sample)"
+    return [("estimated recall", estimate)]
 
 
 def cmd_explain(args: argparse.Namespace) -> None:
@@ -512,7 +517,7 @@ def cmd_kg_related(args: argparse.Namespace) -> None:
             ("time", f"{seconds:.3f} s"),
             ("throughput", f"{len(res.filters) / max(seconds, 1e-9):,.0f} past queries/s"),
         ]
-        rows += [r for r in _probe_rows(res.result.stats) if r[0] == "estimated recall"]
+        rows += _estimate_rows(res.result.stats)
     summary(f"related queries -> {out}", rows)
 
 

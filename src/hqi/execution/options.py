@@ -47,10 +47,11 @@ class SearchOptions:
     of the sample (for ``2 * k`` neighbours) and one plan of it per nprobe
     tried: a plan's recall is where its probes reach the exact answers, so
     no approximate search is run (1M, 10,000 queries, 200 sampled: 0.23 s
-    at 0.95, beside 0.86 s for the search at the nprobe chosen). The estimate is a sample's, and
-    ``Result.stats["estimated_recall_stderr"]`` is its standard error: on
-    that batch 0.975 ± 0.005 where the whole batch measured 0.968. More
-    ``calibration_queries`` narrow it, at the exact search's cost.
+    at 0.95, beside 0.86 s for the search at the nprobe chosen). The
+    estimate is a sample's, and ``Result.stats["estimated_recall_stderr"]``
+    is its standard error: on that batch 0.975 ± 0.005 where the whole
+    batch measured 0.968. More ``calibration_queries`` narrow it, at the
+    exact search's cost.
 
     ``exact``: ``True`` forces exact answers (every list of every routed
     partition, or a prefilter scan): the reference every faster path is
