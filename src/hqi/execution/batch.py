@@ -62,6 +62,36 @@ def _cell_segments(
 
 
 @dataclass(frozen=True)
+class _FilterTable:
+    """The plan's filters as arrays, for :func:`_cell_masks`: each filter's
+    program (-1: none), the (filter, partition) pairs where a filter with a
+    program is partial (as sorted keys ``filter * P + partition``), and which
+    filters keep masks (of partitions, or an estimated filter's of lists)."""
+
+    program: np.ndarray  # (F,) int64
+    partial_keys: np.ndarray  # sorted int64
+    masked: np.ndarray  # (F,) bool
+    num_parts: int
+
+    @classmethod
+    def of(cls, plan: BatchPlan, num_parts: int) -> _FilterTable:
+        program = np.array([f.program for f in plan.filters], dtype=np.int64)
+        keys = [
+            i * num_parts
+            + (
+                f.partial.astype(np.int64, copy=False)
+                if f.partial is not None
+                else np.fromiter(f.partial_set, dtype=np.int64, count=len(f.partial_set))
+            )
+            for i, f in enumerate(plan.filters)
+            if f.program >= 0
+        ]
+        masked = np.array([bool(f.masks or f.list_masks) for f in plan.filters], dtype=bool)
+        partial_keys = np.sort(np.concatenate([np.zeros(0, dtype=np.int64), *keys]))
+        return cls(program, partial_keys, masked, num_parts)
+
+
+@dataclass(frozen=True)
 class _Context:
     """What every piece of work of one execution reads."""
 
@@ -73,35 +103,43 @@ class _Context:
     queries_of: list[np.ndarray]  # each filter's queries (filter_queries)
     block_rows: int
     query_block: int
+    filters: _FilterTable
 
 
 def _cell_masks(
-    plan: BatchPlan, cell: int, part_start: int, queries_filters: np.ndarray
+    plan: BatchPlan, table: _FilterTable, cell: int, part_start: int, queries_filters: np.ndarray
 ) -> RowMasks:
     """The row masks of a cell's queries (in filter order): the filters partial in
     the cell's partition have one (their partition's, or for an estimated filter
-    the list's own); the others take every row."""
+    the list's own) or, with a program, that program; the others take every
+    row. Programs are looked up for all the cell's filters at once; only
+    filters that keep masks are visited one by one (1M, nprobe 3, 492 cells:
+    0.11 -> 0.07 s under the profiler; two workers' execution 0.507 ->
+    0.480 s, medians of 7 alternating runs, the same ids)."""
     p = int(plan.cell_part[cell])
     start = int(plan.cell_bounds[cell, 0])
     bounds = np.concatenate(
         [[0], np.flatnonzero(np.diff(queries_filters)) + 1, [queries_filters.size]]
     )
-    bits: list[np.ndarray | None] = []
-    bases: list[int] = []
-    programs: list[int] = []
-    for fid in queries_filters[bounds[:-1]].tolist():
-        f = plan.filters[fid]
-        program = -1
+    fids = queries_filters[bounds[:-1]]
+    programs = table.program[fids]
+    has = programs >= 0
+    if has.any():  # a program applies where its filter is partial
+        keys = fids[has] * table.num_parts + p
+        at = np.minimum(np.searchsorted(table.partial_keys, keys), table.partial_keys.size - 1)
+        partial = table.partial_keys[at] == keys if table.partial_keys.size else False
+        programs[has] = np.where(partial, programs[has], -1)
+    bits: list[np.ndarray | None] = [None] * fids.size
+    bases = [start] * fids.size
+    for j in np.flatnonzero(table.masked[fids]).tolist():
+        f = plan.filters[int(fids[j])]
         if (mask := f.masks.get(p)) is not None:
-            bits.append(mask)
-            bases.append(part_start)
+            bits[j] = mask
+            bases[j] = part_start
+            programs[j] = -1
         else:
-            bits.append(f.list_masks.get(cell))
-            bases.append(start)
-            if f.program >= 0 and p in f.partial_set:
-                program = f.program
-        programs.append(program)
-    return RowMasks.of_groups(np.diff(bounds).tolist(), bits, bases, programs, plan.programs)
+            bits[j] = f.list_masks.get(cell)
+    return RowMasks.of_groups(np.diff(bounds), bits, bases, programs, plan.programs)
 
 
 def _scan_cells(
@@ -124,7 +162,7 @@ def _scan_cells(
         cq = qids[a:b]
         # The cell's queries run in filter order; only the filters partial in
         # this partition have a mask here.
-        masks = _cell_masks(plan, cell, pstart, fids[a:b])
+        masks = _cell_masks(plan, ctx.filters, cell, pstart, fids[a:b])
         for r0, r1, sel in _cell_pieces(plan, part, cell, fids[a:b], start, stop, block_rows):
             queries = cq if sel is None else cq[sel]
             piece = masks if sel is None else masks.take(sel)
@@ -272,7 +310,17 @@ def collect_topk(
 
     scaled = ranking_queries(queries, norms)
     queries_of = filter_queries(plan.query_filter, len(plan.filters))
-    ctx = _Context(plan, part, vectors, norms, scaled, queries_of, block_rows, query_block)
+    ctx = _Context(
+        plan,
+        part,
+        vectors,
+        norms,
+        scaled,
+        queries_of,
+        block_rows,
+        query_block,
+        _FilterTable.of(plan, part.num_parts),
+    )
 
     top = TopK(queries.shape[0], k)
     if workers <= 1:

@@ -54,10 +54,10 @@ class RowMasks:
     @classmethod
     def of_groups(
         cls,
-        sizes: Sequence[int],
+        sizes: Sequence[int] | np.ndarray,
         bits: Sequence[np.ndarray | None],
         bases: Sequence[int],
-        programs: Sequence[int] | None = None,
+        programs: Sequence[int] | np.ndarray | None = None,
         table: ProgramTable | None = None,
     ) -> RowMasks:
         """Masks of consecutive groups of queries: group ``g``'s ``sizes[g]`` queries
@@ -65,8 +65,9 @@ class RowMasks:
         position ``bases[g]``, or, where ``programs[g] >= 0``, that program of
         ``table`` (and no bits)."""
         program = None
-        if programs is not None and table is not None and max(programs, default=-1) >= 0:
-            ids = np.asarray(programs, dtype=np.int64)
+        ids = np.zeros(0, dtype=np.int64) if programs is None else np.asarray(programs)
+        if table is not None and ids.size and ids.max() >= 0:
+            ids = ids.astype(np.int64, copy=False)
             ranges = np.where(
                 (ids >= 0)[:, None],
                 np.stack([table.bounds[ids], table.bounds[ids + 1]], axis=1),
