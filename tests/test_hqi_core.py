@@ -184,6 +184,32 @@ def test_recall_target(learned, workload, truth) -> None:
         assert recall_at_k(below, truth).mean() < 0.95
 
 
+def test_plans_of_one_search_share_exact_routes(learned, workload) -> None:
+    # recall_target's trial plans and the batch's plan keep the filters' exact
+    # routes in one dict: plans made with it are the plans made without.
+    q, f = workload.queries[:150], workload.filters[:150]
+    opts = hqi.SearchOptions.from_kwargs(k=10)
+    routes: dict = {}
+    for nprobe in (None, 1, 3, 1):
+        alone = learned._plan(q, f, opts, nprobe)
+        shared = learned._plan(q, f, opts, nprobe, routes=routes)
+        np.testing.assert_array_equal(alone.probe_query, shared.probe_query)
+        np.testing.assert_array_equal(alone.probe_cell, shared.probe_cell)
+        for a, b in zip(alone.filters, shared.filters, strict=True):
+            assert (a.strategy, a.qualifying, sorted(a.masks)) == (
+                b.strategy,
+                b.qualifying,
+                sorted(b.masks),
+            )
+            np.testing.assert_array_equal(a.parts, b.parts)
+    assert routes
+    # The dict is read, not only filled: a route planted there is the one used.
+    pred = next(p for p, route in routes.items() if route[2].sum() > 0)
+    routes[pred] = (np.zeros(0, dtype=np.int64), {}, np.zeros(0, dtype=np.int64), None)
+    planted = learned._plan(q, f, opts, 3, routes=routes)
+    assert next(x for x in planted.filters if x.pred == pred).strategy == "empty"
+
+
 def test_recall_estimate_standard_error(learned, workload, truth) -> None:
     from hqi.api import _sample_stderr
 

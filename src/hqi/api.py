@@ -25,7 +25,7 @@ from hqi.evaluation import recall_of_reached
 from hqi.execution.batch import execute_plan
 from hqi.execution.exact import Group, exact_search, shares_scan
 from hqi.execution.options import DEFAULT_PROBE_ROWS, SearchOptions
-from hqi.execution.planner import BatchPlan, RowSample, filter_queries, plan_batch
+from hqi.execution.planner import BatchPlan, Route, RowSample, filter_queries, plan_batch
 from hqi.execution.result import Result
 from hqi.index.partitioned import BuildOptions, Partitioning, build_partitioning
 from hqi.layout.qdtree import QdTree
@@ -321,8 +321,11 @@ class Index:
         opts: SearchOptions,
         nprobe: int | None,
         distinct: tuple[list[Predicate | None], np.ndarray] | None = None,
+        routes: dict[Predicate | None, Route] | None = None,
     ) -> BatchPlan:
-        """The batch's plan; ``distinct``: :meth:`_distinct` of ``filters``, if known."""
+        """The batch's plan; ``distinct``: :meth:`_distinct` of ``filters``, if known;
+        ``routes``: exact routes kept between the plans of one search
+        (:func:`~hqi.execution.planner.plan_batch`)."""
         preds, query_filter = self._distinct(filters, q.shape[0]) if distinct is None else distinct
         return plan_batch(
             q,
@@ -343,6 +346,7 @@ class Index:
                 self._attribute_matrix if COMPILED_FILTERS and opts.backend != "ray" else None
             ),
             list_zones=self._list_zones,
+            routes=routes,
         )
 
     @cached_property
@@ -417,7 +421,11 @@ class Index:
         return opts.num_threads
 
     def _calibrate(
-        self, q: np.ndarray, filters: Filters, opts: SearchOptions
+        self,
+        q: np.ndarray,
+        filters: Filters,
+        opts: SearchOptions,
+        routes: dict[Predicate | None, Route] | None = None,
     ) -> tuple[int, float, float]:
         """The smallest nprobe (of :func:`next_nprobe`'s ladder) whose recall on a
         sample of the batch reaches the target, that recall, and its standard
@@ -428,9 +436,12 @@ class Index:
         nprobe is then only planned: its plan finds a query's exact answers
         exactly where its probes reach them (:meth:`BatchPlan.reaches`), so
         its recall is known without running it
-        (:func:`~hqi.evaluation.recall_of_reached`).
+        (:func:`~hqi.evaluation.recall_of_reached`). The plans share their
+        filters' exact routes (``routes``: pass the dict the batch's plan
+        will use, so that it shares them too).
         """
         nq = q.shape[0]
+        routes = {} if routes is None else routes
         rng = np.random.default_rng(0)
         sample = np.sort(rng.choice(nq, size=min(nq, opts.calibration_queries), replace=False))
         sub_q = q[sample]
@@ -440,13 +451,13 @@ class Index:
             sub_f = [texts[i] for i in sample]
         distinct = self._distinct(sub_f, sub_q.shape[0])
         wide = dataclasses.replace(opts, k=2 * opts.k)
-        exact_plan = self._plan(sub_q, sub_f, wide, None, distinct)
+        exact_plan = self._plan(sub_q, sub_f, wide, None, distinct, routes)
         truth_pos, truth_dist, _ = self._run(sub_q, exact_plan, wide)
         truth = Result(truth_pos, truth_dist)
         max_lists = self._part.num_lists
         nprobe = 1
         while True:
-            plan = self._plan(sub_q, sub_f, opts, nprobe, distinct)
+            plan = self._plan(sub_q, sub_f, opts, nprobe, distinct, routes)
             per_query = recall_of_reached(truth, plan.reaches(truth_pos), opts.k)
             recall = float(per_query.mean())
             if recall >= opts.recall_target or nprobe >= max_lists:  # type: ignore[operator]
@@ -514,11 +525,12 @@ class Index:
                     stats["estimated_recall_stderr"] = 0.0
             else:
                 nprobe = self._nprobe_for(opts)
+                routes: dict[Predicate | None, Route] = {}  # shared by this search's plans
                 if not opts.exact and opts.recall_target is not None:
-                    nprobe, estimated, stderr = self._calibrate(q, filters, opts)
+                    nprobe, estimated, stderr = self._calibrate(q, filters, opts, routes)
                     stats["estimated_recall"] = estimated
                     stats["estimated_recall_stderr"] = stderr
-                plan = self._plan(q, filters, opts, nprobe, distinct)
+                plan = self._plan(q, filters, opts, nprobe, distinct, routes)
                 t_plan = time.perf_counter()
                 workers = self._workers(plan, opts)
                 pos, dist, scanned = self._run(q, plan, opts, workers)
@@ -573,9 +585,10 @@ class Index:
             return self._explain_flat(*distinct)
         with limit_threads(opts.num_threads):
             nprobe = self._nprobe_for(opts)
+            routes: dict[Predicate | None, Route] = {}
             if not opts.exact and opts.recall_target is not None:
-                nprobe, _, _ = self._calibrate(q, filters, opts)
-            plan = self._plan(q, filters, opts, nprobe, distinct)
+                nprobe, _, _ = self._calibrate(q, filters, opts, routes)
+            plan = self._plan(q, filters, opts, nprobe, distinct, routes)
         # a whole-partition probe scans its lists, less those its filter skips
         lists = np.bincount(plan.probe_query, weights=plan.probe_rows()[1], minlength=nq)
         f = plan.filters

@@ -387,6 +387,11 @@ def _sample_hits(
     return hits
 
 
+# A filter's exact route: (routed partitions, packed masks of the partial ones
+# or None, qualifying rows per routed one, the qualifying rows or None).
+Route = tuple[np.ndarray, dict[int, np.ndarray] | None, np.ndarray, np.ndarray | None]
+
+
 def _route(
     pred: Predicate | None,
     routed: np.ndarray,
@@ -395,7 +400,7 @@ def _route(
     sizes: np.ndarray,
     evaluator: BatchEvaluator,
     ranges: _RangeCache,
-) -> tuple[np.ndarray, dict[int, np.ndarray] | None, np.ndarray, np.ndarray | None]:
+) -> Route:
     """(routed partitions, packed masks of the partial ones, qualifying rows per
     routed one, the qualifying rows themselves), given the partitions the zone
     maps route to and which of them are covered.
@@ -589,8 +594,14 @@ def plan_batch(
     attributes: AttributeMatrix | None = None,
     list_zones: ZoneMaps | None = None,
     probe_ratio: float = 1.0,
+    routes: dict[Predicate | None, Route] | None = None,
 ) -> BatchPlan:
     """Plan the batch (see the module docstring); ``nprobe=None`` is exact.
+
+    ``routes``: filters' exact routes (:func:`_route`), which do not depend on
+    nprobe, kept between the plans of one search (``recall_target`` plans the
+    same sampled filters at several nprobe, then the batch): read, and filled
+    as they are computed.
 
     With a ``sample`` (stores of ``SAMPLE_MIN_ROWS`` rows or more), filters
     that will clearly be scanned are routed on estimated counts and masked on
@@ -752,7 +763,12 @@ def plan_batch(
                     )
                 )
                 continue
-        parts, masks, counts, rows = _route(pred, routed, covered, part, sizes, evaluator, ranges)
+        route = None if routes is None else routes.get(pred)
+        if route is None:
+            route = _route(pred, routed, covered, part, sizes, evaluator, ranges)
+            if routes is not None:
+                routes[pred] = route
+        parts, masks, counts, rows = route
         qualifying = int(counts.sum())
         if may_lists is not None:  # exact counts may drop partitions
             kept = np.zeros(part.num_parts, dtype=bool)
