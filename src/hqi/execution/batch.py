@@ -124,11 +124,13 @@ def _cell_masks(
     fids = queries_filters[bounds[:-1]]
     programs = table.program[fids]
     has = programs >= 0
-    if has.any():  # a program applies where its filter is partial
+    known = table.partial_keys
+    if not known.size:
+        programs[:] = -1  # no program is partial anywhere
+    elif has.any():  # a program applies where its filter is partial
         keys = fids[has] * table.num_parts + p
-        at = np.minimum(np.searchsorted(table.partial_keys, keys), table.partial_keys.size - 1)
-        partial = table.partial_keys[at] == keys if table.partial_keys.size else False
-        programs[has] = np.where(partial, programs[has], -1)
+        at = np.minimum(np.searchsorted(known, keys), known.size - 1)
+        programs[has] = np.where(known[at] == keys, programs[has], -1)
     bits: list[np.ndarray | None] = [None] * fids.size
     bases = [start] * fids.size
     for j in np.flatnonzero(table.masked[fids]).tolist():
