@@ -76,16 +76,8 @@ class _FilterTable:
     @classmethod
     def of(cls, plan: BatchPlan, num_parts: int) -> _FilterTable:
         program = np.array([f.program for f in plan.filters], dtype=np.int64)
-        keys = [
-            i * num_parts
-            + (
-                f.partial.astype(np.int64, copy=False)
-                if f.partial is not None
-                else np.fromiter(f.partial_set, dtype=np.int64, count=len(f.partial_set))
-            )
-            for i, f in enumerate(plan.filters)
-            if f.program >= 0
-        ]
+        filters = enumerate(plan.filters)
+        keys = [i * num_parts + f.partial_parts for i, f in filters if f.program >= 0]
         masked = np.array([bool(f.masks or f.list_masks) for f in plan.filters], dtype=bool)
         partial_keys = np.sort(np.concatenate([np.zeros(0, dtype=np.int64), *keys]))
         return cls(program, partial_keys, masked, num_parts)

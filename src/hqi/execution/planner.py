@@ -147,17 +147,17 @@ class FilterPlan:
     program: int = -1
 
     @cached_property
-    def partial_set(self) -> frozenset[int]:
-        """The routed partitions where the filter is partial."""
+    def partial_parts(self) -> np.ndarray:
+        """The routed partitions where the filter is partial (int64): ``partial``,
+        or those ``masks`` holds."""
         if self.partial is not None:
-            return frozenset(self.partial.tolist())
-        return frozenset(self.masks)
+            return self.partial.astype(np.int64, copy=False)
+        return np.fromiter(self.masks, dtype=np.int64, count=len(self.masks))
 
     @property
     def num_covered(self) -> int:
         """Routed partitions where the filter needs no row mask."""
-        partial = len(self.masks) if self.partial is None else self.partial.size
-        return int(self.parts.size - partial)
+        return int(self.parts.size - self.partial_parts.size)
 
     def rows(self, p: int, start: int, stop: int) -> np.ndarray | None:
         """Mask (bool) of rows ``[start, stop)`` of partition ``p`` (offsets within
