@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -27,7 +28,7 @@ from hqi.benchmark.systems import BenchData
 from hqi.errors import InvalidInputError
 from hqi.query.predicate import sql_literal
 
-__all__ = ["DATASETS", "data_root", "load_real"]
+__all__ = ["DATASETS", "ContestData", "data_root", "load_real", "load_sigmod2024"]
 
 
 def data_root() -> Path | None:
@@ -131,6 +132,85 @@ DATASETS: dict[str, Callable[[Path], tuple[np.ndarray, pa.Table, list[Any]]]] = 
     "fb15k237": _fb15k237,
     "movielens": _movielens,
 }
+SIGMOD2024 = "sigmod2024_hybrid"  # real queries of its own (not generated from templates)
+
+
+@dataclass(frozen=True)
+class ContestData:
+    """The SIGMOD 2024 programming contest's public sample (``sigmod2024_hybrid``).
+
+    10,000 points (100-d CLIP + PCA; a categorical ``C`` and a timestamp ``T``)
+    and 10,000 real queries of four types: no filter, ``C = v``,
+    ``T BETWEEN l AND r``, or both. ``filters`` holds them as hqi filters
+    (``""`` for none). ``truth_ids`` / ``truth_sqdist``: the folder's exact
+    filtered top-100 (row positions; float64 brute force, ties by id; ``-1``
+    and ``inf`` pad), computed apart from hqi: an independent oracle.
+    """
+
+    vectors: np.ndarray
+    attributes: pa.Table
+    queries: np.ndarray
+    filters: list[str]
+    truth_ids: np.ndarray
+    truth_sqdist: np.ndarray
+
+
+def _contest_filter(kind: int, value: float, low: float, high: float) -> str:
+    """One contest query's predicate as an hqi filter. ``T`` and the bounds are
+    float32; ``repr`` of a float32 widened to float64 is exact, so the filter
+    compares the same numbers the contest does."""
+    label = f"C = {int(value)}"
+    window = f"T BETWEEN {float(np.float32(low))!r} AND {float(np.float32(high))!r}"
+    if kind == 0:
+        return ""
+    if kind == 1:
+        return label
+    if kind == 2:
+        return window
+    if kind == 3:
+        return f"{label} AND {window}"
+    raise InvalidInputError(f"unknown contest query type {kind} (expected 0-3)")
+
+
+def _read_rows(path: Path, width: int) -> np.ndarray:
+    """A contest ``.bin`` file: a uint32 count, then that many rows of ``width`` float32."""
+    raw = np.fromfile(path, dtype=np.uint8)
+    count = int(raw[:4].view(np.uint32)[0]) if raw.size >= 4 else -1
+    body = raw[4:]
+    if count < 0 or body.size != count * width * 4:
+        raise InvalidInputError(
+            f"{path}: expected a uint32 count and count x {width} float32 values, got "
+            f"{raw.size} bytes"
+        )
+    return body.view(np.float32).reshape(count, width)
+
+
+def load_sigmod2024(root: Path | None = None) -> ContestData:
+    """The contest sample from ``root`` (default: :func:`data_root`)."""
+    root = data_root() if root is None else root
+    folder = None if root is None else root / SIGMOD2024
+    if folder is None or not folder.is_dir():
+        raise InvalidInputError(
+            f"dataset {SIGMOD2024!r} not found: expected shared/data/{SIGMOD2024} beside the "
+            "working directory, or set HQI_SHARED_DATA"
+        )
+    data = _read_rows(folder / "dummy-data.bin", 102)
+    queries = _read_rows(folder / "dummy-queries.bin", 104)
+    attrs = pa.table(
+        {
+            "C": pa.array(data[:, 0].astype(np.int64)),
+            "T": pa.array(np.ascontiguousarray(data[:, 1])),
+        }
+    )
+    filters = [_contest_filter(int(kind), v, lo, hi) for kind, v, lo, hi in queries[:, :4].tolist()]
+    return ContestData(
+        np.ascontiguousarray(data[:, 2:]),
+        attrs,
+        np.ascontiguousarray(queries[:, 4:]),
+        filters,
+        np.load(folder / "groundtruth_top100_ids.npy").astype(np.int64),
+        np.load(folder / "groundtruth_top100_sqdist.npy"),
+    )
 
 
 def make_real_workload(
@@ -163,16 +243,36 @@ def make_real_workload(
 def load_real(name: str, *, queries: int, train_queries: int, k: int, seed: int = 0) -> BenchData:
     """A real dataset by folder name, with a generated anchored workload."""
     root = data_root()
-    if name not in DATASETS:
+    if name not in DATASETS and name != SIGMOD2024:
         raise InvalidInputError(
-            f"unknown dataset {name!r}; choose synthetic or one of {', '.join(DATASETS)}"
+            f"unknown dataset {name!r}; choose synthetic or one of "
+            f"{', '.join([*DATASETS, SIGMOD2024])}"
         )
     if root is None or not (root / name).is_dir():
         raise InvalidInputError(
             f"dataset {name!r} not found: expected shared/data/{name} beside the working "
             "directory, or set HQI_SHARED_DATA"
         )
+    if name == SIGMOD2024:
+        return _contest_bench(load_sigmod2024(root), queries, train_queries, k, seed)
     vectors, attrs, templates = DATASETS[name](root)
     q, filters = make_real_workload(vectors, attrs, templates, queries, seed + 1)
     _, train = make_real_workload(vectors, attrs, templates, train_queries, seed + 101)
     return BenchData(name, vectors, attrs, train, q, filters, k)
+
+
+def _contest_bench(
+    data: ContestData, queries: int, train_queries: int, k: int, seed: int
+) -> BenchData:
+    """The contest's own queries as a benchmark: the batch is its first ``queries``
+    (all 10,000 at most); the layout learns from ``train_queries`` filters drawn
+    (seeded) from the queries after the batch, or from all when none are left."""
+    total = len(data.filters)
+    n = min(queries, total)
+    pool = np.arange(n, total) if n < total else np.arange(total)
+    rng = np.random.default_rng(seed + 101)
+    picks = rng.choice(pool, size=train_queries, replace=train_queries > pool.size)
+    train = [data.filters[i] for i in picks.tolist()]
+    return BenchData(
+        SIGMOD2024, data.vectors, data.attributes, train, data.queries[:n], data.filters[:n], k
+    )
