@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import itertools
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
@@ -208,6 +209,32 @@ def test_plans_of_one_search_share_exact_routes(learned, workload) -> None:
     routes[pred] = (np.zeros(0, dtype=np.int64), {}, np.zeros(0, dtype=np.int64), None)
     planted = learned._plan(q, f, opts, 3, routes=routes)
     assert next(x for x in planted.filters if x.pred == pred).strategy == "empty"
+
+
+def test_queries_ranked_together_probe_what_they_probe_apart(
+    learned, workload, monkeypatch
+) -> None:
+    # Filters of few queries are ranked all at once, over the union of their
+    # lists (those outside a query's partitions at +inf): the same probes as
+    # ranking each set of routed partitions apart, and none outside them.
+    from hqi.execution import planner
+
+    q, f = workload.queries[:300], workload.filters[:300]
+    opts = hqi.SearchOptions.from_kwargs(k=10, probe_ratio=1.1)
+
+    def probes(alone: int, nprobe: int) -> tuple[Any, set[tuple[int, int]]]:
+        monkeypatch.setattr(planner, "PROBE_GROUP_ALONE", alone)
+        plan = learned._plan(q, f, opts, nprobe)
+        return plan, set(zip(plan.probe_query.tolist(), plan.probe_cell.tolist(), strict=True))
+
+    for nprobe in (1, 3, 40):
+        plan, apart = probes(1, nprobe)  # every set alone
+        _, together = probes(10**9, nprobe)  # every set together
+        assert apart == together
+        parts = {tuple(x.parts.tolist()) for x in plan.filters if x.strategy == "scan"}
+        assert len(parts) > 1  # sets of different partitions were mixed
+        for qi, cell in together:
+            assert plan.cell_part[cell] in plan.filters[plan.query_filter[qi]].parts
 
 
 def test_recall_estimate_standard_error(learned, workload, truth) -> None:

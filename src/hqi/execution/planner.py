@@ -44,7 +44,8 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    ``nprobe``). So a selective filter reaches far enough to find
    its neighbours, and a partition far from the query costs nothing.
    Filters routed to the same partitions rank their queries together, in
-   one partial sort.
+   one partial sort; sets of few queries are all ranked at once, over the
+   union of their lists (those outside a query's partitions at ``+inf``).
 
 *Estimated routing* (approximate search): evaluating a filter on all rows of
 its partial partitions is most of a plan's cost (about 2 ns a row, hundreds
@@ -554,6 +555,9 @@ def _ratio_bounds(dist: np.ndarray, offset: np.ndarray, probe_ratio: float) -> n
 
 PROBE_HEAD = 64  # a query's nearest lists ranked first: max(4 * nprobe, this)
 PROBE_CHUNK = 1 << 22  # (query, candidate list) distances ranked at once while probing
+# Filters routed to the same partitions with this many queries in all rank them
+# apart, over their own lists; fewer are ranked with all such sets at once.
+PROBE_GROUP_ALONE = 64
 
 
 def gather_ratio(prefilter_ratio: float, queries: Any) -> Any:
@@ -618,9 +622,6 @@ def plan_batch(
     list_part = np.repeat(np.arange(part.num_parts), nlists)
     filters: list[FilterPlan] = []
     evaluator = BatchEvaluator(store, max_bytes=16 << 20)
-    part_list_ids = [
-        np.arange(part.part_lists[p], part.part_lists[p + 1]) for p in range(part.num_parts)
-    ]
     ranges = _RangeCache(budget=RANGE_BUDGET * store.num_rows)  # bounds gathered columns
 
     def cost(routed_rows: Any, routed_lists: Any, qualifying: Any) -> Any:
@@ -818,7 +819,6 @@ def plan_batch(
         # Global probing: each query's nearest lists among its routed partitions,
         # nprobe of them, or more until they hold expected_hits * k qualifying rows,
         # and all within probe_ratio of the nearest one's distance (not for ip).
-        # Filters routed to the same partitions rank their queries together.
         cent_dist = _centroid_distances(queries, part.centroids, metric)
         offset = None  # ranking distance + offset = squared distance (_ratio_bounds)
         if probe_ratio > 1 and metric is Metric.L2:
@@ -826,29 +826,51 @@ def plan_batch(
         elif probe_ratio > 1 and metric is Metric.COSINE:
             offset = np.ones(queries.shape[0])
         head = max(4 * nprobe, PROBE_HEAD)  # ranked first; the rest only if needed
+        # Filters routed to the same partitions rank their queries together, over
+        # those partitions' lists. Sets of few queries are ranked all together
+        # instead, over the union of their lists: a list outside a query's routed
+        # partitions is at +inf and expects nothing, so it sorts after the
+        # query's own lists and is cut off by their count. One partial sort per
+        # chunk then replaces hundreds of small ones (recall_target's sample).
+        routed = np.zeros((len(scanning), part.num_parts), dtype=bool)
+        density = np.zeros((len(scanning), part.num_parts))
+        for j, i in enumerate(scanning):
+            f = filters[i]
+            routed[j, f.parts] = True
+            density[j, f.parts] = f.counts / sizes[f.parts]
+        num_cand = routed.astype(np.int64) @ nlists  # each filter's candidate lists
         same_parts: dict[bytes, list[int]] = {}
-        for i in scanning:
-            same_parts.setdefault(filters[i].parts.tobytes(), []).append(i)
+        for j, i in enumerate(scanning):
+            same_parts.setdefault(filters[i].parts.tobytes(), []).append(j)
+        groups: list[list[int]] = []
+        together: list[int] = []
         for members in same_parts.values():
-            parts = filters[members[0]].parts
-            cand = np.concatenate([part_list_ids[p] for p in parts])
-            # Expected qualifying rows of each candidate list, per filter: its size
-            # times its partition's qualifying fraction.
-            density = np.stack([filters[i].counts for i in members]) / sizes[parts]
-            expected = (
-                list_sizes[cand] * density[:, np.repeat(np.arange(parts.size), nlists[parts])]
-            )
-            qids = np.concatenate([queries_of[i] for i in members])
-            local = np.repeat(np.arange(len(members)), [queries_of[i].size for i in members])
+            if sum(queries_of[scanning[j]].size for j in members) >= PROBE_GROUP_ALONE:
+                groups.append(members)
+            else:
+                together.extend(members)
+        if together:
+            groups.append(sorted(together))
+        for members in groups:
+            cand = np.flatnonzero(routed[members].any(axis=0)[list_part])
+            mixed = len({filters[scanning[j]].parts.tobytes() for j in members}) > 1
+            qids = np.concatenate([queries_of[scanning[j]] for j in members])
+            local = np.repeat(members, [queries_of[scanning[j]].size for j in members])
             step = max(PROBE_CHUNK // max(cand.size, 1), 1)
             for c0 in range(0, qids.size, step):
-                cq = qids[c0 : c0 + step]
+                cq, lq = qids[c0 : c0 + step], local[c0 : c0 + step]
                 dist = cent_dist[np.ix_(cq, cand)]
-                ranked = expected[local[c0 : c0 + step]]
+                if mixed:
+                    dist[~routed[lq][:, list_part[cand]]] = np.inf
+                # Expected qualifying rows of each list: its size times its
+                # partition's qualifying fraction for the query's filter.
+                expected = density[lq][:, list_part[cand]] * list_sizes[cand][None, :]
                 bound = None if offset is None else _ratio_bounds(dist, offset[cq], probe_ratio)
                 for rows, order, count in _nearest_enough(
-                    dist, ranked, expected_hits * k, nprobe, head, bound
+                    dist, expected, expected_hits * k, nprobe, head, bound
                 ):
+                    if mixed:
+                        count = np.minimum(count, num_cand[lq[rows]])
                     take = np.arange(order.shape[1])[None, :] < count[:, None]
                     pq_.append(np.broadcast_to(cq[rows, None], order.shape)[take])
                     pc_.append(cand[order][take].astype(np.int64))
