@@ -852,7 +852,8 @@ def plan_batch(
         if together:
             groups.append(sorted(together))
         for members in groups:
-            cand = np.flatnonzero(routed[members].any(axis=0)[list_part])
+            union = np.any(routed[members], axis=0)  # partitions of any member
+            cand = np.flatnonzero(union[list_part])
             mixed = len({filters[scanning[j]].parts.tobytes() for j in members}) > 1
             qids = np.concatenate([queries_of[scanning[j]] for j in members])
             local = np.repeat(members, [queries_of[scanning[j]].size for j in members])
