@@ -15,15 +15,18 @@ This replaced four numpy passes over every block (adding the norms, adding
 :func:`count_holding` is the planner's: it counts where many filter programs
 hold on the estimation sample's rows, in one call.
 
-Both are compiled once per process (:func:`push_scores` on import, with
-numba's import 0.8 s on the 2-core machine; :func:`count_holding` on its
-first call, 0.4 s), and nothing is written to disk.
+Both are compiled once per process (:func:`push_scores` on import, about
+1 s on the 2-core machine; :func:`count_holding` on its first call, about
+1 s), and nothing is written to disk unless ``$HQI_CACHE_DIR`` names a folder
+to keep them in (:mod:`hqi._jit`).
 """
 
 from __future__ import annotations
 
 import numpy as np
-from numba import njit, types
+from numba import types
+
+from hqi._jit import njit
 
 __all__ = ["count_holding", "push_scores"]
 
@@ -62,7 +65,7 @@ _SIGNATURE = types.void(
 )
 
 
-@njit(nogil=True, boundscheck=False, cache=False)
+@njit(nogil=True, boundscheck=False)
 def _holds(
     attrs: np.ndarray,
     p: int,
@@ -87,7 +90,7 @@ def _holds(
     return True
 
 
-@njit(nogil=True, boundscheck=False, cache=False)
+@njit(nogil=True, boundscheck=False)
 def _interval_holds(v: float, lo: float, hi: float) -> bool:
     """Whether value ``v`` passes one interval of a program (see
     :class:`hqi.query.compiled.Program`): lo NaN is the NULL test (``v != v``:
@@ -104,7 +107,7 @@ def _interval_holds(v: float, lo: float, hi: float) -> bool:
     return v >= lo and v <= hi
 
 
-@njit(_SIGNATURE, nogil=True, boundscheck=False, cache=False)
+@njit(_SIGNATURE, nogil=True, boundscheck=False)
 def push_scores(
     top_dist: np.ndarray,
     top_pos: np.ndarray,
@@ -184,7 +187,7 @@ def push_scores(
             thr_pos[i] = pos[k - 1]
 
 
-@njit(nogil=True, boundscheck=False, cache=False)
+@njit(nogil=True, boundscheck=False)
 def _combine_interval(dst: np.ndarray, vals: np.ndarray, lo: float, hi: float, union: bool) -> None:
     """``dst[r] |=`` (``union``) or ``dst[r] &=`` whether ``vals[r]`` passes one
     interval (loops the compiler vectorises for plain intervals and bits)."""
@@ -210,7 +213,7 @@ def _combine_interval(dst: np.ndarray, vals: np.ndarray, lo: float, hi: float, u
 
 # No signature: compiled on its first call (0.4 s), so that a process which never
 # plans with a sample (small stores, exact-only use) does not pay for it.
-@njit(nogil=True, boundscheck=False, cache=False)
+@njit(nogil=True, boundscheck=False)
 def count_holding(
     columns: np.ndarray,
     seg: np.ndarray,

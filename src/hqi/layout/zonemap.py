@@ -23,8 +23,8 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 import numpy as np
-from numba import njit
 
+from hqi._jit import njit
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData, widen
 from hqi.query.evaluate import _OPS, _isin, _physical
 from hqi.query.predicate import (
@@ -305,7 +305,7 @@ class ZoneMaps:
         )
 
 
-@njit(nogil=True, boundscheck=False, cache=False)
+@njit(nogil=True, boundscheck=False)
 def _program_flags(
     zones: _Arrays5,
     coded: _Arrays5,
