@@ -338,7 +338,10 @@ class RangeStore(ColumnStore):
     @cached_property
     def _take(self) -> np.ndarray:
         """The parent row of each row (for gathering many ranges in one call)."""
-        return ranges_index(self.starts, self.stops - self.starts)
+        lengths = self.stops - self.starts
+        if bool(np.all(lengths == 1)):  # one row per range (candidate rows)
+            return self.starts
+        return ranges_index(self.starts, lengths)
 
     @cached_property
     def _bounds(self) -> list[tuple[int, int]]:
