@@ -46,8 +46,8 @@ class SearchOptions:
     ``Result.stats["estimated_recall"]``. Calibration costs one exact search
     of the sample (for ``2 * k`` neighbours) and one plan of it per nprobe
     tried: a plan's recall is where its probes reach the exact answers, so
-    no approximate search is run (1M, 10,000 queries, 200 sampled: 0.23 s
-    at 0.95, beside 0.86 s for the search at the nprobe chosen). The
+    no approximate search is run (1M, 10,000 queries, 200 sampled: 0.19 s
+    at 0.95, beside about 0.85 s for the search at the nprobe chosen). The
     estimate is a sample's, and ``Result.stats["estimated_recall_stderr"]``
     is its standard error: on that batch 0.975 ± 0.005 where the whole
     batch measured 0.968. More ``calibration_queries`` narrow it, at the
