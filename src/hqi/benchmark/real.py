@@ -241,7 +241,8 @@ def make_real_workload(
 
 
 def load_real(name: str, *, queries: int, train_queries: int, k: int, seed: int = 0) -> BenchData:
-    """A real dataset by folder name, with a generated anchored workload."""
+    """A real dataset by folder name, with a generated anchored workload (the
+    SIGMOD 2024 contest sample brings its own queries: :func:`_contest_bench`)."""
     root = data_root()
     if name not in DATASETS and name != SIGMOD2024:
         raise InvalidInputError(

@@ -211,7 +211,7 @@ def _combine_interval(dst: np.ndarray, vals: np.ndarray, lo: float, hi: float, u
             dst[r] = (dst[r] | t) if union else (dst[r] & t)
 
 
-# No signature: compiled on its first call (0.4 s), so that a process which never
+# No signature: compiled on its first call (about 1 s), so that a process which never
 # plans with a sample (small stores, exact-only use) does not pay for it.
 @njit(nogil=True, boundscheck=False)
 def count_holding(
