@@ -842,19 +842,19 @@ def plan_batch(
         same_parts: dict[bytes, list[int]] = {}
         for j, i in enumerate(scanning):
             same_parts.setdefault(filters[i].parts.tobytes(), []).append(j)
-        groups: list[list[int]] = []
-        together: list[int] = []
+        # (members, mixed): mixed when the members come from several such sets.
+        groups: list[tuple[list[int], bool]] = []
+        together: list[list[int]] = []
         for members in same_parts.values():
             if sum(queries_of[scanning[j]].size for j in members) >= PROBE_GROUP_ALONE:
-                groups.append(members)
+                groups.append((members, False))
             else:
-                together.extend(members)
+                together.append(members)
         if together:
-            groups.append(sorted(together))
-        for members in groups:
+            groups.append((sorted(j for members in together for j in members), len(together) > 1))
+        for members, mixed in groups:
             union = np.any(routed[members], axis=0)  # partitions of any member
             cand = np.flatnonzero(union[list_part])
-            mixed = len({filters[scanning[j]].parts.tobytes() for j in members}) > 1
             qids = np.concatenate([queries_of[scanning[j]] for j in members])
             local = np.repeat(members, [queries_of[scanning[j]].size for j in members])
             step = max(PROBE_CHUNK // max(cand.size, 1), 1)

@@ -286,7 +286,12 @@ class _RangeList(ListData):
     _single: bool
 
     def __init__(
-        self, parent: ListData, starts: np.ndarray, stops: np.ndarray, valid: np.ndarray | None
+        self,
+        parent: ListData,
+        starts: np.ndarray,
+        stops: np.ndarray,
+        valid: np.ndarray | None,
+        single: bool,
     ) -> None:
         object.__setattr__(self, "offsets", parent.offsets)
         object.__setattr__(self, "codes", parent.codes)
@@ -297,7 +302,7 @@ class _RangeList(ListData):
         object.__setattr__(self, "_starts", starts)
         object.__setattr__(self, "_stops", stops)
         object.__setattr__(self, "_bases", np.concatenate([[0], np.cumsum(stops - starts)]))
-        object.__setattr__(self, "_single", bool(np.all(stops - starts == 1)))
+        object.__setattr__(self, "_single", single)
 
     def rows_with(self, value: str) -> np.ndarray:
         # The parent's rows are sorted: slice each range out of them, so the cost
@@ -336,12 +341,16 @@ class RangeStore(ColumnStore):
         self._cache = {}
 
     @cached_property
+    def _single(self) -> bool:
+        """Whether every range is one row (a selective filter's candidate rows)."""
+        return bool(np.all(self.stops - self.starts == 1))
+
+    @cached_property
     def _take(self) -> np.ndarray:
         """The parent row of each row (for gathering many ranges in one call)."""
-        lengths = self.stops - self.starts
-        if bool(np.all(lengths == 1)):  # one row per range (candidate rows)
+        if self._single:  # the rows are their own index
             return self.starts
-        return ranges_index(self.starts, lengths)
+        return ranges_index(self.starts, self.stops - self.starts)
 
     @cached_property
     def _bounds(self) -> list[tuple[int, int]]:
@@ -366,6 +375,6 @@ class RangeStore(ColumnStore):
                 data = ValueData(self._cat(whole.values), valid)
             else:
                 valid = None if whole.valid is None else self._cat(whole.valid)
-                data = _RangeList(whole, self.starts, self.stops, valid)
+                data = _RangeList(whole, self.starts, self.stops, valid, self._single)
             self._cache[name] = data
         return data
