@@ -47,6 +47,7 @@ from typing import Any
 
 import numpy as np
 
+from hqi._arrays import unique
 from hqi.errors import HqiError, InvalidInputError
 
 __all__ = ["DistributedError", "RayBackend", "ray_train_leaves", "require_ray", "shutdown_all"]
@@ -146,11 +147,11 @@ def split_plan(plan: Any, queries: np.ndarray, owner: np.ndarray, workers: int) 
             if pre_filters
             else np.zeros(0, dtype=np.int64)
         )
-        qids = np.union1d(np.unique(plan.probe_query[mine]), pre_queries).astype(np.int64)
+        qids = unique(np.concatenate([plan.probe_query[mine], pre_queries])).astype(np.int64)
         if qids.size == 0:
             shares.append(Share(None, queries[:0], qids))
             continue
-        used = np.unique(plan.query_filter[qids])
+        used = unique(plan.query_filter[qids])
         new_filter = np.full(len(plan.filters), -1, dtype=np.int64)
         new_filter[used] = np.arange(used.size)
         filters = []

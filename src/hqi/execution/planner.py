@@ -95,6 +95,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from hqi._arrays import isin_sorted, unique
 from hqi.collection import Metric
 from hqi.execution.kernels import count_holding
 from hqi.index.partitioned import Partitioning
@@ -248,10 +249,10 @@ class BatchPlan:
         # at or before it (empty lists share their start with the next one).
         lists = np.searchsorted(self.cell_bounds[:num_lists, 0], at, side="right") - 1
         queries = np.arange(nq, dtype=np.int64)[:, None]
-        probed = np.unique(self.probe_query * num_cells + self.probe_cell)
-        hit = np.isin(queries * num_cells + lists, probed)
+        probed = unique(self.probe_query * num_cells + self.probe_cell)
+        hit = isin_sorted(queries * num_cells + lists, probed)
         whole = num_lists + self.cell_part[lists]  # the list's partition, probed whole
-        hit |= np.isin(queries * num_cells + whole, probed)
+        hit |= isin_sorted(queries * num_cells + whole, probed)
         prefiltered = np.array([f.strategy == "prefilter" for f in self.filters], dtype=bool)
         hit |= prefiltered[self.query_filter][:, None]
         return hit & valid
@@ -883,7 +884,7 @@ def plan_batch(
             pq, pc = np.concatenate(pq_), np.concatenate(pc_)
             pf = query_filter[pq]
             mine = estimated[pf]
-            keys = np.unique(pf[mine] * t + pc[mine])
+            keys = unique(pf[mine] * t + pc[mine])
             fid, cell = np.divmod(keys, t)
             # A filter with a program is tested by the executor: only the lists'
             # zone maps rule lists out, for all such filters in one call. The
@@ -901,11 +902,11 @@ def plan_batch(
                 + _mask_probed(
                     filters[i], masked_cell[bounds[i] : bounds[i + 1]], part, list_part, store
                 )
-                for i in np.unique(masked).tolist()
+                for i in unique(masked).tolist()
             ]
             dropped = np.concatenate(empty)
             if dropped.size:  # lists where nothing qualifies: not worth a product
-                keep = ~np.isin(pf * t + pc, dropped)
+                keep = ~isin_sorted(pf * t + pc, unique(dropped))
                 pq, pc = pq[keep], pc[keep]
             pq_, pc_ = [pq], [pc]
     list_ranges = np.stack([part.list_bounds[:-1], part.list_bounds[1:]], axis=1)

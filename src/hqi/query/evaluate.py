@@ -28,6 +28,7 @@ from typing import Any
 
 import numpy as np
 
+from hqi._arrays import unique
 from hqi.query.columns import ColumnStore, ListData, RangeStore, StringData, ValueData
 from hqi.query.predicate import (
     And,
@@ -121,7 +122,7 @@ def sparse_rows(pred: Predicate, store: ColumnStore) -> np.ndarray | None:
     hits = rows[_Evaluator(RangeStore(store, rows, rows + 1)).mask(pred, want=True)]
     # One posting list is ascending already; several (IN, OR) are concatenated.
     if hits.size > 1 and not bool(np.all(hits[1:] > hits[:-1])):
-        hits = np.unique(hits)
+        hits = unique(hits)
     return hits.astype(np.int64, copy=False)
 
 

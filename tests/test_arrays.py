@@ -1,0 +1,31 @@
+"""hqi._arrays: sort-based stand-ins for np.unique and np.isin give NumPy's answers."""
+
+import numpy as np
+from hypothesis import given
+from hypothesis import strategies as st
+from hypothesis.extra import numpy as hnp
+
+from hqi._arrays import isin_sorted, unique
+
+ints = hnp.arrays(
+    np.int64,
+    hnp.array_shapes(min_dims=1, max_dims=2, max_side=40),
+    elements=st.integers(-(2**40), 2**40) | st.integers(-3, 3),
+)
+
+
+@given(ints)
+def test_unique_is_numpys(values: np.ndarray) -> None:
+    got = unique(values)
+    np.testing.assert_array_equal(got, np.unique(values))
+    assert got.dtype == values.dtype
+
+
+@given(ints, ints)
+def test_isin_sorted_is_numpys(values: np.ndarray, items: np.ndarray) -> None:
+    np.testing.assert_array_equal(isin_sorted(values, unique(items)), np.isin(values, items))
+
+
+def test_empty() -> None:
+    assert unique(np.zeros(0, dtype=np.int64)).size == 0
+    assert not isin_sorted(np.arange(3), np.zeros(0, dtype=np.int64)).any()
