@@ -10,21 +10,11 @@ Prints both costs (medians) and their ratio, for a few batch sizes.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
 
 import numpy as np
 
+from common import median_seconds
 from hqi._threads import limit_threads
-
-
-def median_seconds(fn, repeats: int = 7) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:

@@ -3,12 +3,25 @@
 from __future__ import annotations
 
 import argparse
+import statistics
+import time
+from collections.abc import Callable
 from typing import TYPE_CHECKING
 
 from hqi.datasets import Catalog, Workload, make_catalog, make_workload
 
 if TYPE_CHECKING:
     import hqi
+
+
+def median_seconds(fn: Callable[[], object], repeats: int = 7) -> float:
+    """The median wall time of ``repeats`` calls of ``fn``."""
+    times = []
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times)
 
 
 def synthetic_parser(doc: str) -> argparse.ArgumentParser:

@@ -13,25 +13,14 @@ and by ``ZoneMaps`` (keys and hqi._arrays.unique), with equal counts checked.
 from __future__ import annotations
 
 import argparse
-import statistics
-import time
-from collections.abc import Callable
 
 import numpy as np
 
+from common import median_seconds
 from hqi._arrays import unique
 from hqi.datasets import make_catalog
 from hqi.layout.zonemap import ZoneMaps
 from hqi.query import ColumnStore
-
-
-def median_time(fn: Callable[[], object], repeats: int) -> float:
-    times = []
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        fn()
-        times.append(time.perf_counter() - t0)
-    return statistics.median(times)
 
 
 def main() -> None:
@@ -44,8 +33,8 @@ def main() -> None:
     for size in (10_000, 50_000, 200_000, 1_700_000):
         for high, label in ((100, "100 distinct"), (2**40, "mostly distinct")):
             values = rng.integers(0, high, size)
-            a = median_time(lambda: np.unique(values), args.repeats)  # noqa: B023
-            b = median_time(lambda: unique(values), args.repeats)  # noqa: B023
+            a = median_seconds(lambda: np.unique(values), args.repeats)  # noqa: B023
+            b = median_seconds(lambda: unique(values), args.repeats)  # noqa: B023
             print(
                 f"{size:>9,} int64, {label:<15}: np.unique {a * 1e3:8.2f} ms, "
                 f"sort {b * 1e3:7.2f} ms ({a / b:.1f}x)"
@@ -62,8 +51,8 @@ def main() -> None:
         np.add.at(counts, (part_of_row[pairs[0]], pairs[1]), 1)
         return counts[:, :-1]
 
-    old = median_time(stacked, max(args.repeats // 2, 1))
-    new = median_time(lambda: ZoneMaps(store, bounds)._summary("tags"), args.repeats)
+    old = median_seconds(stacked, max(args.repeats // 2, 1))
+    new = median_seconds(lambda: ZoneMaps(store, bounds)._summary("tags"), args.repeats)
     same = np.array_equal(stacked(), ZoneMaps(store, bounds)._summary("tags")["tag_rows"])
     print(
         f"zone maps of tags ({data.codes.size:,} elements, {args.n:,} rows, 64 zones): "

@@ -29,3 +29,10 @@ def test_isin_sorted_is_numpys(values: np.ndarray, items: np.ndarray) -> None:
 def test_empty() -> None:
     assert unique(np.zeros(0, dtype=np.int64)).size == 0
     assert not isin_sorted(np.arange(3), np.zeros(0, dtype=np.int64)).any()
+
+
+def test_ascending_input_is_copied() -> None:
+    values = np.array([1, 4, 9, 20], dtype=np.int64)
+    got = unique(values)
+    np.testing.assert_array_equal(got, values)
+    assert not np.shares_memory(got, values)

@@ -121,9 +121,7 @@ def sparse_rows(pred: Predicate, store: ColumnStore) -> np.ndarray | None:
         return rows.astype(np.int64)
     hits = rows[_Evaluator(RangeStore(store, rows, rows + 1)).mask(pred, want=True)]
     # One posting list is ascending already; several (IN, OR) are concatenated.
-    if hits.size > 1 and not bool(np.all(hits[1:] > hits[:-1])):
-        hits = unique(hits)
-    return hits.astype(np.int64, copy=False)
+    return unique(hits).astype(np.int64, copy=False)
 
 
 def _sparse_mask(pred: Predicate, store: ColumnStore) -> np.ndarray | None:
