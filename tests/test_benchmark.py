@@ -2,8 +2,15 @@
 
 from __future__ import annotations
 
+import re
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 
+import hqi
 from hqi.benchmark import BenchConfig, run_benchmark, write_report
 from hqi.benchmark.real import data_root, load_real
 
@@ -49,3 +56,43 @@ def test_real_fb15k237_loads() -> None:
     assert data.vectors.shape == (14541, 384) and data.attributes.num_rows == 14541
     assert len(data.filters) == 40 and data.queries.shape == (40, 384)
     assert "genres" in data.attributes.column_names
+
+
+@pytest.mark.skipif(
+    data_root() is None or not (data_root() / "spotify_tophits").is_dir(),  # type: ignore[operator]
+    reason="../shared/data/spotify_tophits is not present (real data is never in the repo)",
+)
+def test_real_spotify_songs_exact_against_duckdb_and_brute_force() -> None:
+    """The songs example on real data: a learned layout's exact answers equal a
+    brute force over the rows DuckDB selects, for every filter template."""
+    data = load_real("spotify_tophits", queries=300, train_queries=300, k=10)
+    assert data.vectors.shape == (2000, 384) and data.attributes.num_rows == 2000
+    # Vectors are aligned to the songs: each song's embedded text names its artist.
+    songs = pq.read_table(data_root() / "spotify_tophits" / "songs.parquet")  # type: ignore[operator]
+    texts, artists = songs.column("text"), data.attributes.column("artist")
+    assert all(f"by {artists[i]}" in texts[i].as_py() for i in range(0, 2000, 97))
+    templates = {re.sub(r"'[^']*'|[\d.]+", "?", f) for f in data.filters}
+    assert len(templates) >= 7, templates
+    index = hqi.build(
+        data.vectors, data.attributes, workload=data.train_filters, min_partition_rows=100
+    )
+    assert index.info()["partitions"] > 1
+    found = index.search(data.queries, data.filters, k=10, exact=True, flat=False)
+    con = duckdb.connect()
+    con.register("songs", data.attributes.append_column("row", pa.array(range(2000), pa.int64())))
+    for i, text in enumerate(data.filters):
+        rows = np.array(
+            [r for (r,) in con.execute(f"SELECT row FROM songs WHERE {text}").fetchall()],
+            dtype=np.int64,
+        )
+        d = ((data.vectors[rows] - data.queries[i]) ** 2).sum(axis=1, dtype=np.float64)
+        expected = rows[np.argsort(d, kind="stable")][:10]
+        got = found.ids[i][found.ids[i] >= 0]
+        assert got.size == expected.size, text
+        # The same neighbours (float32 and float64 distances may order near-ties apart).
+        assert np.allclose(
+            np.sort(found.distances[i][: got.size]),
+            np.sort(d[np.argsort(d)][:10]),
+            rtol=1e-4,
+            atol=1e-5,
+        ), text

@@ -128,9 +128,60 @@ def _movielens(
     return vectors, attrs, templates
 
 
+def _spotify_tophits(
+    root: Path,
+) -> tuple[np.ndarray, pa.Table, list[Callable[[dict[str, Any]], str | None]]]:
+    """2,000 hit songs (1998-2020): the "songs like this one, same genre,
+    released around the same time" example on real data. Vectors are the
+    folder's MiniLM embeddings, aligned to ``song_id`` by its ids file."""
+    folder = root / "spotify_tophits"
+    table = pq.read_table(folder / "songs.parquet")
+    vectors = np.load(folder / "emb_minilm_l6_v2.npy").astype(np.float32)
+    ids = np.loadtxt(folder / "emb_minilm_l6_v2_ids.txt", dtype=np.int64, ndmin=1)
+    order = np.argsort(ids)
+    song_ids = table.column("song_id").to_numpy()
+    if ids.size != table.num_rows or not np.array_equal(ids[order], np.sort(song_ids)):
+        raise InvalidInputError(f"{folder}: the embedding ids do not match songs.parquet's song_id")
+    vectors = np.ascontiguousarray(vectors[order[np.searchsorted(ids[order], song_ids)]])
+    attrs = pa.table(
+        {
+            "artist": table.column("artist").cast(pa.string()),
+            "year": table.column("year"),
+            "genres": _split_list(table.column("genres")),
+            "popularity": table.column("popularity"),
+            "explicit": table.column("explicit"),
+            "danceability": table.column("danceability"),
+            "energy": table.column("energy"),
+        }
+    )
+    templates: list[Callable[[dict[str, Any]], str | None]] = [
+        lambda a: (
+            (
+                f"list_contains(genres, {sql_literal(a['genres'][0])}) AND year BETWEEN "
+                f"{a['year'] - 5} AND {a['year'] + 5}"
+            )
+            if a["genres"]
+            else None
+        ),
+        lambda a: f"list_contains(genres, {sql_literal(a['genres'][-1])})" if a["genres"] else None,
+        lambda a: f"artist = {sql_literal(a['artist'])}",
+        lambda a: (
+            f"artist != {sql_literal(a['artist'])} AND "
+            f"list_contains(genres, {sql_literal(a['genres'][0])})"
+            if a["genres"]
+            else None
+        ),
+        lambda a: f"explicit = FALSE AND popularity >= {a['popularity']}",
+        lambda a: f"danceability >= {a['danceability']:.2f} AND energy >= {a['energy']:.2f}",
+        lambda a: f"year = {a['year']}",
+    ]
+    return vectors, attrs, templates
+
+
 DATASETS: dict[str, Callable[[Path], tuple[np.ndarray, pa.Table, list[Any]]]] = {
     "fb15k237": _fb15k237,
     "movielens": _movielens,
+    "spotify_tophits": _spotify_tophits,
 }
 SIGMOD2024 = "sigmod2024_hybrid"  # real queries of its own (not generated from templates)
 
