@@ -168,8 +168,10 @@ class FaissIVFSelector:
         self.filters = _Filters(data)
 
     def grid(self) -> list[dict[str, Any]]:
-        # Steps of about sqrt(2), as fine as hqi's grid around recall 0.95.
-        return [{"nprobe": n} for n in (4, 8, 16, 24, 32, 40, 48, 64, 96, 128, 256, 512)]
+        # Steps of at most 1.25x between recall 0.9 and 0.98, as fine as hqi's grid
+        # there (at 1M, nprobe 48 reached 0.9498 and 64 cost 7% more than 56).
+        grid = (4, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 256, 512)
+        return [{"nprobe": n} for n in grid]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
         return _per_filter_search(
