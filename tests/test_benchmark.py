@@ -71,8 +71,8 @@ def test_real_spotify_songs_exact_against_duckdb_and_brute_force() -> None:
     songs = pq.read_table(data_root() / "spotify_tophits" / "songs.parquet")  # type: ignore[operator]
     texts, artists = songs.column("text"), data.attributes.column("artist")
     assert all(f"by {artists[i]}" in texts[i].as_py() for i in range(0, 2000, 97))
-    templates = {re.sub(r"'[^']*'|[\d.]+", "?", f) for f in data.filters}
-    assert len(templates) >= 7, templates
+    templates = {re.sub(r"'(?:[^']|'')*'|[\d.]+", "?", f) for f in data.filters}
+    assert len(templates) == 7, templates
     index = hqi.build(
         data.vectors, data.attributes, workload=data.train_filters, min_partition_rows=100
     )
@@ -85,14 +85,8 @@ def test_real_spotify_songs_exact_against_duckdb_and_brute_force() -> None:
             [r for (r,) in con.execute(f"SELECT row FROM songs WHERE {text}").fetchall()],
             dtype=np.int64,
         )
-        d = ((data.vectors[rows] - data.queries[i]) ** 2).sum(axis=1, dtype=np.float64)
-        expected = rows[np.argsort(d, kind="stable")][:10]
-        got = found.ids[i][found.ids[i] >= 0]
-        assert got.size == expected.size, text
-        # The same neighbours (float32 and float64 distances may order near-ties apart).
-        assert np.allclose(
-            np.sort(found.distances[i][: got.size]),
-            np.sort(d[np.argsort(d)][:10]),
-            rtol=1e-4,
-            atol=1e-5,
-        ), text
+        d = np.sort(((data.vectors[rows] - data.queries[i]) ** 2).sum(axis=1, dtype=np.float64))
+        got = int(np.count_nonzero(found.ids[i] >= 0))
+        assert got == min(10, rows.size), text
+        # The same neighbours' distances (float32 and float64 may order near-ties apart).
+        assert np.allclose(np.sort(found.distances[i][:got]), d[:10], rtol=1e-4, atol=1e-5), text
