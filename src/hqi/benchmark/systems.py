@@ -158,7 +158,9 @@ class FaissIVFSelector:
         faiss = _faiss()
 
         n, d = data.vectors.shape
-        nlist = int(self.nlist_per_sqrt * np.sqrt(n))
+        # 4 sqrt(N) lists, but at least 39 training points per list, FAISS's own
+        # minimum (below it FAISS warns, and its k-means underfits): small sets.
+        nlist = max(1, min(int(self.nlist_per_sqrt * np.sqrt(n)), n // 39))
         quantizer = faiss.IndexFlatL2(d)
         self.index = faiss.IndexIVFFlat(quantizer, d, nlist)
         rng = np.random.default_rng(0)
