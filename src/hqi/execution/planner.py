@@ -28,8 +28,8 @@ For each distinct filter of the batch (evaluated once, shared by its queries):
    ``bench/calibrate.py`` measures the kernel-level ratio on this machine:
    about 10 when one query uses the gathered rows, 3 for four, 1 for
    hundreds. In a whole search a scanned row is shared by the many queries
-   of its cell, and the default, 50, is what the 1M exact plan measured
-   (see ``SearchOptions``).
+   of its cell; the default, 100, is from whole exact searches at 1M, 200k
+   and on real data (see ``SearchOptions``).
 3. *Probe*: exact: every routed partition, whole, less the lists where the
    lists' zone maps say the filter cannot hold (``BatchPlan.list_may``; the
    k-means lists follow the attributes the vectors correlate with). Otherwise *global
