@@ -738,11 +738,14 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
     p.set_defaults(func=cmd_kg_related)
 
+    from hqi.benchmark.real import DATASETS, SIGMOD2024
+
     p = sub.add_parser("bench", help="recall vs QPS of hqi and FAISS/hnswlib baselines")
     p.add_argument(
         "--dataset",
         default="synthetic",
-        help="synthetic (default) or a folder name under ../shared/data",
+        help="synthetic (default) or a folder under ../shared/data: "
+        + ", ".join([*DATASETS, SIGMOD2024]),
     )
     p.add_argument("--n", type=_positive, default=100_000, help="synthetic entities")
     p.add_argument("--dim", type=_positive, default=64, help="synthetic dimension")
