@@ -95,6 +95,15 @@ def _fb15k237(
     return vectors, attrs, templates
 
 
+def _genre_near_year(a: dict[str, Any], years: int) -> str | None:
+    """An entity's first genre and years within ``years`` of its own (None
+    without a genre or a year): MovieLens's and the songs' template."""
+    if not a["genres"] or not a["year"]:
+        return None
+    genre, year = sql_literal(a["genres"][0]), a["year"]
+    return f"list_contains(genres, {genre}) AND year BETWEEN {year - years} AND {year + years}"
+
+
 def _movielens(
     root: Path,
 ) -> tuple[np.ndarray, pa.Table, list[Callable[[dict[str, Any]], str | None]]]:
@@ -112,14 +121,7 @@ def _movielens(
     )
     templates: list[Callable[[dict[str, Any]], str | None]] = [
         lambda a: f"list_contains(genres, {sql_literal(a['genres'][0])})" if a["genres"] else None,
-        lambda a: (
-            (
-                f"list_contains(genres, {sql_literal(a['genres'][0])}) AND year BETWEEN "
-                f"{a['year'] - 5} AND {a['year'] + 5}"
-            )
-            if a["genres"] and a["year"]
-            else None
-        ),
+        lambda a: _genre_near_year(a, 5),
         lambda a: f"year = {a['year']}" if a["year"] else None,
         lambda a: f"year < {a['year']}" if a["year"] else None,
         lambda a: "rating >= 3.5" if a["rating"] is not None else None,
@@ -155,14 +157,7 @@ def _spotify_tophits(
         }
     )
     templates: list[Callable[[dict[str, Any]], str | None]] = [
-        lambda a: (
-            (
-                f"list_contains(genres, {sql_literal(a['genres'][0])}) AND year BETWEEN "
-                f"{a['year'] - 5} AND {a['year'] + 5}"
-            )
-            if a["genres"]
-            else None
-        ),
+        lambda a: _genre_near_year(a, 5),
         lambda a: f"list_contains(genres, {sql_literal(a['genres'][-1])})" if a["genres"] else None,
         lambda a: f"artist = {sql_literal(a['artist'])}",
         lambda a: (
