@@ -22,6 +22,7 @@ The parallel axis is the BLAS threads inside each product; chunk sizes are
 
 from __future__ import annotations
 
+from contextlib import nullcontext
 from dataclasses import dataclass
 
 import numpy as np
@@ -29,6 +30,7 @@ import numpy as np
 from hqi.collection import Metric
 from hqi.execution.exact import Group, _gather_scan, exact_distances, ranking_queries
 from hqi.execution.planner import BatchPlan, FilterPlan, filter_queries
+from hqi.execution.products import BF16Queries, BF16Rows, torch_threads
 from hqi.execution.topk import RowMasks, TopK
 from hqi.index.partitioned import Partitioning
 
@@ -96,6 +98,7 @@ class _Context:
     block_rows: int
     query_block: int
     filters: _FilterTable
+    bf16: BF16Queries | None = None  # products in bfloat16 (hqi.execution.products)
 
 
 def _cell_masks(
@@ -166,6 +169,9 @@ def _scan_cells(
             cols = np.arange(r0, r1, dtype=np.int64)
             for q0 in range(0, queries.size, query_block):
                 q1 = min(queries.size, q0 + query_block)
+                if ctx.bf16 is not None:
+                    ctx.bf16.push_range(top, queries[q0:q1], r0, r1, bnorms, piece.of(q0, q1))
+                    continue
                 scores = block @ scaled[queries[q0:q1]].T
                 top.push_scores(queries[q0:q1], scores, cols, bnorms, piece.of(q0, q1))
     return computed
@@ -226,6 +232,7 @@ def _prefilter(ctx: _Context, top: TopK, filter_ids: list[int]) -> int:
             top,
             block_rows=ctx.block_rows,
             query_block=ctx.query_block,
+            bf16=ctx.bf16,
         )
         computed += rows.size * group.queries.size
     return computed
@@ -255,6 +262,7 @@ def execute_plan(
     block_rows: int = 65536,
     query_block: int = 256,
     workers: int = 1,
+    bf16: BF16Rows | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(positions (Q, k), distances (Q, k), distance computations).
 
@@ -263,6 +271,9 @@ def execute_plan(
     the cells and prefilter filters from one queue, largest estimated work
     first, and their top-k are merged at the end. (Dealing them out in turn
     left one worker up to 0.45 s behind the other on the 1M exact batch.)
+
+    With ``bf16`` (the rows in bfloat16), the products run in bfloat16 and the
+    results are the same (:mod:`hqi.execution.products`).
     """
     top, computed = collect_topk(
         plan,
@@ -275,6 +286,7 @@ def execute_plan(
         block_rows=block_rows,
         query_block=query_block,
         workers=workers,
+        bf16=bf16,
     )
     pos, dist = finish_topk(top, vectors, queries, metric)
     return pos, dist, computed
@@ -292,6 +304,7 @@ def collect_topk(
     block_rows: int = 65536,
     query_block: int = 256,
     workers: int = 1,
+    bf16: BF16Rows | None = None,
 ) -> tuple[TopK, int]:
     """Run the plan into a running top-k, before :func:`finish_topk`: the part a
     remote worker runs on its share of a plan (:mod:`hqi.distributed`)."""
@@ -314,6 +327,7 @@ def collect_topk(
         block_rows,
         query_block,
         _FilterTable.of(plan, part.num_parts),
+        None if bf16 is None else bf16.queries(scaled),
     )
 
     top = TopK(queries.shape[0], k)
@@ -347,7 +361,11 @@ def collect_topk(
         return done
 
     tops = [TopK(queries.shape[0], k) for _ in range(workers)]
-    with threadpool_limits(limits=1, user_api="blas"), ThreadPoolExecutor(workers) as pool:
+    with (
+        threadpool_limits(limits=1, user_api="blas"),
+        torch_threads(1) if bf16 is not None else nullcontext(),
+        ThreadPoolExecutor(workers) as pool,
+    ):
         futures = [pool.submit(run, tops[w]) for w in range(workers)]
         computed = sum(f.result() for f in futures)
     everyone = np.arange(queries.shape[0])

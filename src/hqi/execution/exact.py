@@ -28,11 +28,15 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from hqi.collection import Metric
 from hqi.execution.topk import RowMasks, TopK
+
+if TYPE_CHECKING:
+    from hqi.execution.products import BF16Queries
 
 __all__ = ["Group", "exact_distances", "exact_search"]
 
@@ -171,11 +175,14 @@ def _gather_scan(
     *,
     block_rows: int,
     query_block: int,
+    bf16: BF16Queries | None = None,
 ) -> None:
     """The group's qualifying rows against its queries (``scaled``:
     :func:`ranking_queries`): runs of at least :data:`IN_PLACE_RUN` consecutive
     rows are read in place; the others are gathered block by block into one
-    reused buffer (:data:`GATHER_ROWS` at most)."""
+    reused buffer (:data:`GATHER_ROWS` at most). With ``bf16``, the products
+    run in bfloat16 (:mod:`hqi.execution.products`), on rows gathered from
+    its bfloat16 copy."""
     assert group.rows is not None
     rows = group.rows.astype(np.int64, copy=False)
     if rows.size == 0:
@@ -189,6 +196,20 @@ def _gather_scan(
             top.push_scores(qids, block @ scaled[qids].T, cols, norms)
 
     in_place, scattered = _runs(rows, IN_PLACE_RUN)
+    if bf16 is not None:
+        for a, b in in_place:
+            for r0 in range(a, b, block_rows):
+                r1 = min(b, r0 + block_rows)
+                norms = None if sq_norms is None else sq_norms[r0:r1]
+                for qs in range(0, group.queries.size, query_block):
+                    bf16.push_range(top, group.queries[qs : qs + query_block], r0, r1, norms)
+        for start in range(0, scattered.size, step):
+            cols = scattered[start : start + step]
+            block = bf16.gather(cols)
+            norms = None if sq_norms is None else sq_norms[cols]
+            for qs in range(0, group.queries.size, query_block):
+                bf16.push_rows(top, group.queries[qs : qs + query_block], block, cols, norms)
+        return
     for a, b in in_place:
         for r0 in range(a, b, block_rows):
             r1 = min(b, r0 + block_rows)
@@ -244,7 +265,9 @@ def exact_search(
         if on_progress is not None:
             on_progress(nb)
     for group in narrow:
-        _gather_scan(vectors, norms, scaled, group, top, **opts)
+        _gather_scan(
+            vectors, norms, scaled, group, top, block_rows=block_rows, query_block=query_block
+        )
         computed += group.rows.size * group.queries.size  # type: ignore[union-attr]
         if on_progress is not None:
             on_progress(int(group.queries.size))

@@ -28,7 +28,7 @@ from numba import types
 
 from hqi._jit import njit
 
-__all__ = ["count_holding", "push_scores"]
+__all__ = ["count_holding", "push_scores", "push_scores_bf16"]
 
 
 def _array(dtype: types.Type, ndim: int, writable: bool = False) -> types.Array:
@@ -185,6 +185,121 @@ def push_scores(
             pos[s] = p
             thr[i] = dist[k - 1]
             thr_pos[i] = pos[k - 1]
+
+
+@njit(nogil=True, boundscheck=False, fastmath=True)
+def _dot(x: np.ndarray, y: np.ndarray) -> np.float32:
+    """``x . y`` in float32 (reassociated: the compiler vectorises it)."""
+    acc = np.float32(0.0)
+    for t in range(x.size):
+        acc += x[t] * y[t]
+    return acc
+
+
+# No signature: compiled on its first call (about 2 s), only where the bf16
+# products run (hqi.execution.products).
+@njit(nogil=True, boundscheck=False)
+def push_scores_bf16(
+    top_dist: np.ndarray,
+    top_pos: np.ndarray,
+    queries: np.ndarray,
+    scores: np.ndarray,
+    norms: np.ndarray,
+    cols: np.ndarray,
+    bits: np.ndarray,
+    mask_offset: np.ndarray,
+    mask_base: np.ndarray,
+    attrs: np.ndarray,
+    program: np.ndarray,
+    atom_col: np.ndarray,
+    atom_group: np.ndarray,
+    atom_lo: np.ndarray,
+    atom_hi: np.ndarray,
+    vectors: np.ndarray,
+    scaled: np.ndarray,
+    row_len: np.ndarray,
+    row_eps: np.ndarray,
+    query_slack: np.ndarray,
+) -> None:
+    """:func:`push_scores` for approximate scores, with the same results.
+
+    ``scores`` (b, m' >= m) holds bfloat16 bit patterns (uint16): products of
+    the rows and queries rounded to bfloat16 (:mod:`hqi.execution.products`);
+    columns past the m queries are padding, ignored.
+    Each is off the float32 score by at most ``row_len[j] * query_slack[i] +
+    row_eps[j]`` (a bound, not an estimate). A row goes on only where its
+    score less that bound could be under a query's k-th distance; there its
+    mask or program is tested, then its float32 distance is computed from
+    ``vectors[cols[j]]`` and ``scaled[queries[i]]`` and merged exactly as
+    :func:`push_scores` merges one. So nothing the float32 pass would take
+    is skipped, and only distances computed in float32 enter the top-k.
+    """
+    b = scores.shape[0]
+    m = queries.size
+    k = top_dist.shape[1]
+    has_norms = norms.size > 0
+    inf = np.float32(np.inf)
+    zero = np.float32(0.0)
+    thr = np.empty(m, dtype=np.float32)  # each query's k-th distance and position
+    thr_pos = np.empty(m, dtype=np.int64)
+    for i in range(m):
+        thr[i] = top_dist[queries[i], k - 1]
+        thr_pos[i] = top_pos[queries[i], k - 1]
+    widened = np.empty(m, dtype=np.uint32)
+    approx = widened.view(np.float32)  # a row's scores as float32 (bf16 is the top half)
+    words = (m + 7) // 8
+    flags = np.zeros(8 * words, dtype=np.uint8)  # which queries could take the row
+    flag_words = flags.view(np.uint64)
+    for j in range(b):
+        norm = norms[j] if has_norms else zero
+        rl = row_len[j]
+        base = norm - row_eps[j]
+        row = scores[j]
+        for i in range(m):
+            widened[i] = np.uint32(row[i]) << 16
+        for i in range(m):  # vectorised: which queries could take this row?
+            flags[i] = np.uint8(approx[i] + base - rl * query_slack[i] <= thr[i])
+        any_word = np.uint64(0)
+        for w in range(words):
+            any_word |= flag_words[w]
+        if any_word == 0:
+            continue
+        p = cols[j]
+        x = vectors[p]
+        # Visit only the queries flagged (about 2% of them where any is, on
+        # the 1M exact batch), eight flags at a time.
+        for w in range(words):
+            if flag_words[w] == 0:
+                continue
+            for i in range(8 * w, min(m, 8 * w + 8)):
+                if flags[i] == 0:
+                    continue
+                offset = mask_offset[i]
+                if offset >= 0:
+                    bit = p - mask_base[i]
+                    if (bits[offset + (bit >> 3)] >> (7 - (bit & 7))) & 1 == 0:
+                        continue
+                first = program[i, 0]
+                if first >= 0 and not _holds(
+                    attrs, p, first, program[i, 1], atom_col, atom_group, atom_lo, atom_hi
+                ):
+                    continue
+                d = _dot(x, scaled[queries[i]]) + norm
+                if not d <= thr[i]:
+                    continue
+                if d == thr[i] and (p >= thr_pos[i] or d == inf):
+                    continue  # an equal distance wins only at a smaller position
+                dist = top_dist[queries[i]]
+                pos = top_pos[queries[i]]
+                s = k - 1
+                while s > 0 and (dist[s - 1] > d or (dist[s - 1] == d and pos[s - 1] > p)):
+                    dist[s] = dist[s - 1]
+                    pos[s] = pos[s - 1]
+                    s -= 1
+                dist[s] = d
+                pos[s] = p
+                thr[i] = dist[k - 1]
+                thr_pos[i] = pos[k - 1]
 
 
 @njit(nogil=True, boundscheck=False)

@@ -117,6 +117,14 @@ class SearchOptions:
 
     ``query_block``: queries per distance block (see ``block_rows``).
 
+    ``products``: how the executor multiplies rows by queries. ``"fp32"``:
+    float32 BLAS. ``"bf16"``: bfloat16 on the CPU's AMX units through torch
+    (``pip install 'hqi[amx]'``), with a bound on the rounding so that the
+    answers are those of float32 (:mod:`hqi.execution.products`); the first
+    such search converts the rows once (2 bytes a value, kept with the
+    index). ``"auto"`` (default): ``"bf16"`` where torch is installed and the
+    CPU has AMX, else ``"fp32"``. ``Result.stats["bf16"]`` says which ran.
+
     ``backend``: ``"local"`` (this process) or ``"ray"``: the partitions are
     placed on Ray actors and each gets only its share of the planned batch
     (:mod:`hqi.distributed`); the results are identical. ``ray_address``:
@@ -137,6 +145,7 @@ class SearchOptions:
     flat: bool | None = None
     block_rows: int = 65536
     query_block: int = 256
+    products: str = "auto"
     backend: str = "local"
     ray_address: str | None = None
     ray_workers: int | None = None
@@ -166,6 +175,10 @@ class SearchOptions:
             raise InvalidInputError(f"parallel must be True, False or None, got {self.parallel!r}")
         if self.flat is not None and not isinstance(self.flat, bool):
             raise InvalidInputError(f"flat must be True, False or None, got {self.flat!r}")
+        if self.products not in ("auto", "fp32", "bf16"):
+            raise InvalidInputError(
+                f"products must be 'auto', 'fp32' or 'bf16', got {self.products!r}"
+            )
         if self.backend not in ("local", "ray"):
             raise InvalidInputError(f"backend must be 'local' or 'ray', got {self.backend!r}")
         if self.ray_workers is not None:

@@ -140,15 +140,6 @@ class TopK:
 
         if scores.shape[0] == 0 or scores.shape[1] == 0:
             return
-        masks = RowMasks.none(scores.shape[1]) if masks is None else masks
-        table = masks.table
-        if masks.program is None or table is None:
-            m = scores.shape[1]
-            program = _NO_PROGRAM[:m] if m <= _NO_PROGRAM.shape[0] else np.full((m, 2), -1)
-            attrs, col, group, lo, hi = _NO_ATTRS, _NO_INTS, _NO_INTS, _NO_FLOATS, _NO_FLOATS
-        else:
-            program = np.ascontiguousarray(masks.program, dtype=np.int64)
-            attrs, col, group, lo, hi = table.attrs, table.col, table.group, table.lo, table.hi
         push_scores(
             self.dist,
             self.pos,
@@ -156,18 +147,72 @@ class TopK:
             np.ascontiguousarray(scores, dtype=np.float32),
             _NO_NORMS if norms is None else np.ascontiguousarray(norms, dtype=np.float32),
             np.ascontiguousarray(cols, dtype=np.int64),
-            np.ascontiguousarray(masks.bits, dtype=np.uint8),
-            np.ascontiguousarray(masks.offset, dtype=np.int64),
-            np.ascontiguousarray(masks.base, dtype=np.int64),
-            attrs,
-            program,
-            col,
-            group,
-            lo,
-            hi,
+            *_mask_args(masks, scores.shape[1]),
+        )
+
+    def push_scores_bf16(
+        self,
+        queries: np.ndarray,
+        scores: np.ndarray,
+        cols: np.ndarray,
+        norms: np.ndarray | None,
+        masks: RowMasks | None,
+        *,
+        vectors: np.ndarray,
+        scaled: np.ndarray,
+        row_len: np.ndarray,
+        row_eps: np.ndarray,
+        query_slack: np.ndarray,
+    ) -> None:
+        """:meth:`push_scores` for bfloat16 scores (uint16 bit patterns) within a
+        known bound of the float32 ones (columns past ``queries``: padding,
+        ignored); the same results
+        (:func:`hqi.execution.kernels.push_scores_bf16`, :mod:`hqi.execution.products`)."""
+        from hqi.execution.kernels import push_scores_bf16
+
+        if scores.shape[0] == 0 or len(queries) == 0:
+            return
+        push_scores_bf16(
+            self.dist,
+            self.pos,
+            np.ascontiguousarray(queries, dtype=np.int64),
+            np.ascontiguousarray(scores, dtype=np.uint16),
+            _NO_NORMS if norms is None else np.ascontiguousarray(norms, dtype=np.float32),
+            np.ascontiguousarray(cols, dtype=np.int64),
+            *_mask_args(masks, len(queries)),
+            vectors,
+            scaled,
+            np.ascontiguousarray(row_len, dtype=np.float32),
+            np.ascontiguousarray(row_eps, dtype=np.float32),
+            np.ascontiguousarray(query_slack, dtype=np.float32),
         )
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """(positions with -1 padding, distances with +inf padding)."""
         pos = np.where(self.pos == PAD, -1, self.pos)
         return pos, self.dist
+
+
+def _mask_args(masks: RowMasks | None, m: int) -> tuple[np.ndarray, ...]:
+    """The compiled passes' mask and program arguments for ``m`` queries: bits,
+    offsets, bases, attributes, programs and the atoms' columns, groups,
+    lows and highs."""
+    masks = RowMasks.none(m) if masks is None else masks
+    table = masks.table
+    if masks.program is None or table is None:
+        program = _NO_PROGRAM[:m] if m <= _NO_PROGRAM.shape[0] else np.full((m, 2), -1)
+        attrs, col, group, lo, hi = _NO_ATTRS, _NO_INTS, _NO_INTS, _NO_FLOATS, _NO_FLOATS
+    else:
+        program = np.ascontiguousarray(masks.program, dtype=np.int64)
+        attrs, col, group, lo, hi = table.attrs, table.col, table.group, table.lo, table.hi
+    return (
+        np.ascontiguousarray(masks.bits, dtype=np.uint8),
+        np.ascontiguousarray(masks.offset, dtype=np.int64),
+        np.ascontiguousarray(masks.base, dtype=np.int64),
+        attrs,
+        program,
+        col,
+        group,
+        lo,
+        hi,
+    )

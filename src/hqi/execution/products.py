@@ -1,0 +1,243 @@
+"""Distance products in bfloat16 on AMX, with exact results (optional, needs torch).
+
+The executor's time goes to matrix products of rows by queries (float32 BLAS:
+about 130 GFLOP/s a core on this project's machine). CPUs with AMX (Intel
+Sapphire Rapids and later) multiply bfloat16 matrices several times faster
+(about 1 TFLOP/s a core here, through torch's oneDNN). This module runs the
+products in bfloat16 and keeps the answers those of float32:
+
+* the rows are kept once as bfloat16 (half the float32 bytes: 256 MB at 1M x
+  128) and each product's queries are rounded likewise; the product comes
+  back in bfloat16;
+* rounding both operands and the result to bfloat16 (8 significant bits,
+  unit roundoff ``u = 2**-8``, round to nearest even) moves a product
+  ``s . x`` by at most ``3u |s| |x|``, plus float32 accumulation (``d 2**-24
+  |s| |x|``, under ``2**-13`` for d up to 1,024): :data:`SLACK` bounds it;
+* the compiled pass (:func:`hqi.execution.kernels.push_scores_bf16`) takes a
+  row on for a query only where the approximate distance less that bound
+  could beat the query's k-th; there it tests the filter and computes the
+  float32 distance from the float32 row, and only that enters the top-k.
+
+So no row that the float32 pass would take is lost: exact search stays
+exact. What it costs is the float32 distances of the rows near each query's
+k-th (measured at 1M x 128 over the qualifying rows: 328 a query, where the
+float32 pass merges 160).
+
+Used when ``Index.search(..., products="bf16")``, or by default
+(``"auto"``) when torch is installed and the CPU has AMX
+(:func:`bf16_available`); ``"fp32"`` never. Install with
+``pip install 'hqi[amx]'``.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+if TYPE_CHECKING:
+    from hqi.execution.topk import RowMasks, TopK
+
+__all__ = ["SLACK", "BF16Rows", "bf16_available", "torch_threads"]
+
+# A product's error bound relative to |s| |x|: 3u (the two operands and the
+# result rounded to bfloat16, u = 2**-8) plus a margin (2**-12) for the
+# second-order terms and float32 accumulation.
+SLACK = 3 * 2.0**-8 + 2.0**-12
+# Per row, for the float32 sums (score + norm) around the bound: 2**-20 of
+# the squared norm, and a floor for rows of (near) zero norm.
+ROW_EPS = 2.0**-20
+ROW_EPS_FLOOR = 1e-30
+
+# Rows per bfloat16 product: its output stays in cache for the compiled pass.
+# Measured on one core, 128-d, 256 queries: 1,000-1,150 GFLOP/s from 2,048
+# to 16,384 rows, 250 at 65,536 (a 32 MB result).
+BLOCK_ROWS = 8192
+# Products come in few shapes: rows rounded up to a multiple of ROW_STEP and
+# queries to a bucket of QUERY_BUCKETS (the extra rows and columns are
+# computed and ignored). oneDNN compiles a kernel per shape: the 1M exact
+# batch's 3,332 products of their own shapes took 2.7 s, the same products
+# padded 0.35 s.
+ROW_STEP = 512
+QUERY_BUCKETS = (8, 16, 32, 64, 128, 256)
+
+
+def _padded(n: int, step: int) -> int:
+    return -(-n // step) * step
+
+
+def _query_bucket(m: int) -> int:
+    for bucket in QUERY_BUCKETS:
+        if m <= bucket:
+            return bucket
+    return _padded(m, QUERY_BUCKETS[-1])
+
+
+_lock = threading.Lock()
+_available: bool | None = None
+
+
+def bf16_available() -> bool:
+    """Whether bfloat16 products can run fast here: torch is importable and
+    the CPU has AMX tiles (without AMX, bfloat16 products are no faster
+    than float32 BLAS). Checked once per process."""
+    global _available
+    with _lock:
+        if _available is None:
+            try:
+                import torch
+
+                _available = bool(torch.cpu._is_amx_tile_supported())
+            except Exception:  # no torch, or a build without the check
+                _available = False
+        return _available
+
+
+@contextmanager
+def torch_threads(n: int) -> Iterator[None]:
+    """Run the block with torch's intra-op threads set to ``n`` (restored after)."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(n)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(before)
+
+
+@dataclass(frozen=True)
+class BF16Rows:
+    """An index's rows in bfloat16, with what the error bound needs per row."""
+
+    vectors: np.ndarray  # (N, d) float32, the rows themselves (for exact distances)
+    rows: Any  # torch.Tensor (N, d) bfloat16
+    row_len: np.ndarray  # (N,) float32: |x|
+    row_eps: np.ndarray  # (N,) float32: see ROW_EPS
+
+    @classmethod
+    def of(cls, vectors: np.ndarray, chunk: int = 65536) -> BF16Rows:
+        """Convert ``vectors`` (float32) chunk by chunk (bounded extra memory)."""
+        import torch
+
+        source = vectors.view(np.ndarray) if isinstance(vectors, np.memmap) else vectors
+        n, d = source.shape
+        rows = torch.empty((n, d), dtype=torch.bfloat16)
+        sq = np.empty(n, dtype=np.float32)
+        for a in range(0, n, chunk):
+            block = np.array(source[a : a + chunk], dtype=np.float32)  # writable, for torch
+            rows[a : a + block.shape[0]] = torch.from_numpy(block).to(torch.bfloat16)
+            sq[a : a + block.shape[0]] = np.einsum("ij,ij->i", block, block)
+        row_eps = (ROW_EPS * sq + ROW_EPS_FLOOR).astype(np.float32)
+        return cls(source, rows, np.sqrt(sq), row_eps)
+
+    def queries(self, scaled: np.ndarray) -> BF16Queries:
+        """The ranking queries (:func:`~hqi.execution.exact.ranking_queries`) of
+        one search, rounded once."""
+        import torch
+
+        scaled = np.ascontiguousarray(scaled, dtype=np.float32)
+        rounded = torch.from_numpy(scaled).to(torch.bfloat16)
+        slack = (SLACK * np.linalg.norm(scaled, axis=1)).astype(np.float32)
+        return BF16Queries(self, scaled, rounded, slack)
+
+
+@dataclass(frozen=True)
+class BF16Queries:
+    """One search's queries against :class:`BF16Rows`: products and merges."""
+
+    rows: BF16Rows
+    scaled: np.ndarray  # (Q, d) float32
+    rounded: Any  # torch.Tensor (Q, d) bfloat16
+    slack: np.ndarray  # (Q,) float32: SLACK * |s|
+
+    def push_range(
+        self,
+        top: TopK,
+        qids: np.ndarray,
+        r0: int,
+        r1: int,
+        norms: np.ndarray | None,
+        masks: RowMasks | None = None,
+    ) -> None:
+        """Rows ``r0:r1`` (read in place) against queries ``qids`` into ``top``,
+        :data:`BLOCK_ROWS` at a time."""
+        q = self._q(qids)
+        n = self.rows.rows.shape[0]
+        for a in range(r0, r1, BLOCK_ROWS):
+            b = min(r1, a + BLOCK_ROWS)
+            # A product of padded shape (see _padded), read from the rows around.
+            size = min(n, _padded(b - a, ROW_STEP))
+            start = max(0, min(a, n - size))
+            scores = self.rows.rows[start : start + size] @ q.T
+            cols = np.arange(a, b, dtype=np.int64)
+            part = None if norms is None else norms[a - r0 : b - r0]
+            self._push(top, qids, scores[a - start : b - start], cols, slice(a, b), part, masks)
+
+    def push_rows(
+        self,
+        top: TopK,
+        qids: np.ndarray,
+        block: Any,
+        cols: np.ndarray,
+        norms: np.ndarray | None,
+        masks: RowMasks | None = None,
+    ) -> None:
+        """Rows ``block`` (bfloat16, gathered by :meth:`gather`: its first
+        ``cols.size`` rows are those at positions ``cols``) against queries
+        ``qids`` into ``top``."""
+        q = self._q(qids)
+        for a in range(0, cols.size, BLOCK_ROWS):
+            b = min(cols.size, a + BLOCK_ROWS)
+            part = None if norms is None else norms[a:b]
+            scores = block[a : a + _padded(b - a, ROW_STEP)] @ q.T
+            self._push(top, qids, scores[: b - a], cols[a:b], cols[a:b], part, masks)
+
+    def gather(self, cols: np.ndarray) -> Any:
+        """The bfloat16 rows at positions ``cols`` (half the bytes of float32),
+        padded to :func:`_padded` rows by repeating the last."""
+        import torch
+
+        at = np.empty(_padded(cols.size, ROW_STEP), dtype=np.int64)
+        at[: cols.size] = cols
+        at[cols.size :] = cols[-1]
+        return self.rows.rows.index_select(0, torch.from_numpy(at))
+
+    def _q(self, qids: np.ndarray) -> Any:
+        """The rounded queries ``qids``, padded to :func:`_query_bucket` rows."""
+        import torch
+
+        at = np.empty(_query_bucket(qids.size), dtype=np.int64)
+        at[: qids.size] = qids
+        at[qids.size :] = qids[-1]
+        return self.rounded.index_select(0, torch.from_numpy(at))
+
+    def _push(
+        self,
+        top: TopK,
+        qids: np.ndarray,
+        scores: Any,
+        cols: np.ndarray,
+        at: slice | np.ndarray,
+        norms: np.ndarray | None,
+        masks: RowMasks | None,
+    ) -> None:
+        import torch
+
+        bits = scores.view(torch.int16).numpy().view(np.uint16)
+        top.push_scores_bf16(
+            qids,
+            bits,
+            cols,
+            norms,
+            masks,
+            vectors=self.rows.vectors,
+            scaled=self.scaled,
+            row_len=self.rows.row_len[at],
+            row_eps=self.rows.row_eps[at],
+            query_slack=self.slack[qids],
+        )

@@ -1,0 +1,133 @@
+"""bfloat16 products (hqi.execution.products): the bound, and the same answers.
+
+Tests that run the products need torch and an AMX CPU (``pip install
+'hqi[amx]'``) and skip without them; the option's validation runs anywhere.
+"""
+
+from __future__ import annotations
+
+import duckdb
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hqi
+from hqi.errors import InvalidInputError
+from hqi.execution import products
+from hqi.execution.products import SLACK, BF16Rows, bf16_available
+
+needs_amx = pytest.mark.skipif(
+    not bf16_available(), reason="needs torch and a CPU with AMX (pip install 'hqi[amx]')"
+)
+
+
+def _brute(vectors, queries, mask, k, metric="l2"):
+    """Exact top-k by float64 brute force: ids and distances, rows of ``mask`` only."""
+    x = vectors.astype(np.float64)
+    q = queries.astype(np.float64)
+    if metric == "l2":
+        d = (q**2).sum(1)[:, None] + (x**2).sum(1)[None] - 2 * q @ x.T
+    elif metric == "ip":
+        d = -(q @ x.T)
+    else:
+        xn = x / np.linalg.norm(x, axis=1, keepdims=True)
+        qn = q / np.linalg.norm(q, axis=1, keepdims=True)
+        d = 1 - qn @ xn.T
+    d[:, ~mask] = np.inf
+    order = np.argsort(d, axis=1, kind="stable")[:, :k]
+    return order, np.take_along_axis(d, order, 1)
+
+
+def test_products_option_is_validated() -> None:
+    index = hqi.build(np.eye(4, dtype=np.float32), None)
+    with pytest.raises(InvalidInputError, match="products must be 'auto', 'fp32' or 'bf16'"):
+        index.search(np.eye(4, dtype=np.float32), k=1, products="int8")
+
+
+def test_bf16_without_torch_or_amx_is_a_clear_error(monkeypatch) -> None:
+    monkeypatch.setattr(products, "_available", False)
+    index = hqi.build(np.random.default_rng(0).random((64, 4), dtype=np.float32), None)
+    with pytest.raises(InvalidInputError, match=r"products='bf16' needs torch and a CPU with AMX"):
+        index.search(np.zeros((2, 4), dtype=np.float32), k=1, exact=True, products="bf16")
+    # auto falls back to float32 and says so
+    res = index.search(np.zeros((2, 4), dtype=np.float32), k=1, exact=True)
+    assert res.stats["bf16"] == 0.0
+
+
+@needs_amx
+@settings(max_examples=40, deadline=None)
+@given(
+    d=st.sampled_from([1, 3, 16, 128, 384, 1000]),
+    scale=st.sampled_from([1e-20, 1e-3, 1.0, 37.0, 1e15]),
+    shift=st.sampled_from([0.0, 1.0, -3.0]),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_products_stay_within_the_bound(d, scale, shift, seed) -> None:
+    """Every bfloat16 product is within ``SLACK |s| |x|`` of the exact one: the
+    bound the compiled pass relies on to lose nothing."""
+    rng = np.random.default_rng(seed)
+    x = ((rng.standard_normal((300, d)) + shift) * scale).astype(np.float32)
+    s = ((rng.standard_normal((40, d)) - shift) * scale).astype(np.float32)
+    rows = BF16Rows.of(x, chunk=128)
+    qs = rows.queries(s)
+    approx = (rows.rows @ qs.rounded.T).float().numpy()
+    exact = x.astype(np.float64) @ s.astype(np.float64).T
+    bound = np.linalg.norm(x, axis=1)[:, None].astype(np.float64) * np.linalg.norm(s, axis=1)
+    assert np.all(np.abs(approx - exact) <= SLACK * bound + 1e-30)
+
+
+@needs_amx
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+@pytest.mark.parametrize("prefilter_ratio", [0.0, 100.0, float("inf")])
+def test_bf16_exact_search_equals_brute_force(catalog, workload, metric, prefilter_ratio) -> None:
+    """Exact search in bfloat16: the brute force's answers, on the gathered
+    (prefilter), mixed and scanned paths, for every metric."""
+    index = hqi.build(
+        catalog.vectors,
+        catalog.attributes,
+        workload=workload.filters[150:],
+        metric=metric,
+        min_partition_rows=150,
+        list_size=64,
+    )
+    q, filters = workload.queries[:150], workload.filters[:150]
+    res = index.search(
+        q, filters, k=10, exact=True, products="bf16", prefilter_ratio=prefilter_ratio
+    )
+    assert res.stats["bf16"] == 1.0
+    ref = index.search(
+        q, filters, k=10, exact=True, products="fp32", prefilter_ratio=prefilter_ratio
+    )
+    assert ref.stats["bf16"] == 0.0
+    np.testing.assert_array_equal(res.ids, ref.ids)
+    np.testing.assert_allclose(res.distances, ref.distances, rtol=1e-5, atol=1e-6)
+    # The oracle: DuckDB selects the rows, float64 brute force ranks them.
+    con = duckdb.connect()
+    con.register("t", catalog.attributes.append_column("row_", pa.array(np.arange(len(catalog)))))
+    for i in range(0, len(filters), 10):
+        where = "" if filters[i] is None else f" WHERE {filters[i]}"
+        rows = [r[0] for r in con.execute(f"SELECT row_ FROM t{where}").fetchall()]
+        mask = np.zeros(len(catalog), dtype=bool)
+        mask[rows] = True
+        _, want_d = _brute(catalog.vectors, q[i : i + 1], mask, 10, metric)
+        n = int(np.isfinite(want_d).sum())
+        np.testing.assert_allclose(res.distances[i, :n], want_d[0, :n], rtol=1e-4, atol=1e-4)
+        assert (res.ids[i, n:] == -1).all()
+
+
+@needs_amx
+def test_bf16_keeps_ties_and_short_answers(rng) -> None:
+    """Duplicate rows (equal distances: the smaller position wins) and filters
+    with fewer qualifying rows than k."""
+    base = rng.standard_normal((500, 32)).astype(np.float32)
+    vectors = np.concatenate([base, base[:100]])  # rows 500.. repeat rows 0..99
+    attrs = {"g": np.arange(600) % 7}
+    index = hqi.build(vectors, attrs, workload=["g = 1", "g < 3"], min_partition_rows=50)
+    q = vectors[[3, 50, 520]] + 1e-3
+    filters = ["g < 3", "g = 6 AND g > 5", "g = 1"]
+    for k in (5, 200):
+        a = index.search(q, filters, k=k, exact=True, products="bf16")
+        b = index.search(q, filters, k=k, exact=True, products="fp32")
+        np.testing.assert_array_equal(a.ids, b.ids)
