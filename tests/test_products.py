@@ -131,3 +131,14 @@ def test_bf16_keeps_ties_and_short_answers(rng) -> None:
         a = index.search(q, filters, k=k, exact=True, products="bf16")
         b = index.search(q, filters, k=k, exact=True, products="fp32")
         np.testing.assert_array_equal(a.ids, b.ids)
+
+
+@needs_amx
+def test_auto_runs_bf16_on_large_exact_plans_only(catalog, workload, monkeypatch) -> None:
+    index = hqi.build(catalog.vectors, catalog.attributes, workload=workload.filters[150:])
+    q, filters = workload.queries[:50], workload.filters[:50]
+    assert index.search(q, filters, k=10, exact=True).stats["bf16"] == 0.0  # small plan
+    monkeypatch.setattr(hqi.api, "BF16_MIN_WORK", 0.0)
+    assert index.search(q, filters, k=10, exact=True).stats["bf16"] == 1.0
+    assert index.search(q, filters, k=10, nprobe=2).stats["bf16"] == 0.0  # approximate
+    assert index.search(q, filters, k=10, exact=True, products="fp32").stats["bf16"] == 0.0

@@ -276,6 +276,13 @@ def _add_recall_arguments(p: argparse.ArgumentParser) -> None:
         help="also probe the lists within this ratio of the nearest one's distance "
         "(default 1.05; 1: exactly nprobe lists)",
     )
+    p.add_argument(
+        "--products",
+        choices=("auto", "fp32", "bf16"),
+        default=None,
+        help="row-by-query products: bf16 on AMX CPUs with hqi[amx] installed (same "
+        "answers), fp32 BLAS; auto (default): bf16 for exact plans where available",
+    )
 
 
 def _recall_options(args: argparse.Namespace) -> dict[str, Any]:
@@ -289,6 +296,8 @@ def _recall_options(args: argparse.Namespace) -> dict[str, Any]:
         options["nprobe"] = args.nprobe
     if args.probe_ratio is not None:
         options["probe_ratio"] = args.probe_ratio
+    if args.products is not None:
+        options["products"] = args.products
     return options
 
 

@@ -60,6 +60,13 @@ def summary_markdown(
             f"{floor['gemm_flops'] / 1e9:.0f} GFLOP/s measured GEMM = {floor['floor_s']:.3f} s; "
             f"hqi exact: {exact_s:.3f} s ({exact_s / floor['floor_s']:.1f}x the floor).",
         ]
+        if "floor_bf16_s" in floor:
+            lines.append(
+                f"With bfloat16 products on AMX (`hqi[amx]`, what exact search ran): "
+                f"{floor['gemm_flops_bf16'] / 1e9:.0f} GFLOP/s measured, floor "
+                f"{floor['floor_bf16_s']:.3f} s; hqi exact "
+                f"{exact_s / floor['floor_bf16_s']:.1f}x that floor."
+            )
     tuned = [p for p in points if p.system == "hqi" and "recall_target" in p.params]
     if tuned:
         lines += [

@@ -122,8 +122,10 @@ class SearchOptions:
     (``pip install 'hqi[amx]'``), with a bound on the rounding so that the
     answers are those of float32 (:mod:`hqi.execution.products`); the first
     such search converts the rows once (2 bytes a value, kept with the
-    index). ``"auto"`` (default): ``"bf16"`` where torch is installed and the
-    CPU has AMX, else ``"fp32"``. ``Result.stats["bf16"]`` says which ran.
+    index). ``"auto"`` (default): ``"bf16"`` for exact plans of
+    ``hqi.api.BF16_MIN_WORK`` (1e10) multiply-adds or more where torch is
+    installed and the CPU has AMX, else ``"fp32"`` (approximate plans and
+    small exact ones measured no faster in bfloat16). ``Result.stats["bf16"]`` says which ran.
 
     ``backend``: ``"local"`` (this process) or ``"ray"``: the partitions are
     placed on Ray actors and each gets only its share of the planned batch
