@@ -28,7 +28,7 @@ def main() -> None:
     opts = hqi.SearchOptions.from_kwargs(k=10, exact=True, threads=args.threads)
     plan = index._plan(q, f, opts, None)
     variants = {"skip lists": plan, "whole partitions": dataclasses.replace(plan, list_may=None)}
-    workers = index._workers(plan, opts)
+    workers = index._workers(opts, plan.distances() * index.dim)
     seconds: dict[str, list[float]] = {name: [] for name in variants}
     answers = {}
     for _ in range(max(args.repeats, 1)):

@@ -401,13 +401,25 @@ class Index:
         return backend
 
     def _run(
-        self, q: np.ndarray, plan: BatchPlan, opts: SearchOptions, workers: int | None = None
+        self,
+        q: np.ndarray,
+        plan: BatchPlan,
+        opts: SearchOptions,
+        workers: int | None = None,
+        stats: dict[str, float] | None = None,
     ) -> tuple[np.ndarray, np.ndarray, int]:
-        """Execute ``plan`` (``workers``: executor threads, :meth:`_workers` when None)."""
+        """Execute ``plan`` (``workers``: executor threads, :meth:`_workers` when
+        None); ``stats``, if given, gets the workers and whether the products
+        ran in bfloat16."""
         if opts.backend == "ray":
             backend = self.ray_backend(opts.ray_address, opts.ray_workers)
             return backend.execute(plan, q, opts.k, opts.block_rows, opts.query_block)
-        bf16 = self._bf16_rows(opts, plan)
+        work = plan.distances() * self.dim  # 29 ms for the 1M exact plan: once
+        workers = self._workers(opts, work) if workers is None else workers
+        bf16 = self._bf16_rows(opts, plan.nprobe is None, work)
+        if stats is not None:
+            stats["workers"] = float(workers)
+            stats["bf16"] = float(bf16 is not None)
         with torch_threads(opts.num_threads) if bf16 is not None else nullcontext():
             return execute_plan(
                 plan,
@@ -419,25 +431,21 @@ class Index:
                 self._part,
                 block_rows=opts.block_rows,
                 query_block=opts.query_block,
-                workers=self._workers(plan, opts) if workers is None else workers,
+                workers=workers,
                 bf16=bf16,
             )
 
-    def _bf16_rows(self, opts: SearchOptions, plan: BatchPlan) -> BF16Rows | None:
-        """The rows in bfloat16 (made once per index and kept) when ``plan``
-        runs its products in bfloat16, else None: ``products="bf16"``, or
-        ``"auto"`` on an exact plan of :data:`BF16_MIN_WORK` or more where
-        :func:`bf16_available`. Approximate plans keep float32 by default:
-        their products are small and their top-k passes large, and bfloat16
-        measured no faster there (1M, nprobe 3: 0.83 against 0.74 s; nprobe
-        24: 1.29 against 1.37 s)."""
+    def _bf16_rows(self, opts: SearchOptions, exact: bool, work: float) -> BF16Rows | None:
+        """The rows in bfloat16 (made once per index and kept) when a plan (exact
+        or not, of ``work`` multiply-adds) runs its products in bfloat16, else
+        None: ``products="bf16"``, or ``"auto"`` on an exact plan of
+        :data:`BF16_MIN_WORK` or more where :func:`bf16_available`.
+        Approximate plans keep float32 by default: their products are small
+        and their top-k passes large, and bfloat16 measured no faster there
+        (1M, nprobe 3: 0.83 against 0.74 s; nprobe 24: 1.29 against 1.37 s)."""
         if opts.products == "fp32":
             return None
-        if opts.products == "auto" and (
-            plan.nprobe is not None
-            or plan.distances() * self.dim < BF16_MIN_WORK
-            or not bf16_available()
-        ):
+        if opts.products == "auto" and (not exact or work < BF16_MIN_WORK or not bf16_available()):
             return None
         if opts.products == "bf16" and not bf16_available():
             raise InvalidInputError(
@@ -448,13 +456,14 @@ class Index:
             self._bf16 = BF16Rows.of(self._vectors)
         return self._bf16
 
-    def _workers(self, plan: BatchPlan, opts: SearchOptions) -> int:
-        """Executor threads: ``threads`` workers, or one (with ``threads`` BLAS
-        threads) when ``parallel=False`` or, by default, when the plan is too
-        small for workers to pay (see :data:`PARALLEL_MIN_WORK`)."""
+    def _workers(self, opts: SearchOptions, work: float) -> int:
+        """Executor threads for a plan of ``work`` multiply-adds (distances x
+        dimension): ``threads`` workers, or one (with ``threads`` BLAS threads)
+        when ``parallel=False`` or, by default, when the plan is too small for
+        workers to pay (see :data:`PARALLEL_MIN_WORK`)."""
         if opts.parallel is False:
             return 1
-        if opts.parallel is None and plan.distances() * self.dim < PARALLEL_MIN_WORK:
+        if opts.parallel is None and work < PARALLEL_MIN_WORK:
             return 1
         return opts.num_threads
 
@@ -571,8 +580,7 @@ class Index:
                     stats["estimated_recall_stderr"] = stderr
                 plan = self._plan(q, filters, opts, nprobe, distinct, routes)
                 t_plan = time.perf_counter()
-                workers = self._workers(plan, opts)
-                pos, dist, scanned = self._run(q, plan, opts, workers)
+                pos, dist, scanned = self._run(q, plan, opts, stats=stats)
                 strategies = [f.strategy for f in plan.filters]
                 stats.update(
                     {
@@ -581,9 +589,6 @@ class Index:
                         "scan_filters": float(strategies.count("scan")),
                     }
                 )
-                if opts.backend != "ray":
-                    stats["workers"] = float(workers)
-                    stats["bf16"] = float(self._bf16_rows(opts, plan) is not None)
         if on_progress is not None:
             on_progress(q.shape[0])
         stats.update(

@@ -233,6 +233,11 @@ def push_scores_bf16(
     ``vectors[cols[j]]`` and ``scaled[queries[i]]`` and merged exactly as
     :func:`push_scores` merges one. So nothing the float32 pass would take
     is skipped, and only distances computed in float32 enter the top-k.
+
+    Its mask, program and insertion steps repeat :func:`push_scores`'s. Shared
+    helpers (numba functions, ``inline="always"`` or not) made
+    :func:`push_scores` slower: 1M, nprobe 3, 0.77 -> 1.06 s; exact 2.58 ->
+    2.96 s. So each kernel keeps its own copy.
     """
     b = scores.shape[0]
     m = queries.size
