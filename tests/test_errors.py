@@ -95,6 +95,14 @@ def test_every_filter_error_is_an_hqi_error_and_a_value_error(small) -> None:
         (lambda ix: ix.search(np.zeros((1, 3)), 42), "filters must be a SQL string"),
         (lambda ix: ix.search_by_id(["zz"]), "unknown entity id 'zz'"),
         (lambda ix: ix.search_by_id([1]), "string ids"),
+        (lambda ix: ix.search(np.zeros((1, 3)), k=True), "k must be a positive integer"),
+        (lambda ix: ix.search(np.zeros((1, 3)), nprobe=np.int64(-1)), "nprobe must be"),
+        (
+            lambda ix: ix.search(np.zeros((1, 3)), nprobe=2, recall_target=0.9),
+            "nprobe or recall_target, not both",
+        ),
+        (lambda ix: ix.search(np.zeros((1, 3)), recall_target="0.9"), "recall_target must be"),
+        (lambda ix: ix.search(np.zeros((1, 3)), probe_ratio=np.float32(0.5)), "probe_ratio must"),
     ],
 )
 def test_search_input_errors(small, call, fragment) -> None:
@@ -123,9 +131,27 @@ def test_search_input_errors(small, call, fragment) -> None:
         ({"vectors": np.ones((1, 2)), "workloads": ["a = 1"]}, "did you mean 'workload'"),
         ({"vectors": np.ones((1, 2)), "workload": "a = 1"}, "sequence of SQL filter strings"),
         ({"vectors": np.ones((1, 2)), "list_size": 0}, "list_size must be a positive integer"),
+        ({"vectors": np.ones((1, 2)), "list_size": True}, "list_size must be a positive integer"),
+        ({"vectors": np.ones((1, 2)), "max_partitions": 2.0}, "max_partitions must be a positive"),
+        ({"vectors": np.ones((1, 2)), "vector_cuts": np.int64(1)}, "vector_cuts must be 0"),
     ],
 )
 def test_build_input_errors(kwargs, fragment) -> None:
     with pytest.raises(InvalidInputError) as info:
         hqi.build(**kwargs)
     assert fragment in str(info.value)
+
+
+def test_numpy_scalars_are_accepted_as_options(small) -> None:
+    """Options computed with NumPy (k from an array, a ratio from a sweep) are
+    the numbers they hold: the same answers as plain Python ones, stored plain."""
+    q = np.zeros((1, 3))
+    plain = small.search(q, k=2, nprobe=1, probe_ratio=1.5, exact=True)
+    numpy = small.search(
+        q, k=np.int64(2), nprobe=np.int32(1), probe_ratio=np.float32(1.5), exact=np.True_
+    )
+    assert np.array_equal(plain.ids, numpy.ids)
+    opts = hqi.SearchOptions.from_kwargs(k=np.int64(3), recall_target=np.float32(0.5))
+    assert type(opts.k) is int and type(opts.recall_target) is float
+    index = hqi.build(np.eye(4, 3), list_size=np.int64(2), max_partitions=np.uint8(4))
+    assert index.search(np.eye(1, 3), k=np.int16(1)).ids.tolist() == [[0]]

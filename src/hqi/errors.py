@@ -25,7 +25,9 @@ error                       raised when
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Iterable
+from typing import Any
 
 __all__ = [
     "FilterError",
@@ -37,6 +39,8 @@ __all__ = [
     "UnknownColumnError",
     "UnsupportedFilterError",
     "check_option_names",
+    "positive_int",
+    "real_number",
 ]
 
 
@@ -110,3 +114,20 @@ def check_option_names(kind: str, given: Iterable[str], valid: list[str]) -> Non
             close = difflib.get_close_matches(name, valid, n=1)
             hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(valid)}"
             raise InvalidInputError(f"unknown {kind} option {name!r}{hint}")
+
+
+def positive_int(name: str, value: Any) -> int:
+    """``value`` as an int if it is a positive integer (Python's or NumPy's, not a
+    bool), else :class:`InvalidInputError` naming ``name``."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value <= 0:
+        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def real_number(name: str, value: Any, requirement: str) -> float:
+    """``value`` as a float if it is a real number (Python's or NumPy's, not a bool),
+    else :class:`InvalidInputError` saying ``name`` must be ``requirement``; the
+    caller checks the range."""
+    if isinstance(value, bool) or not isinstance(value, numbers.Real):
+        raise InvalidInputError(f"{name} must be {requirement}, got {value!r}")
+    return float(value)

@@ -6,7 +6,9 @@ import os
 from dataclasses import dataclass, fields
 from typing import Any
 
-from hqi.errors import InvalidInputError, check_option_names
+import numpy as np
+
+from hqi.errors import InvalidInputError, check_option_names, positive_int, real_number
 
 __all__ = ["DEFAULT_PROBE_ROWS", "SearchOptions", "available_cores"]
 
@@ -19,11 +21,6 @@ def available_cores() -> int:
         return len(os.sched_getaffinity(0))
     except AttributeError:  # pragma: no cover - macOS/Windows
         return os.cpu_count() or 1
-
-
-def _positive_int(name: str, value: Any) -> None:
-    if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-        raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -153,26 +150,40 @@ class SearchOptions:
     ray_workers: int | None = None
 
     def __post_init__(self) -> None:
+        # Frozen: each checked value is stored back as a plain int or float, so
+        # NumPy scalars (k=np.int64(10)) are accepted.
+        def store(name: str, value: Any) -> None:
+            object.__setattr__(self, name, value)
+
         for name in ("k", "calibration_queries", "block_rows", "query_block"):
-            _positive_int(name, getattr(self, name))
-        if self.nprobe is not None:
-            _positive_int("nprobe", self.nprobe)
-        if self.threads is not None:
-            _positive_int("threads", self.threads)
-        target = self.recall_target
-        if target is not None and (
-            isinstance(target, bool) or not isinstance(target, int | float) or not 0 < target <= 1
-        ):
-            raise InvalidInputError(f"recall_target must be in (0, 1], got {target!r}")
-        hits = self.expected_hits
-        if isinstance(hits, bool) or not isinstance(hits, int | float) or not hits >= 0:
+            store(name, positive_int(name, getattr(self, name)))
+        for name in ("nprobe", "threads", "ray_workers"):
+            if getattr(self, name) is not None:
+                store(name, positive_int(name, getattr(self, name)))
+        if self.nprobe is not None and self.recall_target is not None:
+            raise InvalidInputError(
+                "give nprobe or recall_target, not both: recall_target chooses the nprobe"
+            )
+        if self.recall_target is not None:
+            target = real_number("recall_target", self.recall_target, "in (0, 1]")
+            if not 0 < target <= 1:
+                raise InvalidInputError(f"recall_target must be in (0, 1], got {target!r}")
+            store("recall_target", target)
+        hits = real_number("expected_hits", self.expected_hits, ">= 0")
+        if not hits >= 0:
             raise InvalidInputError(f"expected_hits must be >= 0, got {hits!r}")
-        pr = self.probe_ratio
-        if isinstance(pr, bool) or not isinstance(pr, int | float) or not 1 <= pr < float("inf"):
+        pr = real_number("probe_ratio", self.probe_ratio, "a finite number >= 1")
+        if not 1 <= pr < float("inf"):
             raise InvalidInputError(f"probe_ratio must be a finite number >= 1, got {pr!r}")
-        ratio = self.prefilter_ratio
-        if isinstance(ratio, bool) or not isinstance(ratio, int | float) or not ratio >= 0:
+        ratio = real_number("prefilter_ratio", self.prefilter_ratio, ">= 0")
+        if not ratio >= 0:
             raise InvalidInputError(f"prefilter_ratio must be >= 0, got {ratio!r}")
+        store("expected_hits", hits)
+        store("probe_ratio", pr)
+        store("prefilter_ratio", ratio)
+        for name in ("exact", "parallel", "flat"):
+            if isinstance(getattr(self, name), np.bool_):
+                store(name, bool(getattr(self, name)))
         if self.parallel is not None and not isinstance(self.parallel, bool):
             raise InvalidInputError(f"parallel must be True, False or None, got {self.parallel!r}")
         if self.flat is not None and not isinstance(self.flat, bool):
@@ -183,8 +194,6 @@ class SearchOptions:
             )
         if self.backend not in ("local", "ray"):
             raise InvalidInputError(f"backend must be 'local' or 'ray', got {self.backend!r}")
-        if self.ray_workers is not None:
-            _positive_int("ray_workers", self.ray_workers)
         if not isinstance(self.exact, bool):
             raise InvalidInputError(f"exact must be True or False, got {self.exact!r}")
 

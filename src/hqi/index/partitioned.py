@@ -15,13 +15,14 @@ Arrays (saved with the index):
 
 from __future__ import annotations
 
+import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
 from typing import Any
 
 import numpy as np
 
-from hqi.errors import InvalidInputError, check_option_names
+from hqi.errors import InvalidInputError, check_option_names, positive_int
 from hqi.index.ivf import train_lists
 from hqi.layout.qdtree import QdTree, learn_qdtree
 from hqi.query import ColumnStore, FilterParser
@@ -100,23 +101,25 @@ class BuildOptions:
             if not all(isinstance(w, str) for w in workload):
                 raise InvalidInputError("workload must contain only SQL filter strings")
             options["workload"] = tuple(workload)
-        if options.get("vector_cuts") is not None and (
-            isinstance(options["vector_cuts"], bool)
-            or not isinstance(options["vector_cuts"], int)
-            or options["vector_cuts"] < 0
-            or options["vector_cuts"] == 1
-        ):
-            raise InvalidInputError(
-                f"vector_cuts must be 0 (off) or an integer >= 2, got {options['vector_cuts']!r}"
-            )
+        cuts = options.get("vector_cuts")
+        if cuts is not None:
+            if (
+                isinstance(cuts, bool)
+                or not isinstance(cuts, numbers.Integral)
+                or cuts < 0
+                or cuts == 1
+            ):
+                raise InvalidInputError(
+                    f"vector_cuts must be 0 (off) or an integer >= 2, got {cuts!r}"
+                )
+            options["vector_cuts"] = int(cuts)
+        # Plain ints stored, so NumPy integers are accepted.
         for name in ("min_partition_rows", "threads", "vector_probe", "list_size"):
-            value = options.get(name)
-            if value is not None and (not isinstance(value, int) or value <= 0):
-                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+            if options.get(name) is not None:
+                options[name] = positive_int(name, options[name])
         for name in ("max_partitions", "kmeans_iters", "sample_rows"):
-            value = options.get(name, 1)
-            if isinstance(value, bool) or not isinstance(value, int) or value <= 0:
-                raise InvalidInputError(f"{name} must be a positive integer, got {value!r}")
+            if name in options:
+                options[name] = positive_int(name, options[name])
         if options.get("quantizer", "per-leaf") not in ("per-leaf", "shared"):
             raise InvalidInputError(
                 f"quantizer must be 'per-leaf' or 'shared', got {options['quantizer']!r}"
