@@ -61,10 +61,10 @@ def index(data):
 
 def _estimate_here(monkeypatch) -> None:
     """Route on the row sample at this small size, as the planner does at 1M."""
-    from hqi.execution import planner
+    from hqi.execution.planner import planning
 
-    monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
-    monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)
+    monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)
 
 
 @pytest.mark.parametrize("estimate", [False, True])

@@ -114,9 +114,9 @@ def test_probe_ratio_adds_the_lists_within_the_ratio(
     max(4 * nprobe, PROBE_HEAD) lists, and no other list (the expected-hits
     rule is off here). A small head makes the planner rank the nearest lists
     first (a partial sort), a large one all of them."""
-    from hqi.execution import planner
+    from hqi.execution.planner import probing
 
-    monkeypatch.setattr(planner, "PROBE_HEAD", head)
+    monkeypatch.setattr(probing, "PROBE_HEAD", head)
     cap = max(4 * 2, head)
     q, f = workload.queries[:150], workload.filters[:150]
     part = learned._part
@@ -217,13 +217,13 @@ def test_queries_ranked_together_probe_what_they_probe_apart(
     # Filters of few queries are ranked all at once, over the union of their
     # lists (those outside a query's partitions at +inf): the same probes as
     # ranking each set of routed partitions apart, and none outside them.
-    from hqi.execution import planner
+    from hqi.execution.planner import probing
 
     q, f = workload.queries[:300], workload.filters[:300]
     opts = hqi.SearchOptions.from_kwargs(k=10, probe_ratio=1.1)
 
     def probes(alone: int, nprobe: int) -> tuple[Any, set[tuple[int, int]]]:
-        monkeypatch.setattr(planner, "PROBE_GROUP_ALONE", alone)
+        monkeypatch.setattr(probing, "PROBE_GROUP_ALONE", alone)
         plan = learned._plan(q, f, opts, nprobe)
         return plan, set(zip(plan.probe_query.tolist(), plan.probe_cell.tolist(), strict=True))
 
@@ -459,10 +459,10 @@ def test_scanned_selective_filters_are_tested_by_their_programs(
     and exact with all probes."""
     import importlib
 
-    from hqi.execution import planner
+    from hqi.execution.planner import planning
 
-    monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
-    monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
+    monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
     monkeypatch.setattr(importlib.import_module("hqi.query.evaluate"), "SPARSE_MIN_ROWS", 0)
     q, f = workload.queries[:150], workload.filters[:150]
     for opts in ({"nprobe": 4}, {"nprobe": 10_000}, {"exact": True}):
@@ -490,15 +490,15 @@ def test_estimated_filters_are_masked_where_probed(monkeypatch, learned, workloa
     """Approximate plans route clearly-scanned filters on sample estimates and
     evaluate them only on the lists their queries probe: those masks must be
     exact, and all probes must still give the exact answers."""
-    from hqi.execution import planner
+    from hqi.execution.planner import planning
 
-    monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
+    monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
     monkeypatch.setattr(hqi.api, "COMPILED_FILTERS", False)  # masks for every filter
     q, f = workload.queries[:150], workload.filters[:150]
     opts = hqi.SearchOptions.from_kwargs(k=10)
-    assert learned.count(None) < planner.SAMPLE_MIN_ROWS  # a small store: counted exactly
+    assert learned.count(None) < planning.SAMPLE_MIN_ROWS  # a small store: counted exactly
     assert not any(fp.estimated for fp in learned._plan(q, f, opts, 4).filters)
-    monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
     plan = learned._plan(q, f, opts, 4)
     estimated = [i for i, fp in enumerate(plan.filters) if fp.estimated]
     assert estimated, "no filter took the estimated path"
@@ -533,10 +533,10 @@ def test_estimated_filters_are_masked_where_probed(monkeypatch, learned, workloa
 def test_compiled_filters_give_the_masked_answers(monkeypatch, learned, workload, truth, opts):
     """Estimated filters that compile are tested by the executor, not masked: same
     answers as with masks, exact with all probes, and no list masks made."""
-    from hqi.execution import planner
+    from hqi.execution.planner import planning
 
-    monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
-    monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
+    monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
     q, f = workload.queries[:150], workload.filters[:150]
     plan = learned._plan(q, f, hqi.SearchOptions.from_kwargs(k=10, **opts), opts.get("nprobe"))
     compiled = [fp for fp in plan.filters if fp.program >= 0]
@@ -570,11 +570,11 @@ def test_exact_plans_skip_only_lists_without_qualifying_rows(
     the lists where a query's filter cannot hold (``BatchPlan.list_may``, from
     the lists' zone maps): never one with a qualifying row; fewer rows scanned
     than the partitions hold; the exact answers."""
-    from hqi.execution import planner
+    from hqi.execution.planner import planning
 
     if compiled:  # filters routed on estimates and tested by programs
-        monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)
-        monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
+        monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)
+        monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
     q, f = workload.queries, workload.filters
     plan = learned._plan(q, f, hqi.SearchOptions.from_kwargs(k=10, exact=True), None)
     assert plan.list_may is not None
@@ -658,22 +658,22 @@ def test_masks_on_row_subsets_equal_whole_store_masks(monkeypatch, learned, work
     """Large stores evaluate a filter on its partial partitions' rows only (small
     ones on every row): turned on at this size, the plans count and mask
     exactly the same rows, and the answers do not change."""
-    from hqi.execution import planner
     from hqi.execution.options import SearchOptions
+    from hqi.execution.planner import routing
 
     q, f = workload.queries[:150], workload.filters[:150]
     opts = SearchOptions.from_kwargs(k=10, exact=True)
     whole = learned._plan(q, f, opts, None)
     before = learned.search(q, f, k=10, exact=True)
     subsets = []
-    get = planner._RangeCache.get
+    get = routing.RangeCache.get
 
     def spy(self, *args):
         subsets.append(args[1].size)
         return get(self, *args)
 
-    monkeypatch.setattr(planner, "RANGE_MIN_ROWS", 0)
-    monkeypatch.setattr(planner._RangeCache, "get", spy)
+    monkeypatch.setattr(routing, "RANGE_MIN_ROWS", 0)
+    monkeypatch.setattr(routing.RangeCache, "get", spy)
     ranged = learned._plan(q, f, opts, None)
     assert subsets, "no filter was evaluated on a row subset"
     for a, b in zip(whole.filters, ranged.filters, strict=True):
@@ -687,31 +687,31 @@ def test_masks_on_row_subsets_equal_whole_store_masks(monkeypatch, learned, work
 
 
 def test_batched_sample_hits_give_the_same_plans(monkeypatch, learned, workload) -> None:
-    """The programs' sample hits, counted in one compiled pass (``_sample_hits``),
+    """The programs' sample hits, counted in one compiled pass (``sample_hits``),
     equal estimating each filter on the sample alone; and the plans decided on
     them, for all programs at once, are those the per-filter rule gives: a
     filter with a program is routed on its estimate exactly when it has
     partial partitions, enough sample hits, and its estimate says scan."""
-    from hqi.execution import planner
     from hqi.execution.options import SearchOptions
+    from hqi.execution.planner import planning
     from hqi.query.compiled import compile_filter
 
-    monkeypatch.setattr(planner, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
-    monkeypatch.setattr(planner, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
+    monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
     q, f = workload.queries[:150], workload.filters[:150]
     matrix = learned._attribute_matrix
     preds, query_filter = learned._distinct(f, q.shape[0])
     nqs = np.bincount(query_filter, minlength=len(preds))
     sizes = learned._zones.sizes
     seen = []
-    batch_hits = planner._sample_hits
+    batch_hits = planning.sample_hits
 
     def spy(may, whole, sample, table):
         out = batch_hits(may, whole, sample, table)
         seen.append((out, sample))
         return out
 
-    monkeypatch.setattr(planner, "_sample_hits", spy)
+    monkeypatch.setattr(planning, "sample_hits", spy)
     for nprobe in (4, None):
         opts = SearchOptions.from_kwargs(k=10, exact=nprobe is None)
         plan = learned._plan(q, f, opts, nprobe)
@@ -736,7 +736,7 @@ def test_batched_sample_hits_give_the_same_plans(monkeypatch, learned, workload)
             routed = np.flatnonzero(flags.may_true)
             covered = flags.all_true[routed]
             counts = np.where(covered, sizes[routed], est[routed])
-            ratio = planner.gather_ratio(opts.prefilter_ratio, int(nqs[i]))
+            ratio = planning.gather_ratio(opts.prefilter_ratio, int(nqs[i]))
             # exact: the rows of the routed lists where it may hold (list zone maps)
             part_ = learned._part
             list_part = np.repeat(np.arange(sizes.size), np.diff(part_.part_lists))

@@ -1,0 +1,108 @@
+"""Estimates from a row sample, and what a gathered row costs.
+
+Approximate plans estimate a filter's qualifying rows per partition from
+every 32nd row (:class:`RowSample`) instead of evaluating it on all rows of
+its partial partitions; the filters that compile to programs are counted
+on the sample all at once (:func:`sample_hits`).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from hqi.execution.kernels import count_holding
+from hqi.query import ColumnStore, Predicate
+from hqi.query.compiled import ProgramTable
+from hqi.query.evaluate import BatchEvaluator
+
+__all__ = ["SAMPLE_STRIDE", "RowSample", "gather_ratio", "sample_hits"]
+
+SAMPLE_STRIDE = 32  # one row in this many makes the planner's estimation sample
+
+
+class RowSample:
+    """Every ``stride``-th stored row, to estimate a filter's qualifying rows per
+    partition from one evaluation over ``N / stride`` rows."""
+
+    def __init__(self, store: ColumnStore, part_bounds: np.ndarray, stride: int = SAMPLE_STRIDE):
+        positions = np.arange(0, store.num_rows, stride, dtype=np.int64)
+        self.positions = positions
+        # Sample rows of partition p: seg[p]:seg[p + 1] (program_hits).
+        self.seg = np.searchsorted(positions, part_bounds).astype(np.int64)
+        # The attribute matrix's sample rows, column by column (program_hits).
+        self._attrs: tuple[np.ndarray, np.ndarray] | None = None
+        sampled = ColumnStore(store.table.take(positions))
+        self.evaluator = BatchEvaluator(sampled, max_bytes=64 * max(positions.size, 1))
+        part = np.searchsorted(part_bounds, positions, side="right") - 1
+        num_parts = part_bounds.size - 1
+        per_part = np.bincount(part, minlength=num_parts)
+        self.scale = np.diff(part_bounds) / np.maximum(per_part, 1)
+        # Sample rows are in partition order: each non-empty partition's hits are
+        # one segment sum (np.add.reduceat; 10 us at any selectivity, where a
+        # bincount of the hits took 11-75 us).
+        self.nonempty = np.flatnonzero(per_part > 0)
+        self.first = np.searchsorted(part, self.nonempty)
+
+    def estimate(self, pred: Predicate | None, parts: np.ndarray) -> tuple[np.ndarray, int]:
+        """(estimated qualifying rows of each of ``parts``, sample hits in them)."""
+        hits = np.zeros(self.scale.size, dtype=np.int64)
+        if self.first.size:
+            hits[self.nonempty] = np.add.reduceat(
+                self.evaluator.mask(pred), self.first, dtype=np.int64
+            )
+        hits = hits[parts]
+        return hits * self.scale[parts], int(hits.sum())
+
+    def program_hits(
+        self, table: ProgramTable, pair_prog: np.ndarray, pair_part: np.ndarray
+    ) -> np.ndarray:
+        """Sample hits of program ``pair_prog[j]`` of ``table`` in partition
+        ``pair_part[j]``, for every pair ``j``: what :meth:`estimate` counts,
+        for many filters in one compiled pass (a program selects the rows its
+        filter does) and on the given partitions' sample rows only."""
+        if self._attrs is None or self._attrs[0] is not table.attrs:
+            self._attrs = (table.attrs, np.ascontiguousarray(table.attrs[self.positions].T))
+        out = np.empty(pair_prog.size, dtype=np.int64)
+        count_holding(
+            self._attrs[1],
+            self.seg,
+            pair_prog.astype(np.int64),
+            pair_part.astype(np.int64),
+            table.bounds,
+            table.col,
+            table.group,
+            table.lo,
+            table.hi,
+            out,
+        )
+        return out
+
+
+def sample_hits(
+    may: np.ndarray, whole: np.ndarray, sample: RowSample, table: ProgramTable
+) -> np.ndarray:
+    """Sample hits (programs, partitions) of every program of ``table`` in every
+    partition it is routed to (``may``: its zone flags; ``whole``: covered
+    there), as :meth:`RowSample.estimate` counts them; 0 where not routed. The
+    partial partitions are counted in one compiled pass
+    (:meth:`RowSample.program_hits`); a covered partition's sample rows all
+    hit. Measured at 1M (about 4,160 programs): 60,525 partial partitions,
+    30M (program, row) tests, 0.02 s, where evaluating each filter on the
+    whole sample took 0.17 s."""
+    prog, parts = np.nonzero(may & ~whole)
+    hits = np.where(may & whole, np.diff(sample.seg)[None, :], 0).astype(np.int64)
+    hits[prog, parts] = sample.program_hits(table, prog, parts)
+    return hits
+
+
+def gather_ratio(prefilter_ratio: float, queries: Any) -> Any:
+    """Cost of a gathered row relative to a row read in place, for a filter of
+    ``queries`` queries (or an array of such counts, elementwise): the
+    gather's extra cost (``prefilter_ratio - 1`` for one query) is shared by
+    them, the distances are not, so ``1 + (prefilter_ratio - 1) / queries``.
+    Ratios up to 1 (0: always prefilter) and inf (never) are kept as given."""
+    if prefilter_ratio <= 1 or np.isinf(prefilter_ratio):
+        return prefilter_ratio
+    return 1 + (prefilter_ratio - 1) / np.maximum(queries, 1)

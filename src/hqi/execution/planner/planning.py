@@ -1,0 +1,346 @@
+"""Plan a batch (:func:`plan_batch`): compile and estimate the filters, route
+each one, choose its strategy, then list the probes (see the package
+docstring for each step and what it measured)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from hqi.collection import Metric
+from hqi.execution.planner.estimates import RowSample, gather_ratio, sample_hits
+from hqi.execution.planner.plans import BatchPlan, FilterPlan, Strategy, filter_queries
+from hqi.execution.planner.probing import drop_empty_probes, probe_lists
+from hqi.execution.planner.routing import (
+    RANGE_BUDGET,
+    RangeCache,
+    Route,
+    masks_of_rows,
+    route_filter,
+)
+from hqi.index.partitioned import Partitioning
+from hqi.layout.zonemap import ZoneMaps
+from hqi.query import ColumnStore, Predicate
+from hqi.query.compiled import AttributeMatrix, Program, ProgramTable, compile_filter
+from hqi.query.evaluate import BatchEvaluator
+
+__all__ = ["MIN_SAMPLE_HITS", "SAMPLE_MIN_ROWS", "plan_batch"]
+
+MIN_SAMPLE_HITS = 64  # fewer sample hits than this: count exactly, the estimate is too noisy
+# Smaller stores are routed exactly: their sample is too small to reach MIN_SAMPLE_HITS
+# for most filters, and counting on all rows is cheap (FB15k-237, 14,541 rows:
+# planning 0.15 -> 0.11 s at nprobe 3 for 816 filters, same ids).
+SAMPLE_MIN_ROWS = 65536
+
+
+def plan_batch(
+    queries: np.ndarray,
+    query_filter: np.ndarray,
+    preds: list[Predicate | None],
+    *,
+    part: Partitioning,
+    zones: ZoneMaps,
+    store: ColumnStore,
+    metric: Metric,
+    nprobe: int | None,
+    prefilter_ratio: float,
+    k: int,
+    expected_hits: float,
+    sample: RowSample | None = None,
+    attributes: AttributeMatrix | None = None,
+    list_zones: ZoneMaps | None = None,
+    probe_ratio: float = 1.0,
+    routes: dict[Predicate | None, Route] | None = None,
+) -> BatchPlan:
+    """Plan the batch (see the package docstring); ``nprobe=None`` is exact.
+
+    ``routes``: filters' exact routes (:func:`~.routing.route_filter`), which do not depend on
+    nprobe, kept between the plans of one search (``recall_target`` plans the
+    same sampled filters at several nprobe, then the batch): read, and filled
+    as they are computed.
+
+    With a ``sample`` (stores of ``SAMPLE_MIN_ROWS`` rows or more), filters
+    that will clearly be scanned are routed on estimated counts and masked on
+    their probed lists only (approximate search). With ``attributes`` too,
+    those that compile (:func:`~hqi.query.compiled.compile_filter`) get
+    programs instead of masks, on the exact path as well; ``list_zones`` (zone
+    maps per list) then drop their probes of lists where they cannot hold.
+    See the package docstring."""
+    if store.num_rows < SAMPLE_MIN_ROWS:
+        sample = None  # a small store: every filter is counted exactly
+    nlists = np.diff(part.part_lists)
+    sizes = zones.sizes
+    list_sizes = np.diff(part.list_bounds)
+    list_part = np.repeat(np.arange(part.num_parts), nlists)
+    filters: list[FilterPlan] = []
+    evaluator = BatchEvaluator(store, max_bytes=16 << 20)
+    ranges = RangeCache(budget=RANGE_BUDGET * store.num_rows)  # bounds gathered columns
+
+    def cost(routed_rows: Any, routed_lists: Any, qualifying: Any) -> Any:
+        """Rows a query scans (floats, or arrays of them, elementwise)."""
+        if nprobe is None:
+            return routed_rows
+        # expected rows probed: nprobe average lists, or more for sparse filters
+        avg_list = routed_rows / np.maximum(routed_lists, 1)
+        need = expected_hits * k * routed_rows / np.maximum(qualifying, 1)
+        return np.minimum(routed_rows, np.maximum(nprobe * avg_list, need))
+
+    def work(parts: np.ndarray, qualifying: float, may: np.ndarray | None = None) -> float:
+        """Rows a query of the filter scans; exact plans pass the lists of
+        ``parts`` where it may hold (``list_may``'s row) and count theirs."""
+        if may is not None:
+            return float(list_sizes[may].sum())
+        return float(cost(float(sizes[parts].sum()), int(nlists[parts].sum()), qualifying))
+
+    queries_of = filter_queries(query_filter, len(preds))
+    progs = _compile_programs(preds, attributes, zones, enabled=sample is not None)
+    table, program_of = progs.table, progs.program_of
+    program_may, program_all = progs.may, progs.whole
+    list_may = None
+    if nprobe is None and list_zones is not None:
+        list_may = _exact_list_may(progs, len(preds), list_part, list_zones)
+    # Approximate plans estimate only what will clearly be scanned; exact ones,
+    # which scan whole partitions, whatever is estimated to be.
+    margin = 2 if nprobe is not None else 1
+    nqs = np.array([q.size for q in queries_of], dtype=np.int64)
+    # The programs' estimates, all at once (programs x partitions): those that
+    # will clearly be scanned are routed on them (est_scan) and never counted.
+    est_scan = np.zeros(progs.count, dtype=bool)
+    if progs.count and sample is not None and table is not None:
+        hits = sample_hits(program_may, program_all, sample, table)
+        est_counts = np.where(program_all, sizes[None, :], hits * sample.scale[None, :])
+        est_counts[~program_may] = 0
+        est_qualifying = est_counts.sum(axis=1)
+        est_work = cost(
+            (program_may * sizes[None, :]).sum(axis=1).astype(np.float64)
+            if list_may is None
+            else (list_may[program_of >= 0] @ list_sizes).astype(np.float64),
+            (program_may * nlists[None, :]).sum(axis=1),
+            est_qualifying,
+        )
+        prog_nq = nqs[program_of >= 0]
+        ratios = gather_ratio(prefilter_ratio, prog_nq) if nprobe is None else prefilter_ratio
+        with np.errstate(invalid="ignore"):  # ratio inf, nothing qualifying: NaN, not scanned
+            weighted = est_qualifying * ratios
+        est_scan = (
+            (program_may & ~program_all).any(axis=1)
+            & (hits.sum(axis=1) >= MIN_SAMPLE_HITS)
+            & (weighted > margin * est_work)
+        )
+    for i, (pred, nq, program) in enumerate(
+        zip(preds, nqs.tolist(), program_of.tolist(), strict=True)
+    ):
+        may_lists = None if list_may is None else list_may[i]  # a view: filled below
+        # Routed partitions and which of them are covered.
+        if program >= 0:
+            may_true, all_true = program_may[program], program_all[program]
+        else:
+            flags = zones.flags(pred)
+            may_true, all_true = flags.may_true, flags.all_true
+            if may_lists is not None:
+                may_lists[:] = may_true[list_part]
+                if pred is not None and not all_true[may_true].all():
+                    may_lists &= list_zones.flags(pred).may_true  # type: ignore[union-attr]
+        routed = np.flatnonzero(may_true).astype(np.int64)
+        covered = all_true[routed]
+        if program >= 0 and est_scan[program]:
+            # With a program the executor tests it: no masks, no exact count.
+            filters.append(
+                FilterPlan(
+                    pred,
+                    "scan",
+                    routed,
+                    {},
+                    round(float(est_qualifying[program])),
+                    float(est_work[program]),
+                    est_counts[program, routed],
+                    estimated=True,
+                    partial=routed[~covered],
+                    program=program,
+                )
+            )
+            continue
+        # Exact plans share a filter's gather among its queries. Approximate plans
+        # keep the one-query ratio: measured at 1M, shared filters that must then
+        # be counted exactly (not estimated) cost more planning than they save.
+        ratio = gather_ratio(prefilter_ratio, nq) if nprobe is None else prefilter_ratio
+        if sample is not None and not covered.all() and nprobe is not None and program < 0:
+            # Estimate first. A filter that will clearly be scanned gets no exact
+            # count: it gets masks after probing, on the lists its queries probe
+            # only (probing.drop_empty_probes).
+            est, hits_here = sample.estimate(pred, routed)
+            counts = np.where(covered, sizes[routed], est)
+            qualifying = float(counts.sum())
+            scan_work = work(routed, qualifying)
+            if hits_here >= MIN_SAMPLE_HITS and qualifying * ratio > margin * scan_work:
+                filters.append(
+                    FilterPlan(
+                        pred,
+                        "scan",
+                        routed,
+                        {},
+                        round(qualifying),
+                        scan_work,
+                        counts,
+                        estimated=True,
+                        partial=routed[~covered],
+                    )
+                )
+                continue
+        route = None if routes is None else routes.get(pred)
+        if route is None:
+            route = route_filter(pred, routed, covered, part, sizes, evaluator, ranges)
+            if routes is not None:
+                routes[pred] = route
+        parts, masks, counts, rows = route
+        qualifying = int(counts.sum())
+        if may_lists is not None:  # exact counts may drop partitions
+            kept = np.zeros(part.num_parts, dtype=bool)
+            kept[parts] = True
+            may_lists &= kept[list_part]  # (np.isin took 16 us a filter, this 1 us)
+        scan_work = work(parts, qualifying, may_lists)
+        strategy: Strategy
+        if qualifying == 0:
+            strategy = "empty"
+        elif qualifying * ratio <= scan_work:
+            strategy = "prefilter"
+        else:
+            strategy = "scan"
+        if masks is not None:
+            filters.append(FilterPlan(pred, strategy, parts, masks, qualifying, scan_work, counts))
+            continue
+        assert rows is not None  # a selective filter: its rows, masks only if scanned
+        prefilter = strategy == "prefilter"
+        tested = not prefilter and program >= 0  # scanned: the executor tests its program
+        filters.append(
+            FilterPlan(
+                pred,
+                strategy,
+                parts,
+                {} if prefilter or tested else masks_of_rows(rows, parts, counts, part.part_bounds),
+                qualifying,
+                scan_work,
+                counts,
+                partial=parts[counts < sizes[parts]] if prefilter or tested else None,
+                row_ids=rows if prefilter else None,
+                program=program if tested else -1,
+            )
+        )
+
+    scanning = [i for i, f in enumerate(filters) if f.strategy == "scan"]
+    if nprobe is None:  # exact: every routed partition, whole (less list_may's lists)
+        t = part.num_lists
+        pq_ = [np.repeat(queries_of[i], filters[i].parts.size) for i in scanning]
+        pc_ = [np.tile(t + filters[i].parts, queries_of[i].size) for i in scanning]
+        probe_query = np.concatenate(pq_) if pq_ else np.zeros(0, dtype=np.int64)
+        probe_cell = np.concatenate(pc_) if pc_ else np.zeros(0, dtype=np.int64)
+    elif scanning:
+        probe_query, probe_cell = probe_lists(
+            queries,
+            filters,
+            scanning,
+            queries_of,
+            part=part,
+            sizes=sizes,
+            metric=metric,
+            nprobe=nprobe,
+            probe_ratio=probe_ratio,
+            need=expected_hits * k,
+        )
+        probe_query, probe_cell = drop_empty_probes(
+            probe_query,
+            probe_cell,
+            query_filter,
+            filters,
+            part=part,
+            store=store,
+            list_zones=list_zones,
+            table=table,
+        )
+    else:
+        probe_query = probe_cell = np.zeros(0, dtype=np.int64)
+    list_ranges = np.stack([part.list_bounds[:-1], part.list_bounds[1:]], axis=1)
+    part_ranges = np.stack([part.part_bounds[:-1], part.part_bounds[1:]], axis=1)
+    return BatchPlan(
+        query_filter=query_filter,
+        filters=filters,
+        probe_query=probe_query,
+        probe_cell=probe_cell,
+        cell_bounds=np.concatenate([list_ranges, part_ranges]),
+        cell_part=np.concatenate([list_part, np.arange(part.num_parts)]),
+        nprobe=nprobe,
+        programs=table,
+        list_may=list_may,
+    )
+
+
+@dataclass(frozen=True)
+class _Programs:
+    """The batch's filters that compile (:func:`~hqi.query.compiled.compile_filter`):
+    each filter's program (``program_of``, -1: none), their table, and their
+    zone flags on every partition (``may``/``whole``: (programs, partitions))."""
+
+    table: ProgramTable | None
+    program_of: np.ndarray
+    may: np.ndarray
+    whole: np.ndarray
+
+    @property
+    def count(self) -> int:
+        return int(self.may.shape[0])
+
+
+def _compile_programs(
+    preds: list[Predicate | None],
+    attributes: AttributeMatrix | None,
+    zones: ZoneMaps,
+    *,
+    enabled: bool,
+) -> _Programs:
+    """Compile the filters (only when ``enabled``: with a row sample, the filters
+    that compile are routed, estimated and tested by the executor from their
+    programs) and take the programs' zone flags in one compiled call."""
+    programs: list[Program] = []
+    program_of = np.full(len(preds), -1, dtype=np.int64)
+    if enabled and attributes is not None:
+        for i, pred in enumerate(preds):
+            if (compiled := compile_filter(pred, attributes)) is not None:
+                program_of[i] = len(programs)
+                programs.append(compiled)
+    table = None if attributes is None else ProgramTable.of(programs, attributes)
+    none = np.zeros((0, zones.num_parts), dtype=bool)
+    if not programs:
+        return _Programs(table, program_of, none, none)
+    assert table is not None
+    every = np.arange(zones.num_parts)
+    may, whole = zones.program_flags(
+        table,
+        np.repeat(np.arange(len(programs)), every.size),
+        np.tile(every, len(programs)),
+    )
+    return _Programs(
+        table, program_of, may.reshape(len(programs), -1), whole.reshape(len(programs), -1)
+    )
+
+
+def _exact_list_may(
+    progs: _Programs, num_filters: int, list_part: np.ndarray, list_zones: ZoneMaps
+) -> np.ndarray:
+    """(filters, lists): whether a filter may hold on some row of a list. Exact
+    plans scan whole partitions, less the lists where a filter cannot hold, and
+    cost a scan by those lists' rows. Filled here for the filters with a
+    program (the lists' zone maps, in one call); :func:`plan_batch` fills the
+    others' rows as it routes them."""
+    list_may = np.zeros((num_filters, list_part.size), dtype=bool)
+    if progs.count:
+        assert progs.table is not None
+        routed_lists = progs.may[:, list_part]
+        covered_lists = progs.whole[:, list_part]
+        pj, pl = np.nonzero(routed_lists & ~covered_lists)
+        may, _ = list_zones.program_flags(progs.table, pj, pl)
+        filter_of = np.flatnonzero(progs.program_of >= 0)
+        list_may[filter_of] = covered_lists
+        list_may[filter_of[pj[may]], pl[may]] = True
+    return list_may

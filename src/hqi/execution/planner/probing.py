@@ -1,0 +1,226 @@
+"""Global probing: which lists each scanned query reads (approximate plans).
+
+Each query ranks the lists of its routed partitions by centroid distance
+(one product of the batch with all centroids) and probes the nearest
+``nprobe``, or more until they are expected to hold ``need`` qualifying
+rows, and every list within ``probe_ratio`` of the nearest one's distance
+(:func:`probe_lists`). Then the lists where an estimated filter has no
+qualifying row are dropped from its queries' probes (:func:`drop_empty_probes`).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hqi._arrays import isin_sorted, unique
+from hqi.collection import Metric
+from hqi.execution.planner.plans import FilterPlan
+from hqi.execution.planner.routing import mask_probed
+from hqi.index.partitioned import Partitioning
+from hqi.layout.zonemap import ZoneMaps
+from hqi.query import ColumnStore
+from hqi.query.compiled import ProgramTable
+
+__all__ = ["PROBE_CHUNK", "PROBE_GROUP_ALONE", "PROBE_HEAD", "drop_empty_probes", "probe_lists"]
+
+
+def _nearest_enough(
+    dist: np.ndarray,
+    expected: np.ndarray,
+    need: float,
+    nprobe: int,
+    head: int,
+    bound: np.ndarray | None = None,
+) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """Each query's (row of ``dist``) candidate lists in distance order, and how many
+    it probes: ``nprobe``, or more until their ``expected`` qualifying rows (the
+    same row of ``expected``) reach ``need``, and at least those at a distance
+    of at most its ``bound`` (if given: :func:`_ratio_bounds`), up to ``head``.
+    As (query rows, candidate order, count) groups: the ``head`` nearest
+    candidates are selected and sorted for everyone (a partial sort), and only
+    queries they do not satisfy sort all of their candidates."""
+    m = dist.shape[1]
+    out = []
+    rows = np.arange(dist.shape[0])
+    if head < m:
+        top = np.argpartition(dist, head - 1, axis=1)[:, :head]
+        order = np.take_along_axis(
+            top, np.argsort(np.take_along_axis(dist, top, axis=1), axis=1, kind="stable"), axis=1
+        )
+        cum = np.cumsum(np.take_along_axis(expected, order, axis=1), axis=1)
+        done = cum[:, -1] >= need  # (head >= nprobe: the head always holds nprobe lists)
+        enough = (cum >= need).argmax(axis=1) + 1
+        if bound is not None:  # the head's lists within the bound
+            near = np.take_along_axis(dist, order, axis=1) <= bound[:, None]
+            enough = np.maximum(enough, near.sum(axis=1))
+        count = np.minimum(np.maximum(enough, nprobe), head)
+        out.append((rows[done], order[done], count[done]))
+        rows = rows[~done]
+        if rows.size == 0:
+            return out
+        dist, expected = dist[rows], expected[rows]
+        bound = None if bound is None else bound[rows]
+    order = np.argsort(dist, axis=1, kind="stable")
+    cum = np.cumsum(np.take_along_axis(expected, order, axis=1), axis=1)
+    enough = (cum >= need).argmax(axis=1) + 1
+    enough[cum[:, -1] < need] = m
+    if bound is not None:
+        enough = np.maximum(enough, np.minimum((dist <= bound[:, None]).sum(axis=1), head))
+    out.append((rows, order, np.minimum(np.maximum(enough, nprobe), m)))
+    return out
+
+
+def _ratio_bounds(dist: np.ndarray, offset: np.ndarray, probe_ratio: float) -> np.ndarray:
+    """Per query (row of ``dist``, ranking distances to its candidate lists'
+    centroids), the ranking distance up to which a list is within
+    ``probe_ratio`` of the nearest one in true distance. ``offset`` turns a
+    ranking distance into a squared distance: ``||q||^2`` for l2 (ranking
+    ``||c||^2 - 2<q, c>``), 1 for cosine (ranking ``-<q, c>`` of a unit query;
+    for a unit ``c``, ``1 - <q, c>`` is half their squared distance); so the
+    bound is ``probe_ratio^2 * (d_1 + offset) - offset``."""
+    nearest = dist.min(axis=1)
+    return np.float64(probe_ratio) ** 2 * (nearest + offset) - offset
+
+
+PROBE_HEAD = 64  # a query's nearest lists ranked first: max(4 * nprobe, this)
+PROBE_CHUNK = 1 << 22  # (query, candidate list) distances ranked at once while probing
+# Filters routed to the same partitions with this many queries in all rank them
+# apart, over their own lists; fewer are ranked with all such sets at once.
+PROBE_GROUP_ALONE = 64
+
+
+def _centroid_distances(q: np.ndarray, cents: np.ndarray, metric: Metric) -> np.ndarray:
+    dist = q @ cents.T
+    if metric is Metric.L2:  # in place: the (Q, T) matrix is the big one
+        dist *= -2.0
+        dist += np.einsum("ij,ij->i", cents, cents)[None, :]
+    else:
+        np.negative(dist, out=dist)
+    return dist
+
+
+def probe_lists(
+    queries: np.ndarray,
+    filters: list[FilterPlan],
+    scanning: list[int],
+    queries_of: list[np.ndarray],
+    *,
+    part: Partitioning,
+    sizes: np.ndarray,
+    metric: Metric,
+    nprobe: int,
+    probe_ratio: float,
+    need: float,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The probes (query, list) of the queries of the ``scanning`` filters: each
+    query's nearest lists among its routed partitions, ``nprobe`` of them, or
+    more until they hold ``need`` expected qualifying rows, and all within
+    ``probe_ratio`` of the nearest one's distance (not for ip). ``sizes``:
+    the partitions' rows."""
+    nlists = np.diff(part.part_lists)
+    list_sizes = np.diff(part.list_bounds)
+    list_part = np.repeat(np.arange(part.num_parts), nlists)
+    pq_: list[np.ndarray] = []
+    pc_: list[np.ndarray] = []
+    cent_dist = _centroid_distances(queries, part.centroids, metric)
+    offset = None  # ranking distance + offset = squared distance (_ratio_bounds)
+    if probe_ratio > 1 and metric is Metric.L2:
+        offset = np.einsum("ij,ij->i", queries, queries)
+    elif probe_ratio > 1 and metric is Metric.COSINE:
+        offset = np.ones(queries.shape[0])
+    head = max(4 * nprobe, PROBE_HEAD)  # ranked first; the rest only if needed
+    # Filters routed to the same partitions rank their queries together, over
+    # those partitions' lists. Sets of few queries are ranked all together
+    # instead, over the union of their lists: a list outside a query's routed
+    # partitions is at +inf and expects nothing, so it sorts after the
+    # query's own lists and is cut off by their count. One partial sort per
+    # chunk then replaces hundreds of small ones (recall_target's sample).
+    routed = np.zeros((len(scanning), part.num_parts), dtype=bool)
+    density = np.zeros((len(scanning), part.num_parts))
+    for j, i in enumerate(scanning):
+        f = filters[i]
+        routed[j, f.parts] = True
+        density[j, f.parts] = f.counts / sizes[f.parts]
+    num_cand = routed.astype(np.int64) @ nlists  # each filter's candidate lists
+    same_parts: dict[bytes, list[int]] = {}
+    for j, i in enumerate(scanning):
+        same_parts.setdefault(filters[i].parts.tobytes(), []).append(j)
+    # (members, mixed): mixed when the members come from several such sets.
+    groups: list[tuple[list[int], bool]] = []
+    together: list[list[int]] = []
+    for members in same_parts.values():
+        if sum(queries_of[scanning[j]].size for j in members) >= PROBE_GROUP_ALONE:
+            groups.append((members, False))
+        else:
+            together.append(members)
+    if together:
+        groups.append((sorted(j for members in together for j in members), len(together) > 1))
+    for members, mixed in groups:
+        union = np.any(routed[members], axis=0)  # partitions of any member
+        cand = np.flatnonzero(union[list_part])
+        qids = np.concatenate([queries_of[scanning[j]] for j in members])
+        local = np.repeat(members, [queries_of[scanning[j]].size for j in members])
+        step = max(PROBE_CHUNK // max(cand.size, 1), 1)
+        for c0 in range(0, qids.size, step):
+            cq, lq = qids[c0 : c0 + step], local[c0 : c0 + step]
+            dist = cent_dist[np.ix_(cq, cand)]
+            if mixed:
+                dist[~routed[lq][:, list_part[cand]]] = np.inf
+            # Expected qualifying rows of each list: its size times its
+            # partition's qualifying fraction for the query's filter.
+            expected = density[lq][:, list_part[cand]] * list_sizes[cand][None, :]
+            bound = None if offset is None else _ratio_bounds(dist, offset[cq], probe_ratio)
+            for rows, order, count in _nearest_enough(dist, expected, need, nprobe, head, bound):
+                if mixed:
+                    count = np.minimum(count, num_cand[lq[rows]])
+                take = np.arange(order.shape[1])[None, :] < count[:, None]
+                pq_.append(np.broadcast_to(cq[rows, None], order.shape)[take])
+                pc_.append(cand[order][take].astype(np.int64))
+    if not pq_:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    return np.concatenate(pq_), np.concatenate(pc_)
+
+
+def drop_empty_probes(
+    pq: np.ndarray,
+    pc: np.ndarray,
+    query_filter: np.ndarray,
+    filters: list[FilterPlan],
+    *,
+    part: Partitioning,
+    store: ColumnStore,
+    list_zones: ZoneMaps | None,
+    table: ProgramTable | None,
+) -> tuple[np.ndarray, np.ndarray]:
+    """The probes (query ``pq``, list ``pc``) less those of lists where the
+    query's estimated filter has no qualifying row. Estimated filters get masks
+    of the lists their queries probe here (:func:`~.routing.mask_probed`);
+    those with a program are tested by the executor instead, and only the
+    lists' zone maps rule lists out for them, all in one call."""
+    t = part.num_lists
+    list_part = np.repeat(np.arange(part.num_parts), np.diff(part.part_lists))
+    estimated = np.array([f.estimated for f in filters], dtype=bool)
+    if not estimated.any():
+        return pq, pc
+    pf = query_filter[pq]
+    mine = estimated[pf]
+    keys = unique(pf[mine] * t + pc[mine])
+    fid, cell = np.divmod(keys, t)
+    key_program = np.array([f.program for f in filters], dtype=np.int64)[fid]
+    tested = key_program >= 0
+    empty = [np.zeros(0, dtype=np.int64)]
+    if tested.any() and list_zones is not None and table is not None:
+        may, _ = list_zones.program_flags(table, key_program[tested], cell[tested])
+        empty.append(keys[tested][~may])
+    masked, masked_cell = fid[~tested], cell[~tested]
+    bounds = np.searchsorted(masked, np.arange(len(filters) + 1))
+    empty += [
+        i * t
+        + mask_probed(filters[i], masked_cell[bounds[i] : bounds[i + 1]], part, list_part, store)
+        for i in unique(masked).tolist()
+    ]
+    dropped = np.concatenate(empty)
+    if dropped.size:  # lists where nothing qualifies: not worth a product
+        keep = ~isin_sorted(pf * t + pc, unique(dropped))
+        pq, pc = pq[keep], pc[keep]
+    return pq, pc
