@@ -36,7 +36,8 @@ class SearchOptions:
     8,192 rows in all, ``8192 // list_size`` (16 lists of 512 rows, 4 of
     2,048: the default list size grows with N, see :class:`hqi.BuildOptions`).
 
-    ``recall_target``: instead of ``nprobe``, reach this recall@k (e.g. 0.95):
+    ``recall_target``: instead of ``nprobe`` (giving both is an error), reach
+    this recall@k (e.g. 0.95):
     the smallest nprobe (1, 2, 3, 4, 6, 8, 12, ...) that reaches it on
     ``calibration_queries`` queries sampled from the batch, judged against
     their exact answers, is used; the estimate is
