@@ -99,6 +99,38 @@ def _centroid_distances(q: np.ndarray, cents: np.ndarray, metric: Metric) -> np.
     return dist
 
 
+def _routes_and_densities(
+    filters: list[FilterPlan], scanning: list[int], num_parts: int, sizes: np.ndarray
+) -> tuple[np.ndarray, np.ndarray]:
+    """(filters, partitions) for the ``scanning`` filters: whether each is routed
+    there, and the fraction of the partition's rows that qualify (its counts
+    over the partitions' ``sizes``), set for all filters at once."""
+    routed = np.zeros((len(scanning), num_parts), dtype=bool)
+    density = np.zeros((len(scanning), num_parts))
+    if not scanning:
+        return routed, density
+    parts = [filters[i].parts for i in scanning]
+    at = np.concatenate(parts)
+    row = np.repeat(np.arange(len(scanning)), [p.size for p in parts])
+    counts = np.concatenate([filters[i].counts for i in scanning])
+    routed[row, at] = True
+    density[row, at] = counts / sizes[at]
+    return routed, density
+
+
+def _same_partitions(routed: np.ndarray) -> list[list[int]]:
+    """The rows of ``routed`` grouped by equal rows (filters routed to the same
+    partitions), each group ascending, the groups in order of their first row."""
+    if routed.shape[0] == 0:
+        return []
+    packed = np.ascontiguousarray(np.packbits(routed, axis=1))
+    keys = packed.view(np.dtype((np.void, packed.shape[1]))).ravel()
+    _, first, inverse = np.unique(keys, return_index=True, return_inverse=True)
+    rows = np.argsort(inverse, kind="stable")  # ascending within each group
+    bounds = np.searchsorted(inverse[rows], np.arange(first.size + 1))
+    return [rows[bounds[g] : bounds[g + 1]].tolist() for g in np.argsort(first).tolist()]
+
+
 def probe_lists(
     queries: np.ndarray,
     filters: list[FilterPlan],
@@ -135,21 +167,14 @@ def probe_lists(
     # partitions is at +inf and expects nothing, so it sorts after the
     # query's own lists and is cut off by their count. One partial sort per
     # chunk then replaces hundreds of small ones (recall_target's sample).
-    routed = np.zeros((len(scanning), part.num_parts), dtype=bool)
-    density = np.zeros((len(scanning), part.num_parts))
-    for j, i in enumerate(scanning):
-        f = filters[i]
-        routed[j, f.parts] = True
-        density[j, f.parts] = f.counts / sizes[f.parts]
+    routed, density = _routes_and_densities(filters, scanning, part.num_parts, sizes)
     num_cand = routed.astype(np.int64) @ nlists  # each filter's candidate lists
-    same_parts: dict[bytes, list[int]] = {}
-    for j, i in enumerate(scanning):
-        same_parts.setdefault(filters[i].parts.tobytes(), []).append(j)
     # (members, mixed): mixed when the members come from several such sets.
     groups: list[tuple[list[int], bool]] = []
     together: list[list[int]] = []
-    for members in same_parts.values():
-        if sum(queries_of[scanning[j]].size for j in members) >= PROBE_GROUP_ALONE:
+    nqs = np.array([queries_of[i].size for i in scanning], dtype=np.int64)
+    for members in _same_partitions(routed):
+        if int(nqs[members].sum()) >= PROBE_GROUP_ALONE:
             groups.append((members, False))
         else:
             together.append(members)
