@@ -736,7 +736,7 @@ def test_batched_sample_hits_give_the_same_plans(monkeypatch, learned, workload)
             routed = np.flatnonzero(flags.may_true)
             covered = flags.all_true[routed]
             counts = np.where(covered, sizes[routed], est[routed])
-            ratio = planning.gather_ratio(opts.prefilter_ratio, int(nqs[i]))
+            ratio = planning.gather_ratio(learned._prefilter_ratio(opts, True, len(q)), int(nqs[i]))
             # exact: the rows of the routed lists where it may hold (list zone maps)
             part_ = learned._part
             list_part = np.repeat(np.arange(sizes.size), np.diff(part_.part_lists))

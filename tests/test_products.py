@@ -142,3 +142,38 @@ def test_auto_runs_bf16_on_large_exact_plans_only(catalog, workload, monkeypatch
     assert index.search(q, filters, k=10, exact=True).stats["bf16"] == 1.0
     assert index.search(q, filters, k=10, nprobe=2).stats["bf16"] == 0.0  # approximate
     assert index.search(q, filters, k=10, exact=True, products="fp32").stats["bf16"] == 0.0
+
+
+def test_default_prefilter_ratio_follows_the_products(catalog, workload, monkeypatch) -> None:
+    """``prefilter_ratio=None`` (default) plans exact searches that may run in
+    bfloat16 with ``BF16_PREFILTER_RATIO`` and everything else with
+    ``PREFILTER_RATIO``; a given ratio is used as it is. Plans only: runs
+    without torch."""
+    index = hqi.build(catalog.vectors, catalog.attributes, workload=workload.filters[150:])
+    q, filters = workload.queries[:60], workload.filters[:60]
+    fp32, bf16 = hqi.api.PREFILTER_RATIO, hqi.api.BF16_PREFILTER_RATIO
+    assert fp32 < bf16
+
+    def ratio(nq: int, **kw) -> float:
+        opts = hqi.SearchOptions.from_kwargs(k=10, **kw)
+        return index._prefilter_ratio(opts, opts.exact, nq)
+
+    monkeypatch.setattr(hqi.api, "bf16_available", lambda: True)
+    monkeypatch.setattr(hqi.api, "BF16_MIN_WORK", float(catalog.vectors.size) * 10)
+    assert ratio(10, exact=True) == bf16  # rows x 10 queries x d reach the threshold
+    assert ratio(9, exact=True) == fp32  # below it: float32 for sure
+    assert ratio(10) == fp32  # approximate plans keep float32
+    assert ratio(10, exact=True, products="fp32") == fp32
+    assert ratio(1, exact=True, products="bf16") == bf16
+    assert ratio(10, exact=True, prefilter_ratio=7) == 7.0
+    monkeypatch.setattr(hqi.api, "bf16_available", lambda: False)
+    assert ratio(10, exact=True) == fp32
+
+    def strategies(**kw) -> list[str]:
+        opts = hqi.SearchOptions.from_kwargs(k=10, exact=True, **kw)
+        return [f.strategy for f in index._plan(q, filters, opts, None).filters]
+
+    monkeypatch.setattr(hqi.api, "bf16_available", lambda: True)
+    assert strategies(products="bf16") == strategies(prefilter_ratio=bf16)
+    assert strategies(products="fp32") == strategies(prefilter_ratio=fp32)
+    assert strategies(prefilter_ratio=bf16) != strategies(prefilter_ratio=fp32)

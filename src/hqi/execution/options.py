@@ -62,13 +62,17 @@ class SearchOptions:
     on the exact path a filter shared by ``n`` queries shares the gather's
     extra cost, so its ratio is ``1 + (prefilter_ratio - 1) / n``. Too low
     gathers where a scan is cheaper, too high scans many rows the filter
-    rejects. 0 always prefilters; ``inf`` never does. Default 100: on the
-    1M exact batch a single-query filter's gathered row cost 190 ns and a
-    distance inside a scanned partition 3.7 ns (52x) where the GEMM ran at
-    118 GFLOP/s; at 168 GFLOP/s the exact batch took 2.45 s at 100 against
-    2.63 s at 50 (200k: 0.555 against 0.587 s; MovieLens 0.519 against
-    0.532 s; FB15k-237 equal), approximate search within noise and recall
-    within 0.0004.
+    rejects. 0 always prefilters; ``inf`` never does. ``None`` (default):
+    100 (``hqi.api.PREFILTER_RATIO``), or 400 for exact plans that may run
+    their products in bfloat16 (see ``products``; ``hqi.api.BF16_PREFILTER_RATIO``),
+    where a row read in place costs less. For float32: on the 1M exact batch
+    a single-query filter's gathered row cost 190 ns and a distance inside a
+    scanned partition 3.7 ns (52x) where the GEMM ran at 118 GFLOP/s; at 168
+    GFLOP/s the exact batch took 2.45 s at 100 against 2.63 s at 50 (200k:
+    0.555 against 0.587 s; MovieLens 0.519 against 0.532 s; FB15k-237
+    equal), approximate search within noise and recall within 0.0004. In
+    bfloat16, 400 against 100: 1M exact 1.644 against 1.781 s, 200k 0.509
+    against 0.550 s (MovieLens 0.396 against 0.386 s).
 
     ``probe_ratio``: besides its ``nprobe`` nearest lists, a query probes every
     list whose centroid is at most ``probe_ratio`` times as far from it as
@@ -137,7 +141,7 @@ class SearchOptions:
     recall_target: float | None = None
     calibration_queries: int = 200
     exact: bool = False
-    prefilter_ratio: float = 100.0
+    prefilter_ratio: float | None = None
     expected_hits: float = 3.0
     probe_ratio: float = 1.05
     threads: int | None = None
@@ -176,12 +180,13 @@ class SearchOptions:
         pr = real_number("probe_ratio", self.probe_ratio, "a finite number >= 1")
         if not 1 <= pr < float("inf"):
             raise InvalidInputError(f"probe_ratio must be a finite number >= 1, got {pr!r}")
-        ratio = real_number("prefilter_ratio", self.prefilter_ratio, ">= 0")
-        if not ratio >= 0:
-            raise InvalidInputError(f"prefilter_ratio must be >= 0, got {ratio!r}")
+        if self.prefilter_ratio is not None:
+            ratio = real_number("prefilter_ratio", self.prefilter_ratio, ">= 0 or None")
+            if not ratio >= 0:
+                raise InvalidInputError(f"prefilter_ratio must be >= 0 or None, got {ratio!r}")
+            store("prefilter_ratio", ratio)
         store("expected_hits", hits)
         store("probe_ratio", pr)
-        store("prefilter_ratio", ratio)
         for name in ("exact", "parallel", "flat"):
             if isinstance(getattr(self, name), np.bool_):
                 store(name, bool(getattr(self, name)))
