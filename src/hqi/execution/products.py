@@ -121,18 +121,21 @@ class BF16Rows:
     row_eps: np.ndarray  # (N,) float32: see ROW_EPS
 
     @classmethod
-    def of(cls, vectors: np.ndarray, chunk: int = 65536) -> BF16Rows:
-        """Convert ``vectors`` (float32) chunk by chunk (bounded extra memory)."""
+    def of(cls, vectors: np.ndarray) -> BF16Rows:
+        """Convert ``vectors`` (float32, possibly memory-mapped and read-only): torch
+        reads them in place, so the only new memory is the bfloat16 copy (1M x
+        128: 0.22 s with a float32 copy of each chunk first, 0.13 s in place)."""
+        import warnings
+
         import torch
 
         source = vectors.view(np.ndarray) if isinstance(vectors, np.memmap) else vectors
-        n, d = source.shape
-        rows = torch.empty((n, d), dtype=torch.bfloat16)
-        sq = np.empty(n, dtype=np.float32)
-        for a in range(0, n, chunk):
-            block = np.array(source[a : a + chunk], dtype=np.float32)  # writable, for torch
-            rows[a : a + block.shape[0]] = torch.from_numpy(block).to(torch.bfloat16)
-            sq[a : a + block.shape[0]] = np.einsum("ij,ij->i", block, block)
+        source = np.ascontiguousarray(source, dtype=np.float32)  # no copy when it is already
+        with warnings.catch_warnings():
+            # torch warns that it could write to a read-only array; it only reads it.
+            warnings.filterwarnings("ignore", message="The given NumPy array is not writable")
+            rows = torch.from_numpy(source).to(torch.bfloat16)
+        sq = np.einsum("ij,ij->i", source, source)
         row_eps = (ROW_EPS * sq + ROW_EPS_FLOOR).astype(np.float32)
         return cls(source, rows, np.sqrt(sq), row_eps)
 
