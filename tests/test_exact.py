@@ -227,6 +227,50 @@ def _push_blocks(top: TopK, dist: np.ndarray, block: int, masks=None, reverse=Fa
         top.push_scores(np.arange(nq), dist[:, s : s + block].T.copy(), cols, masks=masks)
 
 
+@settings(max_examples=80, deadline=None)
+@given(
+    hnp.arrays(
+        np.float32,
+        st.tuples(st.integers(1, 4), st.integers(1, 60)),
+        elements=st.sampled_from([0.0, 1.0, 2.0, 3.5, np.inf]),
+    ),
+    st.integers(1, 8),
+    st.integers(1, 12),
+    st.lists(st.integers(0, 2), min_size=60, max_size=60),
+)
+def test_workers_sharing_a_bound_merge_to_the_global_order(dist, k, block, owner) -> None:
+    """The executor's workers: top-ks that split the blocks between them and
+    share a bound on each query's k-th distance (each skips rows another has
+    ruled out) merge to one global (distance, position) sort, ties included."""
+    nq, n = dist.shape
+    bound = np.full(nq, np.inf, dtype=np.float32)
+    tops = [TopK(nq, k, bound) for _ in range(3)]
+    for b, s in enumerate(range(0, n, block)):  # blocks dealt out, interleaved
+        cols = np.arange(s, min(s + block, n))
+        tops[owner[b % len(owner)]].push_scores(np.arange(nq), dist[:, cols].T.copy(), cols)
+    kth = np.sort(np.where(np.isfinite(dist), dist, np.inf), axis=1)[:, min(k, n) - 1]
+    assert (bound >= np.minimum(kth, np.inf)).all()  # never below the true k-th
+    merged = TopK(nq, k)
+    for t in tops:
+        merged.push(np.arange(nq), t.dist, t.pos)
+    _assert_global_order(merged, dist, k)
+
+
+def test_workers_bound_keeps_a_tie_at_the_bound() -> None:
+    """A row exactly at another worker's k-th distance may still win on its
+    position: the bound skips only rows strictly farther."""
+    bound = np.full(1, np.inf, dtype=np.float32)
+    first, second = TopK(1, 1, bound), TopK(1, 1, bound)
+    q = np.zeros(1, dtype=np.int64)
+    first.push_scores(q, np.array([[2.0]], dtype=np.float32), np.array([5]))
+    assert bound[0] == 2.0
+    second.push_scores(q, np.array([[2.0]], dtype=np.float32), np.array([3]))
+    merged = TopK(1, 1)
+    for t in (first, second):
+        merged.push(q, t.dist, t.pos)
+    assert merged.finish()[0].tolist() == [[3]]
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     hnp.arrays(

@@ -82,9 +82,13 @@ def test_products_stay_within_the_bound(d, scale, shift, seed) -> None:
 @needs_amx
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 @pytest.mark.parametrize("prefilter_ratio", [0.0, 100.0, float("inf")])
-def test_bf16_exact_search_equals_brute_force(catalog, workload, metric, prefilter_ratio) -> None:
+@pytest.mark.parametrize("parallel", [False, True])
+def test_bf16_exact_search_equals_brute_force(
+    catalog, workload, metric, prefilter_ratio, parallel
+) -> None:
     """Exact search in bfloat16: the brute force's answers, on the gathered
-    (prefilter), mixed and scanned paths, for every metric."""
+    (prefilter), mixed and scanned paths, for every metric, on one thread and
+    on two workers (which share a bound on each query's k-th distance)."""
     index = hqi.build(
         catalog.vectors,
         catalog.attributes,
@@ -95,9 +99,16 @@ def test_bf16_exact_search_equals_brute_force(catalog, workload, metric, prefilt
     )
     q, filters = workload.queries[:150], workload.filters[:150]
     res = index.search(
-        q, filters, k=10, exact=True, products="bf16", prefilter_ratio=prefilter_ratio
+        q,
+        filters,
+        k=10,
+        exact=True,
+        products="bf16",
+        prefilter_ratio=prefilter_ratio,
+        parallel=parallel,
+        threads=2,
     )
-    assert res.stats["bf16"] == 1.0
+    assert res.stats["bf16"] == 1.0 and res.stats["workers"] == (2.0 if parallel else 1.0)
     ref = index.search(
         q, filters, k=10, exact=True, products="fp32", prefilter_ratio=prefilter_ratio
     )

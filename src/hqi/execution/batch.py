@@ -271,6 +271,11 @@ def execute_plan(
     the cells and prefilter filters from one queue, largest estimated work
     first, and their top-k are merged at the end. (Dealing them out in turn
     left one worker up to 0.45 s behind the other on the 1M exact batch.)
+    The workers share one bound on each query's k-th distance (the best of
+    their k-ths, :class:`~hqi.execution.topk.TopK`), so none keeps rows that
+    another has already ruled out: 1M exact execution 1.343 -> 1.229 s in
+    bfloat16 and 2.053 -> 1.965 s in float32, nprobe 2 0.392 -> 0.380 s
+    (medians of 5, 3 and 7 alternating runs, the same ids and distances).
 
     With ``bf16`` (the rows in bfloat16), the products run in bfloat16 and the
     results are the same (:mod:`hqi.execution.products`).
@@ -360,7 +365,10 @@ def collect_topk(
                 done += _scan_cells(ctx, top, probes, [segments[i]])  # type: ignore[arg-type]
         return done
 
-    tops = [TopK(queries.shape[0], k) for _ in range(workers)]
+    # One bound on each query's k-th distance, shared: a worker skips rows that
+    # another's top-k already rules out (exact on the merge; see TopK).
+    bound = np.full(queries.shape[0], np.inf, dtype=np.float32)
+    tops = [TopK(queries.shape[0], k, bound) for _ in range(workers)]
     with (
         threadpool_limits(limits=1, user_api="blas"),
         torch_threads(1) if bf16 is not None else nullcontext(),

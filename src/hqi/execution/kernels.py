@@ -37,15 +37,15 @@ def _array(dtype: types.Type, ndim: int, writable: bool = False) -> types.Array:
 
 # Argument types, by element type and dimensions (C order, read-only unless "w").
 _I64, _I64_2, _I64_2W = (_array(types.int64, n, w) for n, w in ((1, False), (2, False), (2, True)))
-_F32, _F32_2, _F32_2W = (
-    _array(types.float32, n, w) for n, w in ((1, False), (2, False), (2, True))
+_F32, _F32_W, _F32_2, _F32_2W = (
+    _array(types.float32, n, w) for n, w in ((1, False), (1, True), (2, False), (2, True))
 )
 _F64, _F64_2, _U8 = _array(types.float64, 1), _array(types.float64, 2), _array(types.uint8, 1)
 
 # One signature: compiled once; read-only inputs (memory-mapped norms, Ray's
 # shared-memory arrays) and writable ones both match it. Arguments: top_dist,
 # top_pos, queries, scores, norms, cols, bits, mask_offset, mask_base, attrs,
-# program, atom_col, atom_group, atom_lo, atom_hi.
+# program, atom_col, atom_group, atom_lo, atom_hi, bound.
 _SIGNATURE = types.void(
     _F32_2W,
     _I64_2W,
@@ -62,6 +62,7 @@ _SIGNATURE = types.void(
     _I64,
     _F64,
     _F64,
+    _F32_W,
 )
 
 
@@ -107,6 +108,15 @@ def _interval_holds(v: float, lo: float, hi: float) -> bool:
     return v >= lo and v <= hi
 
 
+@njit(nogil=True, boundscheck=False)
+def _lower_bound(bound: np.ndarray, queries: np.ndarray, thr: np.ndarray) -> None:
+    """``bound[queries[i]] = min(bound[queries[i]], thr[i])``: see :func:`push_scores`."""
+    for i in range(queries.size):
+        q = queries[i]
+        if thr[i] < bound[q]:
+            bound[q] = thr[i]
+
+
 @njit(_SIGNATURE, nogil=True, boundscheck=False)
 def push_scores(
     top_dist: np.ndarray,
@@ -124,6 +134,7 @@ def push_scores(
     atom_group: np.ndarray,
     atom_lo: np.ndarray,
     atom_hi: np.ndarray,
+    bound: np.ndarray,
 ) -> None:
     """Merge ``scores`` (b, m): block rows at positions ``cols`` (b,) by the
     queries ``queries`` (m,), into ``top_dist`` / ``top_pos`` (Q, k), each row
@@ -138,29 +149,42 @@ def push_scores(
     :class:`~hqi.query.compiled.AttributeMatrix`) where its filter's program,
     atoms ``program[i, 0]:program[i, 1]`` of the ``atom_*`` arrays, holds:
     tested only for rows under its k-th distance.
+
+    ``bound`` (Q,), shared by workers that split the rows of the same queries
+    (empty: none): an upper bound of each query's k-th distance over all the
+    workers' rows. A row farther than it cannot be in the merged top-k, so it
+    is skipped even where this worker's own k-th would take it; on return,
+    each query's entry is lowered to this worker's k-th if that is smaller.
+    Any worker's k-th is such a bound (the k-th nearest of any k rows is at
+    least the k-th nearest of all of them), and the entries only ever hold
+    such values, so unsynchronised reads and writes lose nothing: a lost
+    update leaves a looser bound.
     """
     b, m = scores.shape
     k = top_dist.shape[1]
     has_norms = norms.size > 0
+    has_bound = bound.size > 0
     inf = np.float32(np.inf)
     zero = np.float32(0.0)
     thr = np.empty(m, dtype=np.float32)  # each query's k-th distance and position
     thr_pos = np.empty(m, dtype=np.int64)
+    cut = np.empty(m, dtype=np.float32)  # rows farther than this are skipped
     for i in range(m):
         thr[i] = top_dist[queries[i], k - 1]
         thr_pos[i] = top_pos[queries[i], k - 1]
+        cut[i] = min(thr[i], bound[queries[i]]) if has_bound else thr[i]
     for j in range(b):
         norm = norms[j] if has_norms else zero
         row = scores[j]
         taken = False
         for i in range(m):  # vectorised: does any query take this row?
-            taken |= row[i] + norm <= thr[i]
+            taken |= row[i] + norm <= cut[i]
         if not taken:
             continue
         p = cols[j]
         for i in range(m):
             d = row[i] + norm
-            if not d <= thr[i]:
+            if not d <= cut[i]:
                 continue
             if d == thr[i] and (p >= thr_pos[i] or d == inf):
                 continue  # an equal distance wins only at a smaller position
@@ -185,6 +209,9 @@ def push_scores(
             pos[s] = p
             thr[i] = dist[k - 1]
             thr_pos[i] = pos[k - 1]
+            cut[i] = min(cut[i], thr[i])
+    if has_bound:
+        _lower_bound(bound, queries, thr)
 
 
 @njit(nogil=True, boundscheck=False, fastmath=True)
@@ -220,6 +247,7 @@ def push_scores_bf16(
     row_len: np.ndarray,
     row_eps: np.ndarray,
     query_slack: np.ndarray,
+    bound: np.ndarray,
 ) -> None:
     """:func:`push_scores` for approximate scores, with the same results.
 
@@ -243,13 +271,16 @@ def push_scores_bf16(
     m = queries.size
     k = top_dist.shape[1]
     has_norms = norms.size > 0
+    has_bound = bound.size > 0
     inf = np.float32(np.inf)
     zero = np.float32(0.0)
     thr = np.empty(m, dtype=np.float32)  # each query's k-th distance and position
     thr_pos = np.empty(m, dtype=np.int64)
+    cut = np.empty(m, dtype=np.float32)  # rows farther than this are skipped (bound)
     for i in range(m):
         thr[i] = top_dist[queries[i], k - 1]
         thr_pos[i] = top_pos[queries[i], k - 1]
+        cut[i] = min(thr[i], bound[queries[i]]) if has_bound else thr[i]
     widened = np.empty(m, dtype=np.uint32)
     approx = widened.view(np.float32)  # a row's scores as float32 (bf16 is the top half)
     words = (m + 7) // 8
@@ -263,7 +294,7 @@ def push_scores_bf16(
         for i in range(m):
             widened[i] = np.uint32(row[i]) << 16
         for i in range(m):  # vectorised: which queries could take this row?
-            flags[i] = np.uint8(approx[i] + base - rl * query_slack[i] <= thr[i])
+            flags[i] = np.uint8(approx[i] + base - rl * query_slack[i] <= cut[i])
         any_word = np.uint64(0)
         for w in range(words):
             any_word |= flag_words[w]
@@ -290,7 +321,7 @@ def push_scores_bf16(
                 ):
                     continue
                 d = _dot(x, scaled[queries[i]]) + norm
-                if not d <= thr[i]:
+                if not d <= cut[i]:
                     continue
                 if d == thr[i] and (p >= thr_pos[i] or d == inf):
                     continue  # an equal distance wins only at a smaller position
@@ -305,6 +336,9 @@ def push_scores_bf16(
                 pos[s] = p
                 thr[i] = dist[k - 1]
                 thr_pos[i] = pos[k - 1]
+                cut[i] = min(cut[i], thr[i])
+    if has_bound:
+        _lower_bound(bound, queries, thr)
 
 
 @njit(nogil=True, boundscheck=False)

@@ -25,6 +25,7 @@ __all__ = ["PAD", "RowMasks", "TopK"]
 PAD = np.iinfo(np.int64).max
 
 _NO_NORMS = np.zeros(0, dtype=np.float32)
+_NO_BOUND = np.zeros(0, dtype=np.float32)  # writable: the compiled passes' signature
 _NO_BITS = np.zeros(1, dtype=np.uint8)
 _NO_ATTRS = np.zeros((1, 1), dtype=np.float64)
 _NO_INTS = np.zeros(1, dtype=np.int64)
@@ -105,10 +106,16 @@ class RowMasks:
 class TopK:
     """Running per-query top-k over candidate blocks, merged in (distance, position) order."""
 
-    def __init__(self, nq: int, k: int) -> None:
+    def __init__(self, nq: int, k: int, bound: np.ndarray | None = None) -> None:
+        """``bound``: (nq,) float32 shared by top-ks that split the rows of the same
+        queries and are merged at the end (the executor's workers): each
+        query's best known k-th distance over all of them, which the compiled
+        passes read to skip rows and lower as they go
+        (:func:`hqi.execution.kernels.push_scores`)."""
         self.k = k
         self.dist = np.full((nq, k), np.inf, dtype=np.float32)
         self.pos = np.full((nq, k), PAD, dtype=np.int64)
+        self.bound = _NO_BOUND if bound is None else bound
 
     def push(self, rows: np.ndarray | slice, dist: np.ndarray, pos: np.ndarray) -> None:
         """Merge candidates ``dist``/``pos`` (r, c) into queries ``rows``."""
@@ -148,6 +155,7 @@ class TopK:
             _NO_NORMS if norms is None else np.ascontiguousarray(norms, dtype=np.float32),
             np.ascontiguousarray(cols, dtype=np.int64),
             *_mask_args(masks, scores.shape[1]),
+            self.bound,
         )
 
     def push_scores_bf16(
@@ -185,6 +193,7 @@ class TopK:
             np.ascontiguousarray(row_len, dtype=np.float32),
             np.ascontiguousarray(row_eps, dtype=np.float32),
             np.ascontiguousarray(query_slack, dtype=np.float32),
+            self.bound,
         )
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
