@@ -18,6 +18,7 @@ from __future__ import annotations
 import numbers
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, fields
+from functools import cached_property
 from typing import Any
 
 import numpy as np
@@ -152,6 +153,11 @@ class Partitioning:
     @property
     def num_lists(self) -> int:
         return int(self.list_bounds.size - 1)
+
+    @cached_property
+    def list_part(self) -> np.ndarray:
+        """Each list's partition (T,), from ``part_lists``."""
+        return np.repeat(np.arange(self.num_parts), np.diff(self.part_lists))
 
     @property
     def nominal_list_size(self) -> int:

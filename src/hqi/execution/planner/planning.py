@@ -79,7 +79,7 @@ def plan_batch(
     nlists = np.diff(part.part_lists)
     sizes = zones.sizes
     list_sizes = np.diff(part.list_bounds)
-    list_part = np.repeat(np.arange(part.num_parts), nlists)
+    list_part = part.list_part
     filters: list[FilterPlan] = []
     evaluator = BatchEvaluator(store, max_bytes=16 << 20)
     ranges = RangeCache(budget=RANGE_BUDGET * store.num_rows)  # bounds gathered columns

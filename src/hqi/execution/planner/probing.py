@@ -151,7 +151,7 @@ def probe_lists(
     the partitions' rows."""
     nlists = np.diff(part.part_lists)
     list_sizes = np.diff(part.list_bounds)
-    list_part = np.repeat(np.arange(part.num_parts), nlists)
+    list_part = part.list_part
     pq_: list[np.ndarray] = []
     pc_: list[np.ndarray] = []
     cent_dist = _centroid_distances(queries, part.centroids, metric)
@@ -223,7 +223,7 @@ def drop_empty_probes(
     those with a program are tested by the executor instead, and only the
     lists' zone maps rule lists out for them, all in one call."""
     t = part.num_lists
-    list_part = np.repeat(np.arange(part.num_parts), np.diff(part.part_lists))
+    list_part = part.list_part
     estimated = np.array([f.estimated for f in filters], dtype=bool)
     if not estimated.any():
         return pq, pc
