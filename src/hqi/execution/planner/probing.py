@@ -10,6 +10,8 @@ qualifying row are dropped from its queries' probes (:func:`drop_empty_probes`).
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 
 from hqi._arrays import isin_sorted, unique
@@ -24,30 +26,51 @@ from hqi.query.compiled import ProgramTable
 __all__ = ["PROBE_CHUNK", "PROBE_GROUP_ALONE", "PROBE_HEAD", "drop_empty_probes", "probe_lists"]
 
 
+@dataclass(frozen=True)
+class _Expected:
+    """Expected qualifying rows of (query, candidate list) pairs, made only where
+    asked: the query's filter's qualifying fraction in the list's partition
+    (``density``: (queries, partitions)) times the list's size. The full
+    (queries, candidates) matrix is never made: ranking reads it at each
+    query's ``head`` nearest lists only (1M, nprobe 2: probing 0.092 ->
+    0.067 s, medians of 7, planning 0.252 -> 0.240 s; the same plans)."""
+
+    density: np.ndarray  # (queries, partitions)
+    cand_part: np.ndarray  # (candidates,) each candidate list's partition
+    cand_size: np.ndarray  # (candidates,) its rows
+
+    def at(self, order: np.ndarray, rows: np.ndarray | None = None) -> np.ndarray:
+        """Expected rows at candidates ``order`` (queries, c) of the queries ``rows``
+        (all: None)."""
+        density = self.density if rows is None else self.density[rows]
+        return np.take_along_axis(density, self.cand_part[order], axis=1) * self.cand_size[order]
+
+
 def _nearest_enough(
     dist: np.ndarray,
-    expected: np.ndarray,
+    expected: _Expected,
     need: float,
     nprobe: int,
     head: int,
     bound: np.ndarray | None = None,
 ) -> list[tuple[np.ndarray, np.ndarray, np.ndarray]]:
     """Each query's (row of ``dist``) candidate lists in distance order, and how many
-    it probes: ``nprobe``, or more until their ``expected`` qualifying rows (the
-    same row of ``expected``) reach ``need``, and at least those at a distance
-    of at most its ``bound`` (if given: :func:`_ratio_bounds`), up to ``head``.
-    As (query rows, candidate order, count) groups: the ``head`` nearest
-    candidates are selected and sorted for everyone (a partial sort), and only
-    queries they do not satisfy sort all of their candidates."""
+    it probes: ``nprobe``, or more until their ``expected`` qualifying rows
+    reach ``need``, and at least those at a distance of at most its ``bound``
+    (if given: :func:`_ratio_bounds`), up to ``head``. As (query rows,
+    candidate order, count) groups: the ``head`` nearest candidates are
+    selected and sorted for everyone (a partial sort), and only queries they
+    do not satisfy sort all of their candidates."""
     m = dist.shape[1]
+    m_rows = dist.shape[0]
     out = []
-    rows = np.arange(dist.shape[0])
+    rows = np.arange(m_rows)
     if head < m:
         top = np.argpartition(dist, head - 1, axis=1)[:, :head]
         order = np.take_along_axis(
             top, np.argsort(np.take_along_axis(dist, top, axis=1), axis=1, kind="stable"), axis=1
         )
-        cum = np.cumsum(np.take_along_axis(expected, order, axis=1), axis=1)
+        cum = np.cumsum(expected.at(order), axis=1)
         done = cum[:, -1] >= need  # (head >= nprobe: the head always holds nprobe lists)
         enough = (cum >= need).argmax(axis=1) + 1
         if bound is not None:  # the head's lists within the bound
@@ -58,10 +81,10 @@ def _nearest_enough(
         rows = rows[~done]
         if rows.size == 0:
             return out
-        dist, expected = dist[rows], expected[rows]
+        dist = dist[rows]
         bound = None if bound is None else bound[rows]
     order = np.argsort(dist, axis=1, kind="stable")
-    cum = np.cumsum(np.take_along_axis(expected, order, axis=1), axis=1)
+    cum = np.cumsum(expected.at(order, None if rows.size == m_rows else rows), axis=1)
     enough = (cum >= need).argmax(axis=1) + 1
     enough[cum[:, -1] < need] = m
     if bound is not None:
@@ -193,7 +216,7 @@ def probe_lists(
                 dist[~routed[lq][:, list_part[cand]]] = np.inf
             # Expected qualifying rows of each list: its size times its
             # partition's qualifying fraction for the query's filter.
-            expected = density[lq][:, list_part[cand]] * list_sizes[cand][None, :]
+            expected = _Expected(density[lq], list_part[cand], list_sizes[cand])
             bound = None if offset is None else _ratio_bounds(dist, offset[cq], probe_ratio)
             for rows, order, count in _nearest_enough(dist, expected, need, nprobe, head, bound):
                 if mixed:
