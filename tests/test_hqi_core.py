@@ -529,6 +529,53 @@ def test_estimated_filters_are_masked_where_probed(monkeypatch, learned, workloa
     assert recall_at_k(learned.search(q, f, k=10), truth).mean() >= 0.9
 
 
+@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("opts", [{"nprobe": 4}, {"exact": True}])
+def test_each_probe_admits_exactly_its_filters_rows(monkeypatch, learned, workload, compiled, opts):
+    """The executor's row masks, made for all probes at once: a probe admits (by
+    packed mask bits, by program, or all rows when it has neither) exactly the
+    rows of its cell where its query's filter holds."""
+    from hqi.execution import batch
+    from hqi.execution.kernels import _holds
+    from hqi.execution.planner import planning
+
+    monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
+    monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)  # estimated filters too
+    monkeypatch.setattr(hqi.api, "COMPILED_FILTERS", compiled)
+    q, f = workload.queries[:150], workload.filters[:150]
+    opts_ = hqi.SearchOptions.from_kwargs(k=10, **opts)
+    plan = learned._plan(q, f, opts_, opts.get("nprobe"))
+    assert (plan.programs is not None) == compiled
+    cells, _, fids, _ = batch._cell_segments(plan)
+    masks = batch._ProbeMasks.of_plan(plan, learned._part, cells, fids)
+    truth: dict[int, np.ndarray] = {}
+    kinds = set()
+    for j in np.unique(cells * len(plan.filters) + fids, return_index=True)[1].tolist():
+        cell, fid = int(cells[j]), int(fids[j])
+        if fid not in truth:
+            pred = plan.filters[fid].pred
+            truth[fid] = learned.mask(None if pred is None else str(pred))
+        start, stop = (int(x) for x in plan.cell_bounds[cell])
+        rows = np.arange(start, stop)
+        m = masks.of(j, j + 1)
+        if m.offset[0] >= 0:
+            kinds.add("bits")
+            bit = rows - m.base[0]
+            admitted = (m.bits[m.offset[0] + (bit >> 3)] >> (7 - (bit & 7))) & 1 == 1
+        elif m.program is not None and m.program[0, 0] >= 0:
+            kinds.add("program")
+            t = m.table
+            first, last = (int(x) for x in m.program[0])
+            admitted = np.array(
+                [_holds(t.attrs, int(r), first, last, t.col, t.group, t.lo, t.hi) for r in rows]
+            )
+        else:
+            kinds.add("all")
+            admitted = np.ones(rows.size, dtype=bool)
+        np.testing.assert_array_equal(admitted, truth[fid][start:stop], err_msg=f"probe {j}")
+    assert kinds >= ({"program", "all"} if compiled else {"bits", "all"})
+
+
 @pytest.mark.parametrize("opts", [{"nprobe": 4}, {"nprobe": 10_000}, {"exact": True}])
 def test_compiled_filters_give_the_masked_answers(monkeypatch, learned, workload, truth, opts):
     """Estimated filters that compile are tested by the executor, not masked: same

@@ -31,8 +31,9 @@ from hqi.collection import Metric
 from hqi.execution.exact import Group, _gather_scan, exact_distances, ranking_queries
 from hqi.execution.planner import BatchPlan, FilterPlan, filter_queries
 from hqi.execution.products import BF16Queries, BF16Rows, torch_threads
-from hqi.execution.topk import RowMasks, TopK
+from hqi.execution.topk import _NO_BITS, RowMasks, TopK
 from hqi.index.partitioned import Partitioning
+from hqi.query.compiled import ProgramTable
 
 __all__ = ["collect_topk", "execute_plan", "finish_topk"]
 
@@ -65,7 +66,7 @@ def _cell_segments(
 
 @dataclass(frozen=True)
 class _FilterTable:
-    """The plan's filters as arrays, for :func:`_cell_masks`: each filter's
+    """The plan's filters as arrays, for :class:`_ProbeMasks`: each filter's
     program (-1: none), the (filter, partition) pairs where a filter with a
     program is partial (as sorted keys ``filter * P + partition``), and which
     filters keep masks (of partitions, or an estimated filter's of lists)."""
@@ -97,46 +98,91 @@ class _Context:
     queries_of: list[np.ndarray]  # each filter's queries (filter_queries)
     block_rows: int
     query_block: int
-    filters: _FilterTable
+    masks: _ProbeMasks  # of every probe, in (cell, filter, query) order
     bf16: BF16Queries | None = None  # products in bfloat16 (hqi.execution.products)
 
 
-def _cell_masks(
-    plan: BatchPlan, table: _FilterTable, cell: int, part_start: int, queries_filters: np.ndarray
-) -> RowMasks:
-    """The row masks of a cell's queries (in filter order): the filters partial in
-    the cell's partition have one (their partition's, or for an estimated filter
-    the list's own) or, with a program, that program; the others take every
-    row. Programs are looked up for all the cell's filters at once; only
-    filters that keep masks are visited one by one (1M, nprobe 3, 492 cells:
-    0.11 -> 0.07 s under the profiler; two workers' execution 0.507 ->
-    0.480 s, medians of 7 alternating runs, the same ids)."""
-    p = int(plan.cell_part[cell])
-    start = int(plan.cell_bounds[cell, 0])
-    bounds = np.concatenate(
-        [[0], np.flatnonzero(np.diff(queries_filters)) + 1, [queries_filters.size]]
-    )
-    fids = queries_filters[bounds[:-1]]
-    programs = table.program[fids]
-    has = programs >= 0
-    known = table.partial_keys
-    if not known.size:
-        programs[:] = -1  # no program is partial anywhere
-    elif has.any():  # a program applies where its filter is partial
-        keys = fids[has] * table.num_parts + p
-        at = np.minimum(np.searchsorted(known, keys), known.size - 1)
-        programs[has] = np.where(known[at] == keys, programs[has], -1)
-    bits: list[np.ndarray | None] = [None] * fids.size
-    bases = [start] * fids.size
-    for j in np.flatnonzero(table.masked[fids]).tolist():
-        f = plan.filters[int(fids[j])]
-        if (mask := f.masks.get(p)) is not None:
-            bits[j] = mask
-            bases[j] = part_start
-            programs[j] = -1
-        else:
-            bits[j] = f.list_masks.get(cell)
-    return RowMasks.of_groups(np.diff(bounds), bits, bases, programs, plan.programs)
+@dataclass(frozen=True)
+class _ProbeMasks:
+    """Every probe's row mask, made once for the whole plan (in probe order, as
+    :func:`_cell_segments` sorts them): a cell's masks are slices of these
+    arrays (:meth:`of`), so the workers make none. A probe whose filter is
+    partial in the cell's partition has one: its filter's packed mask of the
+    partition, or for an estimated filter the list's own, or with a program
+    that program; the others take every row. Made cell by cell in the
+    workers before, they were 40% of the workers' time under the GIL (py-spy,
+    1M, nprobe 2); made once: 1M execution 0.248 -> 0.208 s at nprobe 1,
+    0.382 -> 0.332 s at nprobe 2 (ratio 1.1), exact unchanged (medians of
+    7, two alternating runs, the same ids and distances)."""
+
+    bits: np.ndarray  # uint8, every mask used, packed
+    offset: np.ndarray  # (probes,) int64 byte of the probe's mask in bits, -1: none
+    base: np.ndarray  # (probes,) int64 row position of its bit 0
+    program: np.ndarray | None  # (probes, 2) int64 atom range, -1: none
+    table: ProgramTable | None
+
+    @classmethod
+    def of_plan(
+        cls, plan: BatchPlan, part: Partitioning, cells: np.ndarray, fids: np.ndarray
+    ) -> _ProbeMasks:
+        """The masks of the probes (sorted by cell, then filter: ``cells``,
+        ``fids``)."""
+        table = _FilterTable.of(plan, part.num_parts)
+        n = cells.size
+        offset = np.full(n, -1, dtype=np.int64)
+        base = np.zeros(n, dtype=np.int64)
+        if n == 0:
+            return cls(_NO_BITS, offset, base, None, plan.programs)
+        # Groups: runs of one (cell, filter).
+        change = (cells[1:] != cells[:-1]) | (fids[1:] != fids[:-1])
+        starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+        stops = np.concatenate([starts[1:], [n]])
+        g_cell, g_fid = cells[starts], fids[starts]
+        g_part = plan.cell_part[g_cell]
+        programs = table.program[g_fid]
+        known = table.partial_keys
+        if not known.size:
+            programs[:] = -1  # no program is partial anywhere
+        else:  # a program applies where its filter is partial
+            has = programs >= 0
+            keys = g_fid[has] * table.num_parts + g_part[has]
+            at = np.minimum(np.searchsorted(known, keys), known.size - 1)
+            programs[has] = np.where(known[at] == keys, programs[has], -1)
+        pieces: list[np.ndarray] = []
+        used = 0
+        for g in np.flatnonzero(table.masked[g_fid]).tolist():
+            f = plan.filters[int(g_fid[g])]
+            p, cell = int(g_part[g]), int(g_cell[g])
+            mask = f.masks.get(p)
+            if mask is not None:  # the partition's mask
+                bit0 = int(part.part_bounds[p])
+                programs[g] = -1
+            else:  # an estimated filter's mask of this list, if it has one
+                mask = f.list_masks.get(cell)
+                bit0 = int(plan.cell_bounds[cell, 0])
+            if mask is None:
+                continue
+            a, b = starts[g], stops[g]
+            offset[a:b] = used
+            base[a:b] = bit0
+            pieces.append(mask)
+            used += mask.size
+        program = None
+        if plan.programs is not None and (programs >= 0).any():
+            bounds = plan.programs.bounds
+            ranges = np.where(
+                (programs >= 0)[:, None],
+                np.stack([bounds[programs], bounds[programs + 1]], axis=1),
+                -1,
+            )
+            program = np.repeat(ranges, stops - starts, axis=0)
+        bits = np.concatenate(pieces) if pieces else _NO_BITS
+        return cls(bits, offset, base, program, plan.programs)
+
+    def of(self, a: int, b: int) -> RowMasks:
+        """The masks of probes ``a:b``."""
+        program = None if self.program is None else self.program[a:b]
+        return RowMasks(self.bits, self.offset[a:b], self.base[a:b], program, self.table)
 
 
 def _scan_cells(
@@ -155,11 +201,10 @@ def _scan_cells(
         start, stop = (int(x) for x in plan.cell_bounds[cell])
         if stop == start:
             continue
-        pstart = int(part.part_bounds[int(plan.cell_part[cell])])
         cq = qids[a:b]
         # The cell's queries run in filter order; only the filters partial in
         # this partition have a mask here.
-        masks = _cell_masks(plan, ctx.filters, cell, pstart, fids[a:b])
+        masks = ctx.masks.of(a, b)
         for r0, r1, sel in _cell_pieces(plan, part, cell, fids[a:b], start, stop, block_rows):
             queries = cq if sel is None else cq[sel]
             piece = masks if sel is None else masks.take(sel)
@@ -331,7 +376,12 @@ def collect_topk(
         queries_of,
         block_rows,
         query_block,
-        _FilterTable.of(plan, part.num_parts),
+        _ProbeMasks.of_plan(
+            plan,
+            part,
+            np.zeros(0, dtype=np.int64) if cells is None else cells,
+            np.zeros(0, dtype=np.int64) if fids is None else fids,
+        ),
         None if bf16 is None else bf16.queries(scaled),
     )
 
