@@ -394,6 +394,12 @@ def test_partition_structure_is_consistent(learned, catalog) -> None:
         assert part.list_bounds[lo] == part.part_bounds[p]
         assert part.list_bounds[hi] == part.part_bounds[p + 1]
     assert np.diff(part.list_bounds).max() <= 4 * 64  # lists capped at 4 x list_size
+    # each list's rows run nearest its centroid first
+    v = learned.vectors.astype(np.float64)
+    for t in range(part.num_lists):
+        a, b = int(part.list_bounds[t]), int(part.list_bounds[t + 1])
+        central = ((v[a:b] - part.centroids[t]) ** 2).sum(axis=1)
+        assert (np.diff(central) >= -1e-3 * (1 + central[1:])).all(), t
 
 
 def test_oversized_lists_are_split() -> None:

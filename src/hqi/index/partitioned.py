@@ -2,7 +2,11 @@
 
 Rows are stored sorted by (partition, list), so every partition and every
 list is one contiguous range ``[start, stop)`` of the stored vectors and
-attributes: a scan reads them in place, with no gather.
+attributes: a scan reads them in place, with no gather. Inside a list, rows
+run nearest its centroid first: a query's k-th distance falls sooner, so
+fewer rows pass it into filter tests and insertions (1M, the same plans
+and answers: execution 0.208 -> 0.190 s at nprobe 1, 0.333 -> 0.318 s at
+nprobe 2 with ratio 1.1, 0.38 -> 0.366 s at nprobe 6; exact unchanged).
 
 Arrays (saved with the index):
 
@@ -291,7 +295,12 @@ def build_partitioning(
             part_nlists.append(0)
             continue
         cents, assign = next(trained)
-        by_list = np.argsort(assign, kind="stable")
+        # By list, and in each list nearest its centroid first: the rows a
+        # probing query meets first are likely near it, so its k-th distance
+        # falls early and fewer rows pass it (filter tests, insertions).
+        residual = vectors[rows] - cents[assign]
+        central = np.einsum("ij,ij->i", residual, residual)
+        by_list = np.lexsort((central, assign))
         order_parts.append(rows[by_list])
         cents, sizes_p = _cap_lists(
             cents, np.bincount(assign, minlength=cents.shape[0]), 4 * options.rows_per_list(n)
