@@ -177,7 +177,7 @@ def probe_lists(
     list_part = part.list_part
     pq_: list[np.ndarray] = []
     pc_: list[np.ndarray] = []
-    cent_dist = _centroid_distances(queries, part.centroids, metric)
+    centroids = part.centroids
     offset = None  # ranking distance + offset = squared distance (_ratio_bounds)
     if probe_ratio > 1 and metric is Metric.L2:
         offset = np.einsum("ij,ij->i", queries, queries)
@@ -211,7 +211,10 @@ def probe_lists(
         step = max(PROBE_CHUNK // max(cand.size, 1), 1)
         for c0 in range(0, qids.size, step):
             cq, lq = qids[c0 : c0 + step], local[c0 : c0 + step]
-            dist = cent_dist[np.ix_(cq, cand)]
+            # Only the group's candidate lists, one product per group: no
+            # (queries, all lists) matrix to gather from (1M, nprobe 2:
+            # probing 0.082 -> 0.054 s, medians of 7 alternating, same plans).
+            dist = _centroid_distances(queries[cq], centroids[cand], metric)
             if mixed:
                 dist[~routed[lq][:, list_part[cand]]] = np.inf
             # Expected qualifying rows of each list: its size times its
