@@ -135,10 +135,46 @@ def plan_batch(
             & (hits.sum(axis=1) >= MIN_SAMPLE_HITS)
             & (weighted > margin * est_work)
         )
+    # The estimated programs' routes, split out of one pass over all of them
+    # (a filter's own flatnonzero and slices, 4,608 times at 1M: planning 0.211 ->
+    # 0.200 s at nprobe 2, 0.220 -> 0.214 s exact; the same plans).
+    est_routes: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
+    if est_scan.any():
+        chosen = np.flatnonzero(est_scan)
+        rows, cols = np.nonzero(program_may[chosen])
+        cuts = np.searchsorted(rows, np.arange(1, chosen.size))
+        cols = cols.astype(np.int64)
+        partial = ~program_all[chosen[rows], cols]
+        for j, r, c, pa in zip(
+            chosen.tolist(),
+            np.split(cols, cuts),
+            np.split(est_counts[chosen[rows], cols], cuts),
+            np.split(partial, cuts),
+            strict=True,
+        ):
+            est_routes[j] = (r, c, r[pa])
     for i, (pred, nq, program) in enumerate(
         zip(preds, nqs.tolist(), program_of.tolist(), strict=True)
     ):
         may_lists = None if list_may is None else list_may[i]  # a view: filled below
+        if program >= 0 and est_scan[program]:
+            # With a program the executor tests it: no masks, no exact count.
+            routed, counts, partial_parts = est_routes[program]
+            filters.append(
+                FilterPlan(
+                    pred,
+                    "scan",
+                    routed,
+                    {},
+                    round(float(est_qualifying[program])),
+                    float(est_work[program]),
+                    counts,
+                    estimated=True,
+                    partial=partial_parts,
+                    program=program,
+                )
+            )
+            continue
         # Routed partitions and which of them are covered.
         if program >= 0:
             may_true, all_true = program_may[program], program_all[program]
@@ -151,23 +187,6 @@ def plan_batch(
                     may_lists &= list_zones.flags(pred).may_true  # type: ignore[union-attr]
         routed = np.flatnonzero(may_true).astype(np.int64)
         covered = all_true[routed]
-        if program >= 0 and est_scan[program]:
-            # With a program the executor tests it: no masks, no exact count.
-            filters.append(
-                FilterPlan(
-                    pred,
-                    "scan",
-                    routed,
-                    {},
-                    round(float(est_qualifying[program])),
-                    float(est_work[program]),
-                    est_counts[program, routed],
-                    estimated=True,
-                    partial=routed[~covered],
-                    program=program,
-                )
-            )
-            continue
         # Exact plans share a filter's gather among its queries. Approximate plans
         # keep the one-query ratio: measured at 1M, shared filters that must then
         # be counted exactly (not estimated) cost more planning than they save.
