@@ -141,14 +141,14 @@ def plan_batch(
     est_routes: dict[int, tuple[np.ndarray, np.ndarray, np.ndarray]] = {}
     if est_scan.any():
         chosen = np.flatnonzero(est_scan)
-        rows, cols = np.nonzero(program_may[chosen])
-        cuts = np.searchsorted(rows, np.arange(1, chosen.size))
-        cols = cols.astype(np.int64)
-        partial = ~program_all[chosen[rows], cols]
+        at_prog, at_part = np.nonzero(program_may[chosen])
+        cuts = np.searchsorted(at_prog, np.arange(1, chosen.size))
+        at_part = at_part.astype(np.int64)
+        partial = ~program_all[chosen[at_prog], at_part]
         for j, r, c, pa in zip(
             chosen.tolist(),
-            np.split(cols, cuts),
-            np.split(est_counts[chosen[rows], cols], cuts),
+            np.split(at_part, cuts),
+            np.split(est_counts[chosen[at_prog], at_part], cuts),
             np.split(partial, cuts),
             strict=True,
         ):
