@@ -436,3 +436,29 @@ def test_flat_search_reports_progress(layouts, workload) -> None:
         workload.queries[:30], workload.filters[:30], k=5, flat=True, on_progress=seen.append
     )
     assert res.stats["flat"] == 1.0 and sum(seen) == 30
+
+
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_exact_distances_on_threads_are_the_same(monkeypatch, metric) -> None:
+    """The winners' distances, recomputed in chunks on several threads: the same
+    values as on one, padding (-1) at +inf, and the brute-force values."""
+    from hqi.collection import Metric
+
+    monkeypatch.setattr(exact_mod, "EXACT_CHUNK_FLOATS", 3 * 4 * 8)  # 3 queries a chunk
+    rng = np.random.default_rng(5)
+    vectors = rng.standard_normal((50, 8)).astype(np.float32)
+    queries = rng.standard_normal((17, 8)).astype(np.float32)
+    pos = rng.integers(0, 50, (17, 4))
+    pos[3, 2:] = -1
+    m = Metric(metric)
+    one = exact_mod.exact_distances(vectors, queries, pos, m)
+    two = exact_mod.exact_distances(vectors, queries, pos, m, workers=2)
+    np.testing.assert_array_equal(one, two)
+    assert np.isinf(two[3, 2:]).all() and np.isfinite(two[np.arange(17) != 3]).all()
+    x = vectors[np.maximum(pos, 0)]
+    if m is Metric.L2:
+        want = ((x - queries[:, None, :]) ** 2).sum(-1)
+    else:
+        dots = (x * queries[:, None, :]).sum(-1)
+        want = -dots if m is Metric.IP else 1.0 - dots
+    np.testing.assert_allclose(two[pos >= 0], want[pos >= 0], rtol=1e-4, atol=1e-4)

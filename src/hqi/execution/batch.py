@@ -338,7 +338,7 @@ def execute_plan(
         workers=workers,
         bf16=bf16,
     )
-    pos, dist = finish_topk(top, vectors, queries, metric)
+    pos, dist = finish_topk(top, vectors, queries, metric, workers=workers)
     return pos, dist, computed
 
 
@@ -433,11 +433,12 @@ def collect_topk(
 
 
 def finish_topk(
-    top: TopK, vectors: np.ndarray, queries: np.ndarray, metric: Metric
+    top: TopK, vectors: np.ndarray, queries: np.ndarray, metric: Metric, *, workers: int = 1
 ) -> tuple[np.ndarray, np.ndarray]:
-    """Final (positions, distances): distances recomputed exactly for the winners,
-    ordered by (distance, position). Every backend ends with this."""
+    """Final (positions, distances): distances recomputed exactly for the winners
+    (on ``workers`` threads), ordered by (distance, position). Every backend
+    ends with this."""
     pos, _ = top.finish()
-    dist = exact_distances(vectors, queries, pos, metric)
+    dist = exact_distances(vectors, queries, pos, metric, workers=workers)
     order = np.lexsort((np.where(pos < 0, np.iinfo(np.int64).max, pos), dist), axis=-1)
     return np.take_along_axis(pos, order, 1), np.take_along_axis(dist, order, 1)

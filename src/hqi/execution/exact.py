@@ -57,18 +57,27 @@ EXACT_CHUNK_FLOATS = 1 << 19  # gathered winner coordinates per chunk (2 MB: sta
 
 
 def exact_distances(
-    vectors: np.ndarray, queries: np.ndarray, pos: np.ndarray, metric: Metric
+    vectors: np.ndarray,
+    queries: np.ndarray,
+    pos: np.ndarray,
+    metric: Metric,
+    *,
+    workers: int = 1,
 ) -> np.ndarray:
     """Distances (q, k) of ``queries`` to rows ``pos`` (-1 = padding -> inf).
 
     In chunks of queries whose gathered rows stay in cache: 2.2x faster than
-    one gather of all (q, k, d) at d = 384, with the same values."""
+    one gather of all (q, k, d) at d = 384, with the same values. With
+    ``workers > 1``, that many threads take the chunks (numpy's gathers and
+    sums release the GIL), with the same values: 1M, 10,000 x 10 winners,
+    16 -> 9 ms on two."""
     valid = pos >= 0
     safe = np.where(valid, pos, 0)
     nq, k = pos.shape
     dist = np.empty((nq, k), dtype=np.result_type(vectors, queries))
     step = max(EXACT_CHUNK_FLOATS // max(k * vectors.shape[1], 1), 1)
-    for s in range(0, nq, step):
+
+    def chunk(s: int) -> None:
         x = vectors[safe[s : s + step]]  # (chunk, k, d), a copy
         q = queries[s : s + step]
         if metric is Metric.L2:
@@ -77,6 +86,16 @@ def exact_distances(
         else:
             dots = np.einsum("qkd,qd->qk", x, q)
             dist[s : s + step] = -dots if metric is Metric.IP else 1.0 - dots
+
+    starts = range(0, nq, step)
+    if workers > 1 and len(starts) > 1:
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(min(workers, len(starts))) as pool:
+            list(pool.map(chunk, starts))
+    else:
+        for s in starts:
+            chunk(s)
     return np.where(valid, dist, np.inf).astype(np.float32)
 
 
