@@ -746,11 +746,12 @@ def test_batched_sample_hits_give_the_same_plans(monkeypatch, learned, workload)
     filter with a program is routed on its estimate exactly when it has
     partial partitions, enough sample hits, and its estimate says scan."""
     from hqi.execution.options import SearchOptions
-    from hqi.execution.planner import planning
+    from hqi.execution.planner import estimates, planning
     from hqi.query.compiled import compile_filter
 
     monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
     monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(estimates, "PARALLEL_SAMPLE_ROWS", 0)  # threads at any size
     q, f = workload.queries[:150], workload.filters[:150]
     matrix = learned._attribute_matrix
     preds, query_filter = learned._distinct(f, q.shape[0])
@@ -759,8 +760,10 @@ def test_batched_sample_hits_give_the_same_plans(monkeypatch, learned, workload)
     seen = []
     batch_hits = planning.sample_hits
 
-    def spy(may, whole, sample, table):
+    def spy(may, whole, sample, table, threads=1):
         out = batch_hits(may, whole, sample, table)
+        # Split over threads (runs of about equal sample rows): the same counts.
+        np.testing.assert_array_equal(batch_hits(may, whole, sample, table, 3), out)
         seen.append((out, sample))
         return out
 

@@ -367,6 +367,7 @@ class Index:
             ),
             list_zones=self._list_zones,
             routes=routes,
+            threads=opts.num_threads,
         )
 
     @cached_property

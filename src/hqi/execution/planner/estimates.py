@@ -20,6 +20,8 @@ from hqi.query.evaluate import BatchEvaluator
 __all__ = ["SAMPLE_STRIDE", "RowSample", "gather_ratio", "sample_hits"]
 
 SAMPLE_STRIDE = 32  # one row in this many makes the planner's estimation sample
+# (program, sample row) tests from which program_hits splits them over threads
+PARALLEL_SAMPLE_ROWS = 1 << 20
 
 
 class RowSample:
@@ -56,32 +58,57 @@ class RowSample:
         return hits * self.scale[parts], int(hits.sum())
 
     def program_hits(
-        self, table: ProgramTable, pair_prog: np.ndarray, pair_part: np.ndarray
+        self,
+        table: ProgramTable,
+        pair_prog: np.ndarray,
+        pair_part: np.ndarray,
+        *,
+        threads: int = 1,
     ) -> np.ndarray:
         """Sample hits of program ``pair_prog[j]`` of ``table`` in partition
         ``pair_part[j]``, for every pair ``j``: what :meth:`estimate` counts,
         for many filters in one compiled pass (a program selects the rows its
-        filter does) and on the given partitions' sample rows only."""
+        filter does) and on the given partitions' sample rows only. With
+        ``threads > 1`` the pairs are split into that many runs of about equal
+        sample rows, counted at once (the compiled pass releases the GIL):
+        1M, nprobe 2: 24 -> 15 ms on two (medians of 6, alternating; the same
+        plans)."""
         if self._attrs is None or self._attrs[0] is not table.attrs:
             self._attrs = (table.attrs, np.ascontiguousarray(table.attrs[self.positions].T))
+        columns = self._attrs[1]
+        pair_prog = pair_prog.astype(np.int64)
+        pair_part = pair_part.astype(np.int64)
         out = np.empty(pair_prog.size, dtype=np.int64)
-        count_holding(
-            self._attrs[1],
-            self.seg,
-            pair_prog.astype(np.int64),
-            pair_part.astype(np.int64),
-            table.bounds,
-            table.col,
-            table.group,
-            table.lo,
-            table.hi,
-            out,
-        )
+
+        def count(a: int, b: int) -> None:
+            count_holding(
+                columns,
+                self.seg,
+                pair_prog[a:b],
+                pair_part[a:b],
+                table.bounds,
+                table.col,
+                table.group,
+                table.lo,
+                table.hi,
+                out[a:b],
+            )
+
+        rows = np.cumsum(np.diff(self.seg)[pair_part])  # sample rows up to each pair
+        if threads <= 1 or pair_prog.size < 2 or rows[-1] < PARALLEL_SAMPLE_ROWS:
+            count(0, pair_prog.size)
+            return out
+        cuts = np.searchsorted(rows, rows[-1] * np.arange(1, threads) / threads)
+        bounds = np.concatenate([[0], cuts, [pair_prog.size]]).tolist()
+        from concurrent.futures import ThreadPoolExecutor
+
+        with ThreadPoolExecutor(threads) as pool:
+            list(pool.map(count, bounds[:-1], bounds[1:]))
         return out
 
 
 def sample_hits(
-    may: np.ndarray, whole: np.ndarray, sample: RowSample, table: ProgramTable
+    may: np.ndarray, whole: np.ndarray, sample: RowSample, table: ProgramTable, threads: int = 1
 ) -> np.ndarray:
     """Sample hits (programs, partitions) of every program of ``table`` in every
     partition it is routed to (``may``: its zone flags; ``whole``: covered
@@ -90,10 +117,10 @@ def sample_hits(
     (:meth:`RowSample.program_hits`); a covered partition's sample rows all
     hit. Measured at 1M (about 4,160 programs): 60,525 partial partitions,
     30M (program, row) tests, 0.02 s, where evaluating each filter on the
-    whole sample took 0.17 s."""
+    whole sample took 0.17 s; ``threads``: see :meth:`RowSample.program_hits`."""
     prog, parts = np.nonzero(may & ~whole)
     hits = np.where(may & whole, np.diff(sample.seg)[None, :], 0).astype(np.int64)
-    hits[prog, parts] = sample.program_hits(table, prog, parts)
+    hits[prog, parts] = sample.program_hits(table, prog, parts, threads=threads)
     return hits
 
 

@@ -59,8 +59,11 @@ def plan_batch(
     list_zones: ZoneMaps | None = None,
     probe_ratio: float = 1.0,
     routes: dict[Predicate | None, Route] | None = None,
+    threads: int = 1,
 ) -> BatchPlan:
     """Plan the batch (see the package docstring); ``nprobe=None`` is exact.
+
+    ``threads``: for the compiled sample counts (:func:`~.estimates.sample_hits`).
 
     ``routes``: filters' exact routes (:func:`~.routing.route_filter`), which do not depend on
     nprobe, kept between the plans of one search (``recall_target`` plans the
@@ -115,7 +118,7 @@ def plan_batch(
     # will clearly be scanned are routed on them (est_scan) and never counted.
     est_scan = np.zeros(progs.count, dtype=bool)
     if progs.count and sample is not None and table is not None:
-        hits = sample_hits(program_may, program_all, sample, table)
+        hits = sample_hits(program_may, program_all, sample, table, threads)
         est_counts = np.where(program_all, sizes[None, :], hits * sample.scale[None, :])
         est_counts[~program_may] = 0
         est_qualifying = est_counts.sum(axis=1)
