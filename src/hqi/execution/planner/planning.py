@@ -145,17 +145,16 @@ def plan_batch(
     if est_scan.any():
         chosen = np.flatnonzero(est_scan)
         at_prog, at_part = np.nonzero(program_may[chosen])
-        cuts = np.searchsorted(at_prog, np.arange(1, chosen.size))
         at_part = at_part.astype(np.int64)
+        at_counts = est_counts[chosen[at_prog], at_part]
         partial = ~program_all[chosen[at_prog], at_part]
-        for j, r, c, pa in zip(
-            chosen.tolist(),
-            np.split(at_part, cuts),
-            np.split(est_counts[chosen[at_prog], at_part], cuts),
-            np.split(partial, cuts),
-            strict=True,
-        ):
-            est_routes[j] = (r, c, r[pa])
+        at_partial = at_part[partial]
+        # Each program's run of pairs, and of its partial pairs: slices (views).
+        bounds = np.searchsorted(at_prog, np.arange(chosen.size + 1)).tolist()
+        pbounds = np.searchsorted(at_prog[partial], np.arange(chosen.size + 1)).tolist()
+        for n, j in enumerate(chosen.tolist()):
+            a, b = bounds[n], bounds[n + 1]
+            est_routes[j] = (at_part[a:b], at_counts[a:b], at_partial[pbounds[n] : pbounds[n + 1]])
     for i, (pred, nq, program) in enumerate(
         zip(preds, nqs.tolist(), program_of.tolist(), strict=True)
     ):
