@@ -115,11 +115,13 @@ predicates = st.recursive(
 )
 
 
-# Filters a string column's inverted index bounds (equality or IN), alone or
-# combined with arbitrary predicates, for the candidate-rows path.
+# Filters an inverted index bounds (a string column's equality or IN, a list
+# column's list_contains), alone or combined with arbitrary predicates, for
+# the candidate-rows path.
 _bounded_atom = st.one_of(
     st.sampled_from([*STRINGS, "zzz"]).map(lambda v: f"s = {quote(v)}"),
     st.lists(str_lit, min_size=1, max_size=3).map(lambda v: f"s IN ({', '.join(v)})"),
+    st.sampled_from([*TAGS, "zz"]).map(lambda v: f"list_contains(tags, {quote(v)})"),
 )
 bounded_predicates = st.recursive(
     _bounded_atom,
