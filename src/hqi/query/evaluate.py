@@ -97,7 +97,9 @@ def _postings(pred: Predicate, store: ColumnStore, limit: int) -> np.ndarray | N
     return None
 
 
-def _bounded(pred: Predicate, store: ColumnStore, limit: int) -> tuple[np.ndarray, Any] | None:
+def _bounded(
+    pred: Predicate, store: ColumnStore, limit: int
+) -> tuple[np.ndarray, Predicate | None] | None:
     """(candidate rows, what is left to test on them): rows outside which ``pred``
     is never TRUE, from the store's inverted indexes (a row may repeat), and
     the predicate still to evaluate there (None: TRUE on every candidate, its
@@ -107,7 +109,7 @@ def _bounded(pred: Predicate, store: ColumnStore, limit: int) -> tuple[np.ndarra
     if rows is not None:
         return rows, None
     if isinstance(pred, And):  # TRUE only where every child is: the smallest bound
-        best: tuple[np.ndarray, Any] | None = None
+        best: tuple[np.ndarray, Predicate | None] | None = None
         chosen = -1
         for i, child in enumerate(pred.children):
             found = _bounded(child, store, limit if best is None else best[0].size)
