@@ -130,6 +130,43 @@ def test_bf16_exact_search_equals_brute_force(
 
 
 @needs_amx
+@pytest.mark.parametrize("query_block", [5, 2048])
+def test_bf16_products_of_any_query_block_give_the_same_answers(
+    catalog, workload, monkeypatch, query_block
+) -> None:
+    """bfloat16 products take their own shape (``products.QUERY_BLOCK`` queries
+    by ``BLOCK_ROWS`` rows): chunks of a few queries, and products of more
+    than 256 queries (padded to a multiple of 256), give float32's answers."""
+    from hqi.execution import batch
+
+    monkeypatch.setattr(products, "QUERY_BLOCK", query_block)
+    monkeypatch.setattr(batch, "BF16_QUERY_BLOCK", query_block)
+    monkeypatch.setattr(products, "BLOCK_ROWS", 1024)
+    index = hqi.build(
+        catalog.vectors,
+        catalog.attributes,
+        workload=workload.filters[150:],
+        min_partition_rows=150,
+        list_size=64,
+    )
+    rng = np.random.default_rng(3)
+    picked = catalog.vectors[rng.choice(len(catalog), 600)]
+    q = picked + rng.normal(0, 0.01, picked.shape)
+    q = q.astype(np.float32)
+    filters = [None if i % 3 else workload.filters[i % 150] for i in range(600)]
+    for prefilter_ratio in (0.0, float("inf")):  # gathered, and read in place
+        res = index.search(
+            q, filters, k=10, exact=True, products="bf16", prefilter_ratio=prefilter_ratio
+        )
+        ref = index.search(
+            q, filters, k=10, exact=True, products="fp32", prefilter_ratio=prefilter_ratio
+        )
+        assert res.stats["bf16"] == 1.0
+        np.testing.assert_array_equal(res.ids, ref.ids)
+        np.testing.assert_allclose(res.distances, ref.distances, rtol=1e-5, atol=1e-6)
+
+
+@needs_amx
 def test_bf16_keeps_ties_and_short_answers(rng) -> None:
     """Duplicate rows (equal distances: the smaller position wins) and filters
     with fewer qualifying rows than k."""

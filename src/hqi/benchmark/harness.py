@@ -104,17 +104,17 @@ def gemm_rate(dim: int, threads: int) -> float:
 
 def gemm_rate_bf16(dim: int, threads: int) -> float | None:
     """Measured bfloat16 GEMM rate (flop/s) of the products exact search runs
-    on AMX (:mod:`hqi.execution.products`: 8,192 rows x 256 queries, torch
-    with ``threads`` threads), median of 5 passes over 65,536 rows; None
-    where they are not available."""
-    from hqi.execution.products import BLOCK_ROWS, bf16_available, torch_threads
+    on AMX (:mod:`hqi.execution.products`: ``BLOCK_ROWS`` rows x
+    ``QUERY_BLOCK`` queries, torch with ``threads`` threads), median of 5
+    passes over 65,536 rows; None where they are not available."""
+    from hqi.execution.products import BLOCK_ROWS, QUERY_BLOCK, bf16_available, torch_threads
 
     if not bf16_available():
         return None
     import torch
 
     rng = np.random.default_rng(0)
-    q = torch.from_numpy(rng.standard_normal((256, dim), dtype=np.float32)).bfloat16()
+    q = torch.from_numpy(rng.standard_normal((QUERY_BLOCK, dim), dtype=np.float32)).bfloat16()
     x = torch.from_numpy(rng.standard_normal((65536, dim), dtype=np.float32)).bfloat16()
     times = []
     with torch_threads(threads):
@@ -124,7 +124,7 @@ def gemm_rate_bf16(dim: int, threads: int) -> float | None:
             for a in range(0, x.shape[0], BLOCK_ROWS):
                 x[a : a + BLOCK_ROWS] @ q.T
             times.append(time.perf_counter() - t0)
-    return 2.0 * 256 * 65536 * dim / statistics.median(times)
+    return 2.0 * QUERY_BLOCK * 65536 * dim / statistics.median(times)
 
 
 def exact_floor(index: hqi.Index, data: BenchData, threads: int) -> dict[str, float]:

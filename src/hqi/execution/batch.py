@@ -30,6 +30,7 @@ import numpy as np
 from hqi.collection import Metric
 from hqi.execution.exact import Group, _gather_scan, exact_distances, ranking_queries
 from hqi.execution.planner import BatchPlan, FilterPlan, filter_queries
+from hqi.execution.products import QUERY_BLOCK as BF16_QUERY_BLOCK
 from hqi.execution.products import BF16Queries, BF16Rows, torch_threads
 from hqi.execution.topk import _NO_BITS, RowMasks, TopK
 from hqi.index.partitioned import Partitioning
@@ -215,12 +216,14 @@ def _scan_cells(
             computed += (r1 - r0) * queries.size
             block = vectors[r0:r1]
             bnorms = None if norms is None else norms[r0:r1]
+            if ctx.bf16 is not None:  # bfloat16 products take their own shape
+                for q0 in range(0, queries.size, BF16_QUERY_BLOCK):
+                    q1 = min(queries.size, q0 + BF16_QUERY_BLOCK)
+                    ctx.bf16.push_range(top, queries[q0:q1], r0, r1, bnorms, piece.of(q0, q1))
+                continue
             cols = np.arange(r0, r1, dtype=np.int64)
             for q0 in range(0, queries.size, query_block):
                 q1 = min(queries.size, q0 + query_block)
-                if ctx.bf16 is not None:
-                    ctx.bf16.push_range(top, queries[q0:q1], r0, r1, bnorms, piece.of(q0, q1))
-                    continue
                 scores = block @ scaled[queries[q0:q1]].T
                 top.push_scores(queries[q0:q1], scores, cols, bnorms, piece.of(q0, q1))
     return computed

@@ -215,19 +215,21 @@ def _gather_scan(
             top.push_scores(qids, block @ scaled[qids].T, cols, norms)
 
     in_place, scattered = _runs(rows, IN_PLACE_RUN)
-    if bf16 is not None:
+    if bf16 is not None:  # bfloat16 products take their own shape (products.QUERY_BLOCK)
+        from hqi.execution.products import QUERY_BLOCK
+
         for a, b in in_place:
             for r0 in range(a, b, block_rows):
                 r1 = min(b, r0 + block_rows)
                 norms = None if sq_norms is None else sq_norms[r0:r1]
-                for qs in range(0, group.queries.size, query_block):
-                    bf16.push_range(top, group.queries[qs : qs + query_block], r0, r1, norms)
+                for qs in range(0, group.queries.size, QUERY_BLOCK):
+                    bf16.push_range(top, group.queries[qs : qs + QUERY_BLOCK], r0, r1, norms)
         for start in range(0, scattered.size, step):
             cols = scattered[start : start + step]
             block = bf16.gather(cols)
             norms = None if sq_norms is None else sq_norms[cols]
-            for qs in range(0, group.queries.size, query_block):
-                bf16.push_rows(top, group.queries[qs : qs + query_block], block, cols, norms)
+            for qs in range(0, group.queries.size, QUERY_BLOCK):
+                bf16.push_rows(top, group.queries[qs : qs + QUERY_BLOCK], block, cols, norms)
         return
     for a, b in in_place:
         for r0 in range(a, b, block_rows):

@@ -117,7 +117,9 @@ class SearchOptions:
     Gathered rows go in blocks of at most 4,096 (they are read back from
     cache). 8,192 to 65,536 measured the same at 1M.
 
-    ``query_block``: queries per distance block (see ``block_rows``).
+    ``query_block``: queries per distance block (see ``block_rows``). Both
+    shape float32 products; bfloat16 products (``products``) take their own,
+    4,096 rows by 2,048 queries (:mod:`hqi.execution.products`).
 
     ``products``: how the executor multiplies rows by queries. ``"fp32"``:
     float32 BLAS. ``"bf16"``: bfloat16 on the CPU's AMX units through torch

@@ -43,7 +43,7 @@ import numpy as np
 if TYPE_CHECKING:
     from hqi.execution.topk import RowMasks, TopK
 
-__all__ = ["SLACK", "BF16Rows", "bf16_available", "torch_threads"]
+__all__ = ["BLOCK_ROWS", "QUERY_BLOCK", "SLACK", "BF16Rows", "bf16_available", "torch_threads"]
 
 # A product's error bound relative to |s| |x|: 3u (the two operands and the
 # result rounded to bfloat16, u = 2**-8) plus a margin (2**-12) for the
@@ -54,10 +54,17 @@ SLACK = 3 * 2.0**-8 + 2.0**-12
 ROW_EPS = 2.0**-20
 ROW_EPS_FLOOR = 1e-30
 
-# Rows per bfloat16 product: its output stays in cache for the compiled pass.
-# Measured on one core, 128-d, 256 queries: 1,000-1,150 GFLOP/s from 2,048
-# to 16,384 rows, 250 at 65,536 (a 32 MB result).
-BLOCK_ROWS = 8192
+# Rows and queries per bfloat16 product. One product runs at 1,000-1,150
+# GFLOP/s on one core from 2,048 to 16,384 rows (128-d, 256 queries), 250 at
+# 65,536 (a 32 MB result). Each product and top-k pass also costs tens of
+# microseconds of Python under the GIL, which two workers take in turn: on
+# the 1M exact batch (2,702 products of 256 queries at most), execution took
+# 1.251 s at 8,192 x 256, 1.079 s at 8,192 x 512, 1.061 s at 4,096 x 1,024
+# and 1.035 s at 4,096 x 2,048 (a 16 MB result; medians of 5, the same ids).
+# float32 products keep the search's query_block: larger ones were slower
+# there (exact 2.04 s at 256 queries, 2.18 s at 1,024).
+BLOCK_ROWS = 4096
+QUERY_BLOCK = 2048
 # Products come in few shapes: rows rounded up to a multiple of ROW_STEP and
 # queries to a bucket of QUERY_BUCKETS (the extra rows and columns are
 # computed and ignored). oneDNN compiles a kernel per shape: the 1M exact
