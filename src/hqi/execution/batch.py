@@ -365,6 +365,13 @@ def collect_topk(
 ) -> tuple[TopK, int]:
     """Run the plan into a running top-k, before :func:`finish_topk`: the part a
     remote worker runs on its share of a plan (:mod:`hqi.distributed`)."""
+    # Plain arrays over the same memory: a memory-mapped array's slices run
+    # Python (np.memmap.__array_finalize__) under the GIL, once per block. An
+    # opened 1M index's exact execution: 1.065 / 1.007 -> 0.947 / 0.925 s (two
+    # alternating pairs of medians of 7, the same answers).
+    vectors = vectors.view(np.ndarray) if isinstance(vectors, np.memmap) else vectors
+    if isinstance(sq_norms, np.memmap):
+        sq_norms = sq_norms.view(np.ndarray)
     norms = sq_norms if metric is Metric.L2 else None
     cells, qids, fids, segments = (
         _cell_segments(plan) if plan.probe_query.size else (None, None, None, [])
