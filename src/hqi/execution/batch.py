@@ -345,7 +345,8 @@ def execute_plan(
         workers=workers,
         bf16=bf16,
     )
-    pos, dist = finish_topk(top, vectors, queries, metric, workers=workers)
+    plain = vectors.view(np.ndarray) if isinstance(vectors, np.memmap) else vectors
+    pos, dist = finish_topk(top, plain, queries, metric, workers=workers)
     return pos, dist, computed
 
 
