@@ -137,10 +137,7 @@ def test_bf16_products_of_any_query_block_give_the_same_answers(
     """bfloat16 products take their own shape (``products.QUERY_BLOCK`` queries
     by ``BLOCK_ROWS`` rows): chunks of a few queries, and products of more
     than 256 queries (padded to a multiple of 256), give float32's answers."""
-    from hqi.execution import batch
-
     monkeypatch.setattr(products, "QUERY_BLOCK", query_block)
-    monkeypatch.setattr(batch, "BF16_QUERY_BLOCK", query_block)
     monkeypatch.setattr(products, "BLOCK_ROWS", 1024)
     index = hqi.build(
         catalog.vectors,

@@ -27,10 +27,11 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from hqi._arrays import plain
 from hqi.collection import Metric
+from hqi.execution import products
 from hqi.execution.exact import Group, _gather_scan, exact_distances, ranking_queries
 from hqi.execution.planner import BatchPlan, FilterPlan, filter_queries
-from hqi.execution.products import QUERY_BLOCK as BF16_QUERY_BLOCK
 from hqi.execution.products import BF16Queries, BF16Rows, torch_threads
 from hqi.execution.topk import _NO_BITS, RowMasks, TopK
 from hqi.index.partitioned import Partitioning
@@ -214,13 +215,14 @@ def _scan_cells(
             queries = cq if sel is None else cq[sel]
             piece = masks if sel is None else masks.take(sel)
             computed += (r1 - r0) * queries.size
-            block = vectors[r0:r1]
             bnorms = None if norms is None else norms[r0:r1]
             if ctx.bf16 is not None:  # bfloat16 products take their own shape
-                for q0 in range(0, queries.size, BF16_QUERY_BLOCK):
-                    q1 = min(queries.size, q0 + BF16_QUERY_BLOCK)
+                step = products.QUERY_BLOCK
+                for q0 in range(0, queries.size, step):
+                    q1 = min(queries.size, q0 + step)
                     ctx.bf16.push_range(top, queries[q0:q1], r0, r1, bnorms, piece.of(q0, q1))
                 continue
+            block = vectors[r0:r1]
             cols = np.arange(r0, r1, dtype=np.int64)
             for q0 in range(0, queries.size, query_block):
                 q1 = min(queries.size, q0 + query_block)
@@ -345,8 +347,7 @@ def execute_plan(
         workers=workers,
         bf16=bf16,
     )
-    plain = vectors.view(np.ndarray) if isinstance(vectors, np.memmap) else vectors
-    pos, dist = finish_topk(top, plain, queries, metric, workers=workers)
+    pos, dist = finish_topk(top, plain(vectors), queries, metric, workers=workers)
     return pos, dist, computed
 
 
@@ -366,14 +367,8 @@ def collect_topk(
 ) -> tuple[TopK, int]:
     """Run the plan into a running top-k, before :func:`finish_topk`: the part a
     remote worker runs on its share of a plan (:mod:`hqi.distributed`)."""
-    # Plain arrays over the same memory: a memory-mapped array's slices run
-    # Python (np.memmap.__array_finalize__) under the GIL, once per block. An
-    # opened 1M index's exact execution: 1.065 / 1.007 -> 0.947 / 0.925 s (two
-    # alternating pairs of medians of 7, the same answers).
-    vectors = vectors.view(np.ndarray) if isinstance(vectors, np.memmap) else vectors
-    if isinstance(sq_norms, np.memmap):
-        sq_norms = sq_norms.view(np.ndarray)
-    norms = sq_norms if metric is Metric.L2 else None
+    vectors = plain(vectors)  # slices of a np.memmap run Python: see plain
+    norms = None if sq_norms is None or metric is not Metric.L2 else plain(sq_norms)
     cells, qids, fids, segments = (
         _cell_segments(plan) if plan.probe_query.size else (None, None, None, [])
     )

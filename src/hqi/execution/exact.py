@@ -32,7 +32,9 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 
+from hqi._arrays import plain
 from hqi.collection import Metric
+from hqi.execution import products
 from hqi.execution.topk import RowMasks, TopK
 
 if TYPE_CHECKING:
@@ -207,7 +209,7 @@ def _gather_scan(
     if rows.size == 0:
         return
     step = min(block_rows, GATHER_ROWS)
-    source = vectors.view(np.ndarray) if isinstance(vectors, np.memmap) else vectors
+    source = plain(vectors)
 
     def push(block: np.ndarray, cols: np.ndarray, norms: np.ndarray | None) -> None:
         for qs in range(0, group.queries.size, query_block):
@@ -215,21 +217,20 @@ def _gather_scan(
             top.push_scores(qids, block @ scaled[qids].T, cols, norms)
 
     in_place, scattered = _runs(rows, IN_PLACE_RUN)
-    if bf16 is not None:  # bfloat16 products take their own shape (products.QUERY_BLOCK)
-        from hqi.execution.products import QUERY_BLOCK
-
+    if bf16 is not None:
+        qstep = products.QUERY_BLOCK  # bfloat16 products take their own shape
         for a, b in in_place:
             for r0 in range(a, b, block_rows):
                 r1 = min(b, r0 + block_rows)
                 norms = None if sq_norms is None else sq_norms[r0:r1]
-                for qs in range(0, group.queries.size, QUERY_BLOCK):
-                    bf16.push_range(top, group.queries[qs : qs + QUERY_BLOCK], r0, r1, norms)
+                for qs in range(0, group.queries.size, qstep):
+                    bf16.push_range(top, group.queries[qs : qs + qstep], r0, r1, norms)
         for start in range(0, scattered.size, step):
             cols = scattered[start : start + step]
             block = bf16.gather(cols)
             norms = None if sq_norms is None else sq_norms[cols]
-            for qs in range(0, group.queries.size, QUERY_BLOCK):
-                bf16.push_rows(top, group.queries[qs : qs + QUERY_BLOCK], block, cols, norms)
+            for qs in range(0, group.queries.size, qstep):
+                bf16.push_rows(top, group.queries[qs : qs + qstep], block, cols, norms)
         return
     for a, b in in_place:
         for r0 in range(a, b, block_rows):

@@ -40,6 +40,8 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from hqi._arrays import plain
+
 if TYPE_CHECKING:
     from hqi.execution.topk import RowMasks, TopK
 
@@ -136,8 +138,7 @@ class BF16Rows:
 
         import torch
 
-        source = vectors.view(np.ndarray) if isinstance(vectors, np.memmap) else vectors
-        source = np.ascontiguousarray(source, dtype=np.float32)  # no copy when it is already
+        source = np.ascontiguousarray(plain(vectors), dtype=np.float32)  # no copy if it is
         with warnings.catch_warnings():
             # torch warns that it could write to a read-only array; it only reads it.
             warnings.filterwarnings("ignore", message="The given NumPy array is not writable")

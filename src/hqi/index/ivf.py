@@ -21,14 +21,19 @@ def train_lists(
     seed: int = 0,
     niter: int = 10,
     max_train_per_list: int = 128,
-) -> tuple[np.ndarray, np.ndarray]:
-    """(centroids (nlist, d) float32, list of every row (m,) int64)."""
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(centroids (nlist, d) float32, list of every row (m,) int64, every row's
+    squared distance to its list's centroid (m,) float32: the assignment's own
+    distances, which the build orders each list's rows by)."""
     import faiss
 
     m, d = vectors.shape
     nlist = max(1, round(m / list_size))
     if nlist == 1:
-        return vectors.mean(axis=0, keepdims=True).astype(np.float32), np.zeros(m, dtype=np.int64)
+        mean = vectors.mean(axis=0, keepdims=True).astype(np.float32)
+        residual = vectors - mean
+        central = np.einsum("ij,ij->i", residual, residual).astype(np.float32)
+        return mean, np.zeros(m, dtype=np.int64), central
     rng = np.random.default_rng(seed)
     train = vectors
     if m > nlist * max_train_per_list:
@@ -43,6 +48,6 @@ def train_lists(
         verbose=False,
     )
     kmeans.train(np.ascontiguousarray(train, dtype=np.float32))
-    _, assign = kmeans.index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
+    central, assign = kmeans.index.search(np.ascontiguousarray(vectors, dtype=np.float32), 1)
     centroids = np.asarray(kmeans.centroids, dtype=np.float32)
-    return centroids, assign[:, 0].astype(np.int64)
+    return centroids, assign[:, 0].astype(np.int64), central[:, 0]

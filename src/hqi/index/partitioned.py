@@ -198,15 +198,16 @@ def _cap_lists(centroids: np.ndarray, sizes: np.ndarray, cap: int) -> tuple[np.n
     return np.repeat(centroids, chunks, axis=0), new_sizes.astype(np.int64)
 
 
-TrainLeaves = Callable[
-    [np.ndarray, list[tuple[np.ndarray, int]], "BuildOptions"], list[tuple[np.ndarray, np.ndarray]]
-]
+# Each leaf's trained lists: (centroids, each row's list, each row's squared
+# distance to its list's centroid), as hqi.index.ivf.train_lists returns them.
+Lists = tuple[np.ndarray, np.ndarray, np.ndarray]
+TrainLeaves = Callable[[np.ndarray, list[tuple[np.ndarray, int]], "BuildOptions"], list[Lists]]
 
 
 def train_leaves_here(
     vectors: np.ndarray, jobs: list[tuple[np.ndarray, int]], options: BuildOptions
-) -> list[tuple[np.ndarray, np.ndarray]]:
-    """Train each leaf's lists in this process: (centroids, assignment) per (rows, seed)."""
+) -> list[Lists]:
+    """Train each leaf's lists in this process, one (rows, seed) job at a time."""
     return [
         train_lists(
             vectors[rows],
@@ -220,9 +221,9 @@ def train_leaves_here(
 
 def _shared_quantizer(
     vectors: np.ndarray, jobs: list[tuple[np.ndarray, int]], options: BuildOptions
-) -> list[tuple[np.ndarray, np.ndarray]]:
+) -> list[Lists]:
     """One k-means over all rows; each leaf's lists are its rows by shared centroid."""
-    cents, assign = train_lists(
+    cents, assign, central = train_lists(
         vectors,
         options.rows_per_list(vectors.shape[0]),
         seed=options.seed,
@@ -231,7 +232,7 @@ def _shared_quantizer(
     out = []
     for rows, _ in jobs:
         used, local = np.unique(assign[rows], return_inverse=True)
-        out.append((cents[used], local.astype(np.int64)))
+        out.append((cents[used], local.astype(np.int64), central[rows]))
     return out
 
 
@@ -294,12 +295,10 @@ def build_partitioning(
         if rows.size == 0:
             part_nlists.append(0)
             continue
-        cents, assign = next(trained)
+        cents, assign, central = next(trained)
         # By list, and in each list nearest its centroid first: the rows a
         # probing query meets first are likely near it, so its k-th distance
         # falls early and fewer rows pass it (filter tests, insertions).
-        residual = vectors[rows] - cents[assign]
-        central = np.einsum("ij,ij->i", residual, residual)
         by_list = np.lexsort((central, assign))
         order_parts.append(rows[by_list])
         cents, sizes_p = _cap_lists(
