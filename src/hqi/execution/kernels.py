@@ -173,43 +173,53 @@ def push_scores(
         thr[i] = top_dist[queries[i], k - 1]
         thr_pos[i] = top_pos[queries[i], k - 1]
         cut[i] = min(thr[i], bound[queries[i]]) if has_bound else thr[i]
+    words = (m + 7) // 8
+    flags = np.zeros(8 * words, dtype=np.uint8)  # which queries take the row
+    flag_words = flags.view(np.uint64)
     for j in range(b):
         norm = norms[j] if has_norms else zero
         row = scores[j]
-        taken = False
-        for i in range(m):  # vectorised: does any query take this row?
-            taken |= row[i] + norm <= cut[i]
-        if not taken:
+        for i in range(m):  # vectorised: which queries take this row?
+            flags[i] = np.uint8(row[i] + norm <= cut[i])
+        any_word = np.uint64(0)
+        for w in range(words):
+            any_word |= flag_words[w]
+        if any_word == 0:
             continue
         p = cols[j]
-        for i in range(m):
-            d = row[i] + norm
-            if not d <= cut[i]:
+        for w in range(words):
+            if flag_words[w] == 0:
                 continue
-            if d == thr[i] and (p >= thr_pos[i] or d == inf):
-                continue  # an equal distance wins only at a smaller position
-            offset = mask_offset[i]
-            if offset >= 0:
-                bit = p - mask_base[i]
-                if (bits[offset + (bit >> 3)] >> (7 - (bit & 7))) & 1 == 0:
+            for i in range(8 * w, min(m, 8 * w + 8)):
+                if flags[i] == 0:
                     continue
-            first = program[i, 0]
-            if first >= 0 and not _holds(
-                attrs, p, first, program[i, 1], atom_col, atom_group, atom_lo, atom_hi
-            ):
-                continue
-            dist = top_dist[queries[i]]
-            pos = top_pos[queries[i]]
-            s = k - 1
-            while s > 0 and (dist[s - 1] > d or (dist[s - 1] == d and pos[s - 1] > p)):
-                dist[s] = dist[s - 1]
-                pos[s] = pos[s - 1]
-                s -= 1
-            dist[s] = d
-            pos[s] = p
-            thr[i] = dist[k - 1]
-            thr_pos[i] = pos[k - 1]
-            cut[i] = min(cut[i], thr[i])
+                d = row[i] + norm
+                if not d <= cut[i]:
+                    continue
+                if d == thr[i] and (p >= thr_pos[i] or d == inf):
+                    continue  # an equal distance wins only at a smaller position
+                offset = mask_offset[i]
+                if offset >= 0:
+                    bit = p - mask_base[i]
+                    if (bits[offset + (bit >> 3)] >> (7 - (bit & 7))) & 1 == 0:
+                        continue
+                first = program[i, 0]
+                if first >= 0 and not _holds(
+                    attrs, p, first, program[i, 1], atom_col, atom_group, atom_lo, atom_hi
+                ):
+                    continue
+                dist = top_dist[queries[i]]
+                pos = top_pos[queries[i]]
+                s = k - 1
+                while s > 0 and (dist[s - 1] > d or (dist[s - 1] == d and pos[s - 1] > p)):
+                    dist[s] = dist[s - 1]
+                    pos[s] = pos[s - 1]
+                    s -= 1
+                dist[s] = d
+                pos[s] = p
+                thr[i] = dist[k - 1]
+                thr_pos[i] = pos[k - 1]
+                cut[i] = min(cut[i], thr[i])
     if has_bound:
         _lower_bound(bound, queries, thr)
 
