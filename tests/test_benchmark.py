@@ -37,9 +37,14 @@ def test_smoke_run(tmp_path) -> None:
     assert exact and exact[0].recall == 1.0
     assert [p.recall for p in points if p.system == "exact-grouped-bruteforce"] == [1.0]
     assert builds["floor"]["qualifying_rows"] > 0 and builds["floor"]["floor_s"] > 0
+    # Every system was warmed up; hqi's exact search too, and its time is kept.
+    assert all(builds[s]["warmup_s"] > 0 for s in cfg.systems)
+    assert 0 < builds["hqi"]["first_exact_s"] <= builds["hqi"]["warmup_s"]
+    assert "first_exact_s" not in builds["faiss-ivf-idselector"]
     out = write_report(tmp_path / "run", points, builds, cfg, data.name, data.vectors.shape)
     summary = (out / "summary.md").read_text()
     assert "QPS @ 0.95" in summary and "Exact floor" in summary
+    assert "hqi's first exact search of the process" in summary
     tuned = [p for p in points if p.system == "hqi" and "recall_target" in p.params]
     assert [p.params["recall_target"] for p in tuned] == [0.90, 0.95, 0.99]
     assert "hqi self-tuned" in summary and f"recall {tuned[1].recall:.4f}" in summary

@@ -60,6 +60,13 @@ def summary_markdown(
             f"{floor['gemm_flops'] / 1e9:.0f} GFLOP/s measured GEMM = {floor['floor_s']:.3f} s; "
             f"hqi exact: {exact_s:.3f} s ({exact_s / floor['floor_s']:.1f}x the floor).",
         ]
+        first = builds.get("hqi", {}).get("first_exact_s")
+        if first is not None:
+            lines.append(
+                f"hqi's first exact search of the process (untimed warm-up: the rows' "
+                f"bfloat16 copy and the products' shapes, when they run in bfloat16): "
+                f"{first:.3f} s."
+            )
         if "floor_bf16_s" in floor:
             lines.append(
                 f"With bfloat16 products on AMX (`hqi[amx]`, what exact search ran): "
