@@ -185,6 +185,33 @@ def test_recall_target(learned, workload, truth) -> None:
         assert recall_at_k(below, truth).mean() < 0.95
 
 
+def test_recall_target_answers_exactly_where_that_costs_less(
+    learned, workload, monkeypatch
+) -> None:
+    """Where an nprobe's plan would compute as many distances as the exact plan
+    (scaled by EXACT_COST_*), recall_target runs the exact plan: the exact
+    answers, an estimated recall of 1 and no nprobe; never where exact costs
+    more."""
+    q, f = workload.queries[:150], workload.filters[:150]
+    exact = learned.search(q, f, k=10, exact=True)
+    monkeypatch.setattr(hqi.api, "EXACT_COST_FP32", 0.0)
+    monkeypatch.setattr(hqi.api, "EXACT_COST_BF16", 0.0)
+    res = learned.search(q, f, k=10, recall_target=0.95, calibration_queries=150)
+    assert res.stats["nprobe"] == float("inf")
+    assert res.stats["estimated_recall"] == 1.0 and res.stats["estimated_recall_stderr"] == 0.0
+    np.testing.assert_array_equal(res.ids, exact.ids)
+    np.testing.assert_array_equal(res.distances, exact.distances)
+    plan = learned.explain(q, f, k=10, recall_target=0.95, calibration_queries=150)
+    assert (
+        plan.column("rows").to_numpy().sum()
+        == learned.explain(q, f, k=10, exact=True).column("rows").to_numpy().sum()
+    )
+    monkeypatch.setattr(hqi.api, "EXACT_COST_FP32", 1e9)
+    monkeypatch.setattr(hqi.api, "EXACT_COST_BF16", 1e9)
+    res = learned.search(q, f, k=10, recall_target=0.95, calibration_queries=150)
+    assert res.stats["nprobe"] < float("inf") and res.stats["estimated_recall"] >= 0.95
+
+
 def test_plans_of_one_search_share_exact_routes(learned, workload) -> None:
     # recall_target's trial plans and the batch's plan keep the filters' exact
     # routes in one dict: plans made with it are the plans made without.

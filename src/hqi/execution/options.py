@@ -49,7 +49,11 @@ class SearchOptions:
     estimate is a sample's, and ``Result.stats["estimated_recall_stderr"]``
     is its standard error: on that batch 0.975 ± 0.005 where the whole
     batch measured 0.968. More ``calibration_queries`` narrow it, at the
-    exact search's cost.
+    exact search's cost. Where an nprobe would compute about as many
+    distances as exact search costs (``hqi.api.EXACT_COST_BF16``, ``_FP32``:
+    exact plans' distances are cheaper), the batch is answered exactly
+    instead (``stats["nprobe"]`` inf, estimated recall 1): MovieLens at
+    0.99, 0.459 -> 0.337 s.
 
     ``exact``: ``True`` forces exact answers (every list of every routed
     partition, or a prefilter scan): the reference every faster path is
