@@ -68,14 +68,16 @@ PREFILTER_RATIO = 100.0
 BF16_PREFILTER_RATIO = 400.0
 
 # recall_target answers exactly when an nprobe's plan would compute at least
-# this fraction of the exact plan's distances (on the calibration sample):
-# an exact plan's distances are cheaper, in large products, and in bfloat16
-# where the batch's exact plan runs there. Execution per distance, exact
-# (bfloat16) against approximate (float32), 2 threads: 1M x 128 0.81 against
-# 2.23 ns (0.36), MovieLens (384-d) 1.8 against 5.0 ns (0.36); in float32 both
-# about 2.2 ns at 1M.
-EXACT_COST_BF16 = 0.36
-EXACT_COST_FP32 = 1.0
+# this fraction of the distances of the sample's exact plan (planned with
+# PREFILTER_RATIO): exact plans' distances are cheaper, in large products,
+# and in bfloat16 where the batch's exact plan runs there. Measured, whole
+# searches on 2 threads, (exact time / those exact distances) against
+# (approximate time / its distances): bfloat16 exact, 1M x 128 0.77 against
+# 3.81 ns at nprobe 2 (0.20), MovieLens (384-d) 2.55 against 6.95 ns at
+# nprobe 16 (0.37); float32 exact, 1M 1.46 ns (0.38), MovieLens 4.39 ns
+# (0.63). A fraction too high answers exactly where an nprobe would be faster.
+EXACT_COST_BF16 = 0.3
+EXACT_COST_FP32 = 0.6
 
 # By default (``flat=None``) a batch is answered by one exact pass over all rows,
 # without the planner, when its multiply-adds (rows x queries x dimension) are

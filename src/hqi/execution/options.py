@@ -53,7 +53,7 @@ class SearchOptions:
     distances as exact search costs (``hqi.api.EXACT_COST_BF16``, ``_FP32``:
     exact plans' distances are cheaper), the batch is answered exactly
     instead (``stats["nprobe"]`` inf, estimated recall 1): MovieLens at
-    0.99, 0.459 -> 0.337 s.
+    0.95 and 0.99, 0.323 and 0.459 s -> 0.344 and 0.355 s with recall 1.
 
     ``exact``: ``True`` forces exact answers (every list of every routed
     partition, or a prefilter scan): the reference every faster path is
