@@ -213,12 +213,16 @@ def test_ragged_vectors_rejected(tmp_path, capsys) -> None:
     assert "different lengths" in capsys.readouterr().err
 
 
-@pytest.mark.parametrize("flat", [False, True])
-def test_demo_small(capsys, tmp_path, monkeypatch, flat) -> None:
+@pytest.mark.parametrize("flat, exact_cheaper", [(False, False), (True, False), (False, True)])
+def test_demo_small(capsys, tmp_path, monkeypatch, flat, exact_cheaper) -> None:
     """The demo reports the default search: planned, or at this size by default
-    (``flat``: the real threshold) one flat exact pass."""
+    (``flat``: the real threshold) one flat exact pass; and recall_target's
+    choice, an exact plan where that costs less (``exact_cheaper``)."""
     if flat:
         monkeypatch.setattr(hqi.api, "FLAT_WORK_PER_FILTER", 3e6)
+    if exact_cheaper:
+        monkeypatch.setattr(hqi.api, "EXACT_COST_FP32", 0.0)
+        monkeypatch.setattr(hqi.api, "EXACT_COST_BF16", 0.0)
     out = tmp_path / "demo-index"
     assert (
         main(
@@ -241,7 +245,8 @@ def test_demo_small(capsys, tmp_path, monkeypatch, flat) -> None:
     text = capsys.readouterr().out
     label = "default search (flat" if flat else "approximate (nprobe="
     assert label in text and "exact vs naive answers (recall@10)" in text
-    assert "recall_target=0.95 (" + ("flat" if flat else "nprobe=") in text
+    tuned = "flat" if flat else "exact plan" if exact_cheaper else "nprobe="
+    assert "recall_target=0.95 (" + tuned in text
     assert "1.0000" in text
     assert len(hqi.open(out)) == 3000
 

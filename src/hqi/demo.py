@@ -44,9 +44,11 @@ TARGET = 0.95  # the demo's self-tuned search: recall_target
 
 
 def _how(res: Result) -> str:
-    """How a search ran: the flat exact pass, or its nprobe."""
+    """How a search ran: the flat exact pass, an exact plan, or its nprobe."""
     if res.stats.get("flat"):
         return "flat: one exact pass, a small batch"
+    if res.stats["nprobe"] == float("inf"):  # recall_target found exact cheaper
+        return "exact plan: cheaper than an nprobe reaching the target"
     return f"nprobe={int(res.stats['nprobe'])}"
 
 
