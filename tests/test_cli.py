@@ -142,6 +142,24 @@ def test_search_recall_target_reports_estimate(tmp_path, built, catalog, capsys)
     assert f"nprobe {stats['nprobe']:.0f}" in printed
 
 
+def test_search_recall_target_answered_exactly(tmp_path, built, catalog, capsys, monkeypatch):
+    """Where recall_target finds exact search cheaper than any nprobe, the CLI
+    says so: nprobe "all (exact)" and an estimated recall of 1 (no error bar)."""
+    monkeypatch.setattr(hqi.api, "EXACT_COST_FP32", 0.0)
+    monkeypatch.setattr(hqi.api, "EXACT_COST_BF16", 0.0)
+    queries = tmp_path / "q.jsonl"
+    rows = [
+        {"vector": catalog.vectors[i].tolist(), "filter": "popularity > 0.3"}
+        for i in range(0, 3000, 10)
+    ]
+    queries.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    out = tmp_path / "res.parquet"
+    args = ["search", str(built), str(queries), "--out", str(out), "--recall-target", "0.95"]
+    assert main(args) == 0
+    printed = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    assert "nprobe all (exact)" in printed and "estimated recall 1.000 " in printed
+
+
 def test_explain(tmp_path, built, catalog, capsys, monkeypatch) -> None:
     """hqi explain: the plan Index.explain gives for the same queries (entity
     rows by their stored vectors), keyed by query_id; a summary on stdout; an
