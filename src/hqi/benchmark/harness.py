@@ -1,15 +1,15 @@
 """Run systems over a dataset and a workload; collect (system, params, QPS, recall).
 
 Per system: build once (time and resident memory added), untimed warm-up
-searches (the first grid point, and every other kind of search the system
-runs that makes state on first use: ``warmup_grid``), then every grid point
-``repeats`` times; the reported time is the median. The warm-up searches'
-times are kept (``builds[system]["warmup_s"]``, and ``"first_exact_s"``):
-for hqi the first exact search includes making the rows' bfloat16 copy and compiling the products'
-shapes, once per index and process. Recall@k is
-judged against hqi's exact answers (themselves tested against brute force)
-with the tie-robust definition of :mod:`hqi.evaluation`, on the distances of
-the returned ids recomputed exactly. Threads are limited for every system.
+searches (the first grid point, and each kind of search that makes state on
+first use: the system's ``warmup_grid``), then every grid point ``repeats``
+times; the reported time is the median. The warm-up time is kept
+(``builds[system]["warmup_s"]``; an exact one's also as ``"first_exact_s"``):
+hqi's first exact search makes the rows' bfloat16 copy and compiles the
+products' shapes, once per index and process. Recall@k is judged against
+hqi's exact answers (themselves tested against brute force) with the
+tie-robust definition of :mod:`hqi.evaluation`, on the distances of the
+returned ids recomputed exactly. Threads are limited for every system.
 """
 
 from __future__ import annotations
