@@ -80,6 +80,24 @@ def _padded(n: int, step: int) -> int:
     return -(-n // step) * step
 
 
+_local = threading.local()
+
+
+def _product(rows: Any, q: Any) -> Any:
+    """``rows @ q.T`` (bfloat16), written into this thread's own buffer, reused
+    from product to product: a new 16 MB result each time is new memory to
+    fault in, and the reused one is more often in cache when the top-k pass
+    reads it."""
+    import torch
+
+    need = rows.shape[0] * q.shape[0]
+    buf = getattr(_local, "buffer", None)
+    if buf is None or buf.numel() < need:
+        buf = _local.buffer = torch.empty(max(need, BLOCK_ROWS * QUERY_BLOCK), dtype=torch.bfloat16)
+    out = buf[:need].view(rows.shape[0], q.shape[0])
+    return torch.matmul(rows, q.T, out=out)
+
+
 def _query_bucket(m: int) -> int:
     for bucket in QUERY_BUCKETS:
         if m <= bucket:
@@ -185,7 +203,7 @@ class BF16Queries:
             # A product of padded shape (see _padded), read from the rows around.
             size = min(n, _padded(b - a, ROW_STEP))
             start = max(0, min(a, n - size))
-            scores = self.rows.rows[start : start + size] @ q.T
+            scores = _product(self.rows.rows[start : start + size], q)
             cols = np.arange(a, b, dtype=np.int64)
             part = None if norms is None else norms[a - r0 : b - r0]
             self._push(top, qids, scores[a - start : b - start], cols, slice(a, b), part, masks)
@@ -206,7 +224,7 @@ class BF16Queries:
         for a in range(0, cols.size, BLOCK_ROWS):
             b = min(cols.size, a + BLOCK_ROWS)
             part = None if norms is None else norms[a:b]
-            scores = block[a : a + _padded(b - a, ROW_STEP)] @ q.T
+            scores = _product(block[a : a + _padded(b - a, ROW_STEP)], q)
             self._push(top, qids, scores[: b - a], cols[a:b], cols[a:b], part, masks)
 
     def gather(self, cols: np.ndarray) -> Any:
