@@ -121,19 +121,25 @@ def test_search_recall_options(tmp_path, built, catalog, capsys) -> None:
     assert "probe_ratio must be" in err and "\n" not in err and not out.exists()
 
 
-def test_search_recall_target_reports_estimate(tmp_path, built, catalog, capsys) -> None:
-    """--recall-target prints the calibrated nprobe and the estimated recall with
-    its standard error (300 queries: the 200-query sample is not all of them)."""
+def _search_recall_target(tmp_path, built, rows, capsys) -> str:
+    """``hqi search --recall-target 0.95`` of the query ``rows`` (JSON lines):
+    what it printed, table borders and line breaks flattened."""
     queries = tmp_path / "q.jsonl"
-    rows = [
-        {"vector": (catalog.vectors[i] + 0.5).tolist(), "filter": "popularity > 0.3"}
-        for i in range(0, 3000, 10)
-    ]
     queries.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
     out = tmp_path / "res.parquet"
     args = ["search", str(built), str(queries), "--out", str(out), "--recall-target", "0.95"]
     assert main(args) == 0
-    printed = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    return " ".join(capsys.readouterr().out.replace("│", " ").split())
+
+
+def test_search_recall_target_reports_estimate(tmp_path, built, catalog, capsys) -> None:
+    """--recall-target prints the calibrated nprobe and the estimated recall with
+    its standard error (300 queries: the 200-query sample is not all of them)."""
+    rows = [
+        {"vector": (catalog.vectors[i] + 0.5).tolist(), "filter": "popularity > 0.3"}
+        for i in range(0, 3000, 10)
+    ]
+    printed = _search_recall_target(tmp_path, built, rows, capsys)
     q = np.array([r["vector"] for r in rows], dtype=np.float32)
     stats = hqi.open(built).search(q, [r["filter"] for r in rows], k=10, recall_target=0.95).stats
     assert stats["estimated_recall"] >= 0.95 and stats["estimated_recall_stderr"] > 0
@@ -147,16 +153,11 @@ def test_search_recall_target_answered_exactly(tmp_path, built, catalog, capsys,
     says so: nprobe "all (exact)" and an estimated recall of 1 (no error bar)."""
     monkeypatch.setattr(hqi.api, "EXACT_COST_FP32", 0.0)
     monkeypatch.setattr(hqi.api, "EXACT_COST_BF16", 0.0)
-    queries = tmp_path / "q.jsonl"
     rows = [
         {"vector": catalog.vectors[i].tolist(), "filter": "popularity > 0.3"}
         for i in range(0, 3000, 10)
     ]
-    queries.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
-    out = tmp_path / "res.parquet"
-    args = ["search", str(built), str(queries), "--out", str(out), "--recall-target", "0.95"]
-    assert main(args) == 0
-    printed = " ".join(capsys.readouterr().out.replace("│", " ").split())
+    printed = _search_recall_target(tmp_path, built, rows, capsys)
     assert "nprobe all (exact)" in printed and "estimated recall 1.000 " in printed
 
 

@@ -56,10 +56,13 @@ def _qualifying_rows(plan_filter: FilterPlan, part: Partitioning) -> np.ndarray:
 def _cell_segments(
     plan: BatchPlan,
 ) -> tuple[np.ndarray, np.ndarray, np.ndarray, list[tuple[int, int]]]:
-    """Probes sorted by (cell, filter, query) and each cell's [a, b) segment of them."""
+    """Probes sorted by (cell, filter, query) and each cell's [a, b) segment of
+    them (none without probes)."""
     pfilter = plan.query_filter[plan.probe_query]
     order = np.lexsort((plan.probe_query, pfilter, plan.probe_cell))
     cells, qids, fids = plan.probe_cell[order], plan.probe_query[order], pfilter[order]
+    if cells.size == 0:
+        return cells, qids, fids, []
     seg = np.flatnonzero(np.diff(cells)) + 1
     starts = np.concatenate([[0], seg]).astype(int)
     stops = np.concatenate([seg, [cells.size]]).astype(int)
@@ -369,9 +372,7 @@ def collect_topk(
     remote worker runs on its share of a plan (:mod:`hqi.distributed`)."""
     vectors = plain(vectors)  # slices of a np.memmap run Python: see plain
     norms = None if sq_norms is None or metric is not Metric.L2 else plain(sq_norms)
-    cells, qids, fids, segments = (
-        _cell_segments(plan) if plan.probe_query.size else (None, None, None, [])
-    )
+    cells, qids, fids, segments = _cell_segments(plan)
     probes = (cells, qids, fids)
     pre = [i for i, f in enumerate(plan.filters) if f.strategy == "prefilter"]
 
@@ -386,12 +387,7 @@ def collect_topk(
         queries_of,
         block_rows,
         query_block,
-        _ProbeMasks.of_plan(
-            plan,
-            part,
-            np.zeros(0, dtype=np.int64) if cells is None else cells,
-            np.zeros(0, dtype=np.int64) if fids is None else fids,
-        ),
+        _ProbeMasks.of_plan(plan, part, cells, fids),
         None if bf16 is None else bf16.queries(scaled),
     )
 
@@ -399,7 +395,7 @@ def collect_topk(
     if workers <= 1:
         computed = _prefilter(ctx, top, pre)
         if segments:
-            computed += _scan_cells(ctx, top, probes, segments)  # type: ignore[arg-type]
+            computed += _scan_cells(ctx, top, probes, segments)
         return top, computed
     from concurrent.futures import ThreadPoolExecutor
     from itertools import count
@@ -409,8 +405,7 @@ def collect_topk(
     # Work items (a prefilter filter or a cell), largest first; each worker takes
     # the next one when it is done with its last, so the workers end together.
     items = [(_prefilter_work(ctx, i), 0, i) for i in pre] + [
-        (_cell_work(plan, cells, a, b), 1, j)  # type: ignore[arg-type]
-        for j, (a, b) in enumerate(segments)
+        (_cell_work(plan, cells, a, b), 1, j) for j, (a, b) in enumerate(segments)
     ]
     items.sort(key=lambda item: -item[0])
     taken = count()  # next() on it is atomic under the GIL
@@ -422,7 +417,7 @@ def collect_topk(
             if kind == 0:
                 done += _prefilter(ctx, top, [i])
             else:
-                done += _scan_cells(ctx, top, probes, [segments[i]])  # type: ignore[arg-type]
+                done += _scan_cells(ctx, top, probes, [segments[i]])
         return done
 
     # One bound on each query's k-th distance, shared: a worker skips rows that
