@@ -580,7 +580,7 @@ def test_each_probe_admits_exactly_its_filters_rows(monkeypatch, learned, worklo
     plan = learned._plan(q, f, opts_, opts.get("nprobe"))
     assert (plan.programs is not None) == compiled
     cells, _, fids, _ = batch._cell_segments(plan)
-    masks = batch._ProbeMasks.of_plan(plan, learned._part, cells, fids)
+    masks = batch._probe_masks(plan, learned._part, cells, fids)
     truth: dict[int, np.ndarray] = {}
     kinds = set()
     for j in np.unique(cells * len(plan.filters) + fids, return_index=True)[1].tolist():

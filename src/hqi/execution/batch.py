@@ -29,13 +29,11 @@ import numpy as np
 
 from hqi._arrays import plain
 from hqi.collection import Metric
-from hqi.execution import products
 from hqi.execution.exact import Group, _gather_scan, exact_distances, ranking_queries
 from hqi.execution.planner import BatchPlan, FilterPlan, filter_queries
 from hqi.execution.products import BF16Queries, BF16Rows, torch_threads
 from hqi.execution.topk import _NO_BITS, RowMasks, TopK
 from hqi.index.partitioned import Partitioning
-from hqi.query.compiled import ProgramTable
 
 __all__ = ["collect_topk", "execute_plan", "finish_topk"]
 
@@ -71,7 +69,7 @@ def _cell_segments(
 
 @dataclass(frozen=True)
 class _FilterTable:
-    """The plan's filters as arrays, for :class:`_ProbeMasks`: each filter's
+    """The plan's filters as arrays, for :func:`_probe_masks`: each filter's
     program (-1: none), the (filter, partition) pairs where a filter with a
     program is partial (as sorted keys ``filter * P + partition``), and which
     filters keep masks (of partitions, or an estimated filter's of lists)."""
@@ -107,91 +105,75 @@ class _Context:
     queries_of: list[np.ndarray]  # each filter's queries (filter_queries)
     block_rows: int
     query_block: int
-    masks: _ProbeMasks  # of every probe, in (cell, filter, query) order
+    masks: RowMasks  # of every probe, in (cell, filter, query) order (_probe_masks)
     bf16: BF16Queries | None = None  # products in bfloat16 (hqi.execution.products)
 
 
-@dataclass(frozen=True)
-class _ProbeMasks:
-    """Every probe's row mask, made once for the whole plan (in probe order, as
-    :func:`_cell_segments` sorts them): a cell's masks are slices of these
-    arrays (:meth:`of`), so the workers make none. A probe whose filter is
-    partial in the cell's partition has one: its filter's packed mask of the
-    partition, or for an estimated filter the list's own, or with a program
-    that program; the others take every row. Made cell by cell in the
-    workers before, they were 40% of the workers' time under the GIL (py-spy,
-    1M, nprobe 2); made once: 1M execution 0.248 -> 0.208 s at nprobe 1,
-    0.382 -> 0.332 s at nprobe 2 (ratio 1.1), exact unchanged (medians of
-    7, two alternating runs, the same ids and distances)."""
-
-    bits: np.ndarray  # uint8, every mask used, packed
-    offset: np.ndarray  # (probes,) int64 byte of the probe's mask in bits, -1: none
-    base: np.ndarray  # (probes,) int64 row position of its bit 0
-    program: np.ndarray | None  # (probes, 2) int64 atom range, -1: none
-    table: ProgramTable | None
-
-    @classmethod
-    def of_plan(
-        cls, plan: BatchPlan, part: Partitioning, cells: np.ndarray, fids: np.ndarray
-    ) -> _ProbeMasks:
-        """The masks of the probes (sorted by cell, then filter: ``cells``,
-        ``fids``)."""
-        table = _FilterTable.of(plan, part.num_parts)
-        n = cells.size
-        offset = np.full(n, -1, dtype=np.int64)
-        base = np.zeros(n, dtype=np.int64)
-        if n == 0:
-            return cls(_NO_BITS, offset, base, None, plan.programs)
-        # Groups: runs of one (cell, filter).
-        change = (cells[1:] != cells[:-1]) | (fids[1:] != fids[:-1])
-        starts = np.concatenate([[0], np.flatnonzero(change) + 1])
-        stops = np.concatenate([starts[1:], [n]])
-        g_cell, g_fid = cells[starts], fids[starts]
-        g_part = plan.cell_part[g_cell]
-        programs = table.program[g_fid]
-        known = table.partial_keys
-        if not known.size:
-            programs[:] = -1  # no program is partial anywhere
-        else:  # a program applies where its filter is partial
-            has = programs >= 0
-            keys = g_fid[has] * table.num_parts + g_part[has]
-            at = np.minimum(np.searchsorted(known, keys), known.size - 1)
-            programs[has] = np.where(known[at] == keys, programs[has], -1)
-        pieces: list[np.ndarray] = []
-        used = 0
-        for g in np.flatnonzero(table.masked[g_fid]).tolist():
-            f = plan.filters[int(g_fid[g])]
-            p, cell = int(g_part[g]), int(g_cell[g])
-            mask = f.masks.get(p)
-            if mask is not None:  # the partition's mask
-                bit0 = int(part.part_bounds[p])
-                programs[g] = -1
-            else:  # an estimated filter's mask of this list, if it has one
-                mask = f.list_masks.get(cell)
-                bit0 = int(plan.cell_bounds[cell, 0])
-            if mask is None:
-                continue
-            a, b = starts[g], stops[g]
-            offset[a:b] = used
-            base[a:b] = bit0
-            pieces.append(mask)
-            used += mask.size
-        program = None
-        if plan.programs is not None and (programs >= 0).any():
-            bounds = plan.programs.bounds
-            ranges = np.where(
-                (programs >= 0)[:, None],
-                np.stack([bounds[programs], bounds[programs + 1]], axis=1),
-                -1,
-            )
-            program = np.repeat(ranges, stops - starts, axis=0)
-        bits = np.concatenate(pieces) if pieces else _NO_BITS
-        return cls(bits, offset, base, program, plan.programs)
-
-    def of(self, a: int, b: int) -> RowMasks:
-        """The masks of probes ``a:b``."""
-        program = None if self.program is None else self.program[a:b]
-        return RowMasks(self.bits, self.offset[a:b], self.base[a:b], program, self.table)
+def _probe_masks(
+    plan: BatchPlan, part: Partitioning, cells: np.ndarray, fids: np.ndarray
+) -> RowMasks:
+    """Every probe's row mask, made once for the whole plan, in probe order (sorted
+    by cell, then filter: ``cells``, ``fids``, as :func:`_cell_segments` sorts
+    them): a cell's masks are a slice of them (:meth:`RowMasks.of`), so the
+    workers make none. A probe whose filter is partial in the cell's
+    partition has one: its filter's packed mask of the partition, or for an
+    estimated filter the list's own, or with a program that program; the
+    others take every row. Made cell by cell in the workers before, they
+    were 40% of the workers' time under the GIL (py-spy, 1M, nprobe 2); made
+    once: 1M execution 0.248 -> 0.208 s at nprobe 1, 0.382 -> 0.332 s at
+    nprobe 2 (ratio 1.1), exact unchanged (medians of 7, two alternating
+    runs, the same ids and distances)."""
+    table = _FilterTable.of(plan, part.num_parts)
+    n = cells.size
+    offset = np.full(n, -1, dtype=np.int64)
+    base = np.zeros(n, dtype=np.int64)
+    if n == 0:
+        return RowMasks(_NO_BITS, offset, base, None, plan.programs)
+    # Groups: runs of one (cell, filter).
+    change = (cells[1:] != cells[:-1]) | (fids[1:] != fids[:-1])
+    starts = np.concatenate([[0], np.flatnonzero(change) + 1])
+    stops = np.concatenate([starts[1:], [n]])
+    g_cell, g_fid = cells[starts], fids[starts]
+    g_part = plan.cell_part[g_cell]
+    programs = table.program[g_fid]
+    known = table.partial_keys
+    if not known.size:
+        programs[:] = -1  # no program is partial anywhere
+    else:  # a program applies where its filter is partial
+        has = programs >= 0
+        keys = g_fid[has] * table.num_parts + g_part[has]
+        at = np.minimum(np.searchsorted(known, keys), known.size - 1)
+        programs[has] = np.where(known[at] == keys, programs[has], -1)
+    pieces: list[np.ndarray] = []
+    used = 0
+    for g in np.flatnonzero(table.masked[g_fid]).tolist():
+        f = plan.filters[int(g_fid[g])]
+        p, cell = int(g_part[g]), int(g_cell[g])
+        mask = f.masks.get(p)
+        if mask is not None:  # the partition's mask
+            bit0 = int(part.part_bounds[p])
+            programs[g] = -1
+        else:  # an estimated filter's mask of this list, if it has one
+            mask = f.list_masks.get(cell)
+            bit0 = int(plan.cell_bounds[cell, 0])
+        if mask is None:
+            continue
+        a, b = starts[g], stops[g]
+        offset[a:b] = used
+        base[a:b] = bit0
+        pieces.append(mask)
+        used += mask.size
+    program = None
+    if plan.programs is not None and (programs >= 0).any():
+        bounds = plan.programs.bounds
+        ranges = np.where(
+            (programs >= 0)[:, None],
+            np.stack([bounds[programs], bounds[programs + 1]], axis=1),
+            -1,
+        )
+        program = np.repeat(ranges, stops - starts, axis=0)
+    bits = np.concatenate(pieces) if pieces else _NO_BITS
+    return RowMasks(bits, offset, base, program, plan.programs)
 
 
 def _scan_cells(
@@ -220,10 +202,7 @@ def _scan_cells(
             computed += (r1 - r0) * queries.size
             bnorms = None if norms is None else norms[r0:r1]
             if ctx.bf16 is not None:  # bfloat16 products take their own shape
-                step = products.QUERY_BLOCK
-                for q0 in range(0, queries.size, step):
-                    q1 = min(queries.size, q0 + step)
-                    ctx.bf16.push_range(top, queries[q0:q1], r0, r1, bnorms, piece.of(q0, q1))
+                ctx.bf16.push_range(top, queries, r0, r1, bnorms, piece)
                 continue
             block = vectors[r0:r1]
             cols = np.arange(r0, r1, dtype=np.int64)
@@ -387,7 +366,7 @@ def collect_topk(
         queries_of,
         block_rows,
         query_block,
-        _ProbeMasks.of_plan(plan, part, cells, fids),
+        _probe_masks(plan, part, cells, fids),
         None if bf16 is None else bf16.queries(scaled),
     )
 

@@ -34,7 +34,6 @@ import numpy as np
 
 from hqi._arrays import plain
 from hqi.collection import Metric
-from hqi.execution import products
 from hqi.execution.topk import RowMasks, TopK
 
 if TYPE_CHECKING:
@@ -218,19 +217,15 @@ def _gather_scan(
 
     in_place, scattered = _runs(rows, IN_PLACE_RUN)
     if bf16 is not None:
-        qstep = products.QUERY_BLOCK  # bfloat16 products take their own shape
         for a, b in in_place:
             for r0 in range(a, b, block_rows):
                 r1 = min(b, r0 + block_rows)
                 norms = None if sq_norms is None else sq_norms[r0:r1]
-                for qs in range(0, group.queries.size, qstep):
-                    bf16.push_range(top, group.queries[qs : qs + qstep], r0, r1, norms)
+                bf16.push_range(top, group.queries, r0, r1, norms)
         for start in range(0, scattered.size, step):
             cols = scattered[start : start + step]
-            block = bf16.gather(cols)
             norms = None if sq_norms is None else sq_norms[cols]
-            for qs in range(0, group.queries.size, qstep):
-                bf16.push_rows(top, group.queries[qs : qs + qstep], block, cols, norms)
+            bf16.push_rows(top, group.queries, bf16.gather(cols), cols, norms)
         return
     for a, b in in_place:
         for r0 in range(a, b, block_rows):

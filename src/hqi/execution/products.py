@@ -197,18 +197,20 @@ class BF16Queries:
         masks: RowMasks | None = None,
     ) -> None:
         """Rows ``r0:r1`` (read in place) against queries ``qids`` into ``top``,
-        :data:`BLOCK_ROWS` at a time."""
-        q = self._q(qids)
+        in products of :data:`BLOCK_ROWS` rows by :data:`QUERY_BLOCK` queries."""
         n = self.rows.rows.shape[0]
-        for a in range(r0, r1, BLOCK_ROWS):
-            b = min(r1, a + BLOCK_ROWS)
-            # A product of padded shape (see _padded), read from the rows around.
-            size = min(n, _padded(b - a, ROW_STEP))
-            start = max(0, min(a, n - size))
-            scores = _product(self.rows.rows[start : start + size], q)
-            cols = np.arange(a, b, dtype=np.int64)
-            part = None if norms is None else norms[a - r0 : b - r0]
-            self._push(top, qids, scores[a - start : b - start], cols, slice(a, b), part, masks)
+        for sub, q, sub_masks in self._query_blocks(qids, masks):
+            for a in range(r0, r1, BLOCK_ROWS):
+                b = min(r1, a + BLOCK_ROWS)
+                # A product of padded shape (see _padded), read from the rows around.
+                size = min(n, _padded(b - a, ROW_STEP))
+                start = max(0, min(a, n - size))
+                scores = _product(self.rows.rows[start : start + size], q)
+                cols = np.arange(a, b, dtype=np.int64)
+                part = None if norms is None else norms[a - r0 : b - r0]
+                self._push(
+                    top, sub, scores[a - start : b - start], cols, slice(a, b), part, sub_masks
+                )
 
     def push_rows(
         self,
@@ -221,13 +223,23 @@ class BF16Queries:
     ) -> None:
         """Rows ``block`` (bfloat16, gathered by :meth:`gather`: its first
         ``cols.size`` rows are those at positions ``cols``) against queries
-        ``qids`` into ``top``."""
-        q = self._q(qids)
-        for a in range(0, cols.size, BLOCK_ROWS):
-            b = min(cols.size, a + BLOCK_ROWS)
-            part = None if norms is None else norms[a:b]
-            scores = _product(block[a : a + _padded(b - a, ROW_STEP)], q)
-            self._push(top, qids, scores[: b - a], cols[a:b], cols[a:b], part, masks)
+        ``qids`` into ``top``, in products as :meth:`push_range`'s."""
+        for sub, q, sub_masks in self._query_blocks(qids, masks):
+            for a in range(0, cols.size, BLOCK_ROWS):
+                b = min(cols.size, a + BLOCK_ROWS)
+                part = None if norms is None else norms[a:b]
+                scores = _product(block[a : a + _padded(b - a, ROW_STEP)], q)
+                self._push(top, sub, scores[: b - a], cols[a:b], cols[a:b], part, sub_masks)
+
+    def _query_blocks(
+        self, qids: np.ndarray, masks: RowMasks | None
+    ) -> Iterator[tuple[np.ndarray, Any, RowMasks | None]]:
+        """``qids`` in runs of :data:`QUERY_BLOCK` (bfloat16 products take their
+        own shape, whatever the search's ``query_block``): each run's ids,
+        rounded queries (:meth:`_q`) and masks."""
+        for q0 in range(0, qids.size, QUERY_BLOCK):
+            q1 = min(qids.size, q0 + QUERY_BLOCK)
+            yield qids[q0:q1], self._q(qids[q0:q1]), None if masks is None else masks.of(q0, q1)
 
     def gather(self, cols: np.ndarray) -> Any:
         """The bfloat16 rows at positions ``cols`` (half the bytes of float32),
