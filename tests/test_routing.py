@@ -104,3 +104,73 @@ def test_exact_probes_pair_each_query_with_each_routed_partition() -> None:
     np.testing.assert_array_equal(pq, want_q)
     np.testing.assert_array_equal(pc, want_c)
     assert [a.size for a in _exact_probes([], [], 10)] == [0, 0]
+
+
+def _probes_by_sorting(
+    dist: np.ndarray,
+    expected: np.ndarray,
+    need: float,
+    nprobe: int,
+    head: int,
+    bound: np.ndarray | None,
+    cap: np.ndarray,
+) -> list[list[int]]:
+    """Probing's rule stated plainly: each row's candidates by (distance, index);
+    the first ``nprobe``, or more until the expected rows reach ``need`` (all
+    when they never do), at least those within the bound up to ``head``,
+    never more than ``cap``."""
+    out = []
+    for r in range(dist.shape[0]):
+        order = np.argsort(dist[r], kind="stable")
+        cum = np.cumsum(expected[r][order])
+        enough = int(np.argmax(cum >= need)) + 1 if cum[-1] >= need else order.size
+        if bound is not None:
+            enough = max(enough, min(int((dist[r] <= bound[r]).sum()), head))
+        count = min(max(enough, nprobe), order.size, int(cap[r]))
+        out.append(order[:count].tolist())
+    return out
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 40),  # candidate lists
+    st.integers(1, 12),  # queries
+    st.integers(1, 5),  # partitions
+    st.integers(1, 20),  # nprobe
+    st.floats(0.0, 200.0),  # need
+    st.booleans(),  # a ratio bound
+    st.integers(0, 2**32 - 1),
+)
+def test_probing_takes_the_nearest_lists_its_rule_asks_for(
+    m: int, rows: int, parts: int, nprobe: int, need: float, with_bound: bool, seed: int
+) -> None:
+    """The compiled one-pass selection (a buffer of the nearest, a full sort past
+    it) gives exactly the lists, in order, that sorting every row gives: with
+    tied and infinite distances, empty partitions, caps and bounds."""
+    from hqi.execution.planner import probing
+
+    rng = np.random.default_rng(seed)
+    dist = rng.integers(0, 8, size=(rows, m)).astype(np.float32)  # many ties
+    dist[rng.random((rows, m)) < 0.1] = np.inf
+    density = rng.random((rows + 1, parts)) * (rng.random((rows + 1, parts)) < 0.7)
+    local = rng.integers(0, rows + 1, size=rows)
+    cand = rng.permutation(m * 3)[:m].astype(np.int64)
+    cand_part = rng.integers(0, parts, size=m)
+    cand_size = rng.integers(0, 50, size=m)
+    bound = rng.integers(0, 8, size=rows).astype(np.float64) if with_bound else None
+    cap = rng.integers(1, m + 2, size=rows)
+    head = max(4 * nprobe, 8)
+    qids = rng.permutation(rows * 2)[:rows].astype(np.int64)
+    expected = density[local][:, cand_part] * cand_size
+    want = _probes_by_sorting(dist, expected, need, nprobe, head, bound, cap)
+    split = probing.PARALLEL_PROBE_PAIRS
+    try:
+        for threads, probing.PARALLEL_PROBE_PAIRS in ((1, split), (2, 0)):  # 2: split rows
+            pq, pc = probing._nearest_enough(
+                dist, qids, local, density, cand, cand_part, cand_size,
+                need=need, nprobe=nprobe, head=head, bound=bound, cap=cap, threads=threads,
+            )  # fmt: skip
+            got = [pc[pq == q].tolist() for q in qids]
+            assert got == [cand[w].tolist() for w in want]
+    finally:
+        probing.PARALLEL_PROBE_PAIRS = split

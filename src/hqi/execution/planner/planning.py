@@ -273,6 +273,7 @@ def plan_batch(
             nprobe=nprobe,
             probe_ratio=probe_ratio,
             need=expected_hits * k,
+            threads=threads,
         )
         probe_query, probe_cell = drop_empty_probes(
             probe_query,
