@@ -112,8 +112,8 @@ def test_probe_ratio_adds_the_lists_within_the_ratio(
     FAISS's nprobe) and also every candidate list (of its routed partitions)
     whose centroid is within r times the nearest one's distance, up to
     max(4 * nprobe, PROBE_HEAD) lists, and no other list (the expected-hits
-    rule is off here). A small head makes the planner rank the nearest lists
-    first (a partial sort), a large one all of them."""
+    rule is off here). A small head caps the lists within the ratio, a large
+    one lets them all in."""
     from hqi.execution.planner import probing
 
     monkeypatch.setattr(probing, "PROBE_HEAD", head)

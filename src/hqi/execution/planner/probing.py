@@ -202,7 +202,9 @@ def _ratio_bounds(dist: np.ndarray, offset: np.ndarray, probe_ratio: float) -> n
     return np.float64(probe_ratio) ** 2 * (nearest + offset) - offset
 
 
-PROBE_HEAD = 64  # a query's nearest lists ranked first: max(4 * nprobe, this)
+# A query probes the lists within probe_ratio of its nearest, up to
+# max(4 * nprobe, this) of them.
+PROBE_HEAD = 64
 PROBE_CHUNK = 1 << 22  # (query, candidate list) distances ranked at once while probing
 # Filters routed to the same partitions with this many queries in all rank them
 # apart, over their own lists; fewer are ranked with all such sets at once.
@@ -283,7 +285,7 @@ def probe_lists(
         offset = np.einsum("ij,ij->i", queries, queries)
     elif probe_ratio > 1 and metric is Metric.COSINE:
         offset = np.ones(queries.shape[0])
-    head = max(4 * nprobe, PROBE_HEAD)  # ranked first; the rest only if needed
+    head = max(4 * nprobe, PROBE_HEAD)  # the most lists taken for the ratio
     # Filters routed to the same partitions rank their queries together, over
     # those partitions' lists. Sets of few queries are ranked all together
     # instead, over the union of their lists: a list outside a query's routed
