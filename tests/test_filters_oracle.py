@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import itertools
 from collections.abc import Iterator
+from unittest import mock
 
 import duckdb
 import numpy as np
@@ -15,7 +16,7 @@ from hypothesis import strategies as st
 
 from hqi.execution.kernels import count_holding
 from hqi.execution.topk import RowMasks, TopK
-from hqi.layout import ZoneMaps
+from hqi.layout import ZoneMaps, zonemap
 from hqi.query import ColumnStore, evaluate, parse_filter
 from hqi.query.columns import normalize_table
 from hqi.query.compiled import AttributeMatrix, ProgramTable, compile_filter, program_mask
@@ -271,6 +272,11 @@ def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
     assert not (flags.all_true & ~whole).any()
     for p in np.flatnonzero(whole).tolist():
         assert want[cuts[p] : cuts[p + 1]].all()
+    # Split into runs of pairs over threads (uneven: 7 pairs, 3 threads): the same flags.
+    with mock.patch.object(zonemap, "PARALLEL_FLAG_PAIRS", 1):
+        split = zones.program_flags(table, every % 2, every, threads=3)
+    np.testing.assert_array_equal(split[0], may)
+    np.testing.assert_array_equal(split[1], whole)
 
 
 @pytest.mark.parametrize(

@@ -63,7 +63,9 @@ def plan_batch(
 ) -> BatchPlan:
     """Plan the batch (see the package docstring); ``nprobe=None`` is exact.
 
-    ``threads``: for the compiled sample counts (:func:`~.estimates.sample_hits`).
+    ``threads``: for the compiled sample counts (:func:`~.estimates.sample_hits`),
+    the programs' zone flags (:meth:`~hqi.layout.zonemap.ZoneMaps.program_flags`)
+    and probing.
 
     ``routes``: filters' exact routes (:func:`~.routing.route_filter`), which do not depend on
     nprobe, kept between the plans of one search (``recall_target`` plans the
@@ -104,12 +106,12 @@ def plan_batch(
         return float(cost(float(sizes[parts].sum()), int(nlists[parts].sum()), qualifying))
 
     queries_of = filter_queries(query_filter, len(preds))
-    progs = _compile_programs(preds, attributes, zones, enabled=sample is not None)
+    progs = _compile_programs(preds, attributes, zones, enabled=sample is not None, threads=threads)
     table, program_of = progs.table, progs.program_of
     program_may, program_all = progs.may, progs.whole
     list_may = None
     if nprobe is None and list_zones is not None:
-        list_may = _exact_list_may(progs, len(preds), list_part, list_zones)
+        list_may = _exact_list_may(progs, len(preds), list_part, list_zones, threads)
     # Approximate plans estimate only what will clearly be scanned; exact ones,
     # which scan whole partitions, whatever is estimated to be.
     margin = 2 if nprobe is not None else 1
@@ -324,6 +326,7 @@ def _compile_programs(
     zones: ZoneMaps,
     *,
     enabled: bool,
+    threads: int = 1,
 ) -> _Programs:
     """Compile the filters (only when ``enabled``: with a row sample, the filters
     that compile are routed, estimated and tested by the executor from their
@@ -345,6 +348,7 @@ def _compile_programs(
         table,
         np.repeat(np.arange(len(programs)), every.size),
         np.tile(every, len(programs)),
+        threads,
     )
     return _Programs(
         table, program_of, may.reshape(len(programs), -1), whole.reshape(len(programs), -1)
@@ -376,7 +380,11 @@ def _exact_probes(
 
 
 def _exact_list_may(
-    progs: _Programs, num_filters: int, list_part: np.ndarray, list_zones: ZoneMaps
+    progs: _Programs,
+    num_filters: int,
+    list_part: np.ndarray,
+    list_zones: ZoneMaps,
+    threads: int = 1,
 ) -> np.ndarray:
     """(filters, lists): whether a filter may hold on some row of a list. Exact
     plans scan whole partitions, less the lists where a filter cannot hold, and
@@ -389,7 +397,7 @@ def _exact_list_may(
         routed_lists = progs.may[:, list_part]
         covered_lists = progs.whole[:, list_part]
         pj, pl = np.nonzero(routed_lists & ~covered_lists)
-        may, _ = list_zones.program_flags(progs.table, pj, pl)
+        may, _ = list_zones.program_flags(progs.table, pj, pl, threads)
         filter_of = np.flatnonzero(progs.program_of >= 0)
         list_may[filter_of] = covered_lists
         list_may[filter_of[pj[may]], pl[may]] = True
