@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+import itertools
+from collections.abc import Callable, Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 
+import numpy as np
 from threadpoolctl import threadpool_limits
 
-__all__ = ["limit_threads"]
+__all__ = ["even_bounds", "limit_threads", "run_split"]
 
 
 @contextmanager
@@ -22,3 +25,20 @@ def limit_threads(threads: int) -> Iterator[None]:
             yield
     finally:
         faiss.omp_set_num_threads(before)
+
+
+def even_bounds(n: int, parts: int) -> list[int]:
+    """Bounds of ``parts`` runs of ``[0, n)`` of (about) equal length."""
+    return np.linspace(0, n, max(1, parts) + 1).astype(np.int64).tolist()
+
+
+def run_split(run: Callable[[int, int], None], bounds: Sequence[int]) -> None:
+    """``run(a, b)`` for each run ``[a, b)`` between consecutive ``bounds``, each
+    on a thread of its own (a single run: in this thread). For compiled
+    kernels that release the GIL, writing disjoint slices."""
+    runs = list(itertools.pairwise(bounds))
+    if len(runs) == 1:
+        run(*runs[0])
+        return
+    with ThreadPoolExecutor(len(runs)) as pool:
+        list(pool.map(run, [a for a, _ in runs], [b for _, b in runs]))

@@ -19,7 +19,6 @@ qualifies.
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
@@ -27,6 +26,7 @@ import numpy as np
 
 from hqi._arrays import unique
 from hqi._jit import njit
+from hqi._threads import even_bounds, run_split
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData, widen
 from hqi.query.evaluate import _OPS, _isin, _physical
 from hqi.query.predicate import (
@@ -169,12 +169,8 @@ class ZoneMaps:
         def run(a: int, b: int) -> None:
             _program_flags(zones, coded, prog[a:b], zone[a:b], atoms, may[a:b], every[a:b])
 
-        if threads > 1 and prog.size >= PARALLEL_FLAG_PAIRS:
-            cuts = np.linspace(0, prog.size, threads + 1).astype(np.int64).tolist()
-            with ThreadPoolExecutor(threads) as pool:
-                list(pool.map(run, cuts[:-1], cuts[1:]))
-        else:
-            run(0, prog.size)
+        parallel = threads > 1 and prog.size >= PARALLEL_FLAG_PAIRS
+        run_split(run, even_bounds(prog.size, threads if parallel else 1))
         return may, every
 
     def _pack(self, columns: tuple[str, ...], used: np.ndarray) -> tuple[_Arrays5, _Arrays5]:

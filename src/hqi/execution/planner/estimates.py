@@ -12,6 +12,7 @@ from typing import Any
 
 import numpy as np
 
+from hqi._threads import run_split
 from hqi.execution.kernels import count_holding
 from hqi.query import ColumnStore, Predicate
 from hqi.query.compiled import ProgramTable
@@ -99,11 +100,7 @@ class RowSample:
             count(0, pair_prog.size)
             return out
         cuts = np.searchsorted(rows, rows[-1] * np.arange(1, threads) / threads)
-        bounds = np.concatenate([[0], cuts, [pair_prog.size]]).tolist()
-        from concurrent.futures import ThreadPoolExecutor
-
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(count, bounds[:-1], bounds[1:]))
+        run_split(count, np.concatenate([[0], cuts, [pair_prog.size]]).tolist())
         return out
 
 

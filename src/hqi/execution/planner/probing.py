@@ -10,12 +10,11 @@ qualifying row are dropped from its queries' probes (:func:`drop_empty_probes`).
 
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 import numpy as np
 
 from hqi._arrays import isin_sorted, unique
 from hqi._jit import njit
+from hqi._threads import even_bounds, run_split
 from hqi.collection import Metric
 from hqi.execution.planner.plans import FilterPlan
 from hqi.execution.planner.routing import mask_probed
@@ -178,12 +177,8 @@ def _nearest_enough(
             count[a:b],
         )
 
-    if threads > 1 and rows * m >= PARALLEL_PROBE_PAIRS:
-        cuts = np.linspace(0, rows, threads + 1).astype(np.int64).tolist()
-        with ThreadPoolExecutor(threads) as pool:
-            list(pool.map(select, cuts[:-1], cuts[1:]))
-    else:
-        select(0, rows)
+    parallel = threads > 1 and rows * m >= PARALLEL_PROBE_PAIRS
+    run_split(select, even_bounds(rows, threads if parallel else 1))
     pq = np.empty(int(count.sum()), dtype=np.int64)
     pc = np.empty_like(pq)
     _emit_probes(order, count, qids, cand, pq, pc)
