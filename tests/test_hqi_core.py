@@ -349,6 +349,24 @@ def test_layout_survives_save_and_open(tmp_path, learned, workload) -> None:
         np.testing.assert_array_equal(a.ids, b.ids)
 
 
+@pytest.mark.parametrize("opts", [{"exact": True}, {"nprobe": 2}])
+def test_probes_are_grouped_by_cell_filter_and_query(learned, workload, opts) -> None:
+    """The executor takes the probes in (cell, filter, query) order: an exact
+    plan's come in (filter, query) order and are sorted by cell alone."""
+    from hqi.execution.batch import _cell_segments
+
+    q, f = workload.queries[:150], workload.filters[:150]
+    o = hqi.SearchOptions.from_kwargs(k=10, **opts)
+    plan = learned._plan(q, f, o, learned._nprobe_for(o))
+    cells, qids, fids, segments = _cell_segments(plan)
+    pfilter = plan.query_filter[plan.probe_query]
+    order = np.lexsort((plan.probe_query, pfilter, plan.probe_cell))
+    np.testing.assert_array_equal(cells, plan.probe_cell[order])
+    np.testing.assert_array_equal(qids, plan.probe_query[order])
+    np.testing.assert_array_equal(fids, pfilter[order])
+    assert [a for a, _ in segments] == np.flatnonzero(np.r_[True, np.diff(cells) != 0]).tolist()
+
+
 def test_explain_matches_what_ran(learned, workload) -> None:
     q, f = workload.queries[:120], workload.filters[:120]
     for opts in ({"exact": True}, {"nprobe": 2}, {"nprobe": 2, "prefilter_ratio": 0.0}):
@@ -671,6 +689,7 @@ def test_exact_plans_skip_only_lists_without_qualifying_rows(
     assert skipped > 0
     whole = plan.cell_bounds[plan.probe_cell]
     assert plan.distances() < int((whole[:, 1] - whole[:, 0]).sum())
+    assert plan.distances() == int(plan.rows_per_query().sum())  # by filter, by probe
     res = learned.search(q, f, k=10, exact=True, threads=2, parallel=True)
     assert res.stats["rows_scanned"] == plan.distances()
     flat = learned.search(q, f, k=10, exact=True, flat=True)  # no planner: one pass

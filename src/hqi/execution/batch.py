@@ -57,7 +57,14 @@ def _cell_segments(
     """Probes sorted by (cell, filter, query) and each cell's [a, b) segment of
     them (none without probes)."""
     pfilter = plan.query_filter[plan.probe_query]
-    order = np.lexsort((plan.probe_query, pfilter, plan.probe_cell))
+    key = pfilter * plan.query_filter.size + plan.probe_query
+    if np.all(key[1:] >= key[:-1]):
+        # Already in (filter, query) order (an exact plan's probes): a stable sort
+        # by cell alone, a radix sort for 16-bit ids (1M exact: 5.5 -> 1.0 ms).
+        small = plan.cell_part.size <= np.iinfo(np.int16).max
+        order = np.argsort(plan.probe_cell.astype(np.int16 if small else np.int64), kind="stable")
+    else:
+        order = np.lexsort((plan.probe_query, pfilter, plan.probe_cell))
     cells, qids, fids = plan.probe_cell[order], plan.probe_query[order], pfilter[order]
     if cells.size == 0:
         return cells, qids, fids, []

@@ -110,7 +110,29 @@ class BatchPlan:
 
     def distances(self) -> int:
         """Distance computations the whole plan performs."""
+        if self.nprobe is None and self.list_may is not None:
+            return self._exact_distances()
         return int(self.rows_per_query().sum())
+
+    def _exact_distances(self) -> int:
+        """:meth:`distances` of an exact plan, by filter: each query of a scanned
+        filter probes every partition its filter is routed to, whole, less the
+        lists ``list_may`` skips (:func:`~.planning.plan_batch`), and its
+        ``list_may`` row holds no list outside them, so a query scans that
+        row's lists. The same count as :meth:`rows_per_query` without a pass
+        over the probes (1M exact plan: 22 -> 3 ms, on the search's path)."""
+        assert self.list_may is not None
+        num_lists = self.num_lists
+        sizes = self.cell_bounds[:num_lists, 1] - self.cell_bounds[:num_lists, 0]
+        scanned = self.list_may @ sizes
+        per_query = np.array(
+            [
+                scanned[i] if f.strategy == "scan" else f.qualifying * (f.strategy == "prefilter")
+                for i, f in enumerate(self.filters)
+            ],
+            dtype=np.int64,
+        )
+        return int(per_query @ np.bincount(self.query_filter, minlength=len(self.filters)))
 
     @property
     def num_lists(self) -> int:
