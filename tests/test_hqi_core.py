@@ -895,3 +895,29 @@ def test_row_sample_counts_hits_per_partition() -> None:
     pair_prog, pair_part = np.array([0, 0, 1, 0]), np.array([6, 0, 2, 2])
     got = sample.program_hits(ProgramTable.of(programs, matrix), pair_prog, pair_part)
     np.testing.assert_array_equal(got, [want[6], 0, 0, want[2]])
+
+
+def test_the_planner_runs_blas_on_one_thread(monkeypatch, learned, workload) -> None:
+    """Planning runs its (small) products on the calling thread alone, so that
+    no BLAS thread is left spinning beside the planner's and the executor's
+    own threads; the search's BLAS threads come back after it."""
+    from threadpoolctl import threadpool_info
+
+    from hqi import api
+
+    def blas() -> list[int]:
+        return [i["num_threads"] for i in threadpool_info() if i["user_api"] == "blas"]
+
+    seen: list[list[int]] = []
+    plan_batch = api.plan_batch
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(blas())
+        return plan_batch(*args, **kwargs)
+
+    monkeypatch.setattr(api, "plan_batch", spy)
+    before = blas()
+    res = learned.search(workload.queries[:50], workload.filters[:50], k=5, nprobe=2, threads=2)
+    assert seen and all(threads == [1] * len(threads) for threads in seen)
+    assert blas() == before
+    assert res.ids.shape == (50, 5)

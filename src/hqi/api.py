@@ -13,7 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
-from hqi._threads import limit_threads
+from hqi._threads import limit_threads, one_blas_thread
 from hqi.collection import (
     Metric,
     coerce_ids,
@@ -359,28 +359,29 @@ class Index:
         ``routes``: exact routes kept between the plans of one search
         (:func:`~hqi.execution.planner.plan_batch`)."""
         preds, query_filter = self._distinct(filters, q.shape[0]) if distinct is None else distinct
-        return plan_batch(
-            q,
-            query_filter,
-            preds,
-            part=self._part,
-            zones=self._zones,
-            store=self._store,
-            metric=self._metric,
-            nprobe=nprobe,
-            prefilter_ratio=self._prefilter_ratio(opts, nprobe is None, q.shape[0]),
-            k=opts.k,
-            expected_hits=opts.expected_hits,
-            probe_ratio=opts.probe_ratio,
-            sample=self._row_sample,
-            # Ray's executors hold no attribute matrix: their plans keep masks.
-            attributes=(
-                self._attribute_matrix if COMPILED_FILTERS and opts.backend != "ray" else None
-            ),
-            list_zones=self._list_zones,
-            routes=routes,
-            threads=opts.num_threads,
-        )
+        with one_blas_thread():  # its products are small, its own threads run next
+            return plan_batch(
+                q,
+                query_filter,
+                preds,
+                part=self._part,
+                zones=self._zones,
+                store=self._store,
+                metric=self._metric,
+                nprobe=nprobe,
+                prefilter_ratio=self._prefilter_ratio(opts, nprobe is None, q.shape[0]),
+                k=opts.k,
+                expected_hits=opts.expected_hits,
+                probe_ratio=opts.probe_ratio,
+                sample=self._row_sample,
+                # Ray's executors hold no attribute matrix: their plans keep masks.
+                attributes=(
+                    self._attribute_matrix if COMPILED_FILTERS and opts.backend != "ray" else None
+                ),
+                list_zones=self._list_zones,
+                routes=routes,
+                threads=opts.num_threads,
+            )
 
     @cached_property
     def _list_zones(self) -> ZoneMaps:
