@@ -277,6 +277,18 @@ def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
         split = zones.program_flags(table, every % 2, every, threads=3)
     np.testing.assert_array_equal(split[0], may)
     np.testing.assert_array_equal(split[1], whole)
+    # The grid of zones inside coarser partitions (two programs, here the same
+    # one): True where a partition is covered, False where it cannot hold, else
+    # the zone's own flag; on one thread and split over two (uneven rows).
+    outer = np.array([0, 0, 1, 1, 1, 2])  # each zone's partition (3 partitions)
+    part_may = np.array([[True, False, False], [True, True, True]])  # [0, 2]: empty
+    part_whole = np.array([[False, False, True], [True, False, False]])
+    grid_want = np.where(part_whole[:, outer] | ~part_may[:, outer], part_whole[:, outer],
+                         part_may[:, outer] & may[None, :])  # fmt: skip
+    for threads, pairs in ((1, 1 << 16), (2, 1)):
+        with mock.patch.object(zonemap, "PARALLEL_FLAG_PAIRS", pairs):
+            grid = zones.program_zone_may(table, part_may, part_whole, outer, threads)
+        np.testing.assert_array_equal(grid, grid_want)
 
 
 @pytest.mark.parametrize(

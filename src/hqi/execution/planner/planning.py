@@ -391,14 +391,12 @@ def _exact_list_may(
     cost a scan by those lists' rows. Filled here for the filters with a
     program (the lists' zone maps, in one call); :func:`plan_batch` fills the
     others' rows as it routes them."""
+    if not progs.count:
+        return np.zeros((num_filters, list_part.size), dtype=bool)
+    assert progs.table is not None
+    may = list_zones.program_zone_may(progs.table, progs.may, progs.whole, list_part, threads)
+    if progs.count == num_filters:  # every filter compiled (programs in filter order)
+        return may
     list_may = np.zeros((num_filters, list_part.size), dtype=bool)
-    if progs.count:
-        assert progs.table is not None
-        routed_lists = progs.may[:, list_part]
-        covered_lists = progs.whole[:, list_part]
-        pj, pl = np.nonzero(routed_lists & ~covered_lists)
-        may, _ = list_zones.program_flags(progs.table, pj, pl, threads)
-        filter_of = np.flatnonzero(progs.program_of >= 0)
-        list_may[filter_of] = covered_lists
-        list_may[filter_of[pj[may]], pl[may]] = True
+    list_may[progs.program_of >= 0] = may
     return list_may
