@@ -921,3 +921,48 @@ def test_the_planner_runs_blas_on_one_thread(monkeypatch, learned, workload) -> 
     assert seen and all(threads == [1] * len(threads) for threads in seen)
     assert blas() == before
     assert res.ids.shape == (50, 5)
+
+
+def test_a_search_pauses_the_garbage_collector(monkeypatch, learned, workload) -> None:
+    """The cyclic collector is off while a search runs and back after it; a
+    caller who turned it off keeps it off; concurrent searches share the pause."""
+    import gc
+    import threading
+
+    from hqi import _gc, api
+
+    seen: list[bool] = []
+    plan_batch = api.plan_batch
+
+    def spy(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return plan_batch(*args, **kwargs)
+
+    monkeypatch.setattr(api, "plan_batch", spy)
+    q, f = workload.queries[:40], workload.filters[:40]
+    assert gc.isenabled()
+    learned.search(q, f, k=5, nprobe=2)
+    assert seen == [False] and gc.isenabled()
+    gc.disable()
+    try:
+        learned.search(q, f, k=5, nprobe=2)
+        assert not gc.isenabled()
+    finally:
+        gc.enable()
+    # Two overlapping pauses (as two threads' searches): on again only after both.
+    inside, release = threading.Event(), threading.Event()
+
+    def hold() -> None:
+        with _gc.paused():
+            inside.set()
+            release.wait(10)
+
+    worker = threading.Thread(target=hold)
+    worker.start()
+    inside.wait(10)
+    with _gc.paused():
+        assert not gc.isenabled()
+    assert not gc.isenabled()  # the other pause still runs
+    release.set()
+    worker.join()
+    assert gc.isenabled()

@@ -13,6 +13,7 @@ from typing import Any
 import numpy as np
 import pyarrow as pa
 
+from hqi import _gc
 from hqi._threads import limit_threads, one_blas_thread
 from hqi.collection import (
     Metric,
@@ -601,7 +602,7 @@ class Index:
     ) -> Result:
         start = time.perf_counter()
         stats: dict[str, float] = {"queries": float(q.shape[0])}
-        with limit_threads(opts.num_threads):
+        with _gc.paused(), limit_threads(opts.num_threads):
             preds, query_filter = distinct = self._distinct(filters, q.shape[0])
             if self._flat(q.shape[0], len(preds), opts):
                 # One exact pass over all rows, without the planner.
