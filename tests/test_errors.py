@@ -111,6 +111,13 @@ def test_search_input_errors(small, call, fragment) -> None:
     assert fragment in str(info.value)
 
 
+@pytest.mark.parametrize(("bad", "name"), [([None, ["x"]], "list"), ([7, None], "int")])
+def test_a_filter_that_is_not_text_is_named(small, bad, name) -> None:
+    """Not a traceback from a cache's dict: the filter's type, named."""
+    with pytest.raises(FilterSyntaxError, match=f"a SQL string or None, not {name}"):
+        small.search(np.zeros((2, 3)), bad)
+
+
 @pytest.mark.parametrize(
     ("kwargs", "fragment"),
     [

@@ -19,7 +19,7 @@ import threading
 
 from sqlglot import exp
 
-from hqi.errors import FilterError
+from hqi.errors import FilterError, FilterSyntaxError
 from hqi.query.columns import Schema
 from hqi.query.parser import _Checker, _sqlglot_parse, parse_filter
 from hqi.query.predicate import Predicate
@@ -125,6 +125,10 @@ class FilterParser:
         """Like :func:`hqi.query.parse_filter`, with caching."""
         if text is None:
             return None
+        if not isinstance(text, str):  # not a cache key either (a list, ...)
+            raise FilterSyntaxError(
+                f"a filter must be a SQL string or None, not {type(text).__name__}"
+            )
         if text in self._texts:
             return self._texts[text]
         pred = self._parse_uncached(text)
