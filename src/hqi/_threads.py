@@ -31,13 +31,13 @@ def limit_threads(threads: int) -> Iterator[None]:
 def one_blas_thread() -> Iterator[None]:
     """Run the block's BLAS calls on the calling thread alone.
 
-    For work whose products are small and whose parallel parts run on the
-    process's own threads (the planner). After a call that used them,
-    OpenBLAS's extra threads spin for about 0.1 s waiting for the next one,
-    taking a core from whatever runs next on two cores: the planner's
-    compiled kernels and the executor's workers. 1M, nprobe 2, medians of 7,
-    four alternating rounds: 0.453 -> 0.430 s a search, the planning itself
-    no slower, the same ids."""
+    For work whose parallel parts run on the process's own threads: the
+    executor's workers (one product each) and the planner (small products).
+    After a call that used them, OpenBLAS's extra threads spin for about
+    0.1 s waiting for the next one, taking a core from whatever runs next on
+    two cores. Planning under it: 1M, nprobe 2, medians of 7, four
+    alternating rounds, 0.453 -> 0.430 s a search, the planning itself no
+    slower, the same ids."""
     with threadpool_limits(limits=1, user_api="blas"):
         yield
 

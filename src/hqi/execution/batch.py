@@ -28,6 +28,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hqi._arrays import plain
+from hqi._threads import one_blas_thread
 from hqi.collection import Metric
 from hqi.execution.exact import Group, _gather_scan, exact_distances, ranking_queries
 from hqi.execution.planner import BatchPlan, FilterPlan, filter_queries
@@ -386,8 +387,6 @@ def collect_topk(
     from concurrent.futures import ThreadPoolExecutor
     from itertools import count
 
-    from threadpoolctl import threadpool_limits
-
     # Work items (a prefilter filter or a cell), largest first; each worker takes
     # the next one when it is done with its last, so the workers end together.
     items = [(_prefilter_work(ctx, i), 0, i) for i in pre] + [
@@ -411,7 +410,7 @@ def collect_topk(
     bound = np.full(queries.shape[0], np.inf, dtype=np.float32)
     tops = [TopK(queries.shape[0], k, bound) for _ in range(workers)]
     with (
-        threadpool_limits(limits=1, user_api="blas"),
+        one_blas_thread(),  # each worker's products on its own thread
         torch_threads(1) if bf16 is not None else nullcontext(),
         ThreadPoolExecutor(workers) as pool,
     ):

@@ -171,7 +171,7 @@ def _nearest_enough(
             float(need),
             nprobe,
             head,
-            bounds if bound is None else bounds[a:b],
+            bounds[a:b],  # empty (no bound) stays empty
             cap[a:b],
             order[a:b],
             count[a:b],
