@@ -95,3 +95,29 @@ def test_real_spotify_songs_exact_against_duckdb_and_brute_force() -> None:
         assert got == min(10, rows.size), text
         # The same neighbours' distances (float32 and float64 may order near-ties apart).
         assert np.allclose(np.sort(found.distances[i][:got]), d[:10], rtol=1e-4, atol=1e-5), text
+
+
+@pytest.mark.parametrize(
+    "name",
+    ["faiss-ivf-idselector", "faiss-ivf-postfilter", "faiss-hnsw-idselector", "hnswlib-filter"],
+)
+def test_baselines_on_two_workers_return_what_one_does(name: str) -> None:
+    """The baselines deal the batch's distinct filters to worker threads
+    (systems._by_filter): the same ids as one thread, every query answered,
+    and the process's own OpenMP setting untouched by the workers'."""
+    import faiss
+
+    from hqi.benchmark.harness import load_data
+    from hqi.benchmark.systems import SYSTEMS
+
+    data = load_data(BenchConfig(n=4000, dim=16, queries=120, train_queries=50))
+    system = SYSTEMS[name]()
+    system.build(data, 1)
+    params = system.grid()[1]
+    before = faiss.omp_get_max_threads()
+    one = system.search(data, dict(params), 1)
+    two = system.search(data, dict(params), 2)
+    assert faiss.omp_get_max_threads() == before
+    assert len(set(data.filters)) > 10  # several filters, so both workers take some
+    np.testing.assert_array_equal(one, two)
+    assert one.shape == (120, data.k) and (one[:, 0] >= 0).mean() > 0.5
