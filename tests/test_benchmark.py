@@ -102,9 +102,10 @@ def test_real_spotify_songs_exact_against_duckdb_and_brute_force() -> None:
     ["faiss-ivf-idselector", "faiss-ivf-postfilter", "faiss-hnsw-idselector", "hnswlib-filter"],
 )
 def test_baselines_on_two_workers_return_what_one_does(name: str) -> None:
-    """The baselines deal the batch's distinct filters to worker threads
-    (systems._by_filter): the same ids as one thread, every query answered,
-    and the process's own OpenMP setting untouched by the workers'."""
+    """The baselines' calls dealt to worker threads (systems._by_filter,
+    ``calls="parallel"``) return the ids of the calls one after the other,
+    every query answered, and the process's own OpenMP setting is untouched
+    by the workers'."""
     import faiss
 
     from hqi.benchmark.harness import load_data
@@ -113,11 +114,24 @@ def test_baselines_on_two_workers_return_what_one_does(name: str) -> None:
     data = load_data(BenchConfig(n=4000, dim=16, queries=120, train_queries=50))
     system = SYSTEMS[name]()
     system.build(data, 1)
-    params = system.grid()[1]
+    params = system.grid()[2]
     before = faiss.omp_get_max_threads()
-    one = system.search(data, dict(params), 1)
-    two = system.search(data, dict(params), 2)
+    one = system.search(data, dict(params, calls="serial"), 2)
+    two = system.search(data, dict(params, calls="parallel"), 2)
     assert faiss.omp_get_max_threads() == before
     assert len(set(data.filters)) > 10  # several filters, so both workers take some
     np.testing.assert_array_equal(one, two)
     assert one.shape == (120, data.k) and (one[:, 0] >= 0).mean() > 0.5
+
+
+def test_baseline_grids_sweep_how_calls_run() -> None:
+    from hqi.benchmark.systems import CALLS, SYSTEMS, _workers
+
+    for name in ("faiss-ivf-idselector", "faiss-ivf-postfilter", "faiss-hnsw-idselector"):
+        grid = SYSTEMS[name]().grid()
+        assert {p["calls"] for p in grid} == set(CALLS)
+        others = {tuple(sorted((k, v) for k, v in p.items() if k != "calls")) for p in grid}
+        assert len(grid) == len(CALLS) * len(others)  # every point both ways
+    assert _workers({"calls": "serial"}, 2) == 1 and _workers({"calls": "parallel"}, 2) == 2
+    with pytest.raises(ValueError, match="calls must be one of"):
+        _workers({"calls": "both"}, 2)

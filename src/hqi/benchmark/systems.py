@@ -4,10 +4,14 @@ Every system answers the same batch: (Q, d) queries, one SQL filter each, k.
 Filters are evaluated with hqi's filter engine for the baselines too (a FAISS
 or hnswlib user needs the selection from somewhere), inside the timed region,
 once per distinct filter. Baselines get each distinct filter's queries in one
-call where the library allows it, and the distinct filters are dealt to as
-many worker threads as the benchmark's threads (:func:`_by_filter`): FAISS
-parallelizes a call over its queries only, and a batch's distinct filters
-have about two queries each. Ids returned are input row numbers.
+call where the library allows it. FAISS parallelizes a call over its
+queries only, and a batch's distinct filters have about two queries each,
+so the FAISS baselines sweep how their calls run as a grid parameter
+(:data:`CALLS`): one after the other, or dealt to as many worker threads as
+the benchmark has (:func:`_by_filter`). Which is faster depends on the
+data: at 1M rows the workers are (1.77x), on FB15k-237's 14,541 rows the
+calls one after the other are (the workers' GIL hand-offs cost more than
+the calls). Ids returned are input row numbers.
 """
 
 from __future__ import annotations
@@ -32,6 +36,17 @@ __all__ = ["LEVELS", "SYSTEMS", "BenchData", "System"]
 
 
 LEVELS = (0.90, 0.95, 0.99)  # the recall@k levels the report reads best QPS at
+# How a baseline's per-filter calls run (grid parameter "calls"): one after the
+# other, or dealt to the benchmark's threads (_by_filter).
+CALLS = ("serial", "parallel")
+
+
+def _workers(params: dict[str, Any], threads: int) -> int:
+    """Worker threads for a grid point's per-filter calls (``calls``, default parallel)."""
+    calls = params.get("calls", "parallel")
+    if calls not in CALLS:
+        raise ValueError(f"calls must be one of {CALLS}, not {calls!r}")
+    return threads if calls == "parallel" else 1
 
 
 @dataclass(frozen=True)
@@ -103,7 +118,10 @@ def _by_filter(
     nprobe 56 (the batch of ``hqi bench --n 1000000``): 7.49 and 7.59 s on
     one worker, 4.24 and 4.24 s on two, the same ids; FAISS's
     ``parallel_mode = 1`` instead (one query's lists split among its
-    threads, the calls one after the other): 5.94 and 6.18 s."""
+    threads, the calls one after the other): 5.94 and 6.18 s. Small stores
+    lose: on FB15k-237's 14,541 rows (``bench/kg_related.py``, nprobe 24)
+    26,922 q/s on one worker against 16,000 on two, whose calls of tens of
+    microseconds hand the GIL back and forth; hence :data:`CALLS`."""
     groups = filters.parsed(texts)
     out = np.full((len(texts), k), -1, dtype=np.int64)
     taken = iter(range(len(groups)))
@@ -244,14 +262,14 @@ class FaissIVFSelector:
         # Steps of at most 1.25x between recall 0.9 and 0.98, as fine as hqi's grid
         # there (at 1M, nprobe 48 reached 0.9498 and 64 cost 7% more than 56).
         grid = (4, 8, 16, 24, 32, 40, 48, 56, 64, 80, 96, 128, 256, 512)
-        return [{"nprobe": n} for n in grid]
+        return [{"nprobe": n, "calls": c} for n in grid for c in CALLS]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
         return _selector_search(
             self.index,
             self.filters,
             data,
-            threads,
+            _workers(params, threads),
             lambda sel: _faiss().SearchParametersIVF(sel=sel, nprobe=params["nprobe"]),
         )
 
@@ -260,7 +278,12 @@ class FaissIVFPostFilter(FaissIVFSelector):
     name = "faiss-ivf-postfilter"
 
     def grid(self) -> list[dict[str, Any]]:
-        return [{"nprobe": n, "expand": e} for n in (8, 32, 128) for e in (10, 100)]
+        return [
+            {"nprobe": n, "expand": e, "calls": c}
+            for n in (8, 32, 128)
+            for e in (10, 100)
+            for c in CALLS
+        ]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
         faiss = _faiss()
@@ -276,7 +299,7 @@ class FaissIVFPostFilter(FaissIVFSelector):
             picked = np.take_along_axis(c, order, 1)
             return np.where(np.take_along_axis(ok, order, 1), picked, -1)
 
-        return _by_filter(self.filters, data.filters, data.k, threads, answer)
+        return _by_filter(self.filters, data.filters, data.k, _workers(params, threads), answer)
 
 
 class FaissHNSWSelector:
@@ -291,14 +314,14 @@ class FaissHNSWSelector:
         self.filters = _Filters(data)
 
     def grid(self) -> list[dict[str, Any]]:
-        return [{"efSearch": e} for e in (16, 32, 64, 128, 256, 512)]
+        return [{"efSearch": e, "calls": c} for e in (16, 32, 64, 128, 256, 512) for c in CALLS]
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
         return _selector_search(
             self.index,
             self.filters,
             data,
-            threads,
+            _workers(params, threads),
             lambda sel: _faiss().SearchParametersHNSW(sel=sel, efSearch=params["efSearch"]),
         )
 
@@ -339,7 +362,9 @@ class Hnswlib:
             return ids
 
         out = np.full((len(data.queries), data.k), -1, dtype=np.int64)
-        out[:nq] = _by_filter(self.filters, data.filters[:nq], data.k, threads, answer)
+        # One after the other: the callback holds the GIL, so workers would only
+        # take turns.
+        out[:nq] = _by_filter(self.filters, data.filters[:nq], data.k, 1, answer)
         return out
 
 
