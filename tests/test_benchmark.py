@@ -98,8 +98,7 @@ def test_real_spotify_songs_exact_against_duckdb_and_brute_force() -> None:
 
 
 @pytest.mark.parametrize(
-    "name",
-    ["faiss-ivf-idselector", "faiss-ivf-postfilter", "faiss-hnsw-idselector", "hnswlib-filter"],
+    "name", ["faiss-ivf-idselector", "faiss-ivf-postfilter", "faiss-hnsw-idselector"]
 )
 def test_baselines_on_two_workers_return_what_one_does(name: str) -> None:
     """The baselines' calls dealt to worker threads (systems._by_filter,
