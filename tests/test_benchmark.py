@@ -1,8 +1,10 @@
-"""A tiny smoke run of the benchmark harness: correct figures, files written (no timings)."""
+"""The benchmark: a tiny smoke run of the harness (correct figures, files written, no
+timings), real-data loaders, and the baselines' per-filter calls on worker threads."""
 
 from __future__ import annotations
 
 import re
+import time
 
 import duckdb
 import numpy as np
@@ -134,3 +136,26 @@ def test_baseline_grids_sweep_how_calls_run() -> None:
     assert _workers({"calls": "serial"}, 2) == 1 and _workers({"calls": "parallel"}, 2) == 2
     with pytest.raises(ValueError, match="calls must be one of"):
         _workers({"calls": "both"}, 2)
+
+
+def test_by_filter_stops_every_worker_when_one_fails() -> None:
+    """An error in one filter's call reaches the caller, and the other worker
+    stops taking filters instead of finishing the batch."""
+    from hqi.benchmark.harness import load_data
+    from hqi.benchmark.systems import _by_filter, _Filters
+
+    data = load_data(BenchConfig(n=2000, dim=8, queries=200, train_queries=20))
+    calls = []
+
+    def answer(qids: np.ndarray, mask: np.ndarray) -> np.ndarray:
+        calls.append(qids.size)
+        if len(calls) == 3:
+            raise RuntimeError("boom")
+        time.sleep(0.002)  # the others' calls take a while (the GIL released)
+        return np.zeros((qids.size, data.k), dtype=np.int64)
+
+    distinct = len(set(data.filters))
+    assert distinct > 20
+    with pytest.raises(RuntimeError, match="boom"):
+        _by_filter(_Filters(data), data.filters, data.k, 2, answer)
+    assert len(calls) < distinct

@@ -126,18 +126,23 @@ def _by_filter(
     out = np.full((len(texts), k), -1, dtype=np.int64)
     taken = iter(range(len(groups)))
     lock = threading.Lock()
+    failed = threading.Event()  # a worker raised: the others stop taking filters
 
     def worker(own_threads: bool) -> None:
         if own_threads:
             _faiss().omp_set_num_threads(1)  # this thread's OpenMP setting only
         evaluator = BatchEvaluator(filters.store)  # its own cache of the atoms' masks
-        while True:
+        while not failed.is_set():
             with lock:
                 i = next(taken, None)
             if i is None:
                 return
             pred, qids = groups[i]
-            out[qids] = answer(qids, evaluator.mask(pred))
+            try:
+                out[qids] = answer(qids, evaluator.mask(pred))
+            except BaseException:
+                failed.set()
+                raise
 
     if threads <= 1 or len(groups) <= 1:
         worker(False)
