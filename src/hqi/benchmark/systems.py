@@ -16,6 +16,7 @@ the calls). Ids returned are input row numbers.
 
 from __future__ import annotations
 
+import itertools
 import threading
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -90,8 +91,8 @@ class _Filters:
 
     def masks(self, filters: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         evaluator = BatchEvaluator(self.store)
-        for text, qids in distinct_groups(filters):
-            yield qids, evaluator.mask(self.parser.parse(text))
+        for pred, qids in self.parsed(filters):
+            yield qids, evaluator.mask(pred)
 
     def parsed(self, filters: Sequence[str]) -> list[tuple[Predicate | None, np.ndarray]]:
         """(predicate, query indices) of each distinct filter of the batch."""
@@ -124,19 +125,14 @@ def _by_filter(
     microseconds hand the GIL back and forth; hence :data:`CALLS`."""
     groups = filters.parsed(texts)
     out = np.full((len(texts), k), -1, dtype=np.int64)
-    taken = iter(range(len(groups)))
-    lock = threading.Lock()
+    taken = itertools.count()  # next() on it is atomic under the GIL
     failed = threading.Event()  # a worker raised: the others stop taking filters
 
     def worker(own_threads: bool) -> None:
         if own_threads:
             _faiss().omp_set_num_threads(1)  # this thread's OpenMP setting only
         evaluator = BatchEvaluator(filters.store)  # its own cache of the atoms' masks
-        while not failed.is_set():
-            with lock:
-                i = next(taken, None)
-            if i is None:
-                return
+        while not failed.is_set() and (i := next(taken)) < len(groups):
             pred, qids = groups[i]
             try:
                 out[qids] = answer(qids, evaluator.mask(pred))

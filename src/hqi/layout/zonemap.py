@@ -53,6 +53,7 @@ _Arrays5 = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 PARALLEL_FLAG_PAIRS = 1 << 16
 _NO_ZONES = np.zeros(0, dtype=np.int64)
 _NO_FLAGS = np.zeros((0, 0), dtype=np.bool_)
+_NO_GRID = (_NO_FLAGS, _NO_FLAGS, _NO_ZONES, 0)  # _program_flags on pairs, not a grid
 
 
 @dataclass(frozen=True)
@@ -160,10 +161,10 @@ class ZoneMaps:
         prog, zone = prog.astype(np.int64), zone.astype(np.int64)
         atoms = (table.bounds, table.col, table.group, table.lo, table.hi)
 
-        no_grid = (_NO_FLAGS, _NO_FLAGS, _NO_ZONES, 0)
-
         def run(a: int, b: int) -> None:
-            _program_flags(zones, coded, atoms, prog[a:b], zone[a:b], no_grid, may[a:b], every[a:b])
+            _program_flags(
+                zones, coded, atoms, prog[a:b], zone[a:b], _NO_GRID, may[a:b], every[a:b]
+            )
 
         parallel = threads > 1 and prog.size >= PARALLEL_FLAG_PAIRS
         run_split(run, even_bounds(prog.size, threads if parallel else 1))
