@@ -1,10 +1,14 @@
-"""bfloat16 products (hqi.execution.products): the bound, and the same answers.
+"""bfloat16 products (hqi.execution.products): the bound and the same answers
+(exact plans); residual products re-ranked in float32 (approximate plans).
 
 Tests that run the products need torch and an AMX CPU (``pip install
-'hqi[amx]'``) and skip without them; the option's validation runs anywhere.
+'hqi[amx]'``) and skip without them; the option's validation and the
+compiled passes run anywhere.
 """
 
 from __future__ import annotations
+
+import itertools
 
 import duckdb
 import numpy as np
@@ -16,7 +20,10 @@ from hypothesis import strategies as st
 import hqi
 from hqi.errors import InvalidInputError
 from hqi.execution import products
+from hqi.execution.batch import collect_topk, execute_plan
+from hqi.execution.exact import exact_distances
 from hqi.execution.products import SLACK, BF16Rows, bf16_available
+from hqi.execution.topk import PAD, RowMasks, TopK
 
 needs_amx = pytest.mark.skipif(
     not bf16_available(), reason="needs torch and a CPU with AMX (pip install 'hqi[amx]')"
@@ -180,7 +187,7 @@ def test_bf16_keeps_ties_and_short_answers(rng) -> None:
 
 
 @needs_amx
-def test_auto_runs_bf16_on_large_exact_plans_only(catalog, workload, monkeypatch) -> None:
+def test_auto_runs_bf16_on_large_plans_only(catalog, workload, monkeypatch) -> None:
     index = hqi.build(catalog.vectors, catalog.attributes, workload=workload.filters[150:])
     q, filters = workload.queries[:50], workload.filters[:50]
     assert index.search(q, filters, k=10, exact=True).stats["bf16"] == 0.0  # small plan
@@ -188,6 +195,10 @@ def test_auto_runs_bf16_on_large_exact_plans_only(catalog, workload, monkeypatch
     assert index.search(q, filters, k=10, exact=True).stats["bf16"] == 1.0
     assert index.search(q, filters, k=10, nprobe=2).stats["bf16"] == 0.0  # approximate
     assert index.search(q, filters, k=10, exact=True, products="fp32").stats["bf16"] == 0.0
+    monkeypatch.setattr(hqi.api, "BF16_APPROX_MIN_WORK", 0.0)  # residual products
+    stats = index.search(q, filters, k=10, nprobe=2).stats
+    assert (stats["bf16"], stats["candidates"]) == (1.0, 12.0)
+    assert index.search(q, filters, k=10, nprobe=2, products="fp32").stats["bf16"] == 0.0
 
 
 def test_default_prefilter_ratio_follows_the_products(catalog, workload, monkeypatch) -> None:
@@ -223,3 +234,140 @@ def test_default_prefilter_ratio_follows_the_products(catalog, workload, monkeyp
     assert strategies(products="bf16") == strategies(prefilter_ratio=bf16)
     assert strategies(products="fp32") == strategies(prefilter_ratio=fp32)
     assert strategies(prefilter_ratio=bf16) != strategies(prefilter_ratio=fp32)
+
+
+# -- approximate plans: bfloat16 products of residuals, re-ranked in float32 --
+
+
+def _bf16_bits(x: np.ndarray) -> np.ndarray:
+    """float32 values rounded to bfloat16 (nearest, ties to even), as bit patterns."""
+    u = np.ascontiguousarray(x, dtype=np.float32).view(np.uint32).astype(np.uint64)
+    return ((u + 0x7FFF + ((u >> 16) & 1)) >> 16).astype(np.uint16)
+
+
+@pytest.mark.parametrize("seed", [0, 1, 2])
+def test_residual_pass_takes_scores_plus_offsets(seed) -> None:
+    """The compiled pass for residual products (no torch needed): a row's
+    distance is its bfloat16 score widened, plus the query's offset, plus the
+    row's norm; masked rows are skipped; the top-k is in (distance, position)
+    order, as a numpy reference computes it in the same float32 order."""
+    rng = np.random.default_rng(seed)
+    b, m, k, nq = 300, 11, 7, 20
+    queries = rng.choice(nq, size=m, replace=False).astype(np.int64)
+    bits = _bf16_bits(rng.standard_normal((b, m + 5)).astype(np.float32) * 8)  # 5 padding
+    norms = rng.random(b).astype(np.float32) * 4
+    offsets = rng.standard_normal(m).astype(np.float32) * 3
+    cols = np.arange(1000, 1000 + b, dtype=np.int64)
+    allowed = rng.random((m, b)) < 0.6
+    allowed[::3] = True  # every third query: no mask
+    packed = [None if i % 3 == 0 else np.packbits(allowed[i]) for i in range(m)]
+    masks = RowMasks.of_groups([1] * m, packed, [1000] * m)
+    top = TopK(nq, k)
+    top.push_scores_bf16_approx(queries, bits, cols, norms, masks, offsets)
+    widened = (bits[:, :m].astype(np.uint32) << 16).view(np.float32)
+    dist = (widened + offsets[None, :]) + norms[:, None]  # float32, the kernel's order
+    for i, q in enumerate(queries.tolist()):
+        d = np.where(allowed[i], dist[:, i], np.inf)
+        order = np.lexsort((cols, d))[:k]
+        np.testing.assert_array_equal(top.pos[q], cols[order])
+        np.testing.assert_array_equal(top.dist[q], d[order])
+    others = np.setdiff1d(np.arange(nq), queries)
+    assert (top.pos[others] == PAD).all()
+
+
+def test_rerank_candidates() -> None:
+    assert [products.rerank_candidates(k) for k in (1, 5, 10, 100)] == [2, 6, 12, 120]
+
+
+@needs_amx
+def test_residuals_are_rows_less_their_lists_mean(rng) -> None:
+    vectors = (rng.standard_normal((1000, 24)) * 3 + 10).astype(np.float32)
+    bounds = np.array([0, 100, 100, 550, 1000])  # an empty list too
+    res = products.BF16Residuals.of(vectors, bounds)
+    rows = res.rows.float().numpy()
+    for t, (a, b) in enumerate(itertools.pairwise(bounds)):
+        if b > a:
+            np.testing.assert_allclose(res.centers[t], vectors[a:b].mean(0), rtol=1e-5)
+        exact = vectors[a:b] - res.centers[t]
+        assert (np.abs(rows[a:b] - exact) <= 2.0**-8 * np.abs(exact) + 1e-30).all()
+
+
+@needs_amx
+@pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
+def test_residual_products_keep_the_recall(catalog, workload, metric) -> None:
+    """Approximate plans on bfloat16 residuals, re-ranked in float32: the recall
+    of float32 at the same probes, nearly the same ids, and float32
+    distances (recomputed for the answer)."""
+    from hqi.evaluation import recall_at_k
+
+    index = hqi.build(
+        catalog.vectors,
+        catalog.attributes,
+        workload=workload.filters[150:],
+        metric=metric,
+        list_size=128,
+    )
+    q, filters = workload.queries[:150], workload.filters[:150]
+    truth = index.search(q, filters, k=10, exact=True, products="fp32")
+    for nprobe in (1, 4):
+        a = index.search(q, filters, k=10, nprobe=nprobe, products="bf16")
+        b = index.search(q, filters, k=10, nprobe=nprobe, products="fp32")
+        assert a.stats["bf16"] == 1.0 and a.stats["candidates"] == 12.0
+        assert b.stats["bf16"] == 0.0 and b.stats["candidates"] == 10.0
+        assert recall_at_k(a, truth).mean() >= recall_at_k(b, truth).mean() - 0.005
+        assert (a.ids == b.ids).mean() >= 0.98
+        same = a.ids == b.ids
+        np.testing.assert_allclose(a.distances[same], b.distances[same], rtol=1e-5, atol=1e-5)
+
+
+@needs_amx
+def test_residual_products_with_all_probes_stay_exact(catalog, workload) -> None:
+    """A plan that probes every list answers as exact search, so it runs its
+    products with float32's answers (not on residuals), even with products="bf16"."""
+    index = hqi.build(catalog.vectors, catalog.attributes, workload=workload.filters[150:])
+    q, filters = workload.queries[:150], workload.filters[:150]
+    truth = index.search(q, filters, k=10, exact=True, products="fp32")
+    res = index.search(q, filters, k=10, nprobe=10_000, products="bf16")
+    assert res.stats["bf16"] == 1.0 and res.stats["candidates"] == 10.0
+    np.testing.assert_array_equal(res.ids, truth.ids)
+
+
+@needs_amx
+def test_residual_products_keep_ties_and_short_answers(rng) -> None:
+    """Duplicate rows and filters with fewer qualifying rows than k (and than
+    the candidates kept): the answers of float32."""
+    base = rng.standard_normal((2000, 32)).astype(np.float32)
+    vectors = np.concatenate([base, base[:300]])
+    attrs = {"g": np.arange(2300) % 7}
+    index = hqi.build(vectors, attrs, workload=["g = 1", "g < 3"], min_partition_rows=100)
+    q = vectors[[3, 50, 2100]] + 1e-3
+    filters = ["g < 3", "g = 6 AND g > 5", "g = 1"]
+    for k in (1, 5, 400):
+        a = index.search(q, filters, k=k, nprobe=2, products="bf16")
+        b = index.search(q, filters, k=k, nprobe=2, products="fp32")
+        assert a.ids.shape == (3, k)
+        assert ((a.ids >= 0).sum(1) == (b.ids >= 0).sum(1)).all()
+        np.testing.assert_array_equal(a.ids[:, :1], b.ids[:, :1])
+
+
+@needs_amx
+def test_residual_plans_rerank_their_candidates(catalog, workload) -> None:
+    """The executor keeps ``candidates`` per query on residual products, and the
+    answer is the k nearest of them by float32 distance."""
+    index = hqi.build(
+        catalog.vectors, catalog.attributes, workload=workload.filters[150:], list_size=128
+    )
+    q, filters = workload.queries[:100], workload.filters[:100]
+    opts = hqi.SearchOptions.from_kwargs(k=5, nprobe=2)
+    plan = index._plan(q, filters, opts, 2)
+    residual = products.BF16Residuals.of(index._vectors, index._part.list_bounds)
+    args = (plan, index._vectors, index._sq_norms, q, 5, index._metric, index._part)
+    top, _ = collect_topk(*args, residual=residual, candidates=9)
+    assert top.pos.shape == (100, 9)
+    pos, _, _ = execute_plan(*args, residual=residual, candidates=9)
+    assert pos.shape == (100, 5)
+    cand = np.where(top.pos == PAD, -1, top.pos)
+    d = exact_distances(index._vectors, q, cand, index._metric)
+    for i in range(100):
+        best = cand[i][np.lexsort((cand[i], d[i]))][:5]
+        np.testing.assert_array_equal(pos[i], best)

@@ -28,7 +28,13 @@ from hqi.execution.batch import execute_plan
 from hqi.execution.exact import Group, exact_search, shares_scan
 from hqi.execution.options import DEFAULT_PROBE_ROWS, SearchOptions
 from hqi.execution.planner import BatchPlan, Route, RowSample, filter_queries, plan_batch
-from hqi.execution.products import BF16Rows, bf16_available, torch_threads
+from hqi.execution.products import (
+    BF16Residuals,
+    BF16Rows,
+    bf16_available,
+    rerank_candidates,
+    torch_threads,
+)
 from hqi.execution.result import Result
 from hqi.index.partitioned import BuildOptions, Partitioning, build_partitioning
 from hqi.layout.qdtree import QdTree
@@ -57,6 +63,15 @@ PARALLEL_MIN_WORK = 4e9
 # FB15k-237, 2.2e9: 0.101 -> 0.136 s; Spotify, 8.0e8: 0.057 -> 0.123 s (small
 # products, where padding and per-call overheads outweigh the faster arithmetic).
 BF16_MIN_WORK = 1e10
+
+# products="auto" runs approximate plans of at least this many multiply-adds on
+# bfloat16 residuals (hqi.execution.products.BF16Residuals), re-ranked in float32.
+# Measured, whole searches on 2 threads, float32 against residuals (best of two
+# medians of 5, the same recall): MovieLens (384-d) 5.1e9 0.136 against 0.141 s,
+# 6.6e9 0.150 against 0.151, 8.3e9 0.170 against 0.166, 1.2e10 0.200 against
+# 0.181, 1.5e10 0.225 against 0.198; 1M x 128 at nprobe 2, ratio 1.1 (1.5e10)
+# 0.418 against 0.394 s; FB15k-237 1.2e9 and 2.2e9: 4% and 8% faster (one worker).
+BF16_APPROX_MIN_WORK = 8e9
 
 # The planner's prefilter_ratio when none is given (SearchOptions.prefilter_ratio):
 # a gathered row's cost relative to a row read in place by a large product. In
@@ -137,6 +152,7 @@ class Index:
         self.build_stats = dict(build_stats or {})
         self._ray: tuple[tuple[str | None, int | None], Any] | None = None  # see ray_backend()
         self._bf16: BF16Rows | None = None  # the rows in bfloat16, made on first use
+        self._residuals: BF16Residuals | None = None  # rows less their list's mean, bfloat16
 
     # -- description ----------------------------------------------------------
     @property
@@ -453,11 +469,14 @@ class Index:
             return backend.execute(plan, q, opts.k, opts.block_rows, opts.query_block)
         work = plan.distances() * self.dim  # 29 ms for the 1M exact plan: once
         workers = self._workers(opts, work) if workers is None else workers
-        bf16 = self._bf16_rows(opts, plan.nprobe is None, work)
+        bf16, residual = self._products(opts, plan.nprobe, work)
+        candidates = None if residual is None else rerank_candidates(opts.k)
         if stats is not None:
             stats["workers"] = float(workers)
-            stats["bf16"] = float(bf16 is not None)
-        with torch_threads(opts.num_threads) if bf16 is not None else nullcontext():
+            stats["bf16"] = float(bf16 is not None or residual is not None)
+            stats["candidates"] = float(candidates or opts.k)
+        threads = bf16 is not None or residual is not None
+        with torch_threads(opts.num_threads) if threads else nullcontext():
             return execute_plan(
                 plan,
                 self._vectors,
@@ -470,28 +489,50 @@ class Index:
                 query_block=opts.query_block,
                 workers=workers,
                 bf16=bf16,
+                residual=residual,
+                candidates=candidates,
             )
 
-    def _bf16_rows(self, opts: SearchOptions, exact: bool, work: float) -> BF16Rows | None:
-        """The rows in bfloat16 (made once per index and kept) when a plan (exact
-        or not, of ``work`` multiply-adds) runs its products in bfloat16, else
-        None: ``products="bf16"``, or ``"auto"`` on an exact plan of
-        :data:`BF16_MIN_WORK` or more where :func:`bf16_available`.
-        Approximate plans keep float32 by default: their products are small
-        and their top-k passes large, and bfloat16 measured no faster there
-        (1M, nprobe 3: 0.83 against 0.74 s; nprobe 24: 1.29 against 1.37 s)."""
+    def _products(
+        self, opts: SearchOptions, nprobe: int | None, work: float
+    ) -> tuple[BF16Rows | None, BF16Residuals | None]:
+        """How a plan (exact: ``nprobe`` None) of ``work`` multiply-adds runs its
+        products: (the rows in bfloat16, with float32's answers, or None;
+        the rows less their list's mean in bfloat16, approximate, or None),
+        each made once per index and kept. Neither for ``products="fp32"``.
+
+        A plan whose answers must be exact (an exact one, or one that probes
+        every list: :meth:`_probes_all`) runs in bfloat16 with float32's
+        answers for ``products="bf16"``, or for ``"auto"`` from
+        :data:`BF16_MIN_WORK` where :func:`bf16_available`. Other approximate
+        plans run their lists' products on the residuals
+        (:class:`~hqi.execution.products.BF16Residuals`, re-ranked in float32)
+        for ``"bf16"``, or for ``"auto"`` from :data:`BF16_APPROX_MIN_WORK`."""
         if opts.products == "fp32":
-            return None
-        if opts.products == "auto" and (not exact or work < BF16_MIN_WORK or not bf16_available()):
-            return None
-        if opts.products == "bf16" and not bf16_available():
+            return None, None
+        available = bf16_available()
+        if opts.products == "bf16" and not available:
             raise InvalidInputError(
                 "products='bf16' needs torch and a CPU with AMX "
                 "(pip install 'hqi[amx]'); use products='fp32' or 'auto'"
             )
-        if self._bf16 is None:
-            self._bf16 = BF16Rows.of(self._vectors)
-        return self._bf16
+        chosen = opts.products == "bf16"
+        if nprobe is None or self._probes_all(nprobe):
+            if not (chosen or (available and work >= BF16_MIN_WORK)):
+                return None, None
+            if self._bf16 is None:
+                self._bf16 = BF16Rows.of(self._vectors)
+            return self._bf16, None
+        if not (chosen or (available and work >= BF16_APPROX_MIN_WORK)):
+            return None, None
+        if self._residuals is None:
+            self._residuals = BF16Residuals.of(self._vectors, self._part.list_bounds)
+        return None, self._residuals
+
+    def _probes_all(self, nprobe: int) -> bool:
+        """Whether ``nprobe`` reaches every list of every partition (answers as
+        exact search's)."""
+        return nprobe >= int(np.diff(self._part.part_lists).max(initial=0))
 
     def _prefilter_ratio(self, opts: SearchOptions, exact: bool, nq: int) -> float:
         """``opts.prefilter_ratio``, or by default :data:`BF16_PREFILTER_RATIO` for
@@ -509,7 +550,7 @@ class Index:
 
     def _exact_in_bf16(self, opts: SearchOptions, work: float) -> bool:
         """Whether an exact plan of ``work`` multiply-adds would run its products
-        in bfloat16 (as :meth:`_bf16_rows` decides; never on Ray)."""
+        in bfloat16 (as :meth:`_products` decides; never on Ray)."""
         if opts.products == "fp32" or opts.backend == "ray" or not bf16_available():
             return False
         return opts.products == "bf16" or work >= BF16_MIN_WORK

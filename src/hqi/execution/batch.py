@@ -32,7 +32,13 @@ from hqi._threads import one_blas_thread
 from hqi.collection import Metric
 from hqi.execution.exact import Group, _gather_scan, exact_distances, ranking_queries
 from hqi.execution.planner import BatchPlan, FilterPlan, filter_queries
-from hqi.execution.products import BF16Queries, BF16Rows, torch_threads
+from hqi.execution.products import (
+    BF16Queries,
+    BF16ResidualQueries,
+    BF16Residuals,
+    BF16Rows,
+    torch_threads,
+)
 from hqi.execution.topk import _NO_BITS, RowMasks, TopK
 from hqi.index.partitioned import Partitioning
 
@@ -115,6 +121,7 @@ class _Context:
     query_block: int
     masks: RowMasks  # of every probe, in (cell, filter, query) order (_probe_masks)
     bf16: BF16Queries | None = None  # products in bfloat16 (hqi.execution.products)
+    residual: BF16ResidualQueries | None = None  # lists' products in bfloat16, approximate
 
 
 def _probe_masks(
@@ -209,6 +216,9 @@ def _scan_cells(
             piece = masks if sel is None else masks.take(sel)
             computed += (r1 - r0) * queries.size
             bnorms = None if norms is None else norms[r0:r1]
+            if ctx.residual is not None and cell < part.num_lists:
+                ctx.residual.push_list(top, a, queries, cell, r0, r1, bnorms, piece)
+                continue
             if ctx.bf16 is not None:  # bfloat16 products take their own shape
                 ctx.bf16.push_range(top, queries, r0, r1, bnorms, piece)
                 continue
@@ -307,6 +317,8 @@ def execute_plan(
     query_block: int = 256,
     workers: int = 1,
     bf16: BF16Rows | None = None,
+    residual: BF16Residuals | None = None,
+    candidates: int | None = None,
 ) -> tuple[np.ndarray, np.ndarray, int]:
     """(positions (Q, k), distances (Q, k), distance computations).
 
@@ -322,7 +334,11 @@ def execute_plan(
     (medians of 5, 3 and 7 alternating runs, the same ids and distances).
 
     With ``bf16`` (the rows in bfloat16), the products run in bfloat16 and the
-    results are the same (:mod:`hqi.execution.products`).
+    results are the same (:mod:`hqi.execution.products`). With ``residual``
+    (rows less their list's mean, in bfloat16), lists' products run in
+    bfloat16 and their distances are approximate: each query keeps
+    ``candidates`` (at least k) and the k nearest of them by their float32
+    distances are the answer (:class:`~hqi.execution.products.BF16Residuals`).
     """
     top, computed = collect_topk(
         plan,
@@ -336,9 +352,11 @@ def execute_plan(
         query_block=query_block,
         workers=workers,
         bf16=bf16,
+        residual=residual,
+        candidates=candidates,
     )
     pos, dist = finish_topk(top, plain(vectors), queries, metric, workers=workers)
-    return pos, dist, computed
+    return pos[:, :k], dist[:, :k], computed
 
 
 def collect_topk(
@@ -354,9 +372,12 @@ def collect_topk(
     query_block: int = 256,
     workers: int = 1,
     bf16: BF16Rows | None = None,
+    residual: BF16Residuals | None = None,
+    candidates: int | None = None,
 ) -> tuple[TopK, int]:
-    """Run the plan into a running top-k, before :func:`finish_topk`: the part a
-    remote worker runs on its share of a plan (:mod:`hqi.distributed`)."""
+    """Run the plan into a running top-k (of ``candidates`` per query, k by
+    default), before :func:`finish_topk`: the part a remote worker runs on its
+    share of a plan (:mod:`hqi.distributed`)."""
     vectors = plain(vectors)  # slices of a np.memmap run Python: see plain
     norms = None if sq_norms is None or metric is not Metric.L2 else plain(sq_norms)
     cells, qids, fids, segments = _cell_segments(plan)
@@ -365,6 +386,7 @@ def collect_topk(
 
     scaled = ranking_queries(queries, norms)
     queries_of = filter_queries(plan.query_filter, len(plan.filters))
+    lists = [(a, b) for a, b in segments if cells[a] < part.num_lists]  # not partitions
     ctx = _Context(
         plan,
         part,
@@ -376,7 +398,9 @@ def collect_topk(
         query_block,
         _probe_masks(plan, part, cells, fids),
         None if bf16 is None else bf16.queries(scaled),
+        None if residual is None else residual.queries(scaled, qids, lists),
     )
+    k = max(k, candidates or k)
 
     top = TopK(queries.shape[0], k)
     if workers <= 1:
@@ -411,7 +435,7 @@ def collect_topk(
     tops = [TopK(queries.shape[0], k, bound) for _ in range(workers)]
     with (
         one_blas_thread(),  # each worker's products on its own thread
-        torch_threads(1) if bf16 is not None else nullcontext(),
+        torch_threads(1) if bf16 is not None or residual is not None else nullcontext(),
         ThreadPoolExecutor(workers) as pool,
     ):
         futures = [pool.submit(run, tops[w]) for w in range(workers)]

@@ -28,7 +28,7 @@ from numba import types
 
 from hqi._jit import njit
 
-__all__ = ["count_holding", "push_scores", "push_scores_bf16"]
+__all__ = ["count_holding", "push_scores", "push_scores_bf16", "push_scores_bf16_approx"]
 
 
 def _array(dtype: types.Type, ndim: int, writable: bool = False) -> types.Array:
@@ -346,6 +346,108 @@ def push_scores_bf16(
                     continue
                 if d == thr[i] and (p >= thr_pos[i] or d == inf):
                     continue  # an equal distance wins only at a smaller position
+                dist = top_dist[queries[i]]
+                pos = top_pos[queries[i]]
+                s = k - 1
+                while s > 0 and (dist[s - 1] > d or (dist[s - 1] == d and pos[s - 1] > p)):
+                    dist[s] = dist[s - 1]
+                    pos[s] = pos[s - 1]
+                    s -= 1
+                dist[s] = d
+                pos[s] = p
+                thr[i] = dist[k - 1]
+                thr_pos[i] = pos[k - 1]
+                cut[i] = min(cut[i], thr[i])
+    if has_bound:
+        _lower_bound(bound, queries, thr)
+
+
+# No signature: compiled on its first call, only where approximate plans run
+# their products in bfloat16 (hqi.execution.products).
+@njit(nogil=True, boundscheck=False)
+def push_scores_bf16_approx(
+    top_dist: np.ndarray,
+    top_pos: np.ndarray,
+    queries: np.ndarray,
+    scores: np.ndarray,
+    norms: np.ndarray,
+    cols: np.ndarray,
+    bits: np.ndarray,
+    mask_offset: np.ndarray,
+    mask_base: np.ndarray,
+    attrs: np.ndarray,
+    program: np.ndarray,
+    atom_col: np.ndarray,
+    atom_group: np.ndarray,
+    atom_lo: np.ndarray,
+    atom_hi: np.ndarray,
+    offsets: np.ndarray,
+    bound: np.ndarray,
+) -> None:
+    """:func:`push_scores` for bfloat16 scores (uint16 bit patterns, (b, m' >= m):
+    columns past the m queries are padding, ignored), taken as they are: a
+    row's approximate distance is ``scores[j, i] + offsets[i] + norms[j]``.
+    The products are of rows less their list's centre, and ``offsets[i]`` is
+    query ``i``'s score of that centre (:class:`hqi.execution.products.BF16Residuals`).
+    The top-k holds approximate distances: approximate plans keep more
+    candidates than k and recompute the winners' distances in float32 at the
+    end (:func:`hqi.execution.batch.finish_topk`).
+
+    Its steps repeat :func:`push_scores`'s (see :func:`push_scores_bf16` on
+    why each kernel keeps its own copy)."""
+    b = scores.shape[0]
+    m = queries.size
+    k = top_dist.shape[1]
+    has_norms = norms.size > 0
+    has_bound = bound.size > 0
+    inf = np.float32(np.inf)
+    zero = np.float32(0.0)
+    thr = np.empty(m, dtype=np.float32)
+    thr_pos = np.empty(m, dtype=np.int64)
+    cut = np.empty(m, dtype=np.float32)
+    for i in range(m):
+        thr[i] = top_dist[queries[i], k - 1]
+        thr_pos[i] = top_pos[queries[i], k - 1]
+        cut[i] = min(thr[i], bound[queries[i]]) if has_bound else thr[i]
+    widened = np.empty(m, dtype=np.uint32)
+    row = widened.view(np.float32)  # a row's scores as float32 (bf16 is the top half)
+    words = (m + 7) // 8
+    flags = np.zeros(8 * words, dtype=np.uint8)
+    flag_words = flags.view(np.uint64)
+    for j in range(b):
+        norm = norms[j] if has_norms else zero
+        source = scores[j]
+        for i in range(m):
+            widened[i] = np.uint32(source[i]) << 16
+        for i in range(m):
+            flags[i] = np.uint8(row[i] + offsets[i] + norm <= cut[i])
+        any_word = np.uint64(0)
+        for w in range(words):
+            any_word |= flag_words[w]
+        if any_word == 0:
+            continue
+        p = cols[j]
+        for w in range(words):
+            word = flag_words[w]
+            while word != 0:
+                low = word & (~word + np.uint64(1))
+                word ^= low
+                i = 8 * w + _BYTE_OF_BIT[(low * _DE_BRUIJN) >> np.uint64(58)]
+                d = row[i] + offsets[i] + norm
+                if not d <= cut[i]:
+                    continue
+                if d == thr[i] and (p >= thr_pos[i] or d == inf):
+                    continue
+                offset = mask_offset[i]
+                if offset >= 0:
+                    bit = p - mask_base[i]
+                    if (bits[offset + (bit >> 3)] >> (7 - (bit & 7))) & 1 == 0:
+                        continue
+                first = program[i, 0]
+                if first >= 0 and not _holds(
+                    attrs, p, first, program[i, 1], atom_col, atom_group, atom_lo, atom_hi
+                ):
+                    continue
                 dist = top_dist[queries[i]]
                 pos = top_pos[queries[i]]
                 s = k - 1

@@ -127,13 +127,19 @@ class SearchOptions:
 
     ``products``: how the executor multiplies rows by queries. ``"fp32"``:
     float32 BLAS. ``"bf16"``: bfloat16 on the CPU's AMX units through torch
-    (``pip install 'hqi[amx]'``), with a bound on the rounding so that the
-    answers are those of float32 (:mod:`hqi.execution.products`); the first
-    such search converts the rows once (2 bytes a value, kept with the
-    index). ``"auto"`` (default): ``"bf16"`` for exact plans of
-    ``hqi.api.BF16_MIN_WORK`` (1e10) multiply-adds or more where torch is
-    installed and the CPU has AMX, else ``"fp32"`` (approximate plans and
-    small exact ones measured no faster in bfloat16). ``Result.stats["bf16"]`` says which ran.
+    (``pip install 'hqi[amx]'``). Plans whose answers must be exact (exact
+    search, or probes of every list) bound the rounding so that the answers
+    are those of float32; other approximate plans multiply the rows less their
+    list's mean (short vectors, so small errors), keep a few more candidates
+    than k (12 for k = 10) and re-rank them in float32: the recall of float32
+    at the same probes (:mod:`hqi.execution.products`). The first such search
+    converts the rows once (2 bytes a value each way, kept with the index).
+    ``"auto"`` (default): ``"bf16"`` where torch is installed and the CPU has
+    AMX, for exact plans of ``hqi.api.BF16_MIN_WORK`` (1e10) multiply-adds or
+    more and approximate ones of ``hqi.api.BF16_APPROX_MIN_WORK`` (8e9), else
+    ``"fp32"`` (smaller plans measured no faster in bfloat16).
+    ``Result.stats["bf16"]`` says which ran, ``stats["candidates"]`` how many
+    candidates a query kept.
 
     ``backend``: ``"local"`` (this process) or ``"ray"``: the partitions are
     placed on Ray actors and each gets only its share of the planned batch

@@ -1,4 +1,6 @@
-"""Distance products in bfloat16 on AMX, with exact results (optional, needs torch).
+"""Distance products in bfloat16 on AMX (optional, needs torch): exact results
+for exact plans (:class:`BF16Rows`), residuals re-ranked in float32 for
+approximate ones (:class:`BF16Residuals`).
 
 The executor's time goes to matrix products of rows by queries (float32 BLAS:
 about 130 GFLOP/s a core on this project's machine). CPUs with AMX (Intel
@@ -23,15 +25,26 @@ exact. What it costs is the float32 distances of the rows near each query's
 k-th (measured at 1M x 128 over the qualifying rows: 328 a query, where the
 float32 pass merges 160).
 
+Approximate plans need no such bound: their answers are approximate already.
+Bounding the rounding there cost more than it saved (the float32 distances
+near the k-th are trips to memory: 1M, nprobe 2, a pass of 0.218 s against
+0.110 s in float32), and the products of the rows themselves rounded too much
+to rank them (the exact top 10 was 90% of theirs). :class:`BF16Residuals`
+multiplies the rows less their list's mean instead, keeps
+:func:`rerank_candidates` a query and re-ranks them in float32.
+
 Used when ``Index.search(..., products="bf16")``, or by default
 (``"auto"``) for exact plans of ``hqi.api.BF16_MIN_WORK`` multiply-adds or
-more when torch is installed and the CPU has AMX (:func:`bf16_available`);
-``"fp32"`` never. Measured on the 1M exact batch: 2.46 -> 1.83 s, the same
-ids (``docs/benchmarks.md``). Install with ``pip install 'hqi[amx]'``.
+more and approximate ones of ``hqi.api.BF16_APPROX_MIN_WORK``, when torch is
+installed and the CPU has AMX (:func:`bf16_available`); ``"fp32"`` never.
+Measured on the 1M exact batch: 2.46 -> 1.83 s, the same ids; 1M, nprobe 2,
+ratio 1.1: 0.418 -> 0.394 s, recall 0.9506 -> 0.9505 (``docs/benchmarks.md``).
+Install with ``pip install 'hqi[amx]'``.
 """
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,7 +58,17 @@ from hqi._arrays import plain
 if TYPE_CHECKING:
     from hqi.execution.topk import RowMasks, TopK
 
-__all__ = ["BLOCK_ROWS", "QUERY_BLOCK", "SLACK", "BF16Rows", "bf16_available", "torch_threads"]
+__all__ = [
+    "BLOCK_ROWS",
+    "QUERY_BLOCK",
+    "RERANK_EXTRA",
+    "SLACK",
+    "BF16Residuals",
+    "BF16Rows",
+    "bf16_available",
+    "rerank_candidates",
+    "torch_threads",
+]
 
 # A product's error bound relative to |s| |x|: 3u (the two operands and the
 # result rounded to bfloat16, u = 2**-8) plus a margin (2**-12) for the
@@ -80,6 +103,11 @@ ROW_STEP = 512
 # lengths that are no power of two (768, 1,536) were not slowed.
 ROW_PAD = 32
 QUERY_BUCKETS = (8, 16, 32, 64, 128, 256)
+# Approximate plans on bfloat16 residuals (BF16Residuals) keep k plus this share
+# of k candidates (rounded up) for the float32 re-ranking. 1M x 128, nprobe 2,
+# ratio 1.1 (recall 0.9506 in float32): 10 candidates 0.9415, 12 0.9505, 15
+# 0.9506, 20 0.9506; each candidate more cost about 1% of the search.
+RERANK_EXTRA = 0.2
 
 
 def _padded(n: int, step: int) -> int:
@@ -266,12 +294,7 @@ class BF16Queries:
 
     def _q(self, qids: np.ndarray) -> Any:
         """The rounded queries ``qids``, padded to :func:`_query_bucket` rows."""
-        import torch
-
-        at = np.empty(_query_bucket(qids.size), dtype=np.int64)
-        at[: qids.size] = qids
-        at[qids.size :] = qids[-1]
-        return self.rounded.index_select(0, torch.from_numpy(at))
+        return _rounded(self.rounded, qids)
 
     def _push(
         self,
@@ -283,12 +306,9 @@ class BF16Queries:
         norms: np.ndarray | None,
         masks: RowMasks | None,
     ) -> None:
-        import torch
-
-        bits = scores.view(torch.int16).numpy().view(np.uint16)
         top.push_scores_bf16(
             qids,
-            bits,
+            _bits(scores),
             cols,
             norms,
             masks,
@@ -298,3 +318,136 @@ class BF16Queries:
             row_eps=self.rows.row_eps[at],
             query_slack=self.slack[qids],
         )
+
+
+@dataclass(frozen=True)
+class BF16Residuals:
+    """An index's rows in bfloat16 less their list's mean, for approximate plans.
+
+    A row's ranking score is ``x . s`` (plus its squared norm for L2); with
+    ``x = c + r`` (``c`` its list's mean, ``r`` the residual) that is ``c . s
+    + r . s``: one float32 offset per (query, list) and a product of the
+    residuals. Residuals are short beside the rows (a list's rows lie around
+    its mean), so their bfloat16 products are off by much less: on the 1M x
+    128 benchmark data, 300 queries against the rows of their 6 nearest lists,
+    the exact top 10 was 90.2% of the top 10 by bfloat16 products of the rows
+    themselves and 99.6% of the top 20, but 98.8% of the top 10 by residual
+    products, 99.97% of the top 12 and all of the top 15. Approximate plans
+    so keep :func:`rerank_candidates` (12 for k = 10) and recompute their
+    distances in float32 at the end (:func:`hqi.execution.batch.finish_topk`).
+    """
+
+    rows: Any  # torch.Tensor (N, d) bfloat16: each row less its list's mean
+    centers: np.ndarray  # (T, d) float32: each list's mean
+
+    @classmethod
+    def of(cls, vectors: np.ndarray, list_bounds: np.ndarray) -> BF16Residuals:
+        """The residuals of ``vectors`` (float32, possibly memory-mapped) by the
+        lists ``list_bounds`` (T + 1 row offsets), list by list."""
+        import torch
+
+        source = plain(vectors)
+        bounds = np.asarray(list_bounds, dtype=np.int64)
+        rows = torch.empty((source.shape[0], source.shape[1]), dtype=torch.bfloat16)
+        centers = np.zeros((bounds.size - 1, source.shape[1]), dtype=np.float32)
+        for t, (a, b) in enumerate(zip(bounds[:-1].tolist(), bounds[1:].tolist(), strict=True)):
+            if b == a:
+                continue
+            block = np.asarray(source[a:b], dtype=np.float32)
+            centers[t] = block.mean(axis=0, dtype=np.float64)
+            rows[a:b] = torch.from_numpy(block - centers[t])
+        return cls(rows, centers)
+
+    def queries(
+        self, scaled: np.ndarray, qids: np.ndarray, segments: list[tuple[int, int]]
+    ) -> BF16ResidualQueries:
+        """The ranking queries of one search's list probes: ``qids`` in probe
+        order, each list's run ``segments[i]`` of them. Rounded and gathered
+        once, each run padded by query block (:func:`_query_bucket`): a
+        gather per product cost 12 ms a search (1M, nprobe 2)."""
+        import torch
+
+        scaled = np.ascontiguousarray(scaled, dtype=np.float32)
+        at: list[np.ndarray] = []
+        start: dict[int, int] = {}
+        used = 0
+        for a, b in segments:
+            start[a] = used
+            for q0 in range(a, b, QUERY_BLOCK):
+                q1 = min(b, q0 + QUERY_BLOCK)
+                block = np.full(_query_bucket(q1 - q0), qids[q1 - 1], dtype=np.int64)
+                block[: q1 - q0] = qids[q0:q1]
+                at.append(block)
+                used += block.size
+        rounded = torch.from_numpy(scaled).to(torch.bfloat16)
+        if at:
+            rounded = rounded.index_select(0, torch.from_numpy(np.concatenate(at)))
+        return BF16ResidualQueries(self, scaled, rounded, start)
+
+
+@dataclass(frozen=True)
+class BF16ResidualQueries:
+    """One search's list probes against :class:`BF16Residuals`."""
+
+    residuals: BF16Residuals
+    scaled: np.ndarray  # (Q, d) float32
+    rounded: Any  # torch.Tensor bfloat16: the probes' queries, padded by block
+    start: dict[int, int]  # a list's first probe -> its first row of ``rounded``
+
+    def push_list(
+        self,
+        top: TopK,
+        probe: int,
+        qids: np.ndarray,
+        cell: int,
+        r0: int,
+        r1: int,
+        norms: np.ndarray | None,
+        masks: RowMasks | None = None,
+    ) -> None:
+        """Rows ``r0:r1`` of list ``cell`` against its queries ``qids`` (its
+        probes from ``probe`` on, as :meth:`BF16Residuals.queries` was given
+        them) into ``top`` (approximate distances), in products of
+        :data:`BLOCK_ROWS` rows by :data:`QUERY_BLOCK` queries."""
+        rows = self.residuals.rows
+        n = rows.shape[0]
+        center = self.residuals.centers[cell]
+        base = self.start[probe]
+        for q0 in range(0, qids.size, QUERY_BLOCK):
+            q1 = min(qids.size, q0 + QUERY_BLOCK)
+            sub = qids[q0:q1]
+            q = self.rounded[base + q0 : base + q0 + _query_bucket(q1 - q0)]
+            offsets = self.scaled[sub] @ center
+            sub_masks = None if masks is None else masks.of(q0, q1)
+            for a in range(r0, r1, BLOCK_ROWS):
+                b = min(r1, a + BLOCK_ROWS)
+                size = min(n, _padded(b - a, ROW_STEP))
+                start = max(0, min(a, n - size))
+                scores = _product(rows[start : start + size], q)
+                bits = _bits(scores[a - start : b - start])
+                cols = np.arange(a, b, dtype=np.int64)
+                part = None if norms is None else norms[a - r0 : b - r0]
+                top.push_scores_bf16_approx(sub, bits, cols, part, sub_masks, offsets)
+
+
+def rerank_candidates(k: int) -> int:
+    """Candidates a query keeps for the float32 re-ranking of residual products:
+    k plus :data:`RERANK_EXTRA` of it, rounded up."""
+    return k + math.ceil(RERANK_EXTRA * k)
+
+
+def _rounded(rounded: Any, qids: np.ndarray) -> Any:
+    """Rows ``qids`` of ``rounded`` (bfloat16 queries), padded to :func:`_query_bucket` rows."""
+    import torch
+
+    at = np.empty(_query_bucket(qids.size), dtype=np.int64)
+    at[: qids.size] = qids
+    at[qids.size :] = qids[-1]
+    return rounded.index_select(0, torch.from_numpy(at))
+
+
+def _bits(scores: Any) -> np.ndarray:
+    """A bfloat16 tensor's bit patterns as a uint16 array (no copy)."""
+    import torch
+
+    return scores.view(torch.int16).numpy().view(np.uint16)

@@ -196,6 +196,35 @@ class TopK:
             self.bound,
         )
 
+    def push_scores_bf16_approx(
+        self,
+        queries: np.ndarray,
+        scores: np.ndarray,
+        cols: np.ndarray,
+        norms: np.ndarray | None,
+        masks: RowMasks | None,
+        offsets: np.ndarray,
+    ) -> None:
+        """:meth:`push_scores` for bfloat16 scores of residual rows (uint16 bit
+        patterns; columns past ``queries``: padding, ignored) plus each query's
+        ``offsets``, merged as they are: approximate distances
+        (:func:`hqi.execution.kernels.push_scores_bf16_approx`)."""
+        from hqi.execution.kernels import push_scores_bf16_approx
+
+        if scores.shape[0] == 0 or len(queries) == 0:
+            return
+        push_scores_bf16_approx(
+            self.dist,
+            self.pos,
+            np.ascontiguousarray(queries, dtype=np.int64),
+            np.ascontiguousarray(scores, dtype=np.uint16),
+            _NO_NORMS if norms is None else np.ascontiguousarray(norms, dtype=np.float32),
+            np.ascontiguousarray(cols, dtype=np.int64),
+            *_mask_args(masks, len(queries)),
+            np.ascontiguousarray(offsets, dtype=np.float32),
+            self.bound,
+        )
+
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
         """(positions with -1 padding, distances with +inf padding)."""
         pos = np.where(self.pos == PAD, -1, self.pos)
