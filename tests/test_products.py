@@ -248,22 +248,26 @@ def _bf16_bits(x: np.ndarray) -> np.ndarray:
 @pytest.mark.parametrize("seed", [0, 1, 2])
 def test_residual_pass_takes_scores_plus_offsets(seed) -> None:
     """The compiled pass for residual products (no torch needed): a row's
-    distance is its bfloat16 score widened, plus the query's offset, plus the
-    row's norm; masked rows are skipped; the top-k is in (distance, position)
-    order, as a numpy reference computes it in the same float32 order."""
+    distance is its bfloat16 score widened, plus the query's score of the
+    centre (its offset), plus the row's norm; masked rows are skipped; the
+    top-k is in (distance, position) order, as a numpy reference computes it
+    in the same float32 order."""
     rng = np.random.default_rng(seed)
     b, m, k, nq = 300, 11, 7, 20
     queries = rng.choice(nq, size=m, replace=False).astype(np.int64)
     bits = _bf16_bits(rng.standard_normal((b, m + 5)).astype(np.float32) * 8)  # 5 padding
     norms = rng.random(b).astype(np.float32) * 4
-    offsets = rng.standard_normal(m).astype(np.float32) * 3
+    # Small integers: the offsets' dot products are exact in any order.
+    scaled = rng.integers(-4, 5, size=(nq, 6)).astype(np.float32)
+    center = rng.integers(-4, 5, size=6).astype(np.float32)
+    offsets = (scaled[queries] @ center).astype(np.float32)
     cols = np.arange(1000, 1000 + b, dtype=np.int64)
     allowed = rng.random((m, b)) < 0.6
     allowed[::3] = True  # every third query: no mask
     packed = [None if i % 3 == 0 else np.packbits(allowed[i]) for i in range(m)]
     masks = RowMasks.of_groups([1] * m, packed, [1000] * m)
     top = TopK(nq, k)
-    top.push_scores_bf16_approx(queries, bits, cols, norms, masks, offsets)
+    top.push_scores_bf16_approx(queries, bits, cols, norms, masks, scaled=scaled, center=center)
     widened = (bits[:, :m].astype(np.uint32) << 16).view(np.float32)
     dist = (widened + offsets[None, :]) + norms[:, None]  # float32, the kernel's order
     for i, q in enumerate(queries.tolist()):

@@ -66,12 +66,15 @@ BF16_MIN_WORK = 1e10
 
 # products="auto" runs approximate plans of at least this many multiply-adds on
 # bfloat16 residuals (hqi.execution.products.BF16Residuals), re-ranked in float32.
-# Measured, whole searches on 2 threads, float32 against residuals (best of two
-# medians of 5, the same recall): MovieLens (384-d) 5.1e9 0.136 against 0.141 s,
-# 6.6e9 0.150 against 0.151, 8.3e9 0.170 against 0.166, 1.2e10 0.200 against
-# 0.181, 1.5e10 0.225 against 0.198; 1M x 128 at nprobe 2, ratio 1.1 (1.5e10)
-# 0.418 against 0.394 s; FB15k-237 1.2e9 and 2.2e9: 4% and 8% faster (one worker).
-BF16_APPROX_MIN_WORK = 8e9
+# Measured, whole searches on 2 threads, float32 against residuals, the same
+# recall: 1M x 128 (medians of 7, alternating) nprobe 1 (4.1e9) 0.397-0.401
+# against 0.365-0.369 s, nprobe 2 (7.5e9) 0.412-0.416 against 0.375-0.377,
+# nprobe 2 with ratio 1.1 (1.5e10) 0.417-0.422 against 0.379-0.384; MovieLens
+# (384-d, best of two medians of 5) 5.1e9 0.136 against 0.131-0.141 s, 6.6e9
+# 0.150-0.153 against 0.151-0.158, 8.3e9 0.170 against 0.164-0.166, 1.5e10
+# 0.225 against 0.193-0.198; FB15k-237 (one worker) 1.0e9-2.2e9: within
+# +-8% either way from run to run. Below this, no gain worth the copy.
+BF16_APPROX_MIN_WORK = 4e9
 
 # The planner's prefilter_ratio when none is given (SearchOptions.prefilter_ratio):
 # a gathered row's cost relative to a row read in place by a large product. In

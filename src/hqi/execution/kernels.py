@@ -381,14 +381,16 @@ def push_scores_bf16_approx(
     atom_group: np.ndarray,
     atom_lo: np.ndarray,
     atom_hi: np.ndarray,
-    offsets: np.ndarray,
+    scaled: np.ndarray,
+    center: np.ndarray,
     bound: np.ndarray,
 ) -> None:
     """:func:`push_scores` for bfloat16 scores (uint16 bit patterns, (b, m' >= m):
     columns past the m queries are padding, ignored), taken as they are: a
-    row's approximate distance is ``scores[j, i] + offsets[i] + norms[j]``.
-    The products are of rows less their list's centre, and ``offsets[i]`` is
-    query ``i``'s score of that centre (:class:`hqi.execution.products.BF16Residuals`).
+    row's approximate distance is ``scores[j, i] + offset[i] + norms[j]``.
+    The products are of rows less their list's ``center``, and ``offset[i]``
+    is query ``i``'s score of it, ``scaled[queries[i]] . center`` in float32,
+    computed here (:class:`hqi.execution.products.BF16Residuals`).
     The top-k holds approximate distances: approximate plans keep more
     candidates than k and recompute the winners' distances in float32 at the
     end (:func:`hqi.execution.batch.finish_topk`).
@@ -405,10 +407,12 @@ def push_scores_bf16_approx(
     thr = np.empty(m, dtype=np.float32)
     thr_pos = np.empty(m, dtype=np.int64)
     cut = np.empty(m, dtype=np.float32)
+    offsets = np.empty(m, dtype=np.float32)
     for i in range(m):
         thr[i] = top_dist[queries[i], k - 1]
         thr_pos[i] = top_pos[queries[i], k - 1]
         cut[i] = min(thr[i], bound[queries[i]]) if has_bound else thr[i]
+        offsets[i] = _dot(scaled[queries[i]], center)
     widened = np.empty(m, dtype=np.uint32)
     row = widened.view(np.float32)  # a row's scores as float32 (bf16 is the top half)
     words = (m + 7) // 8

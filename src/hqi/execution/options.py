@@ -136,7 +136,7 @@ class SearchOptions:
     converts the rows once (2 bytes a value each way, kept with the index).
     ``"auto"`` (default): ``"bf16"`` where torch is installed and the CPU has
     AMX, for exact plans of ``hqi.api.BF16_MIN_WORK`` (1e10) multiply-adds or
-    more and approximate ones of ``hqi.api.BF16_APPROX_MIN_WORK`` (8e9), else
+    more and approximate ones of ``hqi.api.BF16_APPROX_MIN_WORK`` (4e9), else
     ``"fp32"`` (smaller plans measured no faster in bfloat16).
     ``Result.stats["bf16"]`` says which ran, ``stats["candidates"]`` how many
     candidates a query kept.

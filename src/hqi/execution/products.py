@@ -136,9 +136,18 @@ def _product(rows: Any, q: Any) -> Any:
     if buf is None or buf.numel() < need:
         size = max(need, BLOCK_ROWS * (QUERY_BLOCK + ROW_PAD))
         buf = _local.buffer = torch.empty(size, dtype=torch.bfloat16)
+        _local.bits = _bits(buf)
     out = buf[:need].view(rows.shape[0], cols)
     torch.matmul(rows, q.T, out=out[:, : q.shape[0]])
     return out
+
+
+def _product_bits(rows: Any, q: Any) -> np.ndarray:
+    """:func:`_product`'s result as uint16 bit patterns, a numpy view of the same
+    buffer (made once per buffer: a view per product cost 4 us)."""
+    out = _product(rows, q)
+    bits: np.ndarray = _local.bits
+    return bits[: out.numel()].reshape(out.shape)
 
 
 def _query_bucket(m: int) -> int:
@@ -417,17 +426,17 @@ class BF16ResidualQueries:
             q1 = min(qids.size, q0 + QUERY_BLOCK)
             sub = qids[q0:q1]
             q = self.rounded[base + q0 : base + q0 + _query_bucket(q1 - q0)]
-            offsets = self.scaled[sub] @ center
             sub_masks = None if masks is None else masks.of(q0, q1)
             for a in range(r0, r1, BLOCK_ROWS):
                 b = min(r1, a + BLOCK_ROWS)
                 size = min(n, _padded(b - a, ROW_STEP))
                 start = max(0, min(a, n - size))
-                scores = _product(rows[start : start + size], q)
-                bits = _bits(scores[a - start : b - start])
+                bits = _product_bits(rows[start : start + size], q)[a - start : b - start]
                 cols = np.arange(a, b, dtype=np.int64)
                 part = None if norms is None else norms[a - r0 : b - r0]
-                top.push_scores_bf16_approx(sub, bits, cols, part, sub_masks, offsets)
+                top.push_scores_bf16_approx(
+                    sub, bits, cols, part, sub_masks, scaled=self.scaled, center=center
+                )
 
 
 def rerank_candidates(k: int) -> int:

@@ -203,11 +203,14 @@ class TopK:
         cols: np.ndarray,
         norms: np.ndarray | None,
         masks: RowMasks | None,
-        offsets: np.ndarray,
+        *,
+        scaled: np.ndarray,
+        center: np.ndarray,
     ) -> None:
-        """:meth:`push_scores` for bfloat16 scores of residual rows (uint16 bit
-        patterns; columns past ``queries``: padding, ignored) plus each query's
-        ``offsets``, merged as they are: approximate distances
+        """:meth:`push_scores` for bfloat16 scores of rows less ``center`` (uint16
+        bit patterns; columns past ``queries``: padding, ignored), plus each
+        query's float32 score of ``center`` (its row of ``scaled``), merged as
+        they are: approximate distances
         (:func:`hqi.execution.kernels.push_scores_bf16_approx`)."""
         from hqi.execution.kernels import push_scores_bf16_approx
 
@@ -221,7 +224,8 @@ class TopK:
             _NO_NORMS if norms is None else np.ascontiguousarray(norms, dtype=np.float32),
             np.ascontiguousarray(cols, dtype=np.int64),
             *_mask_args(masks, len(queries)),
-            np.ascontiguousarray(offsets, dtype=np.float32),
+            scaled,
+            np.ascontiguousarray(center, dtype=np.float32),
             self.bound,
         )
 
