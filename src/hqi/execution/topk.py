@@ -181,13 +181,7 @@ class TopK:
         if scores.shape[0] == 0 or len(queries) == 0:
             return
         push_scores_bf16(
-            self.dist,
-            self.pos,
-            np.ascontiguousarray(queries, dtype=np.int64),
-            np.ascontiguousarray(scores, dtype=np.uint16),
-            _NO_NORMS if norms is None else np.ascontiguousarray(norms, dtype=np.float32),
-            np.ascontiguousarray(cols, dtype=np.int64),
-            *_mask_args(masks, len(queries)),
+            *self._pass_args(queries, scores.astype(np.uint16, copy=False), cols, norms, masks),
             vectors,
             scaled,
             np.ascontiguousarray(row_len, dtype=np.float32),
@@ -217,16 +211,30 @@ class TopK:
         if scores.shape[0] == 0 or len(queries) == 0:
             return
         push_scores_bf16_approx(
-            self.dist,
-            self.pos,
-            np.ascontiguousarray(queries, dtype=np.int64),
-            np.ascontiguousarray(scores, dtype=np.uint16),
-            _NO_NORMS if norms is None else np.ascontiguousarray(norms, dtype=np.float32),
-            np.ascontiguousarray(cols, dtype=np.int64),
-            *_mask_args(masks, len(queries)),
+            *self._pass_args(queries, scores.astype(np.uint16, copy=False), cols, norms, masks),
             scaled,
             np.ascontiguousarray(center, dtype=np.float32),
             self.bound,
+        )
+
+    def _pass_args(
+        self,
+        queries: np.ndarray,
+        scores: np.ndarray,
+        cols: np.ndarray,
+        norms: np.ndarray | None,
+        masks: RowMasks | None,
+    ) -> tuple[np.ndarray, ...]:
+        """The bfloat16 passes' leading arguments: the top-k, the block (scores
+        as given), its norms and positions, and the masks of ``queries``."""
+        return (
+            self.dist,
+            self.pos,
+            np.ascontiguousarray(queries, dtype=np.int64),
+            np.ascontiguousarray(scores),
+            _NO_NORMS if norms is None else np.ascontiguousarray(norms, dtype=np.float32),
+            np.ascontiguousarray(cols, dtype=np.int64),
+            *_mask_args(masks, len(queries)),
         )
 
     def finish(self) -> tuple[np.ndarray, np.ndarray]:
