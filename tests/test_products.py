@@ -375,3 +375,43 @@ def test_residual_plans_rerank_their_candidates(catalog, workload) -> None:
     for i in range(100):
         best = cand[i][np.lexsort((cand[i], d[i]))][:5]
         np.testing.assert_array_equal(pos[i], best)
+
+
+@needs_amx
+def test_executor_workers_run_torch_on_one_thread_each(catalog, workload, monkeypatch) -> None:
+    """OpenMP's thread count is per thread: each executor worker sets its own
+    to one (the caller's setting does not reach it), so two workers' products
+    do not each run a team of every core's threads."""
+    import threading
+
+    import torch
+
+    index = hqi.build(
+        catalog.vectors, catalog.attributes, workload=workload.filters[150:], list_size=128
+    )
+    q, filters = workload.queries[:100], workload.filters[:100]
+    opts = hqi.SearchOptions.from_kwargs(k=5, nprobe=2)
+    plan = index._plan(q, filters, opts, 2)
+    residual = products.BF16Residuals.of(index._vectors, index._part.list_bounds)
+    set_to: dict[int, int] = {}  # each thread's last torch.set_num_threads
+    ran: set[int] = set()  # threads that ran a list's products, and their setting then
+    push, set_threads = products.BF16ResidualQueries.push_list, torch.set_num_threads
+
+    def spy_push(self, *args, **kwargs):
+        ran.add((threading.get_ident(), set_to.get(threading.get_ident())))
+        return push(self, *args, **kwargs)
+
+    def spy_set(n: int) -> None:
+        set_to[threading.get_ident()] = n
+        set_threads(n)
+
+    monkeypatch.setattr(products.BF16ResidualQueries, "push_list", spy_push)
+    monkeypatch.setattr(torch, "set_num_threads", spy_set)
+    before = torch.get_num_threads()
+    args = (plan, index._vectors, index._sq_norms, q, 5, index._metric, index._part)
+    pos, _, _ = execute_plan(*args, residual=residual, candidates=9, workers=2)
+    one, _, _ = execute_plan(*args, residual=residual, candidates=9, workers=1)
+    workers = {(t, n) for t, n in ran if t != threading.get_ident()}
+    assert workers and all(n == 1 for _, n in workers)
+    assert torch.get_num_threads() == before
+    np.testing.assert_array_equal(pos, one)

@@ -419,14 +419,20 @@ def collect_topk(
     items.sort(key=lambda item: -item[0])
     taken = count()  # next() on it is atomic under the GIL
 
+    uses_torch = bf16 is not None or residual is not None
+
     def run(top: TopK) -> int:
         done = 0
-        while (n := next(taken)) < len(items):
-            _, kind, i = items[n]
-            if kind == 0:
-                done += _prefilter(ctx, top, [i])
-            else:
-                done += _scan_cells(ctx, top, probes, [segments[i]])
+        # OpenMP's thread count is each thread's own: set here, in the worker
+        # (the caller's setting does not reach it, and each product would run
+        # a team of every core's threads beside the other worker's).
+        with torch_threads(1) if uses_torch else nullcontext():
+            while (n := next(taken)) < len(items):
+                _, kind, i = items[n]
+                if kind == 0:
+                    done += _prefilter(ctx, top, [i])
+                else:
+                    done += _scan_cells(ctx, top, probes, [segments[i]])
         return done
 
     # One bound on each query's k-th distance, shared: a worker skips rows that
@@ -435,7 +441,7 @@ def collect_topk(
     tops = [TopK(queries.shape[0], k, bound) for _ in range(workers)]
     with (
         one_blas_thread(),  # each worker's products on its own thread
-        torch_threads(1) if bf16 is not None or residual is not None else nullcontext(),
+        torch_threads(1) if uses_torch else nullcontext(),
         ThreadPoolExecutor(workers) as pool,
     ):
         futures = [pool.submit(run, tops[w]) for w in range(workers)]
