@@ -260,6 +260,27 @@ def test_workers_sharing_a_bound_merge_to_the_global_order(dist, k, block, owner
     _assert_global_order(merged, dist, k)
 
 
+@settings(max_examples=80, deadline=None)
+@given(_TIED_DISTANCES, st.integers(1, 8), st.integers(1, 12), st.randoms(use_true_random=False))
+def test_push_merges_candidates_in_any_order_and_chunks(dist, k, chunk, random) -> None:
+    """``TopK.push`` (the merge of workers' and remote top-ks): candidates in any
+    order, in chunks of any width, some at +inf, pushed into some of the
+    queries at a time, give one global (distance, position) sort."""
+    nq, n = dist.shape
+    columns = list(range(n))
+    random.shuffle(columns)
+    top = TopK(nq, k)
+    for s in range(0, n, chunk):
+        cols = np.array(columns[s : s + chunk])
+        order = random.sample(range(nq), nq)  # every query once, in two pushes
+        cut = random.randint(0, nq)
+        for part in (order[:cut], order[cut:]):
+            rows = np.array(part, dtype=np.int64)
+            pos = np.broadcast_to(cols, (rows.size, cols.size))
+            top.push(rows, dist[rows][:, cols], pos)
+    _assert_global_order(top, dist, k)
+
+
 def test_workers_bound_keeps_a_tie_at_the_bound() -> None:
     """A row exactly at another worker's k-th distance may still win on its
     position: the bound skips only rows strictly farther."""

@@ -33,6 +33,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 
 from hqi._arrays import plain
+from hqi._threads import even_bounds, run_split
 from hqi.collection import Metric
 from hqi.execution.topk import RowMasks, TopK
 
@@ -55,6 +56,7 @@ class Group:
 
 
 EXACT_CHUNK_FLOATS = 1 << 19  # gathered winner coordinates per chunk (2 MB: stays in cache)
+PARALLEL_DISTANCES = 1 << 14  # (query, row) distances from which exact_distances runs on threads
 
 
 def exact_distances(
@@ -67,14 +69,28 @@ def exact_distances(
 ) -> np.ndarray:
     """Distances (q, k) of ``queries`` to rows ``pos`` (-1 = padding -> inf).
 
-    In chunks of queries whose gathered rows stay in cache: 2.2x faster than
-    one gather of all (q, k, d) at d = 384, with the same values. With
-    ``workers > 1``, that many threads take the chunks (numpy's gathers and
-    sums release the GIL), with the same values: 1M, 10,000 x 10 winners,
-    16 -> 9 ms on two."""
+    float32 rows and queries: read in place by a compiled loop
+    (:func:`~hqi.execution.kernels.distances_of`), on ``workers`` threads
+    for many: 1M, 10,000 x 12 winners, 13.3 -> 6.9 ms on two (medians of
+    9), equal to numpy's within 3e-7 relative. Other types: in chunks of
+    queries whose gathered rows stay in cache (2.2x faster than one gather
+    of all (q, k, d) at d = 384), the chunks on ``workers`` threads."""
+    nq, k = pos.shape
+    if vectors.dtype == np.float32 and queries.dtype == np.float32 and vectors.ndim == 2:
+        from hqi.execution.kernels import distances_of
+
+        out = np.empty((nq, k), dtype=np.float32)
+        source = plain(vectors)
+        q32 = np.ascontiguousarray(queries)
+        at = np.ascontiguousarray(pos, dtype=np.int64)
+        code = {Metric.L2: 0, Metric.IP: 1, Metric.COSINE: 2}[metric]
+        run_split(
+            lambda a, b: distances_of(source, q32, at, out, a, b, code),
+            even_bounds(nq, workers if nq * k >= PARALLEL_DISTANCES else 1),
+        )
+        return out
     valid = pos >= 0
     safe = np.where(valid, pos, 0)
-    nq, k = pos.shape
     dist = np.empty((nq, k), dtype=np.result_type(vectors, queries))
     step = max(EXACT_CHUNK_FLOATS // max(k * vectors.shape[1], 1), 1)
 

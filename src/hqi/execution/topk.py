@@ -118,16 +118,22 @@ class TopK:
         self.bound = _NO_BOUND if bound is None else bound
 
     def push(self, rows: np.ndarray | slice, dist: np.ndarray, pos: np.ndarray) -> None:
-        """Merge candidates ``dist``/``pos`` (r, c) into queries ``rows``."""
+        """Merge candidates ``dist``/``pos`` (r, c) into queries ``rows``; a
+        candidate at +inf (a rejected row) is never a result
+        (:func:`hqi.execution.kernels.merge_rows`)."""
+        from hqi.execution.kernels import merge_rows
+
         if dist.shape[1] == 0:
             return
-        dist = dist.astype(np.float32, copy=False)
-        pos = np.where(np.isfinite(dist), pos, PAD)  # +inf marks a rejected row: never a result
-        all_d = np.concatenate([self.dist[rows], dist], axis=1)
-        all_p = np.concatenate([self.pos[rows], pos], axis=1)
-        order = np.lexsort((all_p, all_d), axis=-1)[:, : self.k]
-        self.dist[rows] = np.take_along_axis(all_d, order, axis=1)
-        self.pos[rows] = np.take_along_axis(all_p, order, axis=1)
+        if isinstance(rows, slice):
+            rows = np.arange(self.dist.shape[0])[rows]
+        merge_rows(
+            self.dist,
+            self.pos,
+            np.ascontiguousarray(rows, dtype=np.int64),
+            np.ascontiguousarray(dist, dtype=np.float32),
+            np.ascontiguousarray(pos, dtype=np.int64),
+        )
 
     def push_scores(
         self,
