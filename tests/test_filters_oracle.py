@@ -84,11 +84,23 @@ def test_candidate_rows_come_from_inverted_indexes() -> None:
     assert query_evaluate.candidates(pred, STORE, STORE.num_rows).tolist() == (
         s.rows_with("jazz").tolist()
     )
-    # The smallest bound of an AND (a list column's postings bound list_contains);
-    # an OR needs every branch bounded; limits hold.
+    # The smallest bound of an AND (a list column's postings bound list_contains),
+    # narrowed to the rows of its other list_contains children's postings; an
+    # OR needs every branch bounded; limits hold.
     both = parse_filter("list_contains(tags, 'live') AND s IN ('jazz', 'rock')", STORE.schema)
-    assert query_evaluate.candidates(both, STORE, STORE.num_rows).size == min(
-        STORE["tags"].count("live"), s.count("jazz") + s.count("rock")
+    found = query_evaluate.candidates(both, STORE, STORE.num_rows)
+    live_rows = set(STORE["tags"].rows_with("live").tolist())
+    in_rows = set(s.rows_with("jazz").tolist()) | set(s.rows_with("rock").tolist())
+    assert set(found.tolist()) == live_rows & in_rows
+    assert found.size == len(live_rows & in_rows)  # s's rows do not repeat
+    tags2 = parse_filter(
+        "list_contains(tags, 'live') AND i > 0 AND list_contains(tags, 'remix')", STORE.schema
+    )
+    found = query_evaluate.candidates(tags2, STORE, STORE.num_rows)
+    remix_rows = set(STORE["tags"].rows_with("remix").tolist())
+    assert set(found.tolist()) == live_rows & remix_rows and 0 < found.size < len(live_rows)
+    assert np.flatnonzero(evaluate(tags2, STORE)).tolist() == sorted(
+        r for r in set(found.tolist()) if evaluate(tags2, STORE)[r]
     )
     live = parse_filter("list_contains(tags, 'live')", STORE.schema)
     assert sorted(set(query_evaluate.candidates(live, STORE, STORE.num_rows).tolist())) == (

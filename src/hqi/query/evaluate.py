@@ -28,7 +28,7 @@ from typing import Any
 
 import numpy as np
 
-from hqi._arrays import unique
+from hqi._arrays import in_ascending, isin_sorted, unique
 from hqi.query.columns import ColumnStore, ListData, RangeStore, StringData, ValueData
 from hqi.query.predicate import (
     And,
@@ -117,11 +117,23 @@ def _bounded(
                 best, chosen = found, i
         if best is None:
             return None
+        rows, intersected = best[0], {chosen}
+        for i, child in enumerate(pred.children):
+            # Another list_contains: its postings (ascending, any size) intersected,
+            # not its list column evaluated on the rows (1M: two tags, 13,336
+            # and 40,549 rows, 0.60 -> 0.17 ms).
+            if i not in intersected and isinstance(child, Contains):
+                other = _postings(child, store, store.num_rows)
+                if other is not None:
+                    ascending = rows.size < 2 or bool(np.all(rows[1:] > rows[:-1]))
+                    hit = in_ascending(rows, other) if ascending else isin_sorted(rows, other)
+                    rows = rows[hit]
+                    intersected.add(i)
         if best[1] is not None:
-            return best[0], pred
-        # The chosen child's postings are where it is TRUE: only the others remain.
-        rest = pred.children[:chosen] + pred.children[chosen + 1 :]
-        return best[0], (None if not rest else rest[0] if len(rest) == 1 else And(rest))
+            return rows, pred
+        # The chosen children's postings are where they are TRUE: only the others remain.
+        rest = tuple(c for i, c in enumerate(pred.children) if i not in intersected)
+        return rows, (None if not rest else rest[0] if len(rest) == 1 else And(rest))
     if isinstance(pred, Or):  # TRUE only where some child is: all children bounded
         parts: list[np.ndarray] = []
         exact = True
