@@ -115,13 +115,22 @@ predicates = st.recursive(
 )
 
 
+# Dates and timestamps of the table's rows (random literals would seldom hit one).
+_ROW_DATES = sorted({str(d) for d in TABLE["d"].to_pylist() if d is not None})
+_ROW_TIMES = sorted({str(t) for t in TABLE["ts"].to_pylist() if t is not None})
+
 # Filters an inverted index bounds (a string column's equality or IN, a list
-# column's list_contains), alone or combined with arbitrary predicates, for
-# the candidate-rows path.
+# column's list_contains, an integer, date or timestamp column's equality),
+# alone or combined with arbitrary predicates, for the candidate-rows path.
 _bounded_atom = st.one_of(
     st.sampled_from([*STRINGS, "zzz"]).map(lambda v: f"s = {quote(v)}"),
     st.lists(str_lit, min_size=1, max_size=3).map(lambda v: f"s IN ({', '.join(v)})"),
     st.sampled_from([*TAGS, "zz"]).map(lambda v: f"list_contains(tags, {quote(v)})"),
+    st.one_of(int_lit, st.sampled_from(["2.0", "2.5", "-0.0", "9223372036854775808"])).flatmap(
+        lambda v: st.sampled_from([f"i = {v}", f"{v} = i"])
+    ),
+    st.sampled_from([*_ROW_DATES[:20], "1965-01-01"]).map(lambda v: f"d = DATE '{v}'"),
+    st.sampled_from(_ROW_TIMES[:20]).map(lambda v: f"ts = TIMESTAMP '{v}'"),
 )
 bounded_predicates = st.recursive(
     _bounded_atom,

@@ -153,6 +153,25 @@ class ValueData:
     values: np.ndarray  # narrow signed int | float64 | bool (N,); arbitrary where invalid
     valid: np.ndarray | None  # bool (N,); None when no NULLs
 
+    @cached_property
+    def sorted_index(self) -> tuple[np.ndarray, np.ndarray]:
+        """An integer column's index, built on first use: (the rows of its
+        non-NULL values in value order, those values as int64). Equal values'
+        rows stay ascending (a stable sort), so :meth:`rows_equal` is a slice."""
+        rows = None if self.valid is None else np.flatnonzero(self.valid)
+        values = self.values if rows is None else self.values[rows]
+        order = np.argsort(values, kind="stable")
+        ordered = order if rows is None else rows[order]
+        return ordered.astype(np.int64), values[order].astype(np.int64)
+
+    def rows_equal(self, value: int) -> np.ndarray:
+        """Rows (ascending) whose integer value is ``value`` (an int64)."""
+        rows, values = self.sorted_index
+        key = np.int64(value)
+        lo = int(np.searchsorted(values, key, side="left"))
+        hi = int(np.searchsorted(values, key, side="right"))
+        return rows[lo:hi]
+
 
 @dataclass(frozen=True)
 class ListData(_Coded):
