@@ -113,6 +113,26 @@ def test_candidate_rows_come_from_inverted_indexes() -> None:
     assert query_evaluate.candidates(pred, STORE, s.count("jazz") - 1) is None
 
 
+def test_integer_index_names_equal_rows() -> None:
+    """An integer column's sorted index: each value's rows ascending, NULLs
+    never, values outside the column's type none (no overflow)."""
+    from hqi.query.columns import ValueData
+
+    values = np.array([5, 3, 5, -2, 7, 5, 3], dtype=np.int8)
+    valid = np.array([1, 1, 1, 0, 1, 1, 1], dtype=bool)
+    data = ValueData(values, valid)
+    assert data.rows_equal(5).tolist() == [0, 2, 5]
+    assert data.rows_equal(3).tolist() == [1, 6]
+    assert data.rows_equal(-2).size == 0  # a NULL row
+    assert data.rows_equal(200).size == 0 and data.rows_equal(-(2**70)).size == 0
+    for column in ("i", "d", "ts"):  # the store's own: every value's rows
+        col = STORE[column]
+        valid = np.ones(col.values.size, dtype=bool) if col.valid is None else col.valid
+        for v in np.unique(col.values[valid]):
+            expected = np.flatnonzero((col.values == v) & valid)
+            assert col.rows_equal(int(v)).tolist() == expected.tolist()
+
+
 @settings(
     max_examples=100, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )

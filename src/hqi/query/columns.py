@@ -156,18 +156,24 @@ class ValueData:
     @cached_property
     def sorted_index(self) -> tuple[np.ndarray, np.ndarray]:
         """An integer column's index, built on first use: (the rows of its
-        non-NULL values in value order, those values as int64). Equal values'
-        rows stay ascending (a stable sort), so :meth:`rows_equal` is a slice."""
+        non-NULL values in value order, those values, in the column's type).
+        Equal values' rows stay ascending (a stable sort), so
+        :meth:`rows_equal` is a slice. Rows are int32 below 2**31 rows (1M
+        rows of an int16 column: 6 MB)."""
         rows = None if self.valid is None else np.flatnonzero(self.valid)
         values = self.values if rows is None else self.values[rows]
         order = np.argsort(values, kind="stable")
         ordered = order if rows is None else rows[order]
-        return ordered.astype(np.int64), values[order].astype(np.int64)
+        small = self.values.size < np.iinfo(np.int32).max
+        return ordered.astype(np.int32 if small else np.int64), values[order]
 
     def rows_equal(self, value: int) -> np.ndarray:
-        """Rows (ascending) whose integer value is ``value`` (an int64)."""
+        """Rows (ascending) whose integer value is ``value``."""
         rows, values = self.sorted_index
-        key = np.int64(value)
+        info = np.iinfo(values.dtype)
+        if not info.min <= value <= info.max:
+            return rows[:0]
+        key = values.dtype.type(value)  # the column's type: no cast of the index
         lo = int(np.searchsorted(values, key, side="left"))
         hi = int(np.searchsorted(values, key, side="right"))
         return rows[lo:hi]
