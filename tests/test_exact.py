@@ -463,11 +463,11 @@ def test_flat_search_reports_progress(layouts, workload) -> None:
 
 @pytest.mark.parametrize("metric", ["l2", "ip", "cosine"])
 def test_exact_distances_on_threads_are_the_same(monkeypatch, metric) -> None:
-    """The winners' distances, recomputed in chunks on several threads: the same
-    values as on one, padding (-1) at +inf, and the brute-force values."""
+    """The winners' distances, recomputed on several threads: the same values
+    as on one, padding (-1) at +inf, and the brute-force values."""
     from hqi.collection import Metric
 
-    monkeypatch.setattr(exact_mod, "EXACT_CHUNK_FLOATS", 3 * 4 * 8)  # 3 queries a chunk
+    monkeypatch.setattr(exact_mod, "PARALLEL_DISTANCES", 1)  # threads even for 17 x 4
     rng = np.random.default_rng(5)
     vectors = rng.standard_normal((50, 8)).astype(np.float32)
     queries = rng.standard_normal((17, 8)).astype(np.float32)

@@ -115,10 +115,8 @@ def _int_postings(pred: Predicate, store: ColumnStore, limit: int) -> np.ndarray
     if isinstance(value, bool) or not isinstance(value, int | float):
         return None
     if isinstance(value, float) and not value.is_integer():
-        return np.zeros(0, dtype=np.int64)  # no integer equals it
-    if not _INT64[0] <= value <= _INT64[1]:
-        return np.zeros(0, dtype=np.int64)
-    rows = data.rows_equal(int(value))
+        return np.zeros(0, dtype=np.int64)  # no integer equals it (nor inf, NaN)
+    rows = data.rows_equal(int(value))  # out of the column's range: none
     return None if rows.size > limit else rows
 
 
