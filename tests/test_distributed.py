@@ -78,12 +78,19 @@ def test_split_plan_covers_every_probe_once(index, data, opts, estimate, monkeyp
     # form): estimated, it is masked on its probed lists.
     filters = list(batch.filters)
     filters[::4] = [NOT_COMPILED] * len(filters[::4])
-    o = SearchOptions.from_kwargs(**opts)
+    local_opts = SearchOptions.from_kwargs(**opts)
+    o = SearchOptions.from_kwargs(**opts, backend="ray")  # planned as for Ray: masks only
     plan = index._plan(batch.queries, filters, o, index._nprobe_for(o))
     if estimate and opts in ({}, {"nprobe": 2}):  # scans (not exact, not all prefilter)
         assert any(f.list_masks for f in plan.filters)
-        assert any(f.program >= 0 for f in plan.filters)
+    assert not any(f.program >= 0 for f in plan.filters)
     owner = np.arange(index._part.num_parts) % 3
+    # A plan made for this process tests compiled programs, which the actors
+    # cannot: it is refused.
+    tested = index._plan(batch.queries, filters, local_opts, index._nprobe_for(local_opts))
+    if any(f.program >= 0 for f in tested.filters):
+        with pytest.raises(ValueError, match="programs"):
+            split_plan(tested, batch.queries, owner, 3)
     shares = split_plan(plan, batch.queries, owner, 3)
     probes = sorted(
         (int(s.query_ids[q]), int(c))
@@ -117,7 +124,7 @@ def test_split_plan_ships_selective_filters_rows(index, data, monkeypatch) -> No
 
     monkeypatch.setattr(importlib.import_module("hqi.query.evaluate"), "SPARSE_MIN_ROWS", 0)
     _, _, batch = data
-    o = SearchOptions.from_kwargs(exact=True)
+    o = SearchOptions.from_kwargs(exact=True, backend="ray")  # planned as for Ray: no programs
     plan = index._plan(batch.queries, batch.filters, o, index._nprobe_for(o))
     assert any(f.row_ids is not None and not f.masks for f in plan.filters)
     shares = split_plan(plan, batch.queries, np.arange(index._part.num_parts) % 3, 3)

@@ -132,6 +132,10 @@ def split_plan(plan: Any, queries: np.ndarray, owner: np.ndarray, workers: int) 
     """Cut a :class:`BatchPlan` into one :class:`Share` per worker (see module doc)."""
     from hqi.execution.planner import BatchPlan
 
+    if any(f.program >= 0 for f in plan.filters):
+        # The actors hold no attribute matrix to test programs on: such plans
+        # are made with backend="ray" (Index._plan), and keep masks.
+        raise ValueError("a plan with compiled filter programs cannot be split for Ray")
     probe_worker = owner[plan.cell_part[plan.probe_cell]]
     pre_worker: dict[int, int] = {}
     for i, f in enumerate(plan.filters):
