@@ -89,6 +89,10 @@ def test_range_store_of_single_rows_evaluates_like_the_whole(
         stops = np.concatenate([stops, rows[:1]])
     got = evaluate(pred, RangeStore(STORE, starts, stops))
     np.testing.assert_array_equal(got, evaluate(pred, STORE)[rows])
+    # The candidates' own constructor (int32 rows, as the sorted indexes give).
+    single = RangeStore.of_rows(STORE, rows.astype(np.int32))
+    assert single.num_rows == rows.size
+    np.testing.assert_array_equal(evaluate(pred, single), evaluate(pred, STORE)[rows])
 
 
 def test_exact_probes_pair_each_query_with_each_routed_partition() -> None:

@@ -200,7 +200,7 @@ def sparse_rows(pred: Predicate, store: ColumnStore) -> np.ndarray | None:
     if rows.size == 0:
         return rows.astype(np.int64)
     if rest is not None:
-        rows = rows[_Evaluator(RangeStore(store, rows, rows + 1)).mask(rest, want=True)]
+        rows = rows[_Evaluator(RangeStore.of_rows(store, rows)).mask(rest, want=True)]
     # One posting list is ascending already; several (IN, OR) are concatenated.
     return unique(rows).astype(np.int64, copy=False)
 
