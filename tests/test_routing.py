@@ -43,6 +43,37 @@ def test_routing_is_conservative(text: str, cuts: np.ndarray) -> None:
             assert n_false == size
 
 
+@settings(max_examples=300, deadline=None)
+@given(predicates)
+def test_rows_skip_only_filters_true_nowhere(text: str) -> None:
+    """The flat pass takes a filter's rows from ``BatchEvaluator.rows``, which
+    answers none without evaluating when the columns' ranges rule it out:
+    only where its mask has no TRUE row."""
+    from hqi.query.evaluate import BatchEvaluator
+
+    pred = parse_filter(text, STORE.schema)
+    if pred is None:
+        return
+    evaluator = BatchEvaluator(STORE)
+    mask = evaluate(pred, STORE)
+    if evaluator._evaluator.never_true(pred):
+        assert not mask.any(), f"{pred}: ruled out, yet {int(mask.sum())} rows qualify"
+    np.testing.assert_array_equal(evaluator.rows(pred), np.flatnonzero(mask))
+
+
+def test_rows_rule_out_comparisons_past_a_columns_values() -> None:
+    from hqi.query.evaluate import BatchEvaluator
+
+    evaluator = BatchEvaluator(STORE)._evaluator
+    least, greatest = STORE["i"].value_range
+    assert (least, greatest) == (-5, 5)
+    ruled_out = ["i > 5", "i >= 6", "i < -5", "i = 7", "i = 2.5 AND i > 9", "f > 1e300"]
+    for text in ruled_out:
+        assert evaluator.never_true(parse_filter(text, STORE.schema)), text
+    for text in ["i >= 5", "i <= -5", "i = 0", "i != 7", "i > 9 OR i = 1", "NOT i > 9"]:
+        assert not evaluator.never_true(parse_filter(text, STORE.schema)), text
+
+
 def test_cut_columns_give_exact_coverage() -> None:
     """Partitions sorted on a column are covered or skipped exactly by predicates on it."""
     order = np.argsort(np.nan_to_num(TABLE.column("i").to_numpy(zero_copy_only=False), nan=99))

@@ -154,6 +154,15 @@ class ValueData:
     valid: np.ndarray | None  # bool (N,); None when no NULLs
 
     @cached_property
+    def value_range(self) -> tuple[float, float]:
+        """(least, greatest) non-NULL value, built on first use; (inf, -inf)
+        when every value is NULL."""
+        values = self.values if self.valid is None else self.values[self.valid]
+        if values.size == 0:
+            return float("inf"), float("-inf")
+        return values.min().item(), values.max().item()
+
+    @cached_property
     def sorted_index(self) -> tuple[np.ndarray, np.ndarray]:
         """An integer column's index, built on first use: (the rows of its
         non-NULL values in value order, those values, in the column's type).

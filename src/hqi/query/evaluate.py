@@ -256,6 +256,8 @@ class BatchEvaluator:
     def rows(self, pred: Predicate) -> np.ndarray:
         """The rows (ascending) where ``pred`` is TRUE: :meth:`sparse_rows` when it
         is selective (no whole-store mask is made), else from its mask."""
+        if self._evaluator.never_true(pred):
+            return np.zeros(0, dtype=np.int64)
         rows = self.sparse_rows(pred)
         return np.flatnonzero(self.mask(pred, sparse=False)) if rows is None else rows
 
@@ -348,6 +350,34 @@ class _Evaluator:
                 pred.column, want, lambda v: _isin(v, values), unknown_rest=pred.has_null
             )
         raise TypeError(f"not a predicate: {pred!r}")
+
+    def never_true(self, pred: Predicate) -> bool:
+        """Whether ``pred`` is TRUE on no row by its columns' ranges of values
+        alone: a comparison of a number column with a literal outside them,
+        or an AND with such a child (False: it may be TRUE somewhere). Only
+        on long-lived (indexed) stores, which keep each column's range.
+        :meth:`BatchEvaluator.rows` (the flat pass) asks it first: in the
+        SIGMOD 2024 contest sample most time windows lie past every
+        timestamp, and evaluating such a filter made a whole mask (search
+        193 -> 147 ms)."""
+        if not self.store.indexed:
+            return False
+        if isinstance(pred, And):
+            return any(self.never_true(child) for child in pred.children)
+        if not isinstance(pred, Compare) or pred.op == "!=":
+            return False
+        data = self.store[pred.column]
+        if not isinstance(data, ValueData) or data.values.dtype.kind not in "iuf":
+            return False
+        value = _physical(pred.value)
+        if isinstance(value, bool) or not isinstance(value, int | float):
+            return False
+        least, greatest = data.value_range
+        if pred.op == "=":
+            return not least <= value <= greatest
+        if pred.op in ("<", "<="):
+            return not _OPS[pred.op](least, value)
+        return not _OPS[pred.op](greatest, value)
 
     def _atom(
         self,
