@@ -19,7 +19,7 @@ _controller: tuple[int, ThreadpoolController] | None = None
 
 def _pools() -> ThreadpoolController:
     """threadpoolctl's handle on the process's BLAS and OpenMP pools, taken again
-    only when modules were imported since (a new import may load a new pool).
+    when the number of imported modules changed (an import may load a pool).
     Taking it scans every loaded shared library: 0.4 ms with torch loaded,
     twice a search (``threadpool_limits`` takes it on every call); limiting
     through a kept one takes 0.02 ms."""

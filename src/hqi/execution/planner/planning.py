@@ -330,10 +330,10 @@ def _compile_programs(
     """Compile the filters and take the programs' zone flags in one compiled call.
     The filters that compile are routed by these flags; with a row sample they
     are estimated from their programs too, and those scanned without masks
-    are tested by the executor. On stores too small for a sample too: the
-    zone maps' flags filter by filter in NumPy cost more (FB15k-237, 816
-    filters, medians of 7: planning 51.5 -> 37.3 ms exact, 46.2 -> 39.9 ms
-    at nprobe 3; the same ids)."""
+    are tested by the executor. Stores too small for a sample compile them
+    as well: taking the zone maps' flags filter by filter in NumPy cost
+    more (FB15k-237, 816 filters, medians of 7: planning 51.5 -> 37.3 ms
+    exact, 46.2 -> 39.9 ms at nprobe 3; the same ids)."""
     programs: list[Program] = []
     program_of = np.full(len(preds), -1, dtype=np.int64)
     if attributes is not None:
