@@ -354,17 +354,23 @@ def test_residual_products_keep_ties_and_short_answers(rng) -> None:
         np.testing.assert_array_equal(a.ids[:, :1], b.ids[:, :1])
 
 
-@needs_amx
-def test_residual_plans_rerank_their_candidates(catalog, workload) -> None:
-    """The executor keeps ``candidates`` per query on residual products, and the
-    answer is the k nearest of them by float32 distance."""
+def _residual_plan(catalog, workload):
+    """An index with lists of 128 rows, the plan of 100 queries at nprobe 2, and
+    the index's bfloat16 residuals."""
     index = hqi.build(
         catalog.vectors, catalog.attributes, workload=workload.filters[150:], list_size=128
     )
     q, filters = workload.queries[:100], workload.filters[:100]
     opts = hqi.SearchOptions.from_kwargs(k=5, nprobe=2)
     plan = index._plan(q, filters, opts, 2)
-    residual = products.BF16Residuals.of(index._vectors, index._part.list_bounds)
+    return index, q, plan, products.BF16Residuals.of(index._vectors, index._part.list_bounds)
+
+
+@needs_amx
+def test_residual_plans_rerank_their_candidates(catalog, workload) -> None:
+    """The executor keeps ``candidates`` per query on residual products, and the
+    answer is the k nearest of them by float32 distance."""
+    index, q, plan, residual = _residual_plan(catalog, workload)
     args = (plan, index._vectors, index._sq_norms, q, 5, index._metric, index._part)
     top, _ = collect_topk(*args, residual=residual, candidates=9)
     assert top.pos.shape == (100, 9)
@@ -386,13 +392,7 @@ def test_executor_workers_run_torch_on_one_thread_each(catalog, workload, monkey
 
     import torch
 
-    index = hqi.build(
-        catalog.vectors, catalog.attributes, workload=workload.filters[150:], list_size=128
-    )
-    q, filters = workload.queries[:100], workload.filters[:100]
-    opts = hqi.SearchOptions.from_kwargs(k=5, nprobe=2)
-    plan = index._plan(q, filters, opts, 2)
-    residual = products.BF16Residuals.of(index._vectors, index._part.list_bounds)
+    index, q, plan, residual = _residual_plan(catalog, workload)
     set_to: dict[int, int] = {}  # each thread's last torch.set_num_threads
     ran: set[int] = set()  # threads that ran a list's products, and their setting then
     push, set_threads = products.BF16ResidualQueries.push_list, torch.set_num_threads

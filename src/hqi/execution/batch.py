@@ -440,8 +440,7 @@ def collect_topk(
     bound = np.full(queries.shape[0], np.inf, dtype=np.float32)
     tops = [TopK(queries.shape[0], k, bound) for _ in range(workers)]
     with (
-        one_blas_thread(),  # each worker's products on its own thread
-        torch_threads(1) if uses_torch else nullcontext(),
+        one_blas_thread(),  # each worker's products on its own thread (torch's: run)
         ThreadPoolExecutor(workers) as pool,
     ):
         futures = [pool.submit(run, tops[w]) for w in range(workers)]

@@ -108,16 +108,28 @@ def _int_postings(pred: Predicate, store: ColumnStore, limit: int) -> np.ndarray
     whole mask: 1.45 -> 0.05 ms)."""
     if not (isinstance(pred, Compare) and pred.op == "=" and store.indexed):
         return None
-    data = store[pred.column]
-    if not isinstance(data, ValueData) or data.values.dtype.kind != "i":
+    found = _number_compare(pred, store, "i")
+    if found is None:
         return None
-    value = _physical(pred.value)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
+    data, value = found
     if isinstance(value, float) and not value.is_integer():
         return np.zeros(0, dtype=np.int64)  # no integer equals it (nor inf, NaN)
     rows = data.rows_equal(int(value))  # out of the column's range: none
     return None if rows.size > limit else rows
+
+
+def _number_compare(
+    pred: Compare, store: ColumnStore, kinds: str
+) -> tuple[ValueData, int | float] | None:
+    """(the column, the literal in its encoding) when ``pred`` compares a number
+    column of one of the dtype ``kinds`` with a number; else None."""
+    data = store[pred.column]
+    if not isinstance(data, ValueData) or data.values.dtype.kind not in kinds:
+        return None
+    value = _physical(pred.value)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return data, value
 
 
 def _bounded(
@@ -366,12 +378,10 @@ class _Evaluator:
             return any(self.never_true(child) for child in pred.children)
         if not isinstance(pred, Compare) or pred.op == "!=":
             return False
-        data = self.store[pred.column]
-        if not isinstance(data, ValueData) or data.values.dtype.kind not in "iuf":
+        found = _number_compare(pred, self.store, "iuf")
+        if found is None:
             return False
-        value = _physical(pred.value)
-        if isinstance(value, bool) or not isinstance(value, int | float):
-            return False
+        data, value = found
         least, greatest = data.value_range
         if pred.op == "=":
             return not least <= value <= greatest
