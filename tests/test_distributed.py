@@ -219,7 +219,7 @@ def test_actor_death_mid_batch_is_recovered(local_ray, index, data, tmp_path) ->
     _, _, batch = data
     marker = tmp_path / "died"
     backend = RayBackend(index, workers=2, _fault_file=str(marker))
-    o = SearchOptions(k=10)
+    o = SearchOptions(k=10, backend="ray")  # planned as for Ray: masks, no programs
     plan = index._plan(batch.queries, batch.filters, o, index._nprobe_for(o))
     pos, dist, _ = backend.execute(plan, batch.queries, 10, o.block_rows, o.query_block)
     assert marker.exists(), "the worker did not die: the test did not inject the fault"
@@ -233,7 +233,7 @@ def test_actor_death_mid_batch_is_recovered(local_ray, index, data, tmp_path) ->
 def test_killed_actor_between_batches_is_replaced(local_ray, index, data) -> None:
     _, _, batch = data
     backend = RayBackend(index, workers=2)
-    o = SearchOptions(k=10)
+    o = SearchOptions(k=10, backend="ray")  # planned as for Ray: masks, no programs
     plan = index._plan(batch.queries, batch.filters, o, index._nprobe_for(o))
     first = backend.execute(plan, batch.queries, 10, o.block_rows, o.query_block)
     ray.kill(backend.actors[1])
@@ -249,7 +249,7 @@ def test_batch_that_cannot_complete_fails_clearly(local_ray, index, data, tmp_pa
     backend = RayBackend(
         index, workers=2, max_retries=1, _fault_file=str(tmp_path / "x"), _fault_always=True
     )
-    o = SearchOptions(k=10)
+    o = SearchOptions(k=10, backend="ray")  # planned as for Ray: masks, no programs
     plan = index._plan(batch.queries, batch.filters, o, index._nprobe_for(o))
     start = time.perf_counter()
     with pytest.raises(DistributedError, match=r"Ray worker 0 \(partitions .*failed 2 times"):
@@ -261,7 +261,7 @@ def test_batch_that_cannot_complete_fails_clearly(local_ray, index, data, tmp_pa
 def test_batch_timeout_is_an_error_not_a_hang(local_ray, index, data) -> None:
     _, _, batch = data
     backend = RayBackend(index, workers=2, timeout_s=0.0)
-    o = SearchOptions(k=10, exact=True)
+    o = SearchOptions(k=10, exact=True, backend="ray")  # planned as for Ray
     plan = index._plan(batch.queries, batch.filters, o, None)
     with pytest.raises(DistributedError, match="did not complete within"):
         backend.execute(plan, batch.queries, 10, o.block_rows, o.query_block)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib
 import itertools
 from typing import Any
 
@@ -215,26 +216,32 @@ def test_recall_target_answers_exactly_where_that_costs_less(
 def test_plans_of_one_search_share_exact_routes(learned, workload) -> None:
     # recall_target's trial plans and the batch's plan keep the filters' exact
     # routes in one dict: plans made with it are the plans made without.
+    # In this small store, filters with programs are counted without routes
+    # (plan_batch's program counts); planned as for Ray, every filter is routed.
     q, f = workload.queries[:150], workload.filters[:150]
-    opts = hqi.SearchOptions.from_kwargs(k=10)
-    routes: dict = {}
-    for nprobe in (None, 1, 3, 1):
-        alone = learned._plan(q, f, opts, nprobe)
-        shared = learned._plan(q, f, opts, nprobe, routes=routes)
-        np.testing.assert_array_equal(alone.probe_query, shared.probe_query)
-        np.testing.assert_array_equal(alone.probe_cell, shared.probe_cell)
-        for a, b in zip(alone.filters, shared.filters, strict=True):
-            assert (a.strategy, a.qualifying, sorted(a.masks)) == (
-                b.strategy,
-                b.qualifying,
-                sorted(b.masks),
-            )
-            np.testing.assert_array_equal(a.parts, b.parts)
+    for opts in (
+        hqi.SearchOptions.from_kwargs(k=10),
+        hqi.SearchOptions.from_kwargs(k=10, backend="ray"),
+    ):
+        routes: dict = {}
+        for nprobe in (None, 1, 3, 1):
+            alone = learned._plan(q, f, opts, nprobe)
+            shared = learned._plan(q, f, opts, nprobe, routes=routes)
+            np.testing.assert_array_equal(alone.probe_query, shared.probe_query)
+            np.testing.assert_array_equal(alone.probe_cell, shared.probe_cell)
+            for a, b in zip(alone.filters, shared.filters, strict=True):
+                assert (a.strategy, a.qualifying, sorted(a.masks), a.program) == (
+                    b.strategy,
+                    b.qualifying,
+                    sorted(b.masks),
+                    b.program,
+                )
+                np.testing.assert_array_equal(a.parts, b.parts)
     assert routes
     # The dict is read, not only filled: a route planted there is the one used.
     pred = next(p for p, route in routes.items() if route[2].sum() > 0)
     routes[pred] = (np.zeros(0, dtype=np.int64), {}, np.zeros(0, dtype=np.int64), None)
-    planted = learned._plan(q, f, opts, 3, routes=routes)
+    planted = learned._plan(q, f, opts, 3, routes=routes)  # opts: as for Ray
     assert next(x for x in planted.filters if x.pred == pred).strategy == "empty"
 
 
@@ -660,23 +667,28 @@ def test_compiled_filters_give_the_masked_answers(monkeypatch, learned, workload
         np.testing.assert_array_equal(with_programs.ids, truth.ids)
 
 
-@pytest.mark.parametrize("compiled", [False, True])
+@pytest.mark.parametrize("mode", ["masks", "counted", "estimated"])
 def test_exact_plans_skip_only_lists_without_qualifying_rows(
-    monkeypatch, learned, workload, compiled
+    monkeypatch, learned, workload, mode
 ) -> None:
     """An exact plan scans whole partitions, but inside each the executor skips
     the lists where a query's filter cannot hold (``BatchPlan.list_may``, from
     the lists' zone maps): never one with a qualifying row; fewer rows scanned
-    than the partitions hold; the exact answers."""
+    than the partitions hold; the exact answers. Filters with masks (nothing
+    compiled), with programs counted exactly (this small store's default) and
+    with programs routed on estimates."""
     from hqi.execution.planner import planning
 
-    if compiled:  # filters routed on estimates and tested by programs
+    if mode == "masks":
+        monkeypatch.setattr(importlib.import_module("hqi.api"), "COMPILED_FILTERS", False)
+    if mode == "estimated":
         monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)
         monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
     q, f = workload.queries, workload.filters
     plan = learned._plan(q, f, hqi.SearchOptions.from_kwargs(k=10, exact=True), None)
     assert plan.list_may is not None
-    assert any(fp.program >= 0 for fp in plan.filters) == compiled
+    assert any(fp.program >= 0 for fp in plan.filters) == (mode != "masks")
+    assert any(fp.estimated for fp in plan.filters) == (mode == "estimated")
     bounds = learned._part.list_bounds
     skipped = 0
     for i, fp in enumerate(plan.filters):
@@ -760,6 +772,8 @@ def test_masks_on_row_subsets_equal_whole_store_masks(monkeypatch, learned, work
     from hqi.execution.options import SearchOptions
     from hqi.execution.planner import routing
 
+    # Filters routed with masks: here, those with programs are counted instead.
+    monkeypatch.setattr(importlib.import_module("hqi.api"), "COMPILED_FILTERS", False)
     q, f = workload.queries[:150], workload.filters[:150]
     opts = SearchOptions.from_kwargs(k=10, exact=True)
     whole = learned._plan(q, f, opts, None)
@@ -966,3 +980,36 @@ def test_a_search_pauses_the_garbage_collector(monkeypatch, learned, workload) -
     release.set()
     worker.join()
     assert gc.isenabled()
+
+
+@pytest.mark.parametrize("exact", [True, False])
+def test_small_store_program_counts_equal_exact_routes(
+    monkeypatch, learned, workload, exact
+) -> None:
+    """A small store counts its filters' programs on every row of their partial
+    partitions instead of routing each filter (plan_batch's program counts):
+    the same partitions, counts and strategies as the routes with masks, the
+    programs tested in place of the masks, and the same answers."""
+    api = importlib.import_module("hqi.api")
+    q, f = workload.queries, workload.filters
+    opts = hqi.SearchOptions.from_kwargs(k=10, exact=exact)
+    nprobe = None if exact else 2
+    counted = learned._plan(q, f, opts, nprobe)
+    got = learned.search(q, f, k=10, exact=exact, nprobe=nprobe)
+    monkeypatch.setattr(api, "COMPILED_FILTERS", False)
+    routed = learned._plan(q, f, opts, nprobe)
+    want = learned.search(q, f, k=10, exact=exact, nprobe=nprobe)
+    assert sum(a.program >= 0 for a in counted.filters) > len(counted.filters) // 2
+    for a, b in zip(counted.filters, routed.filters, strict=True):
+        assert (a.strategy, a.qualifying) == (b.strategy, b.qualifying), str(a.pred)
+        np.testing.assert_array_equal(a.parts, b.parts)
+        np.testing.assert_array_equal(a.counts, b.counts)
+        if a.program >= 0:  # tested by its program: no masks
+            assert not a.masks
+            assert a.strategy == "scan" or a.strategy == "empty"
+        if a.strategy == "prefilter":
+            np.testing.assert_array_equal(
+                np.sort(a.row_ids), np.flatnonzero(learned.mask(str(a.pred)))
+            )
+    np.testing.assert_array_equal(got.ids, want.ids)
+    np.testing.assert_array_equal(got.distances, want.distances)

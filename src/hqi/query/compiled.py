@@ -33,6 +33,7 @@ of the planner evaluating it on every row its queries scan.
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass
 
 import numpy as np
@@ -94,6 +95,13 @@ class AttributeMatrix:
             if columns
             else np.zeros((store.num_rows, 0), dtype=np.float64)
         )
+
+    @functools.cached_property
+    def by_column(self) -> np.ndarray:
+        """:attr:`values` column by column, ``(C, N)``, made on first use and kept:
+        what compiled loops over consecutive rows read (small stores' exact
+        program counts, :func:`hqi.execution.planner.planning.plan_batch`)."""
+        return np.ascontiguousarray(self.values.T)
 
 
 def _bit_sets(data: ListData, num_rows: int) -> np.ndarray:
@@ -425,6 +433,14 @@ class ProgramTable:
     hi: np.ndarray
     bounds: np.ndarray  # (len(programs) + 1,)
     columns: tuple[str, ...] = ()  # the names of attrs' columns, in order (col's meaning)
+    matrix: AttributeMatrix | None = None  # attrs' matrix (its by_column)
+
+    @property
+    def by_column(self) -> np.ndarray:
+        """``attrs`` column by column, ``(C, N)`` (:attr:`AttributeMatrix.by_column`)."""
+        if self.matrix is not None:
+            return self.matrix.by_column
+        return np.ascontiguousarray(self.attrs.T)
 
     @classmethod
     def of(cls, programs: list[Program], matrix: AttributeMatrix) -> ProgramTable:
@@ -438,6 +454,7 @@ class ProgramTable:
             _concat(programs, "hi", np.float64),
             bounds,
             tuple(matrix.column_index),
+            matrix,
         )
 
 

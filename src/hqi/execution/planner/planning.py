@@ -10,6 +10,7 @@ from typing import Any
 import numpy as np
 
 from hqi.collection import Metric
+from hqi.execution.kernels import count_holding
 from hqi.execution.planner.estimates import RowSample, gather_ratio, sample_hits
 from hqi.execution.planner.plans import BatchPlan, FilterPlan, Strategy, filter_queries
 from hqi.execution.planner.probing import drop_empty_probes, probe_lists
@@ -112,6 +113,11 @@ def plan_batch(
     list_may = None
     if nprobe is None and list_zones is not None:
         list_may = _exact_list_may(progs, len(preds), list_part, list_zones, threads)
+    # A small store counts its programs exactly, all at once, on every row of the
+    # partitions where they are partial; those filters skip route_filter.
+    program_counts = None
+    if store.num_rows < SAMPLE_MIN_ROWS and progs.count and table is not None:
+        program_counts = _program_counts(progs, part.part_bounds, sizes)
     # Approximate plans estimate only what will clearly be scanned; exact ones,
     # which scan whole partitions, whatever is estimated to be.
     margin = 2 if nprobe is not None else 1
@@ -176,6 +182,22 @@ def plan_batch(
                     estimated=True,
                     partial=partial_parts,
                     program=program,
+                )
+            )
+            continue
+        if program >= 0 and program_counts is not None:
+            filters.append(
+                _counted(
+                    pred,
+                    program,
+                    program_counts[program],
+                    nq,
+                    evaluator=evaluator,
+                    sizes=sizes,
+                    may_lists=may_lists,
+                    list_part=list_part,
+                    work=work,
+                    ratio=gather_ratio(prefilter_ratio, nq) if nprobe is None else prefilter_ratio,
                 )
             )
             continue
@@ -302,6 +324,77 @@ def plan_batch(
         programs=table,
         list_may=list_may,
     )
+
+
+def _counted(
+    pred: Predicate | None,
+    program: int,
+    counts_all: np.ndarray,
+    nq: int,
+    *,
+    evaluator: BatchEvaluator,
+    sizes: np.ndarray,
+    may_lists: np.ndarray | None,
+    list_part: np.ndarray,
+    work: Any,
+    ratio: float,
+) -> FilterPlan:
+    """The plan of a filter with a program whose qualifying rows per partition
+    are known exactly (``counts_all``: every partition's, :func:`_program_counts`):
+    scanned, the executor tests its program (no masks); prefiltered, its
+    rows are found here."""
+    parts = np.flatnonzero(counts_all).astype(np.int64)
+    counts = counts_all[parts]
+    qualifying = int(counts.sum())
+    if may_lists is not None:  # the partitions where nothing qualifies: no list
+        may_lists &= (counts_all > 0)[list_part]
+    scan_work = work(parts, qualifying, may_lists)
+    strategy: Strategy
+    if qualifying == 0:
+        strategy = "empty"
+    elif qualifying * ratio <= scan_work:
+        strategy = "prefilter"
+    else:
+        strategy = "scan"
+    prefilter = strategy == "prefilter"
+    return FilterPlan(
+        pred,
+        strategy,
+        parts,
+        {},
+        qualifying,
+        scan_work,
+        counts,
+        partial=parts[counts < sizes[parts]],
+        row_ids=evaluator.rows(pred) if prefilter and pred is not None else None,
+        program=-1 if prefilter else program,
+    )
+
+
+def _program_counts(progs: _Programs, part_bounds: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+    """(programs, partitions): each program's qualifying rows in each partition,
+    exactly: counted on every row of the partitions where its zone flags
+    leave it partial, in one compiled call (:func:`~hqi.execution.kernels.count_holding`);
+    a covered partition's rows all qualify."""
+    assert progs.table is not None
+    table = progs.table
+    prog, parts = np.nonzero(progs.may & ~progs.whole)
+    counts = np.where(progs.may & progs.whole, sizes[None, :], 0).astype(np.int64)
+    out = np.empty(prog.size, dtype=np.int64)
+    count_holding(
+        table.by_column,
+        np.asarray(part_bounds, dtype=np.int64),
+        prog.astype(np.int64),
+        parts.astype(np.int64),
+        table.bounds,
+        table.col,
+        table.group,
+        table.lo,
+        table.hi,
+        out,
+    )
+    counts[prog, parts] = out
+    return counts
 
 
 @dataclass(frozen=True)
