@@ -18,10 +18,10 @@ from hqi.query import ColumnStore, Predicate
 from hqi.query.compiled import ProgramTable
 from hqi.query.evaluate import BatchEvaluator
 
-__all__ = ["SAMPLE_STRIDE", "RowSample", "gather_ratio", "sample_hits"]
+__all__ = ["SAMPLE_STRIDE", "RowSample", "count_programs", "gather_ratio", "sample_hits"]
 
 SAMPLE_STRIDE = 32  # one row in this many makes the planner's estimation sample
-# (program, sample row) tests from which program_hits splits them over threads
+# (program, row) tests from which count_programs splits them over threads
 PARALLEL_SAMPLE_ROWS = 1 << 20
 
 
@@ -76,32 +76,51 @@ class RowSample:
         plans)."""
         if self._attrs is None or self._attrs[0] is not table.attrs:
             self._attrs = (table.attrs, np.ascontiguousarray(table.attrs[self.positions].T))
-        columns = self._attrs[1]
-        pair_prog = pair_prog.astype(np.int64)
-        pair_part = pair_part.astype(np.int64)
-        out = np.empty(pair_prog.size, dtype=np.int64)
+        return count_programs(self._attrs[1], self.seg, table, pair_prog, pair_part, threads)
 
-        def count(a: int, b: int) -> None:
-            count_holding(
-                columns,
-                self.seg,
-                pair_prog[a:b],
-                pair_part[a:b],
-                table.bounds,
-                table.col,
-                table.group,
-                table.lo,
-                table.hi,
-                out[a:b],
-            )
 
-        rows = np.cumsum(np.diff(self.seg)[pair_part])  # sample rows up to each pair
-        if threads <= 1 or pair_prog.size < 2 or rows[-1] < PARALLEL_SAMPLE_ROWS:
-            count(0, pair_prog.size)
-            return out
-        cuts = np.searchsorted(rows, rows[-1] * np.arange(1, threads) / threads)
-        run_split(count, np.concatenate([[0], cuts, [pair_prog.size]]).tolist())
+def count_programs(
+    columns: np.ndarray,
+    seg: np.ndarray,
+    table: ProgramTable,
+    pair_prog: np.ndarray,
+    pair_part: np.ndarray,
+    threads: int = 1,
+) -> np.ndarray:
+    """For every pair ``j``: the rows ``seg[p]:seg[p + 1]`` of ``columns`` (the
+    attributes column by column, ``(C, rows)``; ``p = pair_part[j]``) where
+    program ``pair_prog[j]`` of ``table`` holds, in compiled passes
+    (:func:`~hqi.execution.kernels.count_holding`). With ``threads > 1`` the
+    pairs are split into that many runs of about equal rows, counted at
+    once (the compiled pass releases the GIL)."""
+    pair_prog = pair_prog.astype(np.int64)
+    pair_part = pair_part.astype(np.int64)
+    seg = np.asarray(seg, dtype=np.int64)
+    out = np.empty(pair_prog.size, dtype=np.int64)
+
+    def count(a: int, b: int) -> None:
+        count_holding(
+            columns,
+            seg,
+            pair_prog[a:b],
+            pair_part[a:b],
+            table.bounds,
+            table.col,
+            table.group,
+            table.lo,
+            table.hi,
+            out[a:b],
+        )
+
+    if pair_prog.size == 0:
         return out
+    rows = np.cumsum(np.diff(seg)[pair_part])  # rows up to each pair
+    if threads <= 1 or pair_prog.size < 2 or rows[-1] < PARALLEL_SAMPLE_ROWS:
+        count(0, pair_prog.size)
+        return out
+    cuts = np.searchsorted(rows, rows[-1] * np.arange(1, threads) / threads)
+    run_split(count, np.concatenate([[0], cuts, [pair_prog.size]]).tolist())
+    return out
 
 
 def sample_hits(

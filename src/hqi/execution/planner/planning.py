@@ -10,8 +10,7 @@ from typing import Any
 import numpy as np
 
 from hqi.collection import Metric
-from hqi.execution.kernels import count_holding
-from hqi.execution.planner.estimates import RowSample, gather_ratio, sample_hits
+from hqi.execution.planner.estimates import RowSample, count_programs, gather_ratio, sample_hits
 from hqi.execution.planner.plans import BatchPlan, FilterPlan, Strategy, filter_queries
 from hqi.execution.planner.probing import drop_empty_probes, probe_lists
 from hqi.execution.planner.routing import (
@@ -117,7 +116,7 @@ def plan_batch(
     # partitions where they are partial; those filters skip route_filter.
     program_counts = None
     if store.num_rows < SAMPLE_MIN_ROWS and progs.count and table is not None:
-        program_counts = _program_counts(progs, part.part_bounds, sizes)
+        program_counts = _program_counts(progs, part.part_bounds, sizes, threads)
     # Approximate plans estimate only what will clearly be scanned; exact ones,
     # which scan whole partitions, whatever is estimated to be.
     margin = 2 if nprobe is not None else 1
@@ -371,29 +370,19 @@ def _counted(
     )
 
 
-def _program_counts(progs: _Programs, part_bounds: np.ndarray, sizes: np.ndarray) -> np.ndarray:
+def _program_counts(
+    progs: _Programs, part_bounds: np.ndarray, sizes: np.ndarray, threads: int = 1
+) -> np.ndarray:
     """(programs, partitions): each program's qualifying rows in each partition,
     exactly: counted on every row of the partitions where its zone flags
-    leave it partial, in one compiled call (:func:`~hqi.execution.kernels.count_holding`);
+    leave it partial, in compiled passes (:func:`~.estimates.count_programs`);
     a covered partition's rows all qualify."""
     assert progs.table is not None
-    table = progs.table
     prog, parts = np.nonzero(progs.may & ~progs.whole)
     counts = np.where(progs.may & progs.whole, sizes[None, :], 0).astype(np.int64)
-    out = np.empty(prog.size, dtype=np.int64)
-    count_holding(
-        table.by_column,
-        np.asarray(part_bounds, dtype=np.int64),
-        prog.astype(np.int64),
-        parts.astype(np.int64),
-        table.bounds,
-        table.col,
-        table.group,
-        table.lo,
-        table.hi,
-        out,
+    counts[prog, parts] = count_programs(
+        progs.table.by_column, part_bounds, progs.table, prog, parts, threads
     )
-    counts[prog, parts] = out
     return counts
 
 
