@@ -79,7 +79,8 @@ def plan_batch(
     programs instead of masks, on the exact path as well; ``list_zones`` (zone
     maps per list) then drop their probes of lists where they cannot hold.
     See the package docstring."""
-    if store.num_rows < SAMPLE_MIN_ROWS:
+    small = store.num_rows < SAMPLE_MIN_ROWS
+    if small:
         sample = None  # a small store: every filter is counted exactly
     nlists = np.diff(part.part_lists)
     sizes = zones.sizes
@@ -115,7 +116,7 @@ def plan_batch(
     # A small store counts its programs exactly, all at once, on every row of the
     # partitions where they are partial; those filters skip route_filter.
     program_counts = None
-    if store.num_rows < SAMPLE_MIN_ROWS and progs.count and table is not None:
+    if small and progs.count and table is not None:
         program_counts = _program_counts(progs, part.part_bounds, sizes, threads)
     # Approximate plans estimate only what will clearly be scanned; exact ones,
     # which scan whole partitions, whatever is estimated to be.
@@ -251,13 +252,7 @@ def plan_batch(
             kept[parts] = True
             may_lists &= kept[list_part]  # (np.isin took 16 us a filter, this 1 us)
         scan_work = work(parts, qualifying, may_lists)
-        strategy: Strategy
-        if qualifying == 0:
-            strategy = "empty"
-        elif qualifying * ratio <= scan_work:
-            strategy = "prefilter"
-        else:
-            strategy = "scan"
+        strategy = _strategy(qualifying, ratio, scan_work)
         if masks is not None:
             filters.append(FilterPlan(pred, strategy, parts, masks, qualifying, scan_work, counts))
             continue
@@ -325,6 +320,17 @@ def plan_batch(
     )
 
 
+def _strategy(qualifying: float, ratio: float, scan_work: float) -> Strategy:
+    """A counted filter's strategy: nothing qualifies, its gathered rows cost no
+    more than its scan (``ratio``: a gathered row's cost, :func:`gather_ratio`),
+    or a scan."""
+    if qualifying == 0:
+        return "empty"
+    if qualifying * ratio <= scan_work:
+        return "prefilter"
+    return "scan"
+
+
 def _counted(
     pred: Predicate | None,
     program: int,
@@ -348,13 +354,7 @@ def _counted(
     if may_lists is not None:  # the partitions where nothing qualifies: no list
         may_lists &= (counts_all > 0)[list_part]
     scan_work = work(parts, qualifying, may_lists)
-    strategy: Strategy
-    if qualifying == 0:
-        strategy = "empty"
-    elif qualifying * ratio <= scan_work:
-        strategy = "prefilter"
-    else:
-        strategy = "scan"
+    strategy = _strategy(qualifying, ratio, scan_work)
     prefilter = strategy == "prefilter"
     return FilterPlan(
         pred,
