@@ -64,6 +64,7 @@ def _estimate_here(monkeypatch) -> None:
     from hqi.execution.planner import planning
 
     monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
     monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)
 
 

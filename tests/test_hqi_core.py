@@ -521,6 +521,7 @@ def test_scanned_selective_filters_are_tested_by_their_programs(
 
     monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
     monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
     monkeypatch.setattr(importlib.import_module("hqi.query.evaluate"), "SPARSE_MIN_ROWS", 0)
     q, f = workload.queries[:150], workload.filters[:150]
     for opts in ({"nprobe": 4}, {"nprobe": 10_000}, {"exact": True}):
@@ -557,6 +558,7 @@ def test_estimated_filters_are_masked_where_probed(monkeypatch, learned, workloa
     assert learned.count(None) < planning.SAMPLE_MIN_ROWS  # a small store: counted exactly
     assert not any(fp.estimated for fp in learned._plan(q, f, opts, 4).filters)
     monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
     plan = learned._plan(q, f, opts, 4)
     estimated = [i for i, fp in enumerate(plan.filters) if fp.estimated]
     assert estimated, "no filter took the estimated path"
@@ -599,6 +601,7 @@ def test_each_probe_admits_exactly_its_filters_rows(monkeypatch, learned, worklo
 
     monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
     monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)  # estimated filters too
+    monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
     monkeypatch.setattr(hqi.api, "COMPILED_FILTERS", compiled)
     q, f = workload.queries[:150], workload.filters[:150]
     opts_ = hqi.SearchOptions.from_kwargs(k=10, **opts)
@@ -642,6 +645,7 @@ def test_compiled_filters_give_the_masked_answers(monkeypatch, learned, workload
 
     monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
     monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
     q, f = workload.queries[:150], workload.filters[:150]
     plan = learned._plan(q, f, hqi.SearchOptions.from_kwargs(k=10, **opts), opts.get("nprobe"))
     compiled = [fp for fp in plan.filters if fp.program >= 0]
@@ -684,6 +688,7 @@ def test_exact_plans_skip_only_lists_without_qualifying_rows(
     if mode == "estimated":
         monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)
         monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
+        monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
     q, f = workload.queries, workload.filters
     plan = learned._plan(q, f, hqi.SearchOptions.from_kwargs(k=10, exact=True), None)
     assert plan.list_may is not None
@@ -811,6 +816,7 @@ def test_batched_sample_hits_give_the_same_plans(monkeypatch, learned, workload)
 
     monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
     monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
     monkeypatch.setattr(estimates, "PARALLEL_SAMPLE_ROWS", 0)  # threads at any size
     q, f = workload.queries[:150], workload.filters[:150]
     matrix = learned._attribute_matrix
@@ -982,23 +988,32 @@ def test_a_search_pauses_the_garbage_collector(monkeypatch, learned, workload) -
     assert gc.isenabled()
 
 
+@pytest.mark.parametrize("sampled", [False, True])
 @pytest.mark.parametrize("exact", [True, False])
 def test_small_store_program_counts_equal_exact_routes(
-    monkeypatch, learned, workload, exact
+    monkeypatch, learned, workload, exact, sampled
 ) -> None:
     """A small store counts its filters' programs on every row of their partial
     partitions instead of routing each filter (plan_batch's program counts):
     the same partitions, counts and strategies as the routes with masks, the
-    programs tested in place of the masks, and the same answers."""
+    programs tested in place of the masks, and the same answers. A store
+    with a row sample counts them so too where those rows are few
+    (``COUNT_ROWS``; ``sampled``: this store given a sample)."""
+    from hqi.execution.planner import planning
+
     api = importlib.import_module("hqi.api")
     q, f = workload.queries, workload.filters
     opts = hqi.SearchOptions.from_kwargs(k=10, exact=exact)
     nprobe = None if exact else 2
-    counted = learned._plan(q, f, opts, nprobe)
-    got = learned.search(q, f, k=10, exact=exact, nprobe=nprobe)
     monkeypatch.setattr(api, "COMPILED_FILTERS", False)
     routed = learned._plan(q, f, opts, nprobe)
     want = learned.search(q, f, k=10, exact=exact, nprobe=nprobe)
+    monkeypatch.setattr(api, "COMPILED_FILTERS", True)
+    if sampled:
+        monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
+    counted = learned._plan(q, f, opts, nprobe)
+    got = learned.search(q, f, k=10, exact=exact, nprobe=nprobe)
+    assert not any(fp.estimated for fp in counted.filters)
     assert sum(a.program >= 0 for a in counted.filters) > len(counted.filters) // 2
     for a, b in zip(counted.filters, routed.filters, strict=True):
         assert (a.strategy, a.qualifying) == (b.strategy, b.qualifying), str(a.pred)
