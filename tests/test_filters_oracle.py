@@ -14,7 +14,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from hqi.execution.kernels import count_holding
+from hqi.execution.exact import filter_rows
+from hqi.execution.kernels import count_holding, rows_holding
 from hqi.execution.topk import RowMasks, TopK
 from hqi.layout import ZoneMaps, zonemap
 from hqi.query import ColumnStore, evaluate, parse_filter
@@ -292,6 +293,11 @@ def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
                   table.lo, table.hi, out)  # fmt: skip
     per_segment = [int(want[a:b].sum()) for a, b in itertools.pairwise(seg.tolist())]
     assert out.tolist() == [per_segment[p] for p in pair_part.tolist()]
+    # The flat pass's rows of each program (one listed twice), found in one call.
+    rows, offsets = rows_holding(MATRIX.by_column, table.bounds, table.col, table.group,
+                                 table.lo, table.hi, *MATRIX.ranges)  # fmt: skip
+    for i in range(2):
+        np.testing.assert_array_equal(rows[offsets[i] : offsets[i + 1]], np.flatnonzero(want))
     # The batched zone-map flags of programs are the filter's flags. A clause's
     # intervals on one column are merged, so its "every row" flag may be finer
     # than the tree's OR of its atoms' (never coarser, and never wrong).
@@ -416,9 +422,56 @@ def test_list_columns_compile_as_bit_sets_up_to_the_limit() -> None:
                       np.arange(2), table.bounds, table.col, table.group, table.lo, table.hi,
                       out)  # fmt: skip
         assert out.tolist() == [int(want[:3].sum()), int(want[3:].sum())], text
+        rows, offsets = rows_holding(matrix.by_column, table.bounds, table.col, table.group,
+                                     table.lo, table.hi, *matrix.ranges)  # fmt: skip
+        np.testing.assert_array_equal(rows, np.flatnonzero(want), err_msg=text)
+        assert offsets.tolist() == [0, rows.size]
         zones = ZoneMaps(store, seg)
         may, whole = zones.program_flags(table, np.zeros(2), np.arange(2))
         flags = zones.flags(pred)
         np.testing.assert_array_equal(may, flags.may_true, err_msg=text)
         np.testing.assert_array_equal(whole, flags.all_true, err_msg=text)
     assert compile_filter(parse_filter("list_contains(wide, 'w1')", store.schema), matrix) is None
+
+
+def test_flat_rows_by_programs_equal_evaluate_and_skip_ruled_out_filters() -> None:
+    """The flat pass's rows (filter_rows): the filters that compile are found by
+    their programs in one compiled call, the others evaluated; the same rows
+    as evaluate, for filters past a column's range (ruled out without reading
+    a row), on a column of NULLs only, and on one that is not compiled."""
+    store = ColumnStore(
+        pa.table(
+            {
+                "x": pa.array([1.0, 5.0, None, 9.0, 3.0]),
+                "none": pa.array([None] * 5, pa.float64()),
+                "s": ["a", "b", "a", None, "c"],
+                "tags": [["t"], [], None, ["u", "t"], ["u"]],
+            }
+        )
+    )
+    store.indexed = True
+    matrix = AttributeMatrix(store)
+    least, greatest = matrix.ranges
+    assert least[matrix.column_index["x"]] == 1.0 and greatest[matrix.column_index["x"]] == 9.0
+    assert np.isnan(least[matrix.column_index["none"]])
+    texts = [
+        "x > 9",  # past the range: no row read
+        "x >= 9",  # the range's ends are in it
+        "x <= 1",
+        "x >= 9 OR s = 'c'",
+        "x BETWEEN 2 AND 6 AND s != 'b'",
+        "none > 1",
+        "none IS NULL",
+        "NOT (x < 4)",
+        "list_contains(tags, 't') AND x IS NOT NULL",
+        "x IS NULL OR s IS NULL",
+    ]
+    preds = [None, *(parse_filter(t, store.schema) for t in texts)]
+    found = filter_rows(preds, store, matrix)
+    assert found[0] is None
+    for text, pred, rows in zip(texts, preds[1:], found[1:], strict=True):
+        assert compile_filter(pred, matrix) is not None, text
+        np.testing.assert_array_equal(rows, np.flatnonzero(evaluate(pred, store)), err_msg=text)
+    # Without a matrix (or not compiled) every filter is evaluated: the same rows.
+    for rows, again in zip(found[1:], filter_rows(preds, store, None)[1:], strict=True):
+        np.testing.assert_array_equal(rows, again)

@@ -25,7 +25,7 @@ from hqi.collection import (
 from hqi.errors import InvalidInputError
 from hqi.evaluation import recall_of_reached
 from hqi.execution.batch import execute_plan
-from hqi.execution.exact import Group, exact_search, shares_scan
+from hqi.execution.exact import Group, exact_search, filter_rows, shares_scan
 from hqi.execution.options import DEFAULT_PROBE_ROWS, SearchOptions
 from hqi.execution.planner import BatchPlan, Route, RowSample, filter_queries, plan_batch
 from hqi.execution.products import (
@@ -42,7 +42,6 @@ from hqi.layout.vector_cuts import CoarseCentroids
 from hqi.layout.zonemap import ZoneMaps
 from hqi.query import ColumnStore, FilterParser, Predicate, evaluate
 from hqi.query.compiled import AttributeMatrix
-from hqi.query.evaluate import BatchEvaluator
 from hqi.storage import format as storage
 
 __all__ = ["Filters", "Index", "build", "open"]
@@ -639,13 +638,12 @@ class Index:
 
     def _flat_groups(self, preds: list[Predicate | None], query_filter: np.ndarray) -> list[Group]:
         """The flat path's groups: each distinct filter's queries and the rows it
-        selects (None: every row), evaluated once on the whole store."""
-        evaluator = BatchEvaluator(self._store)
+        selects (None: every row), evaluated once on the whole store
+        (:func:`~hqi.execution.exact.filter_rows`)."""
+        matrix = self._attribute_matrix if COMPILED_FILTERS else None
+        rows = filter_rows(preds, self._store, matrix)
         queries_of = filter_queries(query_filter, len(preds))
-        return [
-            Group(qids, None if pred is None else evaluator.rows(pred))
-            for pred, qids in zip(preds, queries_of, strict=True)
-        ]
+        return [Group(qids, r) for qids, r in zip(queries_of, rows, strict=True)]
 
     def _search(
         self,

@@ -39,8 +39,10 @@ from hqi.execution.topk import RowMasks, TopK
 
 if TYPE_CHECKING:
     from hqi.execution.products import BF16Queries
+    from hqi.query import ColumnStore, Predicate
+    from hqi.query.compiled import AttributeMatrix
 
-__all__ = ["Group", "exact_distances", "exact_search"]
+__all__ = ["Group", "exact_distances", "exact_search", "filter_rows"]
 
 
 @dataclass(frozen=True)
@@ -226,6 +228,63 @@ def _gather_scan(
         cols = scattered[start : start + step]
         block = np.take(source, cols, axis=0, out=buffer[: cols.size])
         push(block, cols, None if sq_norms is None else sq_norms[cols])
+
+
+# Stores under this many rows find the flat pass's rows by the filters' programs,
+# all in one compiled call (larger ones evaluate each filter, selective ones
+# on their candidate rows: hqi.query.evaluate.SPARSE_MIN_ROWS).
+PROGRAM_ROWS_MAX = 1 << 16
+
+
+def filter_rows(
+    preds: Sequence[Predicate | None], store: ColumnStore, matrix: AttributeMatrix | None
+) -> list[np.ndarray | None]:
+    """The rows (ascending) where each filter is TRUE, evaluated once on the
+    whole store (None: no filter, every row): the flat pass's groups. In a
+    store of under :data:`PROGRAM_ROWS_MAX` rows with ``matrix``, the filters
+    that compile to programs are tested in one compiled call
+    (:func:`~hqi.execution.kernels.rows_holding`), which also skips those
+    whose columns' ranges rule them out; the others are evaluated
+    (:meth:`~hqi.query.evaluate.BatchEvaluator.rows`). SIGMOD 2024 contest
+    sample (5,034 filters on 10,000 rows): these rows 38.5 -> 24 ms, the
+    search 140 -> 129 ms; Spotify top hits: the search 28.2 -> 25.8 ms (the
+    same ids)."""
+    from hqi.execution.kernels import rows_holding
+    from hqi.query.compiled import ProgramTable, compile_filter
+    from hqi.query.evaluate import BatchEvaluator
+
+    evaluator = BatchEvaluator(store)
+    out: list[np.ndarray | None] = [None] * len(preds)
+    use_programs = matrix is not None and store.num_rows < PROGRAM_ROWS_MAX
+    programs, at = [], []
+    for i, pred in enumerate(preds):
+        if pred is None:
+            continue
+        program = compile_filter(pred, matrix) if use_programs else None  # type: ignore[arg-type]
+        if program is None:
+            out[i] = evaluator.rows(pred)
+        else:
+            programs.append(program)
+            at.append(i)
+    if programs:
+        assert matrix is not None
+        table = ProgramTable.of(programs, matrix)
+        least, greatest = matrix.ranges
+        found = rows_holding(
+            matrix.by_column,
+            table.bounds,
+            table.col,
+            table.group,
+            table.lo,
+            table.hi,
+            least,
+            greatest,
+        )
+        rows, offsets = found
+        bounds = offsets.tolist()
+        for j, i in enumerate(at):
+            out[i] = rows[bounds[j] : bounds[j + 1]]
+    return out
 
 
 def exact_search(

@@ -97,6 +97,17 @@ class AttributeMatrix:
         )
 
     @functools.cached_property
+    def ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each column's least and greatest non-NULL value, ``(C,)`` each (NaN for
+        a column of NULLs only), made on first use and kept."""
+        values = self.by_column
+        valid = ~np.isnan(values)
+        some = valid.any(axis=1)
+        least = np.where(valid, values, np.inf).min(axis=1, initial=np.inf)
+        greatest = np.where(valid, values, -np.inf).max(axis=1, initial=-np.inf)
+        return np.where(some, least, np.nan), np.where(some, greatest, np.nan)
+
+    @functools.cached_property
     def by_column(self) -> np.ndarray:
         """:attr:`values` column by column, ``(C, N)``, made on first use and kept:
         what compiled loops over consecutive rows read (small stores' exact
