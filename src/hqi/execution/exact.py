@@ -35,7 +35,10 @@ import numpy as np
 from hqi._arrays import plain
 from hqi._threads import even_bounds, run_split
 from hqi.collection import Metric
+from hqi.execution.kernels import rows_holding
 from hqi.execution.topk import RowMasks, TopK
+from hqi.query.compiled import ProgramTable, compile_filter
+from hqi.query.evaluate import BatchEvaluator
 
 if TYPE_CHECKING:
     from hqi.execution.products import BF16Queries
@@ -249,18 +252,14 @@ def filter_rows(
     sample (5,034 filters on 10,000 rows): these rows 38.5 -> 24 ms, the
     search 140 -> 129 ms; Spotify top hits: the search 28.2 -> 25.8 ms (the
     same ids)."""
-    from hqi.execution.kernels import rows_holding
-    from hqi.query.compiled import ProgramTable, compile_filter
-    from hqi.query.evaluate import BatchEvaluator
-
     evaluator = BatchEvaluator(store)
     out: list[np.ndarray | None] = [None] * len(preds)
-    use_programs = matrix is not None and store.num_rows < PROGRAM_ROWS_MAX
+    small = store.num_rows < PROGRAM_ROWS_MAX
     programs, at = [], []
     for i, pred in enumerate(preds):
         if pred is None:
             continue
-        program = compile_filter(pred, matrix) if use_programs else None  # type: ignore[arg-type]
+        program = compile_filter(pred, matrix) if matrix is not None and small else None
         if program is None:
             out[i] = evaluator.rows(pred)
         else:
@@ -270,7 +269,7 @@ def filter_rows(
         assert matrix is not None
         table = ProgramTable.of(programs, matrix)
         least, greatest = matrix.ranges
-        found = rows_holding(
+        rows, offsets = rows_holding(
             matrix.by_column,
             table.bounds,
             table.col,
@@ -280,7 +279,6 @@ def filter_rows(
             least,
             greatest,
         )
-        rows, offsets = found
         bounds = offsets.tolist()
         for j, i in enumerate(at):
             out[i] = rows[bounds[j] : bounds[j + 1]]
