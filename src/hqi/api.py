@@ -53,8 +53,13 @@ Filters = str | None | Sequence[str | None]
 # worker threads by default. Measured with 2 threads (one worker against two):
 # at 1-3G (FB15k-237; 20k and 200k synthetic rows at nprobe 3-16) one thread
 # was as fast or faster (FB15k-237 nprobe 3: 0.119 against 0.135 s); from 8G
-# up workers were 24-35% faster (200k rows: nprobe 16, exact).
-PARALLEL_MIN_WORK = 4e9
+# up workers were 24-35% faster (200k rows: nprobe 16, exact). Since small
+# stores' filters are tested by their programs (no masks), two workers pay
+# from about 1G: FB15k-237 nprobe 3 (1.2G) 58.5 -> 56.0 ms, exact (2.5G) 66.8
+# -> 55.3 ms, nprobe 8 73.4 -> 62.8 ms; 60k x 64, 4,000 queries, nprobe 1-3
+# and exact 15-20% faster; 20k x 64 at 0.1-0.4G: even (12.1 against 12.5 ms,
+# 38.2 against 38.3 ms).
+PARALLEL_MIN_WORK = 1e9
 
 # products="auto" runs exact plans of at least this many multiply-adds (distances
 # x dimension) in bfloat16. Measured exact, float32 against bfloat16 (medians of
