@@ -4,6 +4,7 @@ docstring for each step and what it measured)."""
 
 from __future__ import annotations
 
+import itertools
 from dataclasses import dataclass
 from typing import Any
 
@@ -132,6 +133,21 @@ def plan_batch(
     # which scan whole partitions, whatever is estimated to be.
     margin = 2 if nprobe is not None else 1
     nqs = np.array([q.size for q in queries_of], dtype=np.int64)
+    counted = None
+    if program_counts is not None:
+        # The counted filters' routes, costs and strategies, for all of them at
+        # once (as arrays over programs), before the per-filter pass.
+        counted = _Counted.of(
+            program_counts,
+            program_of,
+            sizes=sizes,
+            nlists=nlists,
+            list_sizes=list_sizes,
+            list_part=list_part,
+            list_may=list_may,
+            cost=cost,
+            ratio=gather_ratio(prefilter_ratio, nqs) if nprobe is None else prefilter_ratio,
+        )
     # The programs' estimates, all at once (programs x partitions): those that
     # will clearly be scanned are routed on them (est_scan) and never counted.
     est_scan = np.zeros(progs.count, dtype=bool)
@@ -195,21 +211,8 @@ def plan_batch(
                 )
             )
             continue
-        if program >= 0 and program_counts is not None:
-            filters.append(
-                _counted(
-                    pred,
-                    program,
-                    program_counts[program],
-                    nq,
-                    evaluator=evaluator,
-                    sizes=sizes,
-                    may_lists=may_lists,
-                    list_part=list_part,
-                    work=work,
-                    ratio=gather_ratio(prefilter_ratio, nq) if nprobe is None else prefilter_ratio,
-                )
-            )
+        if counted is not None and program >= 0:
+            filters.append(counted.plan(i, pred, program, evaluator))
             continue
         # Routed partitions and which of them are covered.
         if program >= 0:
@@ -341,43 +344,91 @@ def _strategy(qualifying: float, ratio: float, scan_work: float) -> Strategy:
     return "scan"
 
 
-def _counted(
-    pred: Predicate | None,
-    program: int,
-    counts_all: np.ndarray,
-    nq: int,
-    *,
-    evaluator: BatchEvaluator,
-    sizes: np.ndarray,
-    may_lists: np.ndarray | None,
-    list_part: np.ndarray,
-    work: Any,
-    ratio: float,
-) -> FilterPlan:
-    """The plan of a filter with a program whose qualifying rows per partition
-    are known exactly (``counts_all``: every partition's, :func:`_program_counts`):
-    scanned, the executor tests its program (no masks); prefiltered, its
-    rows are found here."""
-    parts = np.flatnonzero(counts_all).astype(np.int64)
-    counts = counts_all[parts]
-    qualifying = int(counts.sum())
-    if may_lists is not None:  # the partitions where nothing qualifies: no list
-        may_lists &= (counts_all > 0)[list_part]
-    scan_work = work(parts, qualifying, may_lists)
-    strategy = _strategy(qualifying, ratio, scan_work)
-    prefilter = strategy == "prefilter"
-    return FilterPlan(
-        pred,
-        strategy,
-        parts,
-        {},
-        qualifying,
-        scan_work,
-        counts,
-        partial=parts[counts < sizes[parts]],
-        row_ids=evaluator.rows(pred) if prefilter and pred is not None else None,
-        program=-1 if prefilter else program,
-    )
+@dataclass(frozen=True)
+class _Counted:
+    """The plans of the filters whose programs were counted exactly
+    (:func:`_program_counts`), computed as arrays over their programs: each
+    program's routed partitions (those with a qualifying row), their counts,
+    the partial ones, its qualifying rows, scan work and strategy. Scanned,
+    the executor tests its program (no masks); prefiltered, its rows are
+    found by :meth:`plan`. Per filter in NumPy calls, this cost about 8 us a
+    filter (FB15k-237: 6.5 ms of 17 ms planning)."""
+
+    parts: list[np.ndarray]  # by program
+    counts: list[np.ndarray]
+    partial: list[np.ndarray]
+    qualifying: np.ndarray  # (programs,) int64
+    work: np.ndarray  # (filters,) float64, by filter (exact work depends on its lists)
+    strategy: np.ndarray  # (filters,) object: "empty", "prefilter" or "scan"
+
+    @classmethod
+    def of(
+        cls,
+        counts_all: np.ndarray,
+        program_of: np.ndarray,
+        *,
+        sizes: np.ndarray,
+        nlists: np.ndarray,
+        list_sizes: np.ndarray,
+        list_part: np.ndarray,
+        list_may: np.ndarray | None,
+        cost: Any,
+        ratio: Any,
+    ) -> _Counted:
+        """``ratio``: a gathered row's cost, one for all filters or each
+        filter's (:func:`gather_ratio`); ``list_may``: an exact plan's lists
+        where each filter may hold, narrowed here to the partitions with a
+        qualifying row (in place)."""
+        routed = counts_all > 0
+        prog, part = np.nonzero(routed)
+        bounds = np.searchsorted(prog, np.arange(counts_all.shape[0] + 1)).tolist()
+        got = counts_all[prog, part]
+        partial = got < sizes[part]
+        pbounds = np.searchsorted(prog[partial], np.arange(counts_all.shape[0] + 1)).tolist()
+        part_partial = part[partial]
+        qualifying = counts_all.sum(axis=1)
+        has = np.flatnonzero(program_of >= 0)
+        of = program_of[has]
+        work = np.zeros(program_of.size)
+        if list_may is not None:  # exact: the rows of the lists where it may hold
+            list_may[has] &= routed[of][:, list_part]
+            work[has] = list_may[has] @ list_sizes
+        else:
+            rows = (routed * sizes[None, :]).sum(axis=1).astype(np.float64)
+            lists = (routed * nlists[None, :]).sum(axis=1)
+            work[has] = np.asarray(cost(rows, lists, qualifying), dtype=np.float64)[of]
+        ratio = ratio[has] if np.ndim(ratio) else ratio
+        q = qualifying[of]
+        strategy = np.full(program_of.size, "scan", dtype=object)
+        strategy[has[q * ratio <= work[has]]] = "prefilter"
+        strategy[has[q == 0]] = "empty"
+        return cls(
+            [part[a:b] for a, b in itertools.pairwise(bounds)],
+            [got[a:b] for a, b in itertools.pairwise(bounds)],
+            [part_partial[a:b] for a, b in itertools.pairwise(pbounds)],
+            qualifying,
+            work,
+            strategy,
+        )
+
+    def plan(
+        self, i: int, pred: Predicate | None, program: int, evaluator: BatchEvaluator
+    ) -> FilterPlan:
+        """Filter ``i``'s plan (its program ``program``)."""
+        strategy = self.strategy[i]
+        prefilter = strategy == "prefilter"
+        return FilterPlan(
+            pred,
+            strategy,
+            self.parts[program],
+            {},
+            int(self.qualifying[program]),
+            float(self.work[i]),
+            self.counts[program],
+            partial=self.partial[program],
+            row_ids=evaluator.rows(pred) if prefilter and pred is not None else None,
+            program=-1 if prefilter else program,
+        )
 
 
 def _program_counts(
