@@ -85,10 +85,11 @@ per-filter zone maps -> under 0.01 s). Stores too small for a sample
 on few rows in all (``COUNT_ROWS``), count every program exactly instead, on
 all rows of its partial partitions, in compiled passes
 (:func:`.estimates.count_programs`), and skip the sample and step 1's
-per-filter evaluation; only the filters they prefilter are evaluated, for
-their rows (FB15k-237, 816 filters: planning 32 -> 17 ms exact, 36 -> 22 ms
-at nprobe 3; MovieLens: 34 -> 26 ms exact, 51 -> 41 ms at nprobe 16; the
-same answers and recall).
+per-filter evaluation, their routes, costs and strategies computed as
+arrays over the programs; only the filters they prefilter are evaluated,
+for their rows (FB15k-237, 816 filters: planning 32 -> 10 ms exact, 36 ->
+15 ms at nprobe 3; MovieLens: 34 -> 18.5 ms exact, 51 -> 32 ms at nprobe
+16; the same answers and recall).
 
 The plan is data (:class:`BatchPlan`); :mod:`.batch` executes it and
 ``Index.explain`` prints it, so what is explained is what runs.

@@ -334,9 +334,10 @@ def plan_batch(
 
 
 def _strategy(qualifying: float, ratio: float, scan_work: float) -> Strategy:
-    """A counted filter's strategy: nothing qualifies, its gathered rows cost no
-    more than its scan (``ratio``: a gathered row's cost, :func:`gather_ratio`),
-    or a scan."""
+    """A routed filter's strategy from its exact count: nothing qualifies, its
+    gathered rows cost no more than its scan (``ratio``: a gathered row's
+    cost, :func:`gather_ratio`), or a scan (:class:`_Counted` decides the
+    same for all counted programs at once)."""
     if qualifying == 0:
         return "empty"
     if qualifying * ratio <= scan_work:
