@@ -574,6 +574,42 @@ def _combine_interval(dst: np.ndarray, vals: np.ndarray, lo: float, hi: float, u
             dst[r] = (dst[r] | t) if union else (dst[r] & t)
 
 
+@njit(nogil=True, boundscheck=False)
+def _program_on_rows(
+    ok: np.ndarray,
+    held: np.ndarray,
+    columns: np.ndarray,
+    r0: int,
+    n: int,
+    a: int,
+    stop: int,
+    atom_col: np.ndarray,
+    atom_group: np.ndarray,
+    atom_lo: np.ndarray,
+    atom_hi: np.ndarray,
+) -> None:
+    """``ok[:n]``: whether rows ``r0:r0 + n`` of ``columns`` (the attributes column
+    by column) satisfy the program in atoms ``[a, stop)``, clause by clause,
+    interval by interval over the rows (loops the compiler vectorises);
+    ``held``: scratch of at least ``n``."""
+    ok[:n] = 1
+    while a < stop:  # one clause (a group of intervals, ORed) at a time
+        e = a + 1
+        while e < stop and atom_group[e] == atom_group[a]:
+            e += 1
+        if e == a + 1:  # one interval: straight into ok
+            vals = columns[atom_col[a], r0 : r0 + n]
+            _combine_interval(ok[:n], vals, atom_lo[a], atom_hi[a], False)
+        else:  # several: OR them into held, interval by interval
+            held[:n] = 0
+            for x in range(a, e):
+                vals = columns[atom_col[x], r0 : r0 + n]
+                _combine_interval(held[:n], vals, atom_lo[x], atom_hi[x], True)
+            for r in range(n):
+                ok[r] &= held[r]
+        a = e
+
+
 # No signature: compiled on its first call (about 1 s), so that a process which never
 # plans with a sample (small stores, exact-only use) does not pay for it.
 @njit(nogil=True, boundscheck=False)
@@ -606,23 +642,8 @@ def count_holding(
         i = pair_prog[j]
         r0 = seg[pair_part[j]]
         n = seg[pair_part[j] + 1] - r0
-        ok[:n] = 1
         a, stop = bounds[i], bounds[i + 1]
-        while a < stop:  # one clause (a group of intervals, ORed) at a time
-            e = a + 1
-            while e < stop and atom_group[e] == atom_group[a]:
-                e += 1
-            if e == a + 1:  # one interval: straight into ok
-                vals = columns[atom_col[a], r0 : r0 + n]
-                _combine_interval(ok, vals, atom_lo[a], atom_hi[a], False)
-            else:  # several: OR them into held, interval by interval
-                held[:n] = 0
-                for x in range(a, e):
-                    vals = columns[atom_col[x], r0 : r0 + n]
-                    _combine_interval(held, vals, atom_lo[x], atom_hi[x], True)
-                for r in range(n):
-                    ok[r] &= held[r]
-            a = e
+        _program_on_rows(ok, held, columns, r0, n, a, stop, atom_col, atom_group, atom_lo, atom_hi)
         c = 0
         for r in range(n):
             c += ok[r]
@@ -683,20 +704,7 @@ def rows_holding(
         if not possible[i]:
             continue
         a, stop = bounds[i], bounds[i + 1]
-        ok[:] = 1
-        while a < stop:  # one clause (a group of intervals, ORed) at a time
-            e = a + 1
-            while e < stop and atom_group[e] == atom_group[a]:
-                e += 1
-            if e == a + 1:
-                _combine_interval(ok, columns[atom_col[a]], atom_lo[a], atom_hi[a], False)
-            else:
-                held[:] = 0
-                for x in range(a, e):
-                    _combine_interval(held, columns[atom_col[x]], atom_lo[x], atom_hi[x], True)
-                for r in range(n):
-                    ok[r] &= held[r]
-            a = e
+        _program_on_rows(ok, held, columns, 0, n, a, stop, atom_col, atom_group, atom_lo, atom_hi)
         if used + n > rows.size:
             grown = np.empty(max(2 * rows.size, used + n), dtype=np.int64)
             grown[:used] = rows[:used]

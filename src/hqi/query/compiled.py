@@ -110,8 +110,9 @@ class AttributeMatrix:
     @functools.cached_property
     def by_column(self) -> np.ndarray:
         """:attr:`values` column by column, ``(C, N)``, made on first use and kept:
-        what compiled loops over consecutive rows read (small stores' exact
-        program counts, :func:`hqi.execution.planner.planning.plan_batch`)."""
+        what compiled loops over consecutive rows read (the planner's exact
+        program counts, :func:`hqi.execution.planner.planning.plan_batch`; the
+        flat pass's rows, :func:`hqi.execution.exact.filter_rows`)."""
         return np.ascontiguousarray(self.values.T)
 
 
@@ -444,14 +445,6 @@ class ProgramTable:
     hi: np.ndarray
     bounds: np.ndarray  # (len(programs) + 1,)
     columns: tuple[str, ...] = ()  # the names of attrs' columns, in order (col's meaning)
-    matrix: AttributeMatrix | None = None  # attrs' matrix (its by_column)
-
-    @property
-    def by_column(self) -> np.ndarray:
-        """``attrs`` column by column, ``(C, N)`` (:attr:`AttributeMatrix.by_column`)."""
-        if self.matrix is not None:
-            return self.matrix.by_column
-        return np.ascontiguousarray(self.attrs.T)
 
     @classmethod
     def of(cls, programs: list[Program], matrix: AttributeMatrix) -> ProgramTable:
@@ -465,7 +458,6 @@ class ProgramTable:
             _concat(programs, "hi", np.float64),
             bounds,
             tuple(matrix.column_index),
-            matrix,
         )
 
 

@@ -125,10 +125,12 @@ def plan_batch(
     # where they are partial, in small stores and where those rows are few
     # (COUNT_ROWS); those filters skip the sample and route_filter.
     program_counts = None
-    if progs.count and table is not None:
-        partial_rows = int(((program_may & ~program_all) @ sizes).sum())
-        if small or partial_rows <= COUNT_ROWS:
-            program_counts = _program_counts(progs, part.part_bounds, sizes, threads)
+    countable = progs.count and attributes is not None and table is not None
+    if countable and (small or int(((program_may & ~program_all) @ sizes).sum()) <= COUNT_ROWS):
+        assert attributes is not None
+        program_counts = _program_counts(
+            progs, attributes.by_column, part.part_bounds, sizes, threads
+        )
     # Approximate plans estimate only what will clearly be scanned; exact ones,
     # which scan whole partitions, whatever is estimated to be.
     margin = 2 if nprobe is not None else 1
@@ -433,18 +435,21 @@ class _Counted:
 
 
 def _program_counts(
-    progs: _Programs, part_bounds: np.ndarray, sizes: np.ndarray, threads: int = 1
+    progs: _Programs,
+    columns: np.ndarray,
+    part_bounds: np.ndarray,
+    sizes: np.ndarray,
+    threads: int = 1,
 ) -> np.ndarray:
     """(programs, partitions): each program's qualifying rows in each partition,
     exactly: counted on every row of the partitions where its zone flags
-    leave it partial, in compiled passes (:func:`~.estimates.count_programs`);
-    a covered partition's rows all qualify."""
+    leave it partial, in compiled passes (:func:`~.estimates.count_programs`;
+    ``columns``: :attr:`~hqi.query.compiled.AttributeMatrix.by_column`); a
+    covered partition's rows all qualify."""
     assert progs.table is not None
     prog, parts = np.nonzero(progs.may & ~progs.whole)
     counts = np.where(progs.may & progs.whole, sizes[None, :], 0).astype(np.int64)
-    counts[prog, parts] = count_programs(
-        progs.table.by_column, part_bounds, progs.table, prog, parts, threads
-    )
+    counts[prog, parts] = count_programs(columns, part_bounds, progs.table, prog, parts, threads)
     return counts
 
 
