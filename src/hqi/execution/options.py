@@ -102,10 +102,10 @@ class SearchOptions:
     with one BLAS thread) instead of one thread with ``threads`` BLAS threads.
     ``True`` always uses workers, ``False`` never. ``None`` (default) uses
     them when the plan's distances times the dimension reach
-    ``hqi.api.PARALLEL_MIN_WORK`` (4e9): measured faster there (exact and
+    ``hqi.api.PARALLEL_MIN_WORK`` (1e9): measured faster there (exact and
     nprobe 16 at 200k rows: 24-35%; 1M rows: execution 13-20% faster at
-    nprobe 4-16), and no faster or slower on smaller plans, where thread
-    start-up and the GIL outweigh the split.
+    nprobe 4-16; FB15k-237 exact, 2.5e9: 66.8 -> 55.3 ms), and no faster on
+    smaller plans, where thread start-up and the GIL outweigh the split.
 
     ``flat``: answer the batch exactly by one pass over all rows, each distinct
     filter evaluated once on the whole store, without the planner. ``None``
