@@ -505,3 +505,32 @@ def test_thread_limits_reach_pools_loaded_after_the_first_call(monkeypatch) -> N
     assert _threads._pools() is first
     monkeypatch.setitem(sys.modules, "hqi_test_new_module", types.ModuleType("x"))
     assert _threads._pools() is not first
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.integers(1, 6),
+    st.integers(1, 9),
+    st.data(),
+)
+def test_sort_by_distance_equals_lexsort(nq, k, data) -> None:
+    """The winners' final order (finish_topk, exact_search): by distance, then
+    position, padding (-1) last among equal distances and NaN after all, as
+    np.lexsort orders them, on one thread or several; tied and repeated
+    distances, padding at +inf and NaN included."""
+    values = st.sampled_from([0.0, 0.5, 1.0, -2.0, np.inf, np.nan])
+    dist = data.draw(hnp.arrays(np.float32, (nq, k), elements=values))
+    pos = data.draw(hnp.arrays(np.int64, (nq, k), elements=st.integers(-1, 5)))
+    key = np.where(pos < 0, np.iinfo(np.int64).max, pos)
+    order = np.lexsort((key, dist), axis=-1)
+    want_pos = np.take_along_axis(pos, order, 1)
+    want_dist = np.take_along_axis(dist, order, 1)
+    before = exact_mod.PARALLEL_DISTANCES
+    exact_mod.PARALLEL_DISTANCES = 1  # rows split over threads even here
+    try:
+        for workers in (1, 3):
+            got_pos, got_dist = exact_mod.sort_by_distance(pos.copy(), dist.copy(), workers=workers)
+            np.testing.assert_array_equal(got_pos, want_pos)
+            np.testing.assert_array_equal(got_dist, want_dist)
+    finally:
+        exact_mod.PARALLEL_DISTANCES = before

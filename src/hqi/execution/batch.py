@@ -30,7 +30,13 @@ import numpy as np
 from hqi._arrays import plain
 from hqi._threads import one_blas_thread
 from hqi.collection import Metric
-from hqi.execution.exact import Group, _gather_scan, exact_distances, ranking_queries
+from hqi.execution.exact import (
+    Group,
+    _gather_scan,
+    exact_distances,
+    ranking_queries,
+    sort_by_distance,
+)
 from hqi.execution.planner import BatchPlan, FilterPlan, filter_queries
 from hqi.execution.products import (
     BF16Queries,
@@ -462,5 +468,4 @@ def finish_topk(
     ends with this."""
     pos, _ = top.finish()
     dist = exact_distances(vectors, queries, pos, metric, workers=workers)
-    order = np.lexsort((np.where(pos < 0, np.iinfo(np.int64).max, pos), dist), axis=-1)
-    return np.take_along_axis(pos, order, 1), np.take_along_axis(dist, order, 1)
+    return sort_by_distance(pos, dist, workers=workers)

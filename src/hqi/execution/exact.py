@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from hqi.query import ColumnStore, Predicate
     from hqi.query.compiled import AttributeMatrix
 
-__all__ = ["Group", "exact_distances", "exact_search", "filter_rows"]
+__all__ = ["Group", "exact_distances", "exact_search", "filter_rows", "sort_by_distance"]
 
 
 @dataclass(frozen=True)
@@ -90,6 +90,26 @@ def exact_distances(
         even_bounds(nq, workers if nq * k >= PARALLEL_DISTANCES else 1),
     )
     return out
+
+
+def sort_by_distance(
+    pos: np.ndarray, dist: np.ndarray, *, workers: int = 1
+) -> tuple[np.ndarray, np.ndarray]:
+    """``pos`` and ``dist`` (q, k), each row ordered by (distance, position),
+    padding (position -1) last among equal distances, on ``workers`` threads
+    for many: what ``np.lexsort`` gives, sorted in place
+    (:func:`~hqi.execution.kernels.sort_rows`). 1M, 10,000 x 120 winners: 64
+    ms in lexsort."""
+    from hqi.execution.kernels import sort_rows
+
+    pos = np.ascontiguousarray(pos, dtype=np.int64)
+    dist = np.ascontiguousarray(dist, dtype=np.float32)
+    nq, k = pos.shape
+    run_split(
+        lambda a, b: sort_rows(dist, pos, a, b),
+        even_bounds(nq, workers if nq * k >= PARALLEL_DISTANCES else 1),
+    )
+    return pos, dist
 
 
 def ranking_queries(queries: np.ndarray, norms: np.ndarray | None) -> np.ndarray:
@@ -334,7 +354,5 @@ def exact_search(
             on_progress(int(group.queries.size))
     pos, _ = top.finish()
     dist = exact_distances(vectors, queries, pos, metric)
-    order = np.lexsort((np.where(pos < 0, np.iinfo(np.int64).max, pos), dist), axis=-1)
-    pos = np.take_along_axis(pos, order, axis=1)
-    dist = np.take_along_axis(dist, order, axis=1)
+    pos, dist = sort_by_distance(pos, dist)
     return pos, dist, computed

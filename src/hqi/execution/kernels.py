@@ -244,6 +244,45 @@ def push_scores(
 
 
 @njit(nogil=True, boundscheck=False)
+def _after(d1: float, p1: int, d2: float, p2: int) -> bool:
+    """Whether ``(d1, p1)`` sorts after ``(d2, p2)`` in :func:`sort_rows`'s order."""
+    if d1 != d1 or d2 != d2:  # NaN last
+        if d1 != d1 and d2 != d2:
+            return p1 > p2
+        return d1 != d1
+    return d1 > d2 or (d1 == d2 and p1 > p2)
+
+
+@njit(nogil=True, boundscheck=False)
+def sort_rows(dist: np.ndarray, pos: np.ndarray, r0: int, r1: int) -> None:
+    """Sort rows ``r0:r1`` of ``dist`` / ``pos`` (n, k) in place by (distance,
+    position), a position below 0 (padding) last among equal distances and
+    NaN distances after all others: ``np.lexsort((where(pos < 0, max, pos),
+    dist))`` row by row. By insertion: the winners come in their approximate
+    order and their exact distances move few of them (1M, 10,000 x 120
+    winners: 64 ms in lexsort)."""
+    k = dist.shape[1]
+    big = np.iinfo(np.int64).max
+    for r in range(r0, r1):
+        d_row = dist[r]
+        p_row = pos[r]
+        for j in range(1, k):
+            d = d_row[j]
+            p = p_row[j]
+            key = p if p >= 0 else big
+            s = j
+            while s > 0:
+                q = p_row[s - 1]
+                if not _after(d_row[s - 1], q if q >= 0 else big, d, key):
+                    break
+                d_row[s] = d_row[s - 1]
+                p_row[s] = q
+                s -= 1
+            d_row[s] = d
+            p_row[s] = p
+
+
+@njit(nogil=True, boundscheck=False)
 def merge_rows(
     top_dist: np.ndarray,
     top_pos: np.ndarray,
