@@ -525,12 +525,13 @@ def test_sort_by_distance_equals_lexsort(nq, k, data) -> None:
     order = np.lexsort((key, dist), axis=-1)
     want_pos = np.take_along_axis(pos, order, 1)
     want_dist = np.take_along_axis(dist, order, 1)
-    before = exact_mod.PARALLEL_DISTANCES
+    before = exact_mod.PARALLEL_DISTANCES, exact_mod.SORT_COMPILED_MIN
     exact_mod.PARALLEL_DISTANCES = 1  # rows split over threads even here
     try:
-        for workers in (1, 3):
+        for compiled_min, workers in ((0, 1), (0, 3), (1 << 30, 1)):  # compiled, numpy
+            exact_mod.SORT_COMPILED_MIN = compiled_min
             got_pos, got_dist = exact_mod.sort_by_distance(pos.copy(), dist.copy(), workers=workers)
             np.testing.assert_array_equal(got_pos, want_pos)
             np.testing.assert_array_equal(got_dist, want_dist)
     finally:
-        exact_mod.PARALLEL_DISTANCES = before
+        exact_mod.PARALLEL_DISTANCES, exact_mod.SORT_COMPILED_MIN = before
