@@ -475,3 +475,21 @@ def test_flat_rows_by_programs_equal_evaluate_and_skip_ruled_out_filters() -> No
     # Without a matrix (or not compiled) every filter is evaluated: the same rows.
     for rows, again in zip(found[1:], filter_rows(preds, store, None)[1:], strict=True):
         np.testing.assert_array_equal(rows, again)
+
+
+@pytest.mark.parametrize("n", [1, 7, 8, 9, 16, 17, 70])
+def test_flat_rows_around_whole_words(n) -> None:
+    """rows_holding reads its row flags eight at a time, skipping eights where
+    none holds: stores of a multiple of eight rows and not, filters holding
+    on every row, none, the first or the last only, each alone (its output
+    grown past the rows it was given) and all together."""
+    store = ColumnStore(pa.table({"x": pa.array(np.arange(n, dtype=np.int64))}))
+    matrix = AttributeMatrix(store)
+    texts = ["x >= 0", "x < 0", "x = 0", f"x = {n - 1}", "x > 0"]
+    preds = [parse_filter(t, store.schema) for t in texts]
+    for chosen in [[p] for p in preds] + [preds]:
+        found = filter_rows(chosen, store, matrix)
+        for pred, rows in zip(chosen, found, strict=True):
+            np.testing.assert_array_equal(
+                rows, np.flatnonzero(evaluate(pred, store)), err_msg=str(pred)
+            )

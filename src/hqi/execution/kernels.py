@@ -711,7 +711,10 @@ def rows_holding(
     NULLs only) holds nowhere and reads no row: in the SIGMOD 2024 contest
     sample most time windows lie past every timestamp. The others are
     tested interval by interval over all rows (loops the compiler
-    vectorises, as :func:`count_holding`)."""
+    vectorises, as :func:`count_holding`), and their rows written out eight
+    flags at a time, skipping the eights where none holds (a generated 20k
+    store's 369 filters: 7.0 -> 5.4 ms; the SIGMOD sample's 5,035: 23.0 ->
+    21.4 ms; the same rows)."""
     n = columns.shape[1]
     programs = bounds.size - 1
     possible = np.ones(programs, dtype=np.bool_)
@@ -736,7 +739,9 @@ def rows_holding(
     rows = np.empty(max(min(int(possible.sum()) * n, 1 << 27), 1), dtype=np.int64)
     offsets = np.zeros(programs + 1, dtype=np.int64)
     used = 0
-    ok = np.empty(n, dtype=np.uint8)
+    words = -(-n // 8)
+    ok = np.zeros(8 * words, dtype=np.uint8)  # past n: 0, never kept
+    ok_words = ok.view(np.uint64)
     held = np.empty(n, dtype=np.uint8)
     for i in range(programs):
         offsets[i] = used
@@ -744,12 +749,15 @@ def rows_holding(
             continue
         a, stop = bounds[i], bounds[i + 1]
         _program_on_rows(ok, held, columns, 0, n, a, stop, atom_col, atom_group, atom_lo, atom_hi)
-        if used + n > rows.size:
-            grown = np.empty(max(2 * rows.size, used + n), dtype=np.int64)
+        if used + 8 * words > rows.size:
+            grown = np.empty(max(2 * rows.size, used + 8 * words), dtype=np.int64)
             grown[:used] = rows[:used]
             rows = grown
-        for r in range(n):  # each row written, kept where it holds (no branch)
-            rows[used] = r
-            used += ok[r]
+        for w in range(words):  # eight rows at a time, none where none holds
+            if ok_words[w] == 0:
+                continue
+            for r in range(8 * w, 8 * w + 8):  # each written, kept where it holds
+                rows[used] = r
+                used += ok[r]
     offsets[programs] = used
     return rows[:used], offsets
