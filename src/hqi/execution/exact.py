@@ -35,7 +35,7 @@ import numpy as np
 from hqi._arrays import plain
 from hqi._threads import even_bounds, run_split
 from hqi.collection import Metric
-from hqi.execution.kernels import rows_holding
+from hqi.execution.kernels import rows_holding, sort_rows
 from hqi.execution.topk import RowMasks, TopK
 from hqi.query.compiled import ProgramTable, compile_filter
 from hqi.query.evaluate import BatchEvaluator
@@ -113,8 +113,6 @@ def sort_by_distance(
     if nq * k < SORT_COMPILED_MIN:
         order = np.lexsort((np.where(pos < 0, np.iinfo(np.int64).max, pos), dist), axis=-1)
         return np.take_along_axis(pos, order, 1), np.take_along_axis(dist, order, 1)
-    from hqi.execution.kernels import sort_rows
-
     pos = np.ascontiguousarray(pos, dtype=np.int64)
     dist = np.ascontiguousarray(dist, dtype=np.float32)
     run_split(

@@ -126,10 +126,11 @@ def plan_batch(
     # (COUNT_ROWS); those filters skip the sample and route_filter.
     program_counts = None
     countable = progs.count and attributes is not None and table is not None
-    if countable and (small or int(((program_may & ~program_all) @ sizes).sum()) <= COUNT_ROWS):
+    partial = program_may & ~program_all if countable else None
+    if partial is not None and (small or int((partial @ sizes).sum()) <= COUNT_ROWS):
         assert attributes is not None
         program_counts = _program_counts(
-            progs, attributes.by_column, part.part_bounds, sizes, threads
+            progs, partial, attributes.by_column, part.part_bounds, sizes, threads
         )
     # Approximate plans estimate only what will clearly be scanned; exact ones,
     # which scan whole partitions, whatever is estimated to be.
@@ -436,6 +437,7 @@ class _Counted:
 
 def _program_counts(
     progs: _Programs,
+    partial: np.ndarray,
     columns: np.ndarray,
     part_bounds: np.ndarray,
     sizes: np.ndarray,
@@ -443,11 +445,13 @@ def _program_counts(
 ) -> np.ndarray:
     """(programs, partitions): each program's qualifying rows in each partition,
     exactly: counted on every row of the partitions where its zone flags
-    leave it partial, in compiled passes (:func:`~.estimates.count_programs`;
-    ``columns``: :attr:`~hqi.query.compiled.AttributeMatrix.by_column`); a
-    covered partition's rows all qualify."""
+    leave it partial (``partial``: ``progs.may & ~progs.whole``, which the
+    caller has sized already), in compiled passes
+    (:func:`~.estimates.count_programs`; ``columns``:
+    :attr:`~hqi.query.compiled.AttributeMatrix.by_column`); a covered
+    partition's rows all qualify."""
     assert progs.table is not None
-    prog, parts = np.nonzero(progs.may & ~progs.whole)
+    prog, parts = np.nonzero(partial)
     counts = np.where(progs.may & progs.whole, sizes[None, :], 0).astype(np.int64)
     counts[prog, parts] = count_programs(columns, part_bounds, progs.table, prog, parts, threads)
     return counts
