@@ -97,6 +97,17 @@ def test_recall_grows_with_nprobe(learned, workload, truth) -> None:
     assert recalls[0] <= recalls[1] <= recalls[2] and recalls[2] == 1.0
 
 
+def _plan_on_the_sample(monkeypatch) -> None:
+    """Make the planner estimate filters on its row sample in this small test
+    store (it would count them exactly): a sample at any size, estimates from
+    two hits, and no exact program counts (``COUNT_ROWS``)."""
+    from hqi.execution.planner import planning
+
+    monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)
+    monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
+    monkeypatch.setattr(planning, "COUNT_ROWS", -1)
+
+
 def _probed_lists(plan) -> dict[int, set[int]]:
     out: dict[int, set[int]] = {}
     for q, cell in zip(plan.probe_query.tolist(), plan.probe_cell.tolist(), strict=True):
@@ -517,11 +528,7 @@ def test_scanned_selective_filters_are_tested_by_their_programs(
     and exact with all probes."""
     import importlib
 
-    from hqi.execution.planner import planning
-
-    monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
-    monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
-    monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
+    _plan_on_the_sample(monkeypatch)
     monkeypatch.setattr(importlib.import_module("hqi.query.evaluate"), "SPARSE_MIN_ROWS", 0)
     q, f = workload.queries[:150], workload.filters[:150]
     for opts in ({"nprobe": 4}, {"nprobe": 10_000}, {"exact": True}):
@@ -557,8 +564,7 @@ def test_estimated_filters_are_masked_where_probed(monkeypatch, learned, workloa
     opts = hqi.SearchOptions.from_kwargs(k=10)
     assert learned.count(None) < planning.SAMPLE_MIN_ROWS  # a small store: counted exactly
     assert not any(fp.estimated for fp in learned._plan(q, f, opts, 4).filters)
-    monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
-    monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
+    _plan_on_the_sample(monkeypatch)
     plan = learned._plan(q, f, opts, 4)
     estimated = [i for i, fp in enumerate(plan.filters) if fp.estimated]
     assert estimated, "no filter took the estimated path"
@@ -597,11 +603,8 @@ def test_each_probe_admits_exactly_its_filters_rows(monkeypatch, learned, worklo
     rows of its cell where its query's filter holds."""
     from hqi.execution import batch
     from hqi.execution.kernels import _holds
-    from hqi.execution.planner import planning
 
-    monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
-    monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)  # estimated filters too
-    monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
+    _plan_on_the_sample(monkeypatch)
     monkeypatch.setattr(hqi.api, "COMPILED_FILTERS", compiled)
     q, f = workload.queries[:150], workload.filters[:150]
     opts_ = hqi.SearchOptions.from_kwargs(k=10, **opts)
@@ -641,11 +644,8 @@ def test_each_probe_admits_exactly_its_filters_rows(monkeypatch, learned, worklo
 def test_compiled_filters_give_the_masked_answers(monkeypatch, learned, workload, truth, opts):
     """Estimated filters that compile are tested by the executor, not masked: same
     answers as with masks, exact with all probes, and no list masks made."""
-    from hqi.execution.planner import planning
 
-    monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
-    monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
-    monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
+    _plan_on_the_sample(monkeypatch)
     q, f = workload.queries[:150], workload.filters[:150]
     plan = learned._plan(q, f, hqi.SearchOptions.from_kwargs(k=10, **opts), opts.get("nprobe"))
     compiled = [fp for fp in plan.filters if fp.program >= 0]
@@ -681,14 +681,11 @@ def test_exact_plans_skip_only_lists_without_qualifying_rows(
     than the partitions hold; the exact answers. Filters with masks (nothing
     compiled), with programs counted exactly (this small store's default) and
     with programs routed on estimates."""
-    from hqi.execution.planner import planning
 
     if mode == "masks":
         monkeypatch.setattr(importlib.import_module("hqi.api"), "COMPILED_FILTERS", False)
     if mode == "estimated":
-        monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)
-        monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
-        monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
+        _plan_on_the_sample(monkeypatch)
     q, f = workload.queries, workload.filters
     plan = learned._plan(q, f, hqi.SearchOptions.from_kwargs(k=10, exact=True), None)
     assert plan.list_may is not None
@@ -814,9 +811,7 @@ def test_batched_sample_hits_give_the_same_plans(monkeypatch, learned, workload)
     from hqi.execution.planner import estimates, planning
     from hqi.query.compiled import compile_filter
 
-    monkeypatch.setattr(planning, "MIN_SAMPLE_HITS", 2)  # the test catalog is small
-    monkeypatch.setattr(planning, "SAMPLE_MIN_ROWS", 0)
-    monkeypatch.setattr(planning, "COUNT_ROWS", -1)  # on the sample, not counted
+    _plan_on_the_sample(monkeypatch)
     monkeypatch.setattr(estimates, "PARALLEL_SAMPLE_ROWS", 0)  # threads at any size
     q, f = workload.queries[:150], workload.filters[:150]
     matrix = learned._attribute_matrix
