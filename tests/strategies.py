@@ -14,6 +14,21 @@ from hqi.query.columns import normalize_table
 N = 300
 STRINGS = ["jazz", "rock", "Rock", "hip hop", "O'Brien", "émile", "", "zz"]
 TAGS = ["live", "remix", "a", "b"]
+# Values for LIKE: wildcards and a backslash as data, case pairs, and code
+# points whose lowercase DuckDB maps one to one ('İ' -> 'i', 'Σ' -> 'σ', 'ß' stays).
+NAMES = [
+    "The Who",
+    "the who",
+    "50%_off",
+    "50% off",
+    "a\\b",
+    "a_b",
+    "İstanbul",
+    "ΣΑΣ",
+    "ß",
+    "x\ny",
+    "",
+]
 
 
 def _table() -> pa.Table:
@@ -54,6 +69,10 @@ def _table() -> pa.Table:
             "tags": pa.array(tags, pa.list_(pa.string())),
         }
     )
+    names = np.random.default_rng(4)  # its own stream: the columns above stay as they were
+    table = table.append_column(
+        "name", pa.array(names.choice(NAMES, N).tolist(), mask=names.random(N) < 0.15)
+    )
     return normalize_table(table)
 
 
@@ -75,10 +94,40 @@ ts_lit = st.datetimes(dt.datetime(2019, 6, 1), dt.datetime(2023, 6, 1)).map(
 )
 columns = {"s": str_lit, "i": int_lit, "f": float_lit, "d": date_lit, "ts": ts_lit}
 
+# LIKE patterns: pieces of the values above, wildcards, escapes and case changes.
+_PIECES = ["%", "_", "The", "the", "WHO", " ", "who", "50", "\\", "!", "!%", "!_", "!!", "b"]
+_PIECES += ["i", "İ", "σ", "Σ", "SS", "ß", "\n", "r", "o", "ck", "'", "é"]
+like_pattern = st.lists(st.sampled_from(_PIECES), max_size=4).map("".join)
+
+
+@st.composite
+def like(draw: st.DrawFn) -> str:
+    """``LIKE`` / ``ILIKE`` (optionally with ``NOT`` and ``ESCAPE '!'``) and the
+    string functions that hqi reads as LIKE patterns, on ``name`` or ``s``."""
+    col = draw(st.sampled_from(["name", "name", "s"]))
+    kind = draw(st.sampled_from(["like", "like", "function"]))
+    if kind == "function":
+        fn = draw(st.sampled_from(["starts_with", "prefix", "ends_with", "suffix", "contains"]))
+        text = draw(st.sampled_from([*NAMES, "50%", "_", "\\", "who", "%", "a_"]))
+        return f"{fn}({col}, {quote(text)})"
+    pattern = draw(like_pattern)
+    escape = draw(st.sampled_from([None, None, "!", ""]))
+    if escape == "!":  # DuckDB rejects a pattern that ends with its escape character
+        trailing = len(pattern) - len(pattern.rstrip("!"))
+        pattern += "!" if trailing % 2 else ""
+    words = ["LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"]
+    op = draw(st.sampled_from(words if escape is not None else [*words, "~~", "~~*", "!~~"]))
+    tail = "" if escape is None else f" ESCAPE {quote(escape)}"
+    return f"{col} {op} {quote(pattern)}{tail}"
+
 
 @st.composite
 def atom(draw: st.DrawFn) -> str:
-    kind = draw(st.sampled_from(["cmp", "between", "in", "null", "bool", "contains", "const"]))
+    kind = draw(
+        st.sampled_from(["cmp", "between", "in", "null", "bool", "contains", "like", "const"])
+    )
+    if kind == "like":
+        return draw(like())
     col = draw(st.sampled_from(sorted(columns)))
     lit = columns[col]
     if kind == "cmp":

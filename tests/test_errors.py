@@ -54,6 +54,15 @@ def small() -> hqi.Index:
         ("year = year", UnsupportedFilterError, "comparing two columns", None),
         ("genre IN (SELECT 1)", UnsupportedFilterError, "subquery", None),
         ("year IS TRUE", UnsupportedFilterError, "IS NULL", None),
+        ("year LIKE '19%'", FilterTypeError, "LIKE needs a string column; 'year' is int", 0),
+        ("tags ILIKE 'a'", FilterTypeError, "ILIKE needs a string column", 0),
+        ("starts_with(live, 'a')", FilterTypeError, "starts_with() needs a string column", 0),
+        ("genre LIKE 3", FilterTypeError, "does not fit column 'genre'", 11),
+        ("genre LIKE 'ja!' ESCAPE '!'", FilterSyntaxError, "ends with its escape character", 11),
+        ("genre LIKE 'ja' ESCAPE '!!'", FilterSyntaxError, "empty or one character", None),
+        ("genre GLOB 'j*'", UnsupportedFilterError, "unsupported expression", 0),
+        ("genre SIMILAR TO 'j.*'", UnsupportedFilterError, "unsupported expression", 0),
+        ("prefix(genre)", UnsupportedFilterError, "prefix() takes two arguments", 0),
     ],
 )
 def test_filter_errors(small, text, error, fragment, position) -> None:

@@ -438,6 +438,43 @@ def test_filter_on_uncut_column_still_works(learned, catalog, rng) -> None:
     np.testing.assert_array_equal(res.ids, exact.ids)
 
 
+def test_like_filters_are_learned_routed_and_answered_exactly(catalog) -> None:
+    """LIKE patterns cut the layout like any atom; searches with them (planned,
+    not the small-store pass) equal brute force over the rows DuckDB selects."""
+    duckdb = pytest.importorskip("duckdb")
+    workload = ["genre LIKE 'ho%'", "artist LIKE '%1_'", "starts_with(type, 'pod')"] * 20
+    index = hqi.build(
+        catalog.vectors,
+        catalog.attributes,
+        workload=workload + ["year < 1990"] * 20,
+        min_partition_rows=150,
+        list_size=64,
+    )
+    assert any("LIKE" in cut for cut in index.info()["layout_cuts"])
+    filters = [
+        "genre LIKE 'ho%'",
+        "genre NOT ILIKE 'HO%' AND year < 2000",
+        "artist LIKE '%1_' OR ends_with(genre, 'y')",
+        "contains(type, 'o') AND genre LIKE '_o%'",
+    ]
+    con = duckdb.connect()
+    n = catalog.attributes.num_rows
+    con.register("t", catalog.attributes.append_column("row", pa.array(np.arange(n))))
+    q = catalog.vectors[:40] + 0.01
+    for text in filters:
+        mask = np.zeros(n, dtype=bool)
+        mask[[r for (r,) in con.execute(f"SELECT row FROM t WHERE {text}").fetchall()]] = True
+        assert index.count(text) == mask.sum() > 0, text
+        exact = index.search(q, text, k=10, exact=True, flat=False)
+        approx = index.search(q, text, k=10, nprobe=10_000, flat=False)
+        np.testing.assert_array_equal(approx.ids, exact.ids)
+        rows = np.flatnonzero(mask)
+        for i in range(len(q)):
+            d = ((catalog.vectors[rows] - q[i]) ** 2).sum(axis=1)
+            nearest = rows[np.lexsort((rows, d))[:10]]
+            assert set(exact.ids[i].tolist()) == set(nearest.tolist()), text
+
+
 def test_bad_workload_filter_is_reported(catalog) -> None:
     with pytest.raises(hqi.UnknownColumnError, match="did you mean 'genre'"):
         hqi.build(catalog.vectors, catalog.attributes, workload=["genr = 'x'"])

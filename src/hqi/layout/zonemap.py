@@ -29,6 +29,7 @@ from hqi._jit import njit
 from hqi._threads import even_bounds, run_split
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData, widen
 from hqi.query.evaluate import _OPS, _isin, _physical
+from hqi.query.like import like_hits
 from hqi.query.predicate import (
     And,
     Compare,
@@ -36,6 +37,7 @@ from hqi.query.predicate import (
     Contains,
     InList,
     IsNull,
+    Like,
     Not,
     Or,
     Predicate,
@@ -328,6 +330,8 @@ class ZoneMaps:
         if isinstance(data, StringData):
             if isinstance(pred, Compare):
                 hit = np.asarray(_OPS[pred.op](data.dictionary, pred.value), dtype=bool)
+            elif isinstance(pred, Like):
+                hit = like_hits(pred, data.dictionary)
             else:
                 hit = _isin(data.dictionary, list(pred.values))
             present = summary["present"]

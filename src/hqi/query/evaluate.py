@@ -6,8 +6,9 @@ node has two masks: where it is TRUE and where it is FALSE. They are
 computed on demand (``NOT`` asks its child for the FALSE mask), so a filter
 without ``NOT`` only ever builds TRUE masks.
 
-Predicates on string columns are evaluated once per dictionary entry and then
-gathered through the row codes; list_contains uses the element -> row map.
+Predicates on string columns (LIKE patterns too, :mod:`hqi.query.like`) are
+evaluated once per dictionary entry and then gathered through the row codes;
+list_contains uses the element -> row map.
 
 *Selective filters* are evaluated on their candidate rows only: a filter
 that can be TRUE only on rows a string column's inverted index names
@@ -31,6 +32,7 @@ import numpy as np
 
 from hqi._arrays import in_ascending, isin_sorted, unique
 from hqi.query.columns import ColumnStore, ListData, RangeStore, StringData, ValueData
+from hqi.query.like import like_hits
 from hqi.query.predicate import (
     And,
     Compare,
@@ -38,6 +40,7 @@ from hqi.query.predicate import (
     Contains,
     InList,
     IsNull,
+    Like,
     Not,
     Or,
     Predicate,
@@ -361,6 +364,8 @@ class _Evaluator:
             return self._atom(
                 pred.column, want, lambda v: _isin(v, values), unknown_rest=pred.has_null
             )
+        if isinstance(pred, Like):  # a string column: matched once per dictionary value
+            return self._atom(pred.column, want, lambda v: like_hits(pred, v), unknown_rest=False)
         raise TypeError(f"not a predicate: {pred!r}")
 
     def never_true(self, pred: Predicate) -> bool:

@@ -8,6 +8,9 @@ The grammar hqi evaluates::
             | col [NOT] IN (lit, ...)
             | col IS [NOT] NULL
             | list_contains(col, 'text')      (list<string> columns)
+            | col [NOT] LIKE|ILIKE 'pattern' [ESCAPE 'c']
+            | starts_with|prefix|ends_with|suffix|contains(col, 'text')
+                                               (string columns)
             | col                              (boolean columns)
             | TRUE | FALSE | NULL
     lit    := 'text' | number | TRUE | FALSE | NULL
@@ -34,6 +37,7 @@ from hqi.errors import (
     UnsupportedFilterError,
 )
 from hqi.query.columns import ColumnKind, Schema
+from hqi.query.like import escaped, pattern_error
 from hqi.query.predicate import (
     And,
     Compare,
@@ -42,6 +46,7 @@ from hqi.query.predicate import (
     Contains,
     InList,
     IsNull,
+    Like,
     Not,
     Or,
     Predicate,
@@ -67,6 +72,22 @@ _FLIP: dict[CompareOp, CompareOp] = {
     ">=": "<=",
 }
 _NULL = object()  # a NULL literal
+# String functions read as LIKE patterns: the kind of pattern each one makes.
+# sqlglot parses some into their own nodes (which ones depends on its
+# version), the rest are anonymous functions.
+_AFFIX = {
+    "starts_with": "prefix",
+    "prefix": "prefix",
+    "ends_with": "suffix",
+    "suffix": "suffix",
+    "contains": "contains",
+    "StartsWith": "prefix",
+    "EndsWith": "suffix",
+    "Contains": "contains",
+}
+_AFFIX_NODES = tuple(
+    getattr(exp, name) for name in ("StartsWith", "EndsWith", "Contains") if hasattr(exp, name)
+)
 
 
 def parse_filter(text: str, schema: Schema) -> Predicate | None:
@@ -183,6 +204,16 @@ class _Checker:
             return IsNull(column)
         if isinstance(node, exp.ArrayContains):
             return self._contains(node, node.this, node.expression)
+        if isinstance(node, exp.Escape) and isinstance(node.this, exp.Like | exp.ILike):
+            return self._like(node.this, node.expression, node)
+        if isinstance(node, exp.Like | exp.ILike):
+            return self._like(node, None, node)
+        if isinstance(node, _AFFIX_NODES):
+            return self._affix(node, _AFFIX[type(node).__name__], node.this, node.expression)
+        if isinstance(node, exp.Anonymous) and node.name.lower() in _AFFIX:
+            if len(node.expressions) != 2:
+                raise self._unsupported(node, f"{node.name.lower()}() takes two arguments")
+            return self._affix(node, _AFFIX[node.name.lower()], *node.expressions)
         if isinstance(node, exp.Column):
             column, kind = self.column(node, node)
             if kind is not ColumnKind.BOOL:
@@ -193,7 +224,9 @@ class _Checker:
         if isinstance(node, exp.Func):
             name = node.sql_name().lower() if not isinstance(node, exp.Anonymous) else node.name
             raise self._unsupported(
-                node, f"unsupported function {name}(); only list_contains(column, 'value') is"
+                node,
+                f"unsupported function {name}(); supported: list_contains(column, 'value'), "
+                "starts_with, prefix, ends_with, suffix and contains(column, 'text')",
             )
         raise self._unsupported(node, f"unsupported expression {node.sql(dialect='duckdb')!r}")
 
@@ -265,6 +298,50 @@ class _Checker:
         if value is _NULL:
             return Const(None)
         return Contains(column, cast(str, value))
+
+    def _string_column(self, col: exp.Expression, node: exp.Expression, what: str) -> str:
+        column, kind = self.column(col, node)
+        if kind is not ColumnKind.STRING:
+            raise self._type_error(
+                node, f"{what} needs a string column; {column!r} is {kind.value}"
+            )
+        return column
+
+    def _like(
+        self, node: exp.Like | exp.ILike, escape: exp.Expression | None, whole: exp.Expression
+    ) -> Predicate:
+        """``col [NOT] LIKE|ILIKE 'pattern' [ESCAPE 'c']``."""
+        op = "ILIKE" if isinstance(node, exp.ILike) else "LIKE"
+        column = self._string_column(node.this, whole, op)
+        pattern = self.literal(node.expression, column, ColumnKind.STRING)
+        esc = None if escape is None else self.literal(escape, column, ColumnKind.STRING)
+        if pattern is _NULL or esc is _NULL:
+            return Const(None)
+        esc = cast("str | None", esc) or None  # ESCAPE '' is no escape, as in DuckDB
+        problem = pattern_error(cast(str, pattern), esc)
+        if problem is not None:
+            raise FilterSyntaxError(problem, text=self.text, position=_position(node.expression))
+        pred: Predicate = Like(column, cast(str, pattern), esc, op == "ILIKE")
+        return Not(pred) if node.args.get("negate") else pred
+
+    def _affix(
+        self, node: exp.Expression, kind: str, col: exp.Expression, item: exp.Expression
+    ) -> Predicate:
+        """``starts_with`` / ``prefix``, ``ends_with`` / ``suffix`` and ``contains``
+        on a string column (``kind``: "prefix", "suffix" or "contains"), as LIKE
+        patterns; ``contains`` on a list column is ``list_contains``, as in DuckDB."""
+        if kind == "contains" and isinstance(col, exp.Column):
+            _, column_kind = self.column(col, node)
+            if column_kind is ColumnKind.STRING_LIST:
+                return self._contains(node, col, item)
+        what = {"prefix": "starts_with", "suffix": "ends_with"}.get(kind, "contains")
+        column = self._string_column(col, node, f"{what}()")
+        text = self.literal(item, column, ColumnKind.STRING)
+        if text is _NULL:
+            return Const(None)
+        pattern, esc = escaped(cast(str, text))
+        pattern = {"prefix": f"{pattern}%", "suffix": f"%{pattern}"}.get(kind, f"%{pattern}%")
+        return Like(column, pattern, esc)
 
     # -- literals -----------------------------------------------------------
     def literal(self, node: exp.Expression, column: str, kind: ColumnKind) -> Value | object:

@@ -7,7 +7,9 @@ SQL (``str(pred)``) in a canonical form that DuckDB accepts.
 Literal values are Python values already checked against the column's type:
 ``str``, ``int``, ``float``, ``bool``, ``datetime.date`` (DATE columns) and
 ``datetime.datetime`` (TIMESTAMP columns). ``BETWEEN`` is lowered to two
-comparisons and ``a <> b`` to ``!=``; ``IS NOT NULL`` is ``Not(IsNull)``.
+comparisons and ``a <> b`` to ``!=``; ``IS NOT NULL`` is ``Not(IsNull)``;
+``NOT LIKE`` is ``Not(Like)``, and ``starts_with``, ``ends_with`` and
+``contains`` on strings are ``Like`` patterns.
 """
 
 from __future__ import annotations
@@ -25,6 +27,7 @@ __all__ = [
     "Contains",
     "InList",
     "IsNull",
+    "Like",
     "Not",
     "Or",
     "Predicate",
@@ -98,6 +101,26 @@ class IsNull:
 
 
 @dataclass(frozen=True)
+class Like:
+    """``column LIKE pattern`` (``ILIKE`` when ``case_insensitive``) on a string
+    column, as in DuckDB: ``%`` matches any run of characters, ``_`` one
+    character, and the whole value must match; ``escape`` (one character, or
+    None: DuckDB's default, no escape) makes the character after it literal.
+    ``ILIKE`` lowercases both sides code point by code point, as DuckDB does.
+    NULL on either side makes it unknown."""
+
+    column: str
+    pattern: str
+    escape: str | None = None
+    case_insensitive: bool = False
+
+    def __str__(self) -> str:
+        op = "ILIKE" if self.case_insensitive else "LIKE"
+        text = f"{sql_identifier(self.column)} {op} {sql_literal(self.pattern)}"
+        return text if self.escape is None else f"{text} ESCAPE {sql_literal(self.escape)}"
+
+
+@dataclass(frozen=True)
 class Contains:
     """``list_contains(column, value)`` on a ``list<string>`` column."""
 
@@ -144,7 +167,7 @@ class Or:
         return " OR ".join(f"({c})" for c in self.children)
 
 
-Predicate: TypeAlias = Compare | InList | IsNull | Contains | Const | Not | And | Or
+Predicate: TypeAlias = Compare | InList | IsNull | Like | Contains | Const | Not | And | Or
 
 
 def atoms(pred: Predicate) -> Iterator[Predicate]:

@@ -1,0 +1,153 @@
+"""SQL ``LIKE`` / ``ILIKE`` patterns, matched as DuckDB matches them.
+
+A string column is dictionary-coded (:class:`hqi.query.columns.StringData`),
+so a pattern is matched once per distinct value, by Arrow's string kernels
+(C++: prefixes, suffixes and substrings directly, other patterns as RE2
+expressions), and the evaluators turn the matching codes into masks, intervals of codes
+(:mod:`hqi.query.compiled`) or partition flags (:mod:`hqi.layout.zonemap`),
+as they do for ``=`` and ``IN``.
+
+DuckDB's semantics, checked against DuckDB by the property tests: ``%`` is
+any run of characters (newlines too), ``_`` one code point, the whole value
+must match; without ``ESCAPE`` no character escapes (a backslash is a
+backslash); ``ILIKE`` lowercases the value, the pattern and the escape
+character code point by code point (``'ß' ILIKE 'SS'`` is false).
+"""
+
+from __future__ import annotations
+
+import weakref
+
+import numpy as np
+import pyarrow as pa
+import pyarrow.compute as pc
+
+from hqi.query.predicate import Like
+
+__all__ = ["escaped", "like_hits", "pattern_error"]
+
+_WILDCARDS = "%_"
+
+
+def pattern_error(pattern: str, escape: str | None) -> str | None:
+    """Why DuckDB rejects ``pattern`` with ``escape``, or None when it is valid."""
+    if escape is not None and len(escape) > 1:
+        return f"the ESCAPE string must be empty or one character, not {escape!r}"
+    if escape:
+        i = 0
+        while i < len(pattern):
+            if pattern[i] == escape:
+                if i + 1 == len(pattern):
+                    return f"the LIKE pattern {pattern!r} ends with its escape character"
+                i += 1
+            i += 1
+    return None
+
+
+def escaped(text: str) -> tuple[str, str | None]:
+    """A LIKE pattern (and its escape character) matching ``text`` itself."""
+    if not any(c in text for c in _WILDCARDS):
+        return text, None
+    return "".join("\\" + c if c in "%_\\" else c for c in text), "\\"
+
+
+def _lower(text: str) -> str:
+    """``text`` lowercased code point by code point, as DuckDB's ``lower``."""
+    return str(pc.utf8_lower(pa.scalar(text, pa.string())).as_py())
+
+
+_ANY, _ONE = "%", "_"  # the wildcard tokens; literals are (text,) tuples
+Token = str | tuple[str]
+
+
+def _tokens(pred: Like) -> list[Token]:
+    """``pred``'s pattern as tokens: the wildcards ``"%"`` and ``"_"``, and
+    runs of literal characters as 1-tuples; lowercased for ILIKE."""
+    pattern, escape = pred.pattern, pred.escape or None
+    if pred.case_insensitive:
+        pattern = _lower(pattern)
+        escape = _lower(escape) if escape else None
+    tokens: list[Token] = []
+    literal: list[str] = []
+    i = 0
+    while i < len(pattern):
+        c = pattern[i]
+        if escape is not None and c == escape:
+            i += 1
+            literal.append(pattern[i])  # pattern_error rejected a trailing escape
+        elif c in _WILDCARDS:
+            if literal:
+                tokens.append(("".join(literal),))
+                literal = []
+            if not (c == _ANY and tokens and tokens[-1] == _ANY):  # '%%' is '%'
+                tokens.append(c)
+        else:
+            literal.append(c)
+        i += 1
+    if literal:
+        tokens.append(("".join(literal),))
+    return tokens
+
+
+def _regex(tokens: list[Token]) -> str:
+    """An RE2 expression matching exactly what the tokens do (whole value):
+    ASCII punctuation written as ``\\x{..}``, so nothing in a literal is syntax."""
+    out = ["(?s)^"]
+    for token in tokens:
+        if token == _ANY:
+            out.append(".*")
+        elif token == _ONE:
+            out.append(".")
+        else:
+            out.extend(
+                c if c.isalnum() or not c.isascii() else f"\\x{{{ord(c):02x}}}" for c in token[0]
+            )
+    out.append("$")
+    return "".join(out)
+
+
+# A dictionary's Arrow copy (and its lowercase one, for ILIKE), made once per
+# dictionary array: the stores of a search share their parent's dictionary.
+_ARROW: dict[int, tuple[pa.Array, list[pa.Array]]] = {}
+
+
+def _arrow_dictionary(dictionary: np.ndarray, lower: bool) -> pa.Array:
+    key = id(dictionary)
+    entry = _ARROW.get(key)
+    if entry is None:
+        entry = (pa.array(dictionary, pa.string()), [])
+        _ARROW[key] = entry
+        weakref.finalize(dictionary, _ARROW.pop, key, None)
+    values, lowered = entry
+    if not lower:
+        return values
+    if not lowered:
+        lowered.append(pc.utf8_lower(values))
+    return lowered[0]
+
+
+def like_hits(pred: Like, dictionary: np.ndarray) -> np.ndarray:
+    """Boolean (D,): which values of a string ``dictionary`` (object array of
+    str) match ``pred``. A literal, a prefix, a suffix or a substring is
+    matched by Arrow's string kernels, any other pattern by an RE2 expression.
+    (Arrow's own ``match_like`` takes those shortcuts too, but in pyarrow 26
+    without undoing the pattern's escapes: ``'a\\\\b%'`` misses ``'a\\b'``.)"""
+    if dictionary.size == 0:
+        return np.zeros(0, dtype=bool)
+    values = _arrow_dictionary(dictionary, pred.case_insensitive)
+    tokens = _tokens(pred)
+    shape = "".join(t if isinstance(t, str) else "L" for t in tokens)
+    text = [t[0] for t in tokens if isinstance(t, tuple)]
+    if shape in ("", "L"):
+        hit = pc.equal(values, text[0] if text else "")
+    elif shape == "L%":
+        hit = pc.starts_with(values, text[0])
+    elif shape == "%L":
+        hit = pc.ends_with(values, text[0])
+    elif shape == "%L%":
+        hit = pc.match_substring(values, text[0])
+    elif shape == _ANY:
+        return np.ones(dictionary.size, dtype=bool)
+    else:
+        hit = pc.match_substring_regex(values, _regex(tokens))
+    return np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
