@@ -149,6 +149,12 @@ def atom(draw: st.DrawFn) -> str:
     if kind == "bool":
         return draw(st.sampled_from(["b", "NOT b", "b = TRUE", "b = FALSE", "b != TRUE"]))
     if kind == "contains":
+        form = draw(st.sampled_from(["list_contains", "list_contains", "has"]))
+        if form == "has":  # list_has_any / list_has_all: NULL items and [] included
+            items = draw(st.lists(st.sampled_from([*TAGS, "zz", None]), max_size=3))
+            fn = draw(st.sampled_from(["list_has_any", "list_has_all", "array_has_all", "&&"]))
+            listed = "[" + ", ".join("NULL" if v is None else quote(v) for v in items) + "]"
+            return f"tags && {listed}" if fn == "&&" else f"{fn}(tags, {listed})"
         return f"list_contains(tags, {quote(draw(st.sampled_from([*TAGS, 'zz'])))})"
     return draw(st.sampled_from(["TRUE", "FALSE", "NULL", "i = NULL"]))
 

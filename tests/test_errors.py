@@ -63,6 +63,9 @@ def small() -> hqi.Index:
         ("genre GLOB 'j*'", UnsupportedFilterError, "unsupported expression", 0),
         ("genre SIMILAR TO 'j.*'", UnsupportedFilterError, "unsupported expression", 0),
         ("prefix(genre)", UnsupportedFilterError, "prefix() takes two arguments", 0),
+        ("list_has_any(genre, ['a'])", FilterTypeError, "needs a list<string> column", 0),
+        ("list_has_all(tags, 'a')", UnsupportedFilterError, "a list of strings", 0),
+        ("list_has_any(tags, [1])", FilterTypeError, "does not fit column 'tags'", None),
     ],
 )
 def test_filter_errors(small, text, error, fragment, position) -> None:

@@ -8,6 +8,7 @@ The grammar hqi evaluates::
             | col [NOT] IN (lit, ...)
             | col IS [NOT] NULL
             | list_contains(col, 'text')      (list<string> columns)
+            | list_has_any|list_has_all(col, ['text', ...])
             | col [NOT] LIKE|ILIKE 'pattern' [ESCAPE 'c']
             | starts_with|prefix|ends_with|suffix|contains(col, 'text')
                                                (string columns)
@@ -85,6 +86,11 @@ _AFFIX = {
     "EndsWith": "suffix",
     "Contains": "contains",
 }
+# list_has_any / list_has_all (and their array_ names): True when all are needed.
+_HAS = {"list_has_any": False, "array_has_any": False, "list_has_all": True, "array_has_all": True}
+_HAS_NODES = tuple(
+    getattr(exp, name) for name in ("ArrayOverlaps", "ArrayContainsAll") if hasattr(exp, name)
+)
 _AFFIX_NODES = tuple(
     getattr(exp, name) for name in ("StartsWith", "EndsWith", "Contains") if hasattr(exp, name)
 )
@@ -204,6 +210,13 @@ class _Checker:
             return IsNull(column)
         if isinstance(node, exp.ArrayContains):
             return self._contains(node, node.this, node.expression)
+        if isinstance(node, _HAS_NODES):  # list_has_any(col, [...]), col && [...], ...
+            every = type(node).__name__ == "ArrayContainsAll"
+            return self._has(node, node.this, node.expression, every=every)
+        if isinstance(node, exp.Anonymous) and node.name.lower() in _HAS:
+            if len(node.expressions) != 2:
+                raise self._unsupported(node, f"{node.name.lower()}() takes two arguments")
+            return self._has(node, *node.expressions, every=_HAS[node.name.lower()])
         if isinstance(node, exp.Escape) and isinstance(node.this, exp.Like | exp.ILike):
             return self._like(node.this, node.expression, node)
         if isinstance(node, exp.Like | exp.ILike):
@@ -225,8 +238,9 @@ class _Checker:
             name = node.sql_name().lower() if not isinstance(node, exp.Anonymous) else node.name
             raise self._unsupported(
                 node,
-                f"unsupported function {name}(); supported: list_contains(column, 'value'), "
-                "starts_with, prefix, ends_with, suffix and contains(column, 'text')",
+                f"unsupported function {name}(); supported: list_contains, list_has_any and "
+                "list_has_all on list columns; starts_with, prefix, ends_with, suffix and "
+                "contains on strings",
             )
         raise self._unsupported(node, f"unsupported expression {node.sql(dialect='duckdb')!r}")
 
@@ -298,6 +312,34 @@ class _Checker:
         if value is _NULL:
             return Const(None)
         return Contains(column, cast(str, value))
+
+    def _has(
+        self, node: exp.Expression, col: exp.Expression, items: exp.Expression, *, every: bool
+    ) -> Predicate:
+        """``list_has_any`` / ``list_has_all(col, ['a', ...])`` as an OR / AND of
+        ``list_contains``, as DuckDB evaluates them: NULL items are ignored, and
+        with none left, FALSE / TRUE on a list and NULL on a NULL list."""
+        name = "list_has_all" if every else "list_has_any"
+        column, kind = self.column(col, node)
+        if kind is not ColumnKind.STRING_LIST:
+            raise self._type_error(
+                node, f"{name} needs a list<string> column; {column!r} is {kind.value}"
+            )
+        if not isinstance(items, exp.Array):
+            raise self._unsupported(node, f"{name} takes a list of strings such as ['a', 'b']")
+        values: list[str] = []
+        for item in items.expressions:
+            value = self.literal(item, column, ColumnKind.STRING)
+            if value is not _NULL and value not in values:
+                values.append(cast(str, value))
+        if not values:  # unknown on a NULL list (NULL AND TRUE), else FALSE / TRUE
+            if every:
+                return Or((Const(None), Not(IsNull(column))))
+            return And((Const(None), IsNull(column)))
+        parts = tuple(Contains(column, v) for v in values)
+        if len(parts) == 1:
+            return parts[0]
+        return And(parts) if every else Or(parts)
 
     def _string_column(self, col: exp.Expression, node: exp.Expression, what: str) -> str:
         column, kind = self.column(col, node)
