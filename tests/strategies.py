@@ -101,9 +101,10 @@ like_pattern = st.lists(st.sampled_from(_PIECES), max_size=4).map("".join)
 
 
 @st.composite
-def like(draw: st.DrawFn) -> str:
-    """``LIKE`` / ``ILIKE`` (optionally with ``NOT`` and ``ESCAPE '!'``) and the
-    string functions that hqi reads as LIKE patterns, on ``name`` or ``s``."""
+def like(draw: st.DrawFn, negated: bool = True) -> str:
+    """``LIKE`` / ``ILIKE`` (optionally with ``ESCAPE '!'``, and ``NOT`` unless
+    ``negated`` is False) and the string functions that hqi reads as LIKE
+    patterns, on ``name`` or ``s``."""
     col = draw(st.sampled_from(["name", "name", "s"]))
     kind = draw(st.sampled_from(["like", "like", "function"]))
     if kind == "function":
@@ -115,8 +116,9 @@ def like(draw: st.DrawFn) -> str:
     if escape == "!":  # DuckDB rejects a pattern that ends with its escape character
         trailing = len(pattern) - len(pattern.rstrip("!"))
         pattern += "!" if trailing % 2 else ""
-    words = ["LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"]
-    op = draw(st.sampled_from(words if escape is not None else [*words, "~~", "~~*", "!~~"]))
+    words = ["LIKE", "ILIKE", "NOT LIKE", "NOT ILIKE"] if negated else ["LIKE", "ILIKE"]
+    symbols = ["~~", "~~*", "!~~"] if negated else ["~~", "~~*"]
+    op = draw(st.sampled_from(words if escape is not None else [*words, *symbols]))
     tail = "" if escape is None else f" ESCAPE {quote(escape)}"
     return f"{col} {op} {quote(pattern)}{tail}"
 
@@ -180,6 +182,7 @@ _ROW_TIMES = sorted({str(t) for t in TABLE["ts"].to_pylist() if t is not None})
 _bounded_atom = st.one_of(
     st.sampled_from([*STRINGS, "zzz"]).map(lambda v: f"s = {quote(v)}"),
     st.lists(str_lit, min_size=1, max_size=3).map(lambda v: f"s IN ({', '.join(v)})"),
+    like(negated=False),
     st.sampled_from([*TAGS, "zz"]).map(lambda v: f"list_contains(tags, {quote(v)})"),
     st.one_of(int_lit, st.sampled_from(["2.0", "2.5", "-0.0", "9223372036854775808"])).flatmap(
         lambda v: st.sampled_from([f"i = {v}", f"{v} = i"])

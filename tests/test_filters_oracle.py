@@ -112,6 +112,12 @@ def test_candidate_rows_come_from_inverted_indexes() -> None:
         is None
     )
     assert query_evaluate.candidates(pred, STORE, s.count("jazz") - 1) is None
+    # LIKE: the postings of the matching values (here 'The Who' and 'the who').
+    who = parse_filter("name ILIKE 'the w%'", STORE.schema)
+    names = STORE["name"]
+    expected = sorted(names.rows_with("The Who").tolist() + names.rows_with("the who").tolist())
+    assert sorted(query_evaluate.candidates(who, STORE, STORE.num_rows).tolist()) == expected
+    assert query_evaluate.candidates(who, STORE, len(expected) - 1) is None
 
 
 def test_integer_index_names_equal_rows() -> None:

@@ -79,8 +79,8 @@ def evaluate(pred: Predicate | None, store: ColumnStore) -> np.ndarray:
 def _postings(pred: Predicate, store: ColumnStore, limit: int) -> np.ndarray | None:
     """The rows where atom ``pred`` is TRUE, straight from an inverted index (a
     row may repeat), or None when no index answers it or they are over
-    ``limit``: ``s = 'x'`` and ``s IN (...)`` on a string column,
-    ``list_contains(tags, 'x')`` on a list column."""
+    ``limit``: ``s = 'x'``, ``s IN (...)`` and ``s LIKE 'x%'`` on a string
+    column, ``list_contains(tags, 'x')`` on a list column."""
     if (isinstance(pred, Compare) and pred.op == "=") or isinstance(pred, InList):
         data = store[pred.column]
         if not isinstance(data, StringData):
@@ -98,6 +98,17 @@ def _postings(pred: Predicate, store: ColumnStore, limit: int) -> np.ndarray | N
         if not isinstance(data, ListData) or data.count(pred.value) > limit:
             return None
         return data.rows_with(pred.value)
+    if isinstance(pred, Like):
+        data = store[pred.column]
+        if not isinstance(data, StringData):
+            return None
+        codes = np.flatnonzero(like_hits(pred, data.dictionary))
+        if int(data.counts[codes].sum()) > limit:
+            return None
+        bounds, rows = data.postings
+        return np.concatenate(
+            [np.zeros(0, np.int64), *(rows[bounds[c] : bounds[c + 1]] for c in codes)]
+        )
     return None
 
 

@@ -106,35 +106,60 @@ def _regex(tokens: list[Token]) -> str:
     return "".join(out)
 
 
-# A dictionary's Arrow copy (and its lowercase one, for ILIKE), made once per
-# dictionary array: the stores of a search share their parent's dictionary.
-_ARROW: dict[int, tuple[pa.Array, list[pa.Array]]] = {}
+# Per dictionary array (the stores of a search share their parent's): its
+# Arrow copy, its lowercase copy for ILIKE, and recent patterns' matches
+# (a selective filter's inverted-index bound and its mask both ask for them).
+# At most HITS_BYTES of matches are kept per dictionary.
+HITS_BYTES = 32 << 20
 
 
-def _arrow_dictionary(dictionary: np.ndarray, lower: bool) -> pa.Array:
+class _Matched:
+    def __init__(self, dictionary: np.ndarray) -> None:
+        self.values = pa.array(dictionary, pa.string())
+        self.lowered: pa.Array | None = None
+        self.hits: dict[Like, np.ndarray] = {}
+        self.max_hits = min(max(HITS_BYTES // max(dictionary.size, 1), 1), 4096)
+
+
+_MATCHED: dict[int, _Matched] = {}
+
+
+def _matched(dictionary: np.ndarray) -> _Matched:
     key = id(dictionary)
-    entry = _ARROW.get(key)
+    entry = _MATCHED.get(key)
     if entry is None:
-        entry = (pa.array(dictionary, pa.string()), [])
-        _ARROW[key] = entry
-        weakref.finalize(dictionary, _ARROW.pop, key, None)
-    values, lowered = entry
-    if not lower:
-        return values
-    if not lowered:
-        lowered.append(pc.utf8_lower(values))
-    return lowered[0]
+        entry = _MATCHED[key] = _Matched(dictionary)
+        weakref.finalize(dictionary, _MATCHED.pop, key, None)
+    return entry
 
 
 def like_hits(pred: Like, dictionary: np.ndarray) -> np.ndarray:
     """Boolean (D,): which values of a string ``dictionary`` (object array of
-    str) match ``pred``. A literal, a prefix, a suffix or a substring is
-    matched by Arrow's string kernels, any other pattern by an RE2 expression.
+    str) match ``pred``, read-only and kept for the next call. A literal, a
+    prefix, a suffix or a substring is matched by Arrow's string kernels, any
+    other pattern by an RE2 expression.
     (Arrow's own ``match_like`` takes those shortcuts too, but in pyarrow 26
     without undoing the pattern's escapes: ``'a\\\\b%'`` misses ``'a\\b'``.)"""
     if dictionary.size == 0:
         return np.zeros(0, dtype=bool)
-    values = _arrow_dictionary(dictionary, pred.case_insensitive)
+    entry = _matched(dictionary)
+    hit = entry.hits.get(pred)
+    if hit is None:
+        hit = _match(pred, entry)
+        hit.flags.writeable = False
+        if len(entry.hits) >= entry.max_hits:
+            entry.hits.clear()
+        entry.hits[pred] = hit
+    return hit
+
+
+def _match(pred: Like, entry: _Matched) -> np.ndarray:
+    """:func:`like_hits`, computed."""
+    values = entry.values
+    if pred.case_insensitive:
+        if entry.lowered is None:
+            entry.lowered = pc.utf8_lower(values)
+        values = entry.lowered
     tokens = _tokens(pred)
     shape = "".join(t if isinstance(t, str) else "L" for t in tokens)
     text = [t[0] for t in tokens if isinstance(t, tuple)]
@@ -147,7 +172,7 @@ def like_hits(pred: Like, dictionary: np.ndarray) -> np.ndarray:
     elif shape == "%L%":
         hit = pc.match_substring(values, text[0])
     elif shape == _ANY:
-        return np.ones(dictionary.size, dtype=bool)
+        return np.ones(len(values), dtype=bool)
     else:
         hit = pc.match_substring_regex(values, _regex(tokens))
     return np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
