@@ -25,7 +25,7 @@ import pyarrow as pa
 from hqi.query import ColumnStore, evaluate, parse_filter
 
 evaluate_module = importlib.import_module("hqi.query.evaluate")
-like_module = importlib.import_module("hqi.query.like")
+like_module = importlib.import_module("hqi.query.patterns")
 
 FILTERS = [
     "name LIKE 'Artist 01234%'",

@@ -123,13 +123,32 @@ def like(draw: st.DrawFn, negated: bool = True) -> str:
     return f"{col} {op} {quote(pattern)}{tail}"
 
 
+# Regular expressions: pieces that are valid RE2 in any order.
+_RE_PIECES = ["a", "b", "W", "ho", ".", ".*", "[a-z]+", "\\d+", "(?:The|the)", "5", "%", "_"]
+_RE_PIECES += ["\\\\", "İ", "σ", "Σ", "ß", " ", "^", "$", "|", "\\n"]
+
+
+@st.composite
+def regex(draw: st.DrawFn) -> str:
+    """``regexp_matches`` / ``regexp_full_match`` with DuckDB's options, ``~``,
+    ``!~`` and ``[NOT] SIMILAR TO``, on ``name`` or ``s``."""
+    col = draw(st.sampled_from(["name", "name", "s"]))
+    pattern = quote("".join(draw(st.lists(st.sampled_from(_RE_PIECES), max_size=4))))
+    form = draw(st.sampled_from(["fn", "fn", "~", "!~", "SIMILAR TO", "NOT SIMILAR TO"]))
+    if form != "fn":
+        return f"{col} {form} {pattern}"
+    fn = draw(st.sampled_from(["regexp_matches", "regexp_full_match"]))
+    options = draw(st.sampled_from([None, "i", "s", "l", "c", "ic", "ci", "is", ""]))
+    return f"{fn}({col}, {pattern}{'' if options is None else ', ' + quote(options)})"
+
+
 @st.composite
 def atom(draw: st.DrawFn) -> str:
     kind = draw(
         st.sampled_from(["cmp", "between", "in", "null", "bool", "contains", "like", "const"])
     )
     if kind == "like":
-        return draw(like())
+        return draw(st.one_of(like(), regex()))
     col = draw(st.sampled_from(sorted(columns)))
     lit = columns[col]
     if kind == "cmp":

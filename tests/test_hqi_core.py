@@ -439,8 +439,9 @@ def test_filter_on_uncut_column_still_works(learned, catalog, rng) -> None:
 
 
 def test_like_filters_are_learned_routed_and_answered_exactly(catalog) -> None:
-    """LIKE patterns cut the layout like any atom; searches with them (planned,
-    not the small-store pass) equal brute force over the rows DuckDB selects."""
+    """LIKE patterns cut the layout like any atom; searches with them and with
+    regular expressions (planned, not the small-store pass) equal brute force
+    over the rows DuckDB selects."""
     duckdb = pytest.importorskip("duckdb")
     workload = ["genre LIKE 'ho%'", "artist LIKE '%1_'", "starts_with(type, 'pod')"] * 20
     index = hqi.build(
@@ -456,6 +457,8 @@ def test_like_filters_are_learned_routed_and_answered_exactly(catalog) -> None:
         "genre NOT ILIKE 'HO%' AND year < 2000",
         "artist LIKE '%1_' OR ends_with(genre, 'y')",
         "contains(type, 'o') AND genre LIKE '_o%'",
+        "regexp_matches(artist, '0[12]$') AND year > 1990",
+        "genre SIMILAR TO '(horror|comedy)' OR regexp_matches(type, 'BOOK', 'i')",
     ]
     con = duckdb.connect()
     n = catalog.attributes.num_rows

@@ -29,7 +29,7 @@ from hqi._jit import njit
 from hqi._threads import even_bounds, run_split
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData, widen
 from hqi.query.evaluate import _OPS, _isin, _physical
-from hqi.query.like import like_hits
+from hqi.query.patterns import pattern_hits
 from hqi.query.predicate import (
     And,
     Compare,
@@ -41,6 +41,7 @@ from hqi.query.predicate import (
     Not,
     Or,
     Predicate,
+    Regex,
 )
 
 if TYPE_CHECKING:
@@ -330,8 +331,8 @@ class ZoneMaps:
         if isinstance(data, StringData):
             if isinstance(pred, Compare):
                 hit = np.asarray(_OPS[pred.op](data.dictionary, pred.value), dtype=bool)
-            elif isinstance(pred, Like):
-                hit = like_hits(pred, data.dictionary)
+            elif isinstance(pred, Like | Regex):
+                hit = pattern_hits(pred, data.dictionary)
             else:
                 hit = _isin(data.dictionary, list(pred.values))
             present = summary["present"]

@@ -40,7 +40,7 @@ import numpy as np
 
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData
 from hqi.query.evaluate import _OPS, _physical
-from hqi.query.like import like_hits
+from hqi.query.patterns import pattern_hits
 from hqi.query.predicate import (
     And,
     Compare,
@@ -52,6 +52,7 @@ from hqi.query.predicate import (
     Not,
     Or,
     Predicate,
+    Regex,
 )
 
 __all__ = ["AttributeMatrix", "Program", "ProgramTable", "compile_filter", "program_mask"]
@@ -264,7 +265,7 @@ class _Compiler:
         return [[atom] for atom in self.atoms]
 
     def atom(
-        self, pred: Compare | InList | IsNull | Like | Contains | Const, negated: bool
+        self, pred: Compare | InList | IsNull | Like | Regex | Contains | Const, negated: bool
     ) -> bool:
         """Add atom ``pred`` (``NOT pred`` when ``negated``) to :attr:`atoms`;
         False when it does not compile."""
@@ -298,7 +299,9 @@ class _Compiler:
         self.atoms.append((self.matrix.column_index[column], true_set))
         return True
 
-    def bit_atom(self, pred: Compare | InList | IsNull | Like | Contains, negated: bool) -> bool:
+    def bit_atom(
+        self, pred: Compare | InList | IsNull | Like | Regex | Contains, negated: bool
+    ) -> bool:
         """Add an atom on a bit-set column: ``list_contains`` (one bit) or IS NULL."""
         index = self.matrix.column_index[pred.column]
         if isinstance(pred, IsNull):
@@ -316,7 +319,9 @@ class _Compiler:
             self.atoms.append((index, [(float(-bit - 1 if negated else bit), np.nan)]))
         return True
 
-    def true_set(self, pred: Compare | InList | IsNull | Like) -> list[tuple[float, float]] | None:
+    def true_set(
+        self, pred: Compare | InList | IsNull | Like | Regex
+    ) -> list[tuple[float, float]] | None:
         """The intervals of non-NULL values where atom ``pred`` is TRUE (for IS
         NULL, the NULL test)."""
         if isinstance(pred, IsNull):
@@ -330,8 +335,8 @@ class _Compiler:
                 hit = np.asarray(_OPS[pred.op](data.dictionary, pred.value), dtype=bool)
             elif isinstance(pred, InList):
                 hit = np.isin(data.dictionary, [v for v in pred.values if isinstance(v, str)])
-            elif isinstance(pred, Like):
-                hit = like_hits(pred, data.dictionary)
+            elif isinstance(pred, Like | Regex):
+                hit = pattern_hits(pred, data.dictionary)
             else:
                 return None
             return _runs(np.flatnonzero(hit))

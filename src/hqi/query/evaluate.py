@@ -6,7 +6,7 @@ node has two masks: where it is TRUE and where it is FALSE. They are
 computed on demand (``NOT`` asks its child for the FALSE mask), so a filter
 without ``NOT`` only ever builds TRUE masks.
 
-Predicates on string columns (LIKE patterns too, :mod:`hqi.query.like`) are
+Predicates on string columns (LIKE patterns too, :mod:`hqi.query.patterns`) are
 evaluated once per dictionary entry and then gathered through the row codes;
 list_contains uses the element -> row map.
 
@@ -32,7 +32,7 @@ import numpy as np
 
 from hqi._arrays import in_ascending, isin_sorted, unique
 from hqi.query.columns import ColumnStore, ListData, RangeStore, StringData, ValueData
-from hqi.query.like import like_hits
+from hqi.query.patterns import pattern_hits
 from hqi.query.predicate import (
     And,
     Compare,
@@ -44,6 +44,7 @@ from hqi.query.predicate import (
     Not,
     Or,
     Predicate,
+    Regex,
     Value,
 )
 
@@ -98,11 +99,11 @@ def _postings(pred: Predicate, store: ColumnStore, limit: int) -> np.ndarray | N
         if not isinstance(data, ListData) or data.count(pred.value) > limit:
             return None
         return data.rows_with(pred.value)
-    if isinstance(pred, Like):
+    if isinstance(pred, Like | Regex):
         data = store[pred.column]
         if not isinstance(data, StringData):
             return None
-        codes = np.flatnonzero(like_hits(pred, data.dictionary))
+        codes = np.flatnonzero(pattern_hits(pred, data.dictionary))
         if int(data.counts[codes].sum()) > limit:
             return None
         bounds, rows = data.postings
@@ -375,8 +376,10 @@ class _Evaluator:
             return self._atom(
                 pred.column, want, lambda v: _isin(v, values), unknown_rest=pred.has_null
             )
-        if isinstance(pred, Like):  # a string column: matched once per dictionary value
-            return self._atom(pred.column, want, lambda v: like_hits(pred, v), unknown_rest=False)
+        if isinstance(pred, Like | Regex):  # a string column: matched per dictionary value
+            return self._atom(
+                pred.column, want, lambda v: pattern_hits(pred, v), unknown_rest=False
+            )
         raise TypeError(f"not a predicate: {pred!r}")
 
     def never_true(self, pred: Predicate) -> bool:

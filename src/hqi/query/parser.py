@@ -11,6 +11,8 @@ The grammar hqi evaluates::
             | list_has_any|list_has_all(col, ['text', ...])
             | col [NOT] LIKE|ILIKE 'pattern' [ESCAPE 'c']
             | starts_with|prefix|ends_with|suffix|contains(col, 'text')
+            | regexp_matches|regexp_full_match(col, 're' [, 'options'])
+            | col [NOT] SIMILAR TO 're' | col ~ 're' | col !~ 're'
                                                (string columns)
             | col                              (boolean columns)
             | TRUE | FALSE | NULL
@@ -38,7 +40,7 @@ from hqi.errors import (
     UnsupportedFilterError,
 )
 from hqi.query.columns import ColumnKind, Schema
-from hqi.query.like import escaped, pattern_error
+from hqi.query.patterns import REGEX_OPTIONS, escaped, pattern_error, regex_error
 from hqi.query.predicate import (
     And,
     Compare,
@@ -51,6 +53,7 @@ from hqi.query.predicate import (
     Not,
     Or,
     Predicate,
+    Regex,
     Value,
 )
 
@@ -217,6 +220,10 @@ class _Checker:
             if len(node.expressions) != 2:
                 raise self._unsupported(node, f"{node.name.lower()}() takes two arguments")
             return self._has(node, *node.expressions, every=_HAS[node.name.lower()])
+        if isinstance(node, exp.RegexpLike | exp.SimilarTo) or type(node).__name__ == (
+            "RegexpFullMatch"
+        ):
+            return self._regex(node)
         if isinstance(node, exp.Escape) and isinstance(node.this, exp.Like | exp.ILike):
             return self._like(node.this, node.expression, node)
         if isinstance(node, exp.Like | exp.ILike):
@@ -340,6 +347,34 @@ class _Checker:
         if len(parts) == 1:
             return parts[0]
         return And(parts) if every else Or(parts)
+
+    def _regex(self, node: exp.Expression) -> Predicate:
+        """``regexp_matches`` / ``~`` (found anywhere), ``regexp_full_match`` and
+        ``SIMILAR TO`` (the whole value), with DuckDB's options."""
+        full = not isinstance(node, exp.RegexpLike)
+        name = "SIMILAR TO" if isinstance(node, exp.SimilarTo) else None
+        name = name or ("regexp_full_match" if full else "regexp_matches")
+        column = self._string_column(node.this, node, name)
+        pattern = self.literal(node.expression, column, ColumnKind.STRING)
+        flag = node.args.get("flag") or node.args.get("options")
+        if isinstance(flag, list):  # some sqlglot versions keep a list of options
+            flag = flag[0] if len(flag) == 1 else None
+        options = "" if flag is None else self.literal(flag, column, ColumnKind.STRING)
+        if isinstance(node, exp.SimilarTo) and node.args.get("escape") is not None:
+            raise self._unsupported(node, "SIMILAR TO ... ESCAPE is not supported")
+        if pattern is _NULL or options is _NULL:
+            return Const(None)
+        unknown = sorted(set(cast(str, options)) - set(REGEX_OPTIONS))
+        if unknown:
+            raise self._unsupported(
+                flag or node,
+                f"unsupported regular expression option {unknown[0]!r}; "
+                "hqi evaluates 'c', 'i', 's' and 'l'",
+            )
+        problem = regex_error(cast(str, pattern), cast(str, options))
+        if problem is not None:
+            raise FilterSyntaxError(problem, text=self.text, position=_position(node.expression))
+        return Regex(column, cast(str, pattern), full, cast(str, options))
 
     def _string_column(self, col: exp.Expression, node: exp.Expression, what: str) -> str:
         column, kind = self.column(col, node)

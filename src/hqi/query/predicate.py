@@ -9,7 +9,8 @@ Literal values are Python values already checked against the column's type:
 ``datetime.datetime`` (TIMESTAMP columns). ``BETWEEN`` is lowered to two
 comparisons and ``a <> b`` to ``!=``; ``IS NOT NULL`` is ``Not(IsNull)``;
 ``NOT LIKE`` is ``Not(Like)``, and ``starts_with``, ``ends_with`` and
-``contains`` on strings are ``Like`` patterns.
+``contains`` on strings are ``Like`` patterns; ``~`` and ``SIMILAR TO`` are
+``Regex`` (partial and full match).
 """
 
 from __future__ import annotations
@@ -30,7 +31,9 @@ __all__ = [
     "Like",
     "Not",
     "Or",
+    "Pattern",
     "Predicate",
+    "Regex",
     "Value",
     "atoms",
     "columns_of",
@@ -121,6 +124,28 @@ class Like:
 
 
 @dataclass(frozen=True)
+class Regex:
+    """``regexp_matches(column, pattern[, options])`` (``full``:
+    ``regexp_full_match``) on a string column: an RE2 expression, as in DuckDB,
+    found anywhere in the value (``full``: matching all of it). ``options``:
+    DuckDB's ``'c'`` (case-sensitive, the default), ``'i'`` (case-insensitive),
+    ``'s'`` (``.`` matches a newline) and ``'l'`` (the pattern is literal text);
+    the last of ``c`` / ``i`` wins. NULL on either side makes it unknown."""
+
+    column: str
+    pattern: str
+    full: bool = False
+    options: str = ""
+
+    def __str__(self) -> str:
+        name = "regexp_full_match" if self.full else "regexp_matches"
+        args = [sql_identifier(self.column), sql_literal(self.pattern)]
+        if self.options:
+            args.append(sql_literal(self.options))
+        return f"{name}({', '.join(args)})"
+
+
+@dataclass(frozen=True)
 class Contains:
     """``list_contains(column, value)`` on a ``list<string>`` column."""
 
@@ -167,7 +192,8 @@ class Or:
         return " OR ".join(f"({c})" for c in self.children)
 
 
-Predicate: TypeAlias = Compare | InList | IsNull | Like | Contains | Const | Not | And | Or
+Predicate: TypeAlias = Compare | InList | IsNull | Like | Regex | Contains | Const | Not | And | Or
+Pattern: TypeAlias = Like | Regex  # string patterns, matched per dictionary value
 
 
 def atoms(pred: Predicate) -> Iterator[Predicate]:

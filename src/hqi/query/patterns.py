@@ -1,4 +1,5 @@
-"""SQL ``LIKE`` / ``ILIKE`` patterns, matched as DuckDB matches them.
+"""String patterns, matched as DuckDB matches them: SQL ``LIKE`` / ``ILIKE``
+and RE2 regular expressions (``regexp_matches``, ``regexp_full_match``).
 
 A string column is dictionary-coded (:class:`hqi.query.columns.StringData`),
 so a pattern is matched once per distinct value, by Arrow's string kernels
@@ -11,7 +12,10 @@ DuckDB's semantics, checked against DuckDB by the property tests: ``%`` is
 any run of characters (newlines too), ``_`` one code point, the whole value
 must match; without ``ESCAPE`` no character escapes (a backslash is a
 backslash); ``ILIKE`` lowercases the value, the pattern and the escape
-character code point by code point (``'ß' ILIKE 'SS'`` is false).
+character code point by code point (``'ß' ILIKE 'SS'`` is false). DuckDB
+and Arrow both match regular expressions with RE2: ``.`` does not match a
+newline unless the ``'s'`` option is given, and ``^`` / ``$`` are the ends
+of the value.
 """
 
 from __future__ import annotations
@@ -22,9 +26,9 @@ import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from hqi.query.predicate import Like
+from hqi.query.predicate import Like, Pattern, Regex
 
-__all__ = ["escaped", "like_hits", "pattern_error"]
+__all__ = ["escaped", "pattern_error", "pattern_hits", "regex_error"]
 
 _WILDCARDS = "%_"
 
@@ -42,6 +46,43 @@ def pattern_error(pattern: str, escape: str | None) -> str | None:
                 i += 1
             i += 1
     return None
+
+
+REGEX_OPTIONS = "cisl"  # DuckDB's options that hqi evaluates
+
+
+def regex_error(pattern: str, options: str) -> str | None:
+    """Why RE2 rejects a regular expression (with DuckDB ``options``, all of
+    them in :data:`REGEX_OPTIONS`), or None when it is valid."""
+    try:
+        regex = _regex_of(Regex("", pattern, options=options))
+        pc.match_substring_regex(pa.array([""], pa.string()), regex)
+    except pa.ArrowInvalid as err:
+        return str(err).replace("Invalid regular expression: ", "invalid regular expression: ")
+    return None
+
+
+def _quoted(text: str) -> str:
+    """``text`` as an RE2 expression matching itself: ASCII punctuation written
+    as ``\\x{..}``, so nothing in it is syntax."""
+    return "".join(c if c.isalnum() or not c.isascii() else f"\\x{{{ord(c):02x}}}" for c in text)
+
+
+def _regex_of(pred: Regex) -> str:
+    """``pred`` as one RE2 expression: its options as flags, a literal
+    pattern quoted, a full match anchored."""
+    body = pred.pattern
+    if "l" in pred.options:
+        body = _quoted(body)
+    flags = ""
+    cases = [c for c in pred.options if c in "ci"]
+    if cases and cases[-1] == "i":
+        flags += "i"
+    if "s" in pred.options:
+        flags += "s"
+    if pred.full:
+        body = f"^(?:{body})$"
+    return f"(?{flags}){body}" if flags else body
 
 
 def escaped(text: str) -> tuple[str, str | None]:
@@ -90,8 +131,7 @@ def _tokens(pred: Like) -> list[Token]:
 
 
 def _regex(tokens: list[Token]) -> str:
-    """An RE2 expression matching exactly what the tokens do (whole value):
-    ASCII punctuation written as ``\\x{..}``, so nothing in a literal is syntax."""
+    """An RE2 expression matching exactly what the tokens do (whole value)."""
     out = ["(?s)^"]
     for token in tokens:
         if token == _ANY:
@@ -99,9 +139,7 @@ def _regex(tokens: list[Token]) -> str:
         elif token == _ONE:
             out.append(".")
         else:
-            out.extend(
-                c if c.isalnum() or not c.isascii() else f"\\x{{{ord(c):02x}}}" for c in token[0]
-            )
+            out.append(_quoted(token[0]))
     out.append("$")
     return "".join(out)
 
@@ -117,7 +155,7 @@ class _Matched:
     def __init__(self, dictionary: np.ndarray) -> None:
         self.values = pa.array(dictionary, pa.string())
         self.lowered: pa.Array | None = None
-        self.hits: dict[Like, np.ndarray] = {}
+        self.hits: dict[Pattern, np.ndarray] = {}
         self.max_hits = min(max(HITS_BYTES // max(dictionary.size, 1), 1), 4096)
 
 
@@ -133,7 +171,7 @@ def _matched(dictionary: np.ndarray) -> _Matched:
     return entry
 
 
-def like_hits(pred: Like, dictionary: np.ndarray) -> np.ndarray:
+def pattern_hits(pred: Pattern, dictionary: np.ndarray) -> np.ndarray:
     """Boolean (D,): which values of a string ``dictionary`` (object array of
     str) match ``pred``, read-only and kept for the next call. A literal, a
     prefix, a suffix or a substring is matched by Arrow's string kernels, any
@@ -153,8 +191,11 @@ def like_hits(pred: Like, dictionary: np.ndarray) -> np.ndarray:
     return hit
 
 
-def _match(pred: Like, entry: _Matched) -> np.ndarray:
-    """:func:`like_hits`, computed."""
+def _match(pred: Pattern, entry: _Matched) -> np.ndarray:
+    """:func:`pattern_hits`, computed."""
+    if isinstance(pred, Regex):
+        hit = pc.match_substring_regex(entry.values, _regex_of(pred))
+        return np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
     values = entry.values
     if pred.case_insensitive:
         if entry.lowered is None:
