@@ -176,6 +176,14 @@ def test_shape_cache_parses_like_sqlglot(texts: list[str]) -> None:
         "NOT list_contains(tags, 'a')",
         "tags IS NOT NULL AND NOT b",
         "b IS NULL OR s IS NULL",
+        "name ILIKE 'the %'",
+        "starts_with(name, 'The ')",
+        "name NOT LIKE '%!%%' ESCAPE '!'",
+        "name ~~ '50%'",
+        "regexp_matches(name, '^the', 'i')",
+        "name SIMILAR TO '[a-z]_[a-z]'",
+        "list_has_any(tags, ['live', 'remix'])",
+        "tags && ['a'] AND NOT list_has_all(tags, ['a', 'b'])",
     ],
 )
 def test_documented_examples_match_duckdb(con, text: str) -> None:
