@@ -130,11 +130,11 @@ _RE_PIECES += ["\\\\", "İ", "σ", "Σ", "ß", " ", "^", "$", "|", "\\n"]
 
 @st.composite
 def regex(draw: st.DrawFn) -> str:
-    """``regexp_matches`` / ``regexp_full_match`` with DuckDB's options, ``~``,
-    ``!~`` and ``[NOT] SIMILAR TO``, on ``name`` or ``s``."""
+    """``regexp_matches`` / ``regexp_full_match`` with DuckDB's options and
+    ``[NOT] SIMILAR TO``, on ``name`` or ``s``."""
     col = draw(st.sampled_from(["name", "name", "s"]))
     pattern = quote("".join(draw(st.lists(st.sampled_from(_RE_PIECES), max_size=4))))
-    form = draw(st.sampled_from(["fn", "fn", "~", "!~", "SIMILAR TO", "NOT SIMILAR TO"]))
+    form = draw(st.sampled_from(["fn", "fn", "SIMILAR TO", "NOT SIMILAR TO"]))
     if form != "fn":
         return f"{col} {form} {pattern}"
     fn = draw(st.sampled_from(["regexp_matches", "regexp_full_match"]))

@@ -12,7 +12,7 @@ The grammar hqi evaluates::
             | col [NOT] LIKE|ILIKE 'pattern' [ESCAPE 'c']
             | starts_with|prefix|ends_with|suffix|contains(col, 'text')
             | regexp_matches|regexp_full_match(col, 're' [, 'options'])
-            | col [NOT] SIMILAR TO 're' | col ~ 're' | col !~ 're'
+            | col [NOT] SIMILAR TO 're'
                                                (string columns)
             | col                              (boolean columns)
             | TRUE | FALSE | NULL
@@ -343,17 +343,29 @@ class _Checker:
             if every:
                 return Or((Const(None), Not(IsNull(column))))
             return And((Const(None), IsNull(column)))
-        parts = tuple(Contains(column, v) for v in values)
-        if len(parts) == 1:
-            return parts[0]
-        return And(parts) if every else Or(parts)
+        # Nested pairs, as the parser builds ``a OR b OR c``: str() round-trips.
+        out: Predicate = Contains(column, values[0])
+        for value in values[1:]:
+            pair = (out, Contains(column, value))
+            out = And(pair) if every else Or(pair)
+        return out
 
     def _regex(self, node: exp.Expression) -> Predicate:
-        """``regexp_matches`` / ``~`` (found anywhere), ``regexp_full_match`` and
-        ``SIMILAR TO`` (the whole value), with DuckDB's options."""
+        """``regexp_matches`` (found anywhere), ``regexp_full_match`` and
+        ``SIMILAR TO`` (the whole value), with DuckDB's options. The ``~``
+        operator is refused: DuckDB 2 reads it as ``regexp_matches`` and
+        earlier versions as ``regexp_full_match`` (so do sqlglot's versions)."""
         full = not isinstance(node, exp.RegexpLike)
         name = "SIMILAR TO" if isinstance(node, exp.SimilarTo) else None
         name = name or ("regexp_full_match" if full else "regexp_matches")
+        meta = getattr(node, "_meta", None) or {}
+        called = self.text[meta.get("start", 0) : meta.get("end", -1) + 1].strip().lower()
+        if name != "SIMILAR TO" and called != name:
+            raise self._unsupported(
+                node,
+                "the ~ operator matches part of a value in DuckDB 2 and all of it before; "
+                "write regexp_matches(column, 're') or regexp_full_match(column, 're')",
+            )
         column = self._string_column(node.this, node, name)
         pattern = self.literal(node.expression, column, ColumnKind.STRING)
         flag = node.args.get("flag") or node.args.get("options")

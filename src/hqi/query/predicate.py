@@ -9,8 +9,8 @@ Literal values are Python values already checked against the column's type:
 ``datetime.datetime`` (TIMESTAMP columns). ``BETWEEN`` is lowered to two
 comparisons and ``a <> b`` to ``!=``; ``IS NOT NULL`` is ``Not(IsNull)``;
 ``NOT LIKE`` is ``Not(Like)``, and ``starts_with``, ``ends_with`` and
-``contains`` on strings are ``Like`` patterns; ``~`` and ``SIMILAR TO`` are
-``Regex`` (partial and full match).
+``contains`` on strings are ``Like`` patterns; ``SIMILAR TO`` is a full-match
+``Regex``.
 """
 
 from __future__ import annotations
