@@ -236,12 +236,14 @@ class ZoneMaps:
         hi = np.full((c, self.num_parts), -np.inf)
         nulls = np.zeros((c, self.num_parts), dtype=np.int64)
         distinct = np.zeros((c, self.num_parts), dtype=np.int64)  # string codes present
-        # Per zone, flattened: a string column's codes present, a list column's
-        # rows holding each value; its dictionary size (0: neither) and offset.
+        # Per zone, flattened: a string column's codes present, as counts of
+        # the codes below each code (D + 1 a zone: an interval of codes is
+        # one difference, however wide), a list column's rows holding each
+        # value; its dictionary size (0: neither) and offset.
         strings = np.zeros(c, dtype=bool)  # a string column (its codes present)
         width = np.zeros(c, dtype=np.int64)
         base = np.zeros(c, dtype=np.int64)
-        present, tag_rows = [np.zeros(0, dtype=bool)], [np.zeros(0, dtype=np.int64)]
+        present, tag_rows = [np.zeros(0, dtype=np.int32)], [np.zeros(0, dtype=np.int64)]
         offset = {"present": 0, "tag_rows": 0}
         for i, name in enumerate(columns):
             if not used[i]:
@@ -252,6 +254,10 @@ class ZoneMaps:
                 if key in summary:
                     codes = summary[key]
                     width[i], base[i] = codes.shape[1], offset[key]
+                    if key == "present":
+                        below = np.zeros((codes.shape[0], codes.shape[1] + 1), dtype=np.int32)
+                        np.cumsum(codes, axis=1, out=below[:, 1:])
+                        codes = below
                     out.append(codes.reshape(-1))
                     offset[key] += codes.size
             if "present" in summary:
@@ -440,14 +446,14 @@ def _program_flags(
                 else:  # it does not (and is not NULL)
                     held = have < sizes[r] - nulls[c, r]
                     all_held = have == 0 and nulls[c, r] == 0
-            elif strings[c]:  # dictionary codes: which of the present ones are in?
-                row = base[c] + r * width[c]
+            elif strings[c]:  # dictionary codes: how many of the present ones are in?
+                row = base[c] + r * (width[c] + 1)  # counts of present codes below each
                 inside = 0
                 for x in range(a, e):
                     low, high = max(atom_lo[x], 0.0), min(atom_hi[x], width[c] - 1.0)
                     if low <= high:
-                        for code in range(int(np.ceil(low)), int(np.floor(high)) + 1):
-                            inside += present[row + code]
+                        stop_code = int(np.floor(high)) + 1
+                        inside += present[row + stop_code] - present[row + int(np.ceil(low))]
                 held = inside > 0
                 all_held = inside == distinct[c, r] and nulls[c, r] == 0
             else:  # numbers: does an interval meet [min, max], or hold all of it?

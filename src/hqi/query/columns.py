@@ -231,12 +231,20 @@ def _narrow_ints(values: np.ndarray) -> np.ndarray:
 
 
 def _encode_strings(arr: pa.Array) -> tuple[np.ndarray, np.ndarray]:
+    """(codes, dictionary): the dictionary sorted (by code point, as DuckDB and
+    Python compare strings), so that a string range (``genre < 'h'``) or a
+    LIKE prefix is one run of codes, one interval in a compiled program."""
     if pa.types.is_dictionary(arr.type):
         arr = arr.cast(arr.type.value_type)  # chunks may carry different dictionaries
     encoded = pc.dictionary_encode(arr)
-    dictionary = np.asarray(encoded.dictionary.to_pylist(), dtype=object)
-    codes = narrow(encoded.indices.fill_null(-1).to_numpy(), -1, max(dictionary.size - 1, 0))
-    return codes, dictionary
+    order = pc.array_sort_indices(encoded.dictionary).to_numpy()
+    dictionary = np.asarray(encoded.dictionary.take(order).to_pylist(), dtype=object)
+    hi = max(dictionary.size - 1, 0)
+    rank = narrow(np.empty(order.size + 1, dtype=np.int64), -1, hi)
+    rank[order] = np.arange(order.size)
+    rank[-1] = -1  # NULL: index -1 below reads it
+    codes = rank[encoded.indices.fill_null(-1).to_numpy()]
+    return narrow(codes, -1, hi), dictionary
 
 
 def _validity(arr: pa.Array) -> np.ndarray | None:
