@@ -50,6 +50,7 @@ if TYPE_CHECKING:
 __all__ = ["Flags", "ZoneMaps"]
 
 _Arrays5 = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
+_Arrays6 = tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]
 
 # Fewer (program, zone) pairs than this are flagged on one thread
 # (ZoneMaps.program_flags): a two-thread pool costs about 0.26 ms here.
@@ -83,7 +84,7 @@ class ZoneMaps:
         self._cache: dict[str, dict[str, np.ndarray]] = {}
         self._atoms: dict[Predicate, Flags] = {}
         # program_flags' packed summaries, by the attribute-matrix columns read.
-        self._packed: dict[tuple[str, ...], tuple[_Arrays5, _Arrays5]] = {}
+        self._packed: dict[tuple[str, ...], tuple[_Arrays5, _Arrays6]] = {}
 
     # -- summaries ------------------------------------------------------------
     def _reduce(self, values: np.ndarray, func: np.ufunc, empty: float | int) -> np.ndarray:
@@ -100,9 +101,18 @@ class ZoneMaps:
         data = self.store[column]
         part_of_row = np.repeat(np.arange(self.num_parts), self.sizes)
         if isinstance(data, StringData):
-            present = np.zeros((self.num_parts, data.dictionary.size + 1), dtype=bool)
-            present[part_of_row, data.codes] = True  # code -1 lands in the last slot: NULL
-            summary = {"present": present[:, :-1]}
+            # The distinct codes present in each zone, ascending, zone after
+            # zone (at most one entry a row, however many values the column
+            # has: a (zones, values) matrix of a unique name column took 2.6 GB
+            # at 500k rows) and where each zone's start.
+            width = data.dictionary.size + 1  # code -1 (NULL) in the last slot
+            codes = data.codes.astype(np.int64)
+            keys = unique(part_of_row * width + np.where(codes < 0, width - 1, codes))
+            zone_of, code = np.divmod(keys, width)
+            keep = code < width - 1
+            zone_of, code = zone_of[keep], code[keep]
+            starts = np.searchsorted(zone_of, np.arange(self.num_parts + 1))
+            summary = {"codes": code, "starts": starts.astype(np.int64)}
             summary["nulls"] = np.bincount(
                 part_of_row, weights=data.codes < 0, minlength=self.num_parts
             ).astype(np.int64)
@@ -215,7 +225,7 @@ class ZoneMaps:
         run_split(run, even_bounds(n, threads if parallel else 1))
         return out
 
-    def _packed_for(self, table: ProgramTable) -> tuple[_Arrays5, _Arrays5]:
+    def _packed_for(self, table: ProgramTable) -> tuple[_Arrays5, _Arrays6]:
         """The summaries of the columns ``table``'s programs read, packed (:meth:`_pack`)
         and kept (the last 8 column sets)."""
         used = np.zeros(len(table.columns), dtype=bool)
@@ -228,7 +238,7 @@ class ZoneMaps:
             packed = self._packed[key] = self._pack(table.columns, used)
         return packed
 
-    def _pack(self, columns: tuple[str, ...], used: np.ndarray) -> tuple[_Arrays5, _Arrays5]:
+    def _pack(self, columns: tuple[str, ...], used: np.ndarray) -> tuple[_Arrays5, _Arrays6]:
         """:meth:`program_flags`'s per-column summaries (of the ``used`` ones) as
         arrays indexed by attribute-matrix column."""
         c = len(columns)
@@ -236,34 +246,35 @@ class ZoneMaps:
         hi = np.full((c, self.num_parts), -np.inf)
         nulls = np.zeros((c, self.num_parts), dtype=np.int64)
         distinct = np.zeros((c, self.num_parts), dtype=np.int64)  # string codes present
-        # Per zone, flattened: a string column's codes present, as counts of
-        # the codes below each code (D + 1 a zone: an interval of codes is
-        # one difference, however wide), a list column's rows holding each
-        # value; its dictionary size (0: neither) and offset.
+        # Flattened: a string column's distinct codes present, zone after zone
+        # ascending (``present``), and where each of its zones starts there
+        # (``starts``: zones + 1 entries from ``base``); a list column's rows
+        # holding each value, per zone (``width`` values a zone from ``base``).
         strings = np.zeros(c, dtype=bool)  # a string column (its codes present)
         width = np.zeros(c, dtype=np.int64)
         base = np.zeros(c, dtype=np.int64)
-        present, tag_rows = [np.zeros(0, dtype=np.int32)], [np.zeros(0, dtype=np.int64)]
-        offset = {"present": 0, "tag_rows": 0}
+        present, starts = [np.zeros(0, dtype=np.int64)], [np.zeros(0, dtype=np.int64)]
+        tag_rows = [np.zeros(0, dtype=np.int64)]
+        present_size, starts_size, tags_size = 0, 0, 0
         for i, name in enumerate(columns):
             if not used[i]:
                 continue
             summary = self._summary(name)
             nulls[i] = summary["nulls"]
-            for key, out in (("present", present), ("tag_rows", tag_rows)):
-                if key in summary:
-                    codes = summary[key]
-                    width[i], base[i] = codes.shape[1], offset[key]
-                    if key == "present":
-                        below = np.zeros((codes.shape[0], codes.shape[1] + 1), dtype=np.int32)
-                        np.cumsum(codes, axis=1, out=below[:, 1:])
-                        codes = below
-                    out.append(codes.reshape(-1))
-                    offset[key] += codes.size
-            if "present" in summary:
+            if "codes" in summary:
                 strings[i] = True
-                distinct[i] = summary["present"].sum(axis=1)
+                width[i] = self.store[name].dictionary.size  # type: ignore[union-attr]
+                base[i] = starts_size
+                present.append(summary["codes"])
+                starts.append(summary["starts"] + present_size)
+                present_size += summary["codes"].size
+                starts_size += summary["starts"].size
+                distinct[i] = np.diff(summary["starts"])
             elif "tag_rows" in summary:
+                codes = summary["tag_rows"]
+                width[i], base[i] = codes.shape[1], tags_size
+                tag_rows.append(codes.reshape(-1))
+                tags_size += codes.size
                 lo[i], hi[i] = 0.0, 0.0  # a bit set's own intervals: NOT NULL, never
             else:
                 lo[i], hi[i] = summary["min"], summary["max"]
@@ -272,6 +283,7 @@ class ZoneMaps:
             width,
             base,
             np.concatenate(present),
+            np.concatenate(starts),
             np.concatenate(tag_rows),
         )
 
@@ -341,9 +353,11 @@ class ZoneMaps:
                 hit = pattern_hits(pred, data.dictionary)
             else:
                 hit = _isin(data.dictionary, list(pred.values))
-            present = summary["present"]
-            some_hit = (present & hit).any(axis=1)
-            some_miss = (present & ~hit).any(axis=1)
+            starts = summary["starts"]
+            zone_of = np.repeat(np.arange(self.num_parts), np.diff(starts))
+            hits = np.bincount(zone_of, weights=hit[summary["codes"]], minlength=self.num_parts)
+            some_hit = hits > 0
+            some_miss = hits < np.diff(starts)
             return Flags(some_hit, ~some_miss & (nulls == 0), some_miss, ~some_hit & (nulls == 0))
         lo, hi = summary["min"], summary["max"]
         has_valid = valid_rows > 0
@@ -381,7 +395,7 @@ class ZoneMaps:
 @njit(nogil=True, boundscheck=False)
 def _program_flags(
     zones: _Arrays5,
-    coded: _Arrays5,
+    coded: _Arrays6,
     atoms: _Arrays5,
     prog: np.ndarray,
     zone: np.ndarray,
@@ -403,7 +417,7 @@ def _program_flags(
     an OR). One body for both (a shared numba helper, even inlined, made the
     pairs 6x slower)."""
     lo, hi, nulls, distinct, sizes = zones
-    strings, width, base, present, tag_rows = coded
+    strings, width, base, present, starts, tag_rows = coded
     bounds, atom_col, atom_group, atom_lo, atom_hi = atoms
     part_may, part_whole, zone_part, first = grid
     on_grid = prog.size == 0
@@ -447,13 +461,13 @@ def _program_flags(
                     held = have < sizes[r] - nulls[c, r]
                     all_held = have == 0 and nulls[c, r] == 0
             elif strings[c]:  # dictionary codes: how many of the present ones are in?
-                row = base[c] + r * (width[c] + 1)  # counts of present codes below each
+                here = present[starts[base[c] + r] : starts[base[c] + r + 1]]  # ascending
                 inside = 0
                 for x in range(a, e):
                     low, high = max(atom_lo[x], 0.0), min(atom_hi[x], width[c] - 1.0)
                     if low <= high:
-                        stop_code = int(np.floor(high)) + 1
-                        inside += present[row + stop_code] - present[row + int(np.ceil(low))]
+                        below_low = np.searchsorted(here, int(np.ceil(low)))
+                        inside += int(np.searchsorted(here, int(np.floor(high)) + 1) - below_low)
                 held = inside > 0
                 all_held = inside == distinct[c, r] and nulls[c, r] == 0
             else:  # numbers: does an interval meet [min, max], or hold all of it?
