@@ -102,9 +102,9 @@ class ZoneMaps:
         part_of_row = np.repeat(np.arange(self.num_parts), self.sizes)
         if isinstance(data, StringData):
             # The distinct codes present in each zone, ascending, zone after
-            # zone (at most one entry a row, however many values the column
-            # has: a (zones, values) matrix of a unique name column took 2.6 GB
-            # at 500k rows) and where each zone's start.
+            # zone, and where each zone's codes start: at most one entry a
+            # row, however many values the column has (a zones x values
+            # matrix is 500 MB for 500k values over 1,000 zones).
             width = data.dictionary.size + 1  # code -1 (NULL) in the last slot
             codes = data.codes.astype(np.int64)
             keys = unique(part_of_row * width + np.where(codes < 0, width - 1, codes))
@@ -126,9 +126,9 @@ class ZoneMaps:
             keys = data.rows.astype(np.int64) * width + np.where(codes < 0, width - 1, codes)
             rows, codes = np.divmod(unique(keys), width)
             # Rows holding each value, per zone, as (zone, value, rows) triples
-            # of the pairs that occur (not a zones x values matrix: 100k tags
-            # over 1,000 lists took 800 MB), zone by zone; and the triples'
-            # order by value, to read one value's zones.
+            # of the pairs that occur, zone by zone (a zones x values matrix of
+            # counts is 800 MB for 100k tags over 1,000 zones), and the
+            # triples' order by value, to read one value's zones.
             pairs = np.sort(part_of_row[rows] * width + codes)
             if pairs.size:
                 new = np.flatnonzero(np.concatenate([[True], pairs[1:] != pairs[:-1]]))
