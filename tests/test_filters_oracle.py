@@ -19,7 +19,7 @@ from hqi.execution.kernels import count_holding, rows_holding
 from hqi.execution.topk import RowMasks, TopK
 from hqi.layout import ZoneMaps, zonemap
 from hqi.query import ColumnStore, evaluate, parse_filter
-from hqi.query.columns import normalize_table
+from hqi.query.columns import StringData, normalize_table
 from hqi.query.compiled import AttributeMatrix, ProgramTable, compile_filter, program_mask
 from hqi.query.shapes import FilterParser
 from strategies import STORE, TABLE, bounded_predicates, predicates
@@ -507,3 +507,22 @@ def test_flat_rows_around_whole_words(n) -> None:
             np.testing.assert_array_equal(
                 rows, np.flatnonzero(evaluate(pred, store)), err_msg=str(pred)
             )
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(max_size=4), max_size=30),
+    st.text(max_size=4),
+    st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
+)
+def test_string_dictionaries_are_sorted_and_compared_by_their_spans(
+    values: list[str], value: str, op: str
+) -> None:
+    """Dictionaries are sorted by code point (as DuckDB and Python compare), and a
+    comparison's span of them selects what comparing every value does."""
+    data = ColumnStore(pa.table({"s": pa.array(values, pa.string())}))["s"]
+    assert isinstance(data, StringData)
+    assert data.dictionary.tolist() == sorted(set(values))
+    assert [data.dictionary[c] for c in data.codes] == values
+    want = [bool(query_evaluate._OPS[op](v, value)) for v in data.dictionary.tolist()]
+    assert data.compare(op, value).tolist() == want

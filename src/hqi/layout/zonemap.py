@@ -370,7 +370,7 @@ class ZoneMaps:
             return Flags(inner.may_true, inner.all_true, np.zeros_like(empty), empty.copy())
         if isinstance(data, StringData):
             if isinstance(pred, Compare):
-                hit = np.asarray(_OPS[pred.op](data.dictionary, pred.value), dtype=bool)
+                hit = data.compare(pred.op, str(pred.value))
             elif isinstance(pred, Like | Regex):
                 hit = pattern_hits(pred, data.dictionary)
             else:

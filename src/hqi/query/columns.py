@@ -145,7 +145,23 @@ class _Coded:
 @dataclass(frozen=True)
 class StringData(_Coded):
     codes: np.ndarray  # narrowest signed int (N,), -1 = NULL
-    dictionary: np.ndarray  # object (D,) of str
+    dictionary: np.ndarray  # object (D,) of str, ascending (by code point)
+
+    def compare(self, op: str, value: str) -> np.ndarray:
+        """Boolean (D,): which dictionary values satisfy ``value op`` (``=``,
+        ``!=``, ``<``, ``<=``, ``>``, ``>=``), by two binary searches of the
+        sorted dictionary instead of a comparison per value."""
+        lo = int(np.searchsorted(self.dictionary, value, side="left"))
+        hi = int(np.searchsorted(self.dictionary, value, side="right"))
+        out = np.zeros(self.dictionary.size, dtype=bool)
+        span = {"=": (lo, hi), "<": (0, lo), "<=": (0, hi), ">": (hi, None), ">=": (lo, None)}
+        if op == "!=":
+            out[:] = True
+            out[lo:hi] = False
+        else:
+            a, b = span[op]
+            out[a:b] = True
+        return out
 
 
 @dataclass(frozen=True)

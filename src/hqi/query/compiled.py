@@ -39,7 +39,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData
-from hqi.query.evaluate import _OPS, _physical
+from hqi.query.evaluate import _physical
 from hqi.query.patterns import pattern_hits
 from hqi.query.predicate import (
     And,
@@ -332,7 +332,7 @@ class _Compiler:
                 code = data.code_of.get(pred.value)  # type: ignore[arg-type]
                 return _NEVER if code is None else [(float(code), float(code))]
             if isinstance(pred, Compare):
-                hit = np.asarray(_OPS[pred.op](data.dictionary, pred.value), dtype=bool)
+                hit = data.compare(pred.op, str(pred.value))
             elif isinstance(pred, InList):
                 hit = np.isin(data.dictionary, [v for v in pred.values if isinstance(v, str)])
             elif isinstance(pred, Like | Regex):

@@ -26,7 +26,7 @@ from __future__ import annotations
 import datetime as dt
 import operator
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 
@@ -365,6 +365,10 @@ class _Evaluator:
                     return np.zeros(self.n, dtype=bool) if eq else data.codes >= 0
                 return data.codes == code if eq else (data.codes != code) & (data.codes >= 0)
         if isinstance(pred, Compare):
+            data = self.store[pred.column]
+            if isinstance(data, StringData):  # a span of the sorted dictionary
+                hit = data.compare(pred.op, cast(str, pred.value))
+                return self._atom(pred.column, want, lambda _: hit, unknown_rest=False)
             return self._atom(
                 pred.column,
                 want,
