@@ -94,6 +94,27 @@ ts_lit = st.datetimes(dt.datetime(2019, 6, 1), dt.datetime(2023, 6, 1)).map(
 )
 columns = {"s": str_lit, "i": int_lit, "f": float_lit, "d": date_lit, "ts": ts_lit}
 
+
+@st.composite
+def years(draw: st.DrawFn) -> str:
+    """``year(d)`` / ``extract(year FROM ts)`` / ``date_part('year', d)`` compared,
+    BETWEEN, IN (with NULL): integers and some halves, rewritten by hqi as
+    ranges of the column."""
+    col = draw(st.sampled_from(["d", "ts"]))
+    fn = draw(st.sampled_from(["year({})", "extract(year FROM {})", "date_part('year', {})"]))
+    expr = fn.format(col)
+    year = st.one_of(st.integers(1965, 2030).map(str), st.sampled_from(["1990.5", "2020.5"]))
+    form = draw(st.sampled_from(["cmp", "cmp", "between", "in"]))
+    if form == "between":
+        neg = "NOT " if draw(st.booleans()) else ""
+        return f"{expr} {neg}BETWEEN {draw(year)} AND {draw(year)}"
+    if form == "in":
+        items = draw(st.lists(st.one_of(year, st.just("NULL")), min_size=1, max_size=3))
+        return f"{expr} {'NOT ' if draw(st.booleans()) else ''}IN ({', '.join(items)})"
+    left, right, op = expr, draw(year), draw(ops)
+    return f"{left} {op} {right}" if draw(st.booleans()) else f"{right} {op} {left}"
+
+
 # LIKE patterns: pieces of the values above, wildcards, escapes and case changes.
 _PIECES = ["%", "_", "The", "the", "WHO", " ", "who", "50", "\\", "!", "!%", "!_", "!!", "b"]
 _PIECES += ["i", "İ", "σ", "Σ", "SS", "ß", "\n", "r", "o", "ck", "'", "é"]
@@ -148,7 +169,7 @@ def atom(draw: st.DrawFn) -> str:
         st.sampled_from(["cmp", "between", "in", "null", "bool", "contains", "like", "const"])
     )
     if kind == "like":
-        return draw(st.one_of(like(), regex()))
+        return draw(st.one_of(like(), regex(), years()))
     col = draw(st.sampled_from(sorted(columns)))
     lit = columns[col]
     if kind == "cmp":

@@ -184,6 +184,8 @@ def test_shape_cache_parses_like_sqlglot(texts: list[str]) -> None:
         "name SIMILAR TO '[a-z]_[a-z]'",
         "list_has_any(tags, ['live', 'remix'])",
         "tags && ['a'] AND NOT list_has_all(tags, ['a', 'b'])",
+        "year(d) BETWEEN 1990 AND 2000",
+        "extract(year FROM ts) IN (2020, 2021)",
     ],
 )
 def test_documented_examples_match_duckdb(con, text: str) -> None:

@@ -14,6 +14,10 @@ The grammar hqi evaluates::
             | regexp_matches|regexp_full_match(col, 're' [, 'options'])
             | col [NOT] SIMILAR TO 're'
                                                (string columns)
+            | year(col) op num | year(col) [NOT] BETWEEN num AND num
+            | year(col) [NOT] IN (num, ...)    (date and timestamp columns;
+                                               extract(year FROM col) and
+                                               date_part('year', col) too)
             | col                              (boolean columns)
             | TRUE | FALSE | NULL
     lit    := 'text' | number | TRUE | FALSE | NULL
@@ -30,6 +34,7 @@ import datetime as dt
 import difflib
 from typing import Any, cast
 
+import numpy as np
 import sqlglot
 from sqlglot import exp
 
@@ -76,6 +81,7 @@ _FLIP: dict[CompareOp, CompareOp] = {
     ">=": "<=",
 }
 _NULL = object()  # a NULL literal
+_FIRST_YEAR, _LAST_YEAR = 1, 9998  # years whose start and the next one's are dates
 # String functions read as LIKE patterns: the kind of pattern each one makes.
 # sqlglot parses some into their own nodes (which ones depends on its
 # version), the rest are anonymous functions.
@@ -197,6 +203,17 @@ class _Checker:
             return Const(None)
         if type(node) in _COMPARE:
             return self._compare(node, _COMPARE[type(node)])
+        if isinstance(node, exp.Between) and _is_year(node.this):
+            column, kind = self._year_column(node.this)
+            what = f"year({column}), an integer"
+            low = self.literal(node.args["low"], column, ColumnKind.INT, what)
+            high = self.literal(node.args["high"], column, ColumnKind.INT, what)
+            return And(
+                (
+                    self._year_compare(node, column, kind, ">=", low),
+                    self._year_compare(node, column, kind, "<=", high),
+                )
+            )
         if isinstance(node, exp.Between):
             column, kind = self.column(node.this, node)
             low = self.literal(node.args["low"], column, kind)
@@ -273,8 +290,13 @@ class _Checker:
 
     def _compare(self, node: exp.Expression, op: CompareOp) -> Predicate:
         left, right = node.this, node.expression
-        if not isinstance(left, exp.Column) and isinstance(right, exp.Column):
+        named = isinstance(left, exp.Column) or _is_year(left)
+        if not named and (isinstance(right, exp.Column) or _is_year(right)):
             left, right, op = right, left, _FLIP[op]
+        if _is_year(left):
+            column, kind = self._year_column(left)
+            year = self.literal(right, column, ColumnKind.INT, f"year({column}), an integer")
+            return self._year_compare(node, column, kind, op, year)
         column, kind = self.column(left, node)
         if kind is ColumnKind.STRING_LIST:
             raise self._type_error(
@@ -294,6 +316,16 @@ class _Checker:
     def _in(self, node: exp.In) -> Predicate:
         if node.args.get("query") is not None or node.args.get("unnest") is not None:
             raise self._unsupported(node, "IN takes a list of literals, not a subquery")
+        if _is_year(node.this):  # an OR of the years, NULL among them as NULL
+            column, kind = self._year_column(node.this)
+            what = f"year({column}), an integer"
+            years = [self.literal(i, column, ColumnKind.INT, what) for i in node.expressions]
+            out: Predicate | None = None
+            for year in years:
+                part = self._year_compare(node, column, kind, "=", year)
+                out = part if out is None else Or((out, part))
+            assert out is not None  # sqlglot parses IN () as an error
+            return out
         column, kind = self.column(node.this, node)
         if kind is ColumnKind.STRING_LIST:
             raise self._type_error(node, f"column {column!r} is list<string>: use list_contains")
@@ -349,6 +381,60 @@ class _Checker:
             pair = (out, Contains(column, value))
             out = And(pair) if every else Or(pair)
         return out
+
+    def _year_column(self, node: exp.Expression) -> tuple[str, ColumnKind]:
+        """The column of ``year(col)`` (``date_part('year', col)``, ``extract(year
+        FROM col)``), which must be a date or a timestamp."""
+        col = node.expression if isinstance(node, exp.Extract) else node.this
+        if isinstance(node, exp.Anonymous):
+            col = node.expressions[1]
+        column, kind = self.column(col, node)
+        if kind not in (ColumnKind.DATE, ColumnKind.TIMESTAMP):
+            raise self._type_error(
+                node, f"year() needs a date or timestamp column; {column!r} is {kind.value}"
+            )
+        return column, kind
+
+    def _year_compare(
+        self, node: exp.Expression, column: str, kind: ColumnKind, op: CompareOp, year: object
+    ) -> Predicate:
+        """``year(column) op year`` as comparisons of the column with the starts of
+        years, exactly as DuckDB compares the year (an integer) with the literal:
+        ``year(d) = 1990`` is ``d >= DATE '1990-01-01' AND d < DATE '1991-01-01'``,
+        ``year(d) < 1990.5`` is ``year(d) <= 1990``. A NULL column value or
+        literal makes it NULL."""
+        if year is _NULL:
+            return Const(None)
+        value = float(cast(float, year))
+        if not value.is_integer():
+            if op == "=":  # FALSE on a date, NULL on NULL
+                return And((Const(None), IsNull(column)))
+            if op == "!=":
+                return Or((Const(None), Not(IsNull(column))))
+            # Between two integers: < and >= round up, <= and > round down.
+            value = float(np.ceil(value)) if op in ("<", ">=") else float(np.floor(value))
+        whole = int(value)
+        if not _FIRST_YEAR <= whole <= _LAST_YEAR:
+            raise self._unsupported(
+                node,
+                f"year() compared with {year}: hqi compares years {_FIRST_YEAR} to {_LAST_YEAR}",
+            )
+
+        def start(y: int) -> Value:
+            day = dt.date(y, 1, 1)
+            return day if kind is ColumnKind.DATE else dt.datetime.combine(day, dt.time())
+
+        begin, end = start(whole), start(whole + 1)
+        if op == "=":
+            return And((Compare(column, ">=", begin), Compare(column, "<", end)))
+        if op == "!=":
+            return Or((Compare(column, "<", begin), Compare(column, ">=", end)))
+        return {
+            "<": Compare(column, "<", begin),
+            "<=": Compare(column, "<", end),
+            ">": Compare(column, ">=", end),
+            ">=": Compare(column, ">=", begin),
+        }[op]
 
     def _regex(self, node: exp.Expression) -> Predicate:
         """``regexp_matches`` (found anywhere), ``regexp_full_match`` and
@@ -434,8 +520,11 @@ class _Checker:
         return Like(column, pattern, esc)
 
     # -- literals -----------------------------------------------------------
-    def literal(self, node: exp.Expression, column: str, kind: ColumnKind) -> Value | object:
-        """The Python value of a literal, checked against ``column``'s kind."""
+    def literal(
+        self, node: exp.Expression, column: str, kind: ColumnKind, what: str | None = None
+    ) -> Value | object:
+        """The Python value of a literal, checked against ``column``'s kind
+        (``what``: the compared expression, in errors; default the column)."""
         raw, raw_kind = self._raw_literal(node)
         if raw_kind == "null":
             return _NULL
@@ -444,7 +533,7 @@ class _Checker:
             return self._type_error(
                 node,
                 f"{raw_kind} literal {node.sql(dialect='duckdb')} does not fit "
-                f"column {column!r} of type {kind.value}",
+                + (what or f"column {column!r} of type {kind.value}"),
             )
 
         if kind is ColumnKind.STRING:
@@ -522,6 +611,18 @@ class _Checker:
             raise self._type_error(
                 node, f"invalid timestamp {text!r}; expected 'YYYY-MM-DD hh:mm:ss'"
             ) from None
+
+
+def _is_year(node: exp.Expression) -> bool:
+    """Whether ``node`` is ``year(x)``, ``date_part('year', x)`` or ``extract(year FROM x)``."""
+    if isinstance(node, exp.Year):
+        return True
+    if isinstance(node, exp.Extract):
+        return isinstance(node.this, exp.Var | exp.Identifier) and node.this.name.lower() == "year"
+    if isinstance(node, exp.Anonymous) and node.name.lower() in ("date_part", "datepart"):
+        unit = node.expressions[0] if len(node.expressions) == 2 else None
+        return isinstance(unit, exp.Literal) and unit.is_string and unit.this.lower() == "year"
+    return False
 
 
 def _number(text: str) -> int | float:
