@@ -176,6 +176,32 @@ def test_string_ids_and_user_ids(rng) -> None:
     assert res.keys is None and list(res.ids[:, 0]) == [1000, 1001, 1002]
 
 
+def test_arrow_vectors_and_pandas_filters_are_accepted(rng) -> None:
+    """Embeddings as Arrow lists (as a Parquet column reads) and filters as a
+    pandas Series (missing = no filter) give the numpy inputs' answers; a NULL
+    or ragged Arrow vector is a clear error."""
+    pd = pytest.importorskip("pandas")
+    x = rng.standard_normal((300, 6)).astype(np.float32)
+    attrs = pa.table({"g": rng.choice(["a", "b"], 300)})
+    fixed = pa.FixedSizeListArray.from_arrays(pa.array(x.ravel()), 6)
+    index = hqi.build(fixed, attrs)
+    np.testing.assert_array_equal(index.vectors, hqi.build(x, attrs).vectors)
+    q = x[:4] + 0.01
+    filters = ["g = 'a'", None, "g = 'b'", None]
+    want = index.search(q, filters, k=3)
+    chunked = pa.chunked_array([pa.array(list(q[:1])), pa.array(list(q[1:]))])
+    for queries in (pa.array(list(q)), chunked):
+        for as_given in (pd.Series(filters), pd.Series(filters, dtype="string"), pa.array(filters)):
+            got = index.search(queries, as_given, k=3)
+            np.testing.assert_array_equal(got.ids, want.ids)
+    with pytest.raises(hqi.InvalidInputError, match="queries is NULL at row 1"):
+        index.search(pa.array([list(q[0]), None]), None, k=3)
+    with pytest.raises(hqi.InvalidInputError, match="different lengths"):
+        index.search(pa.array([[1.0] * 6, [1.0] * 5]), None, k=3)
+    with pytest.raises(hqi.InvalidInputError, match="must be a list of floats"):
+        index.search(pa.array(["x"]), None, k=3)
+
+
 def test_search_by_id_excludes_self(catalog) -> None:
     index = hqi.build(catalog.vectors, catalog.attributes, ids=catalog.ids + 7)
     anchors = [7, 107, 2007]

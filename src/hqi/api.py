@@ -47,7 +47,9 @@ from hqi.storage import format as storage
 __all__ = ["Filters", "Index", "build", "open"]
 
 Filters = str | None | Sequence[str | None]
-"""One filter for the whole batch, or one per query (``None`` = no filter)."""
+"""One filter for the whole batch, or one per query (``None`` = no filter): a
+list, a NumPy array, an Arrow string array or a pandas Series (missing = no
+filter)."""
 
 # Multiply-adds (distances x dimension) from which a search runs its executor on
 # worker threads by default. Measured with 2 threads (one worker against two):
@@ -351,12 +353,17 @@ class Index:
         """The batch's distinct filters and, per query, the index of its filter."""
         if filters is None or isinstance(filters, str):
             texts: Sequence[str | None] = [filters] * nq
-        elif isinstance(filters, Sequence | np.ndarray | pa.Array | pa.ChunkedArray):
-            texts = (
-                filters.to_pylist()
-                if isinstance(filters, pa.Array | pa.ChunkedArray)
-                else list(filters)
-            )
+        elif isinstance(filters, Sequence | np.ndarray | pa.Array | pa.ChunkedArray) or (
+            type(filters).__name__ == "Series" and hasattr(filters, "tolist")  # pandas
+        ):
+            if isinstance(filters, pa.Array | pa.ChunkedArray):
+                texts = filters.to_pylist()
+            elif hasattr(filters, "isna"):  # pandas: a missing value (NaN, NA) is no filter
+                series: Any = filters
+                missing = series.isna().tolist()
+                texts = [None if m else t for t, m in zip(series.tolist(), missing, strict=True)]
+            else:
+                texts = list(filters)
             if len(texts) != nq:
                 raise InvalidInputError(f"got {len(texts)} filters for {nq} queries")
         else:

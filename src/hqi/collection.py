@@ -62,7 +62,13 @@ class Metric(str, enum.Enum):
 def coerce_vectors(
     data: Any, *, what: str = "vectors", dim: int | None = None, allow_1d: bool = False
 ) -> np.ndarray:
-    """A C-contiguous float32 (n, d) array, or a clear :class:`InvalidInputError`."""
+    """A C-contiguous float32 (n, d) array, or a clear :class:`InvalidInputError`.
+
+    ``data``: anything NumPy reads as a 2-D array, or an Arrow (chunked) array
+    of lists of numbers (list, large list or fixed-size list), as a Parquet
+    column of embeddings reads."""
+    if isinstance(data, pa.Array | pa.ChunkedArray):
+        data = _arrow_rows(data, what)
     try:
         arr = np.asarray(data)
     except (ValueError, TypeError) as err:
@@ -163,30 +169,34 @@ def coerce_table(attributes: Any, n: int) -> pa.Table:
 
 def vectors_from_arrow(column: pa.ChunkedArray | pa.Array, name: str) -> np.ndarray:
     """(n, d) float32 from a fixed-size-list or list<float> column."""
+    return coerce_vectors(column, what=f"vector column {name!r}")
+
+
+def _arrow_rows(column: pa.ChunkedArray | pa.Array, what: str) -> np.ndarray:
+    """(n, d) numbers from an Arrow list, large-list or fixed-size-list array."""
     arr = column.combine_chunks() if isinstance(column, pa.ChunkedArray) else column
     typ = arr.type
     if not (
         pa.types.is_fixed_size_list(typ) or pa.types.is_list(typ) or pa.types.is_large_list(typ)
     ):
-        raise InvalidInputError(f"vector column {name!r} must be a list of floats, got {typ}")
+        raise InvalidInputError(f"{what} must be a list of floats, got {typ}")
     if arr.null_count:
         row = int(np.flatnonzero(arr.is_null().to_numpy(zero_copy_only=False))[0])
-        raise InvalidInputError(f"vector column {name!r} is NULL at row {row}")
+        raise InvalidInputError(f"{what} is NULL at row {row}")
     lengths = pc.list_value_length(arr).to_numpy(zero_copy_only=False)
     if len(lengths) and (lengths != lengths[0]).any():
         row = int(np.flatnonzero(lengths != lengths[0])[0])
         raise InvalidInputError(
-            f"vector column {name!r} has rows of different lengths "
+            f"{what} has rows of different lengths "
             f"(row 0 has {lengths[0]}, row {row} has {lengths[row]})"
         )
     d = int(lengths[0]) if len(lengths) else 0
     flat = pc.list_flatten(arr)
     if flat.null_count:
-        raise InvalidInputError(f"vector column {name!r} contains NULL elements")
+        raise InvalidInputError(f"{what} contains NULL elements")
     if not (pa.types.is_floating(flat.type) or pa.types.is_integer(flat.type)):
-        raise InvalidInputError(f"vector column {name!r} must hold numbers, got {flat.type}")
-    values = flat.to_numpy(zero_copy_only=False).astype(np.float32, copy=False)
-    return coerce_vectors(values.reshape(len(arr), d), what=f"vector column {name!r}")
+        raise InvalidInputError(f"{what} must hold numbers, got {flat.type}")
+    return flat.to_numpy(zero_copy_only=False).reshape(len(arr), d)
 
 
 @dataclass(frozen=True)
