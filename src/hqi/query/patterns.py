@@ -4,9 +4,9 @@ and RE2 regular expressions (``regexp_matches``, ``regexp_full_match``).
 A string column is dictionary-coded (:class:`hqi.query.columns.StringData`),
 so a pattern is matched once per distinct value, by Arrow's string kernels
 (C++: prefixes, suffixes and substrings directly, other patterns as RE2
-expressions), and the evaluators turn the matching codes into masks, intervals of codes
-(:mod:`hqi.query.compiled`) or partition flags (:mod:`hqi.layout.zonemap`),
-as they do for ``=`` and ``IN``.
+expressions), and the evaluators turn the matching codes into masks,
+intervals of codes (:mod:`hqi.query.compiled`) or partition flags
+(:mod:`hqi.layout.zonemap`), as they do for ``=`` and ``IN``.
 
 DuckDB's semantics, checked against DuckDB by the property tests: ``%`` is
 any run of characters (newlines too), ``_`` one code point, the whole value
