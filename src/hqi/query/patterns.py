@@ -20,6 +20,7 @@ of the value.
 
 from __future__ import annotations
 
+import string
 import weakref
 
 import numpy as np
@@ -145,10 +146,13 @@ def _regex(tokens: list[Token]) -> str:
 
 
 # Per dictionary array (the stores of a search share their parent's): its
-# Arrow copy, its lowercase copy for ILIKE, and recent patterns' matches
-# (a selective filter's inverted-index bound and its mask both ask for them).
-# At most HITS_BYTES of matches are kept per dictionary.
-HITS_BYTES = 32 << 20
+# Arrow copy, its lowercase copy for ILIKE, and recent patterns' matching
+# codes (the planner asks for a filter's matches several times: its program,
+# its routes, its inverted-index bound). Kept as codes, not masks, so that
+# thousands of selective patterns fit: at most HITS_CODES codes (32 MB) and
+# HITS_ENTRIES patterns a dictionary.
+HITS_CODES = 1 << 22
+HITS_ENTRIES = 1 << 16
 
 
 class _Matched:
@@ -156,7 +160,7 @@ class _Matched:
         self.values = pa.array(dictionary, pa.string())
         self.lowered: pa.Array | None = None
         self.hits: dict[Pattern, np.ndarray] = {}
-        self.max_hits = min(max(HITS_BYTES // max(dictionary.size, 1), 1), 4096)
+        self.kept = 0  # codes held in hits
 
 
 _MATCHED: dict[int, _Matched] = {}
@@ -173,28 +177,64 @@ def _matched(dictionary: np.ndarray) -> _Matched:
 
 def pattern_hits(pred: Pattern, dictionary: np.ndarray) -> np.ndarray:
     """Boolean (D,): which values of a string ``dictionary`` (object array of
-    str) match ``pred``, read-only and kept for the next call. A literal, a
-    prefix, a suffix or a substring is matched by Arrow's string kernels, any
-    other pattern by an RE2 expression.
-    (Arrow's own ``match_like`` takes those shortcuts too, but in pyarrow 26
-    without undoing the pattern's escapes: ``'a\\\\b%'`` misses ``'a\\b'``.)"""
+    str) match ``pred``; the matching codes are kept for the next call. A
+    literal, a prefix, a suffix or a substring is matched by Arrow's string
+    kernels, any other pattern by an RE2 expression. (Arrow's own
+    ``match_like`` takes those shortcuts too, but in pyarrow 26 without
+    undoing the pattern's escapes: ``'a\\\\b%'`` misses ``'a\\b'``.)"""
     if dictionary.size == 0:
         return np.zeros(0, dtype=bool)
     entry = _matched(dictionary)
-    hit = entry.hits.get(pred)
-    if hit is None:
-        hit = _match(pred, entry)
-        hit.flags.writeable = False
-        if len(entry.hits) >= entry.max_hits:
+    codes = entry.hits.get(pred)
+    if codes is None:
+        codes = np.flatnonzero(_match(pred, entry))
+        if entry.kept + codes.size > HITS_CODES or len(entry.hits) >= HITS_ENTRIES:
             entry.hits.clear()
-        entry.hits[pred] = hit
+            entry.kept = 0
+        entry.hits[pred] = codes
+        entry.kept += codes.size
+    hit = np.zeros(dictionary.size, dtype=bool)
+    hit[codes] = True
     return hit
+
+
+# Characters that stand for themselves in an RE2 expression.
+_PLAIN = frozenset(string.ascii_letters + string.digits + " _-,:;'\"/=<>@#%&~`!")
+
+
+def _plain_regex(pred: Regex) -> tuple[str, str] | None:
+    """A regular expression that is literal text, perhaps anchored, as
+    ("equal" | "prefix" | "suffix" | "substring", text); None otherwise (and
+    for case-insensitive ones: RE2's case folding is not Arrow's lowercase)."""
+    cases = [c for c in pred.options if c in "ci"]
+    if cases and cases[-1] == "i":
+        return None
+    text, start, end = pred.pattern, pred.full, pred.full
+    if "l" not in pred.options:
+        if text.startswith("^"):
+            text, start = text[1:], True
+        if text.endswith("$"):
+            text, end = text[:-1], True
+        if not all(c in _PLAIN for c in text):
+            return None
+    kind = {(True, True): "equal", (True, False): "prefix", (False, True): "suffix"}
+    return kind.get((start, end), "substring"), text
 
 
 def _match(pred: Pattern, entry: _Matched) -> np.ndarray:
     """:func:`pattern_hits`, computed."""
     if isinstance(pred, Regex):
-        hit = pc.match_substring_regex(entry.values, _regex_of(pred))
+        plain = _plain_regex(pred)
+        if plain is None:
+            hit = pc.match_substring_regex(entry.values, _regex_of(pred))
+        else:  # Arrow's literal kernels (a suffix: 4x faster than RE2 at 500k values)
+            kernel = {
+                "equal": pc.equal,
+                "prefix": pc.starts_with,
+                "suffix": pc.ends_with,
+                "substring": pc.match_substring,
+            }[plain[0]]
+            hit = kernel(entry.values, plain[1])
         return np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
     values = entry.values
     if pred.case_insensitive:
