@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pyarrow as pa
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -209,3 +210,20 @@ def test_probing_takes_the_nearest_lists_its_rule_asks_for(
             assert got == [cand[w].tolist() for w in want]
     finally:
         probing.PARALLEL_PROBE_PAIRS = split
+
+
+@settings(max_examples=100, deadline=None)
+@given(st.integers(0, 2**32 - 1), st.integers(1, 40), st.floats(0, 1))
+def test_zone_counts_of_few_values_equal_counts_over_every_entry(seed, values, share) -> None:
+    """A string column's per-zone count of hit codes, read through the few hit
+    values' entries, equals the count over every entry."""
+    rng = np.random.default_rng(seed)
+    names = rng.choice([f"v{i:02d}" for i in range(values)], 500).tolist()
+    table = pa.table({"s": pa.array(names, mask=rng.random(500) < 0.1)})
+    cuts = np.unique(np.array([0, 500, *rng.integers(0, 500, 9)]))
+    zones = ZoneMaps(ColumnStore(table), cuts)
+    summary = zones._summary("s")
+    hit = rng.random(zones.store["s"].dictionary.size) < share
+    weights = hit[summary["codes"]]
+    every = np.bincount(summary["zone_of"], weights=weights, minlength=zones.num_parts)
+    np.testing.assert_array_equal(zones._zones_holding(summary, hit), every)

@@ -112,7 +112,7 @@ class ZoneMaps:
             keep = code < width - 1
             zone_of, code = zone_of[keep], code[keep]
             starts = np.searchsorted(zone_of, np.arange(self.num_parts + 1))
-            summary = {"codes": code, "starts": starts.astype(np.int64)}
+            summary = {"codes": code, "starts": starts.astype(np.int64), "zone_of": zone_of}
             summary["nulls"] = np.bincount(
                 part_of_row, weights=data.codes < 0, minlength=self.num_parts
             ).astype(np.int64)
@@ -304,6 +304,27 @@ class ZoneMaps:
             np.concatenate(tag_rows),
         )
 
+    def _zones_holding(self, summary: dict[str, np.ndarray], hit: np.ndarray) -> np.ndarray:
+        """Per zone, how many of the string codes present are ``hit`` (D,) bool:
+        through the few hit values' entries when few are hit (a selective
+        pattern over 500k distinct names: 1.7 ms a filter over every entry),
+        else over every entry."""
+        zone_of = summary["zone_of"]
+        wanted = np.flatnonzero(hit)
+        if 4 * wanted.size >= hit.size:
+            return np.bincount(zone_of, weights=hit[summary["codes"]], minlength=self.num_parts)
+        if "by_value" not in summary:  # the entries in value order, made on first need
+            summary["by_value"] = np.argsort(summary["codes"], kind="stable")
+            summary["value_sorted"] = summary["codes"][summary["by_value"]]
+        ordered = summary["value_sorted"]
+        lo = np.searchsorted(ordered, wanted, side="left")
+        counts = np.searchsorted(ordered, wanted, side="right") - lo
+        total = int(counts.sum())
+        # The entries lo[i] .. lo[i] + counts[i] of every wanted value, in one array.
+        first = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+        entries = summary["by_value"][first + np.arange(total)]
+        return np.bincount(zone_of[entries], minlength=self.num_parts)
+
     def flags(self, pred: Predicate | None) -> Flags:
         """The four truth flags of ``pred`` for every partition."""
         p = self.num_parts
@@ -375,11 +396,9 @@ class ZoneMaps:
                 hit = pattern_hits(pred, data.dictionary)
             else:
                 hit = _isin(data.dictionary, list(pred.values))
-            starts = summary["starts"]
-            zone_of = np.repeat(np.arange(self.num_parts), np.diff(starts))
-            hits = np.bincount(zone_of, weights=hit[summary["codes"]], minlength=self.num_parts)
+            hits = self._zones_holding(summary, hit)
             some_hit = hits > 0
-            some_miss = hits < np.diff(starts)
+            some_miss = hits < np.diff(summary["starts"])
             return Flags(some_hit, ~some_miss & (nulls == 0), some_miss, ~some_hit & (nulls == 0))
         lo, hi = summary["min"], summary["max"]
         has_valid = valid_rows > 0
