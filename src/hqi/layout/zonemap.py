@@ -127,8 +127,7 @@ class ZoneMaps:
             rows, codes = np.divmod(unique(keys), width)
             # Rows holding each value, per zone, as (zone, value, rows) triples
             # of the pairs that occur, zone by zone (a zones x values matrix of
-            # counts is 800 MB for 100k tags over 1,000 zones), and the
-            # triples' order by value, to read one value's zones.
+            # counts is 800 MB for 100k tags over 1,000 zones).
             pairs = np.sort(part_of_row[rows] * width + codes)
             if pairs.size:
                 new = np.flatnonzero(np.concatenate([[True], pairs[1:] != pairs[:-1]]))
@@ -138,14 +137,11 @@ class ZoneMaps:
                 counts = zone_of = code = np.zeros(0, dtype=np.int64)
             keep = code < width - 1  # the NULL element's slot
             zone_of, code, counts = zone_of[keep], code[keep], counts[keep]
-            by_value = np.argsort(code, kind="stable")
             valid = np.ones(self.store.num_rows, dtype=bool) if data.valid is None else data.valid
             summary = {
-                "tag_zone": zone_of,
-                "tag_code": code,
+                "zone_of": zone_of,
+                "codes": code,
                 "tag_count": counts,
-                "tag_by_value": by_value,
-                "tag_value_sorted": code[by_value],
                 "nulls": np.bincount(part_of_row, weights=~valid, minlength=self.num_parts).astype(
                     np.int64
                 ),
@@ -276,7 +272,7 @@ class ZoneMaps:
                 continue
             summary = self._summary(name)
             nulls[i] = summary["nulls"]
-            if "codes" in summary:
+            if "starts" in summary:  # a string column
                 strings[i] = True
                 width[i] = self.store[name].dictionary.size  # type: ignore[union-attr]
                 base[i] = starts_size
@@ -285,10 +281,10 @@ class ZoneMaps:
                 present_size += summary["codes"].size
                 starts_size += summary["starts"].size
                 distinct[i] = np.diff(summary["starts"])
-            elif "tag_zone" in summary:  # a bit-set column: a few values, dense per zone
+            elif "tag_count" in summary:  # a bit-set column: a few values, dense per zone
                 values = self.store[name].dictionary.size  # type: ignore[union-attr]
                 codes = np.zeros((self.num_parts, values), dtype=np.int64)
-                codes[summary["tag_zone"], summary["tag_code"]] = summary["tag_count"]
+                codes[summary["zone_of"], summary["codes"]] = summary["tag_count"]
                 width[i], base[i] = codes.shape[1], tags_size
                 tag_rows.append(codes.reshape(-1))
                 tags_size += codes.size
@@ -313,17 +309,7 @@ class ZoneMaps:
         wanted = np.flatnonzero(hit)
         if 4 * wanted.size >= hit.size:
             return np.bincount(zone_of, weights=hit[summary["codes"]], minlength=self.num_parts)
-        if "by_value" not in summary:  # the entries in value order, made on first need
-            summary["by_value"] = np.argsort(summary["codes"], kind="stable")
-            summary["value_sorted"] = summary["codes"][summary["by_value"]]
-        ordered = summary["value_sorted"]
-        lo = np.searchsorted(ordered, wanted, side="left")
-        counts = np.searchsorted(ordered, wanted, side="right") - lo
-        total = int(counts.sum())
-        # The entries lo[i] .. lo[i] + counts[i] of every wanted value, in one array.
-        first = np.repeat(lo - (np.cumsum(counts) - counts), counts)
-        entries = summary["by_value"][first + np.arange(total)]
-        return np.bincount(zone_of[entries], minlength=self.num_parts)
+        return np.bincount(zone_of[_entries_of(summary, wanted)], minlength=self.num_parts)
 
     def flags(self, pred: Predicate | None) -> Flags:
         """The four truth flags of ``pred`` for every partition."""
@@ -376,11 +362,8 @@ class ZoneMaps:
             assert isinstance(data, ListData)
             code = np.flatnonzero(data.dictionary == pred.value)
             have = np.zeros(self.num_parts, dtype=np.int64)
-            if code.size:  # the zones holding the value, by the triples' order by value
-                ordered = summary["tag_value_sorted"]
-                lo, hi = np.searchsorted(ordered, code[0]), np.searchsorted(ordered, code[0] + 1)
-                at = summary["tag_by_value"][lo:hi]
-                have[summary["tag_zone"][at]] = summary["tag_count"][at]
+            at = _entries_of(summary, code[:1])  # the zones holding the value
+            have[summary["zone_of"][at]] = summary["tag_count"][at]
             return Flags(
                 have > 0, (have == self.sizes), have < valid_rows, (have == 0) & (nulls == 0)
             )
@@ -431,6 +414,21 @@ class ZoneMaps:
             may_f & has_valid,
             (all_f & no_nulls & has_valid) | empty,
         )
+
+
+def _entries_of(summary: dict[str, np.ndarray], values: np.ndarray) -> np.ndarray:
+    """The entries of a string or list column's summary (one per (zone, value)
+    that occurs) whose value is in ``values`` (ascending codes), through the
+    entries in value order, made on first need and kept with the summary."""
+    if "by_value" not in summary:
+        summary["by_value"] = np.argsort(summary["codes"], kind="stable")
+        summary["value_sorted"] = summary["codes"][summary["by_value"]]
+    ordered = summary["value_sorted"]
+    lo = np.searchsorted(ordered, values, side="left")
+    counts = np.searchsorted(ordered, values, side="right") - lo
+    # The entries lo[i] .. lo[i] + counts[i] of every value, in one array.
+    first = np.repeat(lo - (np.cumsum(counts) - counts), counts)
+    return summary["by_value"][first + np.arange(int(counts.sum()))]
 
 
 @njit(nogil=True, boundscheck=False)

@@ -40,7 +40,7 @@ import numpy as np
 
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData
 from hqi.query.evaluate import _physical
-from hqi.query.patterns import pattern_hits
+from hqi.query.patterns import pattern_codes
 from hqi.query.predicate import (
     And,
     Compare,
@@ -336,7 +336,7 @@ class _Compiler:
             elif isinstance(pred, InList):
                 hit = np.isin(data.dictionary, [v for v in pred.values if isinstance(v, str)])
             elif isinstance(pred, Like | Regex):
-                hit = pattern_hits(pred, data.dictionary)
+                return _runs(pattern_codes(pred, data.dictionary))
             else:
                 return None
             return _runs(np.flatnonzero(hit))

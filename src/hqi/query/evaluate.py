@@ -32,7 +32,7 @@ import numpy as np
 
 from hqi._arrays import in_ascending, isin_sorted, unique
 from hqi.query.columns import ColumnStore, ListData, RangeStore, StringData, ValueData
-from hqi.query.patterns import pattern_hits
+from hqi.query.patterns import pattern_codes, pattern_hits
 from hqi.query.predicate import (
     And,
     Compare,
@@ -103,7 +103,7 @@ def _postings(pred: Predicate, store: ColumnStore, limit: int) -> np.ndarray | N
         data = store[pred.column]
         if not isinstance(data, StringData):
             return None
-        codes = np.flatnonzero(pattern_hits(pred, data.dictionary))
+        codes = pattern_codes(pred, data.dictionary)
         if int(data.counts[codes].sum()) > limit:
             return None
         bounds, rows = data.postings

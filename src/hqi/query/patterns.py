@@ -29,7 +29,7 @@ import pyarrow.compute as pc
 
 from hqi.query.predicate import Like, Pattern, Regex
 
-__all__ = ["escaped", "pattern_error", "pattern_hits", "regex_error"]
+__all__ = ["escaped", "pattern_codes", "pattern_error", "pattern_hits", "regex_error"]
 
 _WILDCARDS = "%_"
 
@@ -175,26 +175,32 @@ def _matched(dictionary: np.ndarray) -> _Matched:
     return entry
 
 
-def pattern_hits(pred: Pattern, dictionary: np.ndarray) -> np.ndarray:
-    """Boolean (D,): which values of a string ``dictionary`` (object array of
-    str) match ``pred``; the matching codes are kept for the next call. A
+def pattern_codes(pred: Pattern, dictionary: np.ndarray) -> np.ndarray:
+    """The codes (ascending) of the values of a string ``dictionary`` (object
+    array of str) that match ``pred``, kept for the next call (read-only). A
     literal, a prefix, a suffix or a substring is matched by Arrow's string
     kernels, any other pattern by an RE2 expression. (Arrow's own
     ``match_like`` takes those shortcuts too, but in pyarrow 26 without
     undoing the pattern's escapes: ``'a\\\\b%'`` misses ``'a\\b'``.)"""
     if dictionary.size == 0:
-        return np.zeros(0, dtype=bool)
+        return np.zeros(0, dtype=np.int64)
     entry = _matched(dictionary)
     codes = entry.hits.get(pred)
     if codes is None:
         codes = np.flatnonzero(_match(pred, entry))
+        codes.flags.writeable = False
         if entry.kept + codes.size > HITS_CODES or len(entry.hits) >= HITS_ENTRIES:
             entry.hits.clear()
             entry.kept = 0
         entry.hits[pred] = codes
         entry.kept += codes.size
+    return codes
+
+
+def pattern_hits(pred: Pattern, dictionary: np.ndarray) -> np.ndarray:
+    """Boolean (D,): which values of ``dictionary`` match ``pred`` (:func:`pattern_codes`)."""
     hit = np.zeros(dictionary.size, dtype=bool)
-    hit[codes] = True
+    hit[pattern_codes(pred, dictionary)] = True
     return hit
 
 
@@ -222,7 +228,7 @@ def _plain_regex(pred: Regex) -> tuple[str, str] | None:
 
 
 def _match(pred: Pattern, entry: _Matched) -> np.ndarray:
-    """:func:`pattern_hits`, computed."""
+    """Whether each dictionary value matches ``pred``, computed (:func:`pattern_codes`)."""
     if isinstance(pred, Regex):
         plain = _plain_regex(pred)
         if plain is None:
