@@ -20,13 +20,14 @@ from hqi.collection import (
     coerce_ids,
     coerce_table,
     coerce_vectors,
+    conform_table,
     normalize_rows,
 )
 from hqi.errors import InvalidInputError
 from hqi.evaluation import recall_of_reached
 from hqi.execution.batch import execute_plan
 from hqi.execution.exact import Group, exact_search, filter_rows, shares_scan
-from hqi.execution.options import DEFAULT_PROBE_ROWS, SearchOptions
+from hqi.execution.options import DEFAULT_PROBE_ROWS, SearchOptions, available_cores
 from hqi.execution.planner import BatchPlan, Route, RowSample, filter_queries, plan_batch
 from hqi.execution.products import (
     BF16Residuals,
@@ -37,6 +38,7 @@ from hqi.execution.products import (
 )
 from hqi.execution.result import Result
 from hqi.index.partitioned import BuildOptions, Partitioning, build_partitioning
+from hqi.index.update import add_rows, delete_rows
 from hqi.layout.qdtree import QdTree
 from hqi.layout.vector_cuts import CoarseCentroids
 from hqi.layout.zonemap import ZoneMaps
@@ -135,7 +137,8 @@ class Index:
     """A searchable collection: vectors, ids and attributes.
 
     Make one with :func:`hqi.build` or :func:`hqi.open`. Searching never
-    mutates an index, so one index may serve many threads.
+    mutates an index, so one index may serve many threads; :meth:`add` and
+    :meth:`delete` do, and must not run beside searches.
     """
 
     def __init__(
@@ -339,6 +342,112 @@ class Index:
                 f"unknown entity id {values[int(np.flatnonzero(missing)[0])]!r}"
             )
         return pos.astype(np.int64)
+
+    # -- changes --------------------------------------------------------------
+    def add(self, vectors: Any, attributes: Any = None, ids: Any = None) -> None:
+        """Add entities, in place, in this index's layout.
+
+        ``vectors`` (M, d), ``attributes`` (the index's columns, any order;
+        types that cast to the index's), ``ids`` (M new unique ids; for integer
+        ids the default continues from the largest, string ids must be given).
+        Each new row goes to the partition its attributes fall in and there
+        to the list of its nearest centroid, as the build assigns rows; the
+        layout is not learned again (:mod:`hqi.index.update`). Bad input
+        changes nothing. The on-disk copy changes only with :meth:`save`.
+        Do not call it while other threads search this index.
+        """
+        t0 = time.perf_counter()
+        x = coerce_vectors(vectors)
+        m = x.shape[0]
+        if x.shape[1] != self.dim:
+            raise InvalidInputError(
+                f"vectors have dimension {x.shape[1]}, but the index has dimension {self.dim}"
+            )
+        if self._metric is Metric.COSINE:
+            x = normalize_rows(x, what="vectors")
+        table = conform_table(attributes, m, self._store.table.schema)
+        new_ids = self._new_ids(ids, m)
+        if m == 0:
+            return
+        part = self._part
+        leaf = part.tree.assign(ColumnStore(table), x)
+        both = np.concatenate([self._vectors, x])
+        with limit_threads(available_cores()):
+            new_part, take = add_rows(part, both, leaf)
+        if isinstance(self._ids, np.ndarray):
+            assert isinstance(new_ids, np.ndarray)
+            all_ids: np.ndarray | pa.Array = np.concatenate([self._ids, new_ids])[take]
+        else:
+            all_ids = pa.concat_arrays([self._ids, new_ids]).take(pa.array(take))
+        attrs = pa.concat_tables([self._store.table, table]).take(pa.array(take))
+        stats = {**self.build_stats, "add_s": time.perf_counter() - t0}
+        self._replace(both[take], all_ids, attrs, new_part, stats)
+
+    def delete(self, entity_ids: Any) -> None:
+        """Delete the entities with these ids, in place (unknown ids are an
+        error and delete nothing). Rows matching a filter:
+        ``index.delete(index.where("year < 1990"))``. The layout stays; lists
+        left empty are dropped. Do not call it while other threads search
+        this index; the on-disk copy changes only with :meth:`save`."""
+        t0 = time.perf_counter()
+        positions = self.positions(entity_ids)
+        keep = np.ones(len(self), dtype=bool)
+        keep[positions] = False
+        if keep.all():
+            return
+        if not keep.any():
+            raise InvalidInputError(
+                "cannot delete every entity: an index holds at least one; build a new one"
+            )
+        new_part, take = delete_rows(self._part, keep)
+        ids = self._ids
+        ids = ids[take] if isinstance(ids, np.ndarray) else ids.take(pa.array(take))
+        stats = {**self.build_stats, "delete_s": time.perf_counter() - t0}
+        self._replace(
+            np.ascontiguousarray(self._vectors[take]),
+            ids,
+            self._store.table.take(pa.array(take)),
+            new_part,
+            stats,
+        )
+
+    def _new_ids(self, ids: Any, m: int) -> np.ndarray | pa.Array:
+        """The ids of ``m`` rows to add: given (unique, not in the index, of the
+        index's id type) or, for integer ids, continuing from the largest."""
+        integer = isinstance(self._ids, np.ndarray)
+        if ids is None:
+            if not integer:
+                raise InvalidInputError("this index has string ids; give the new rows' ids")
+            start = int(self._ids.max()) + 1 if len(self._ids) else 0
+            return np.arange(start, start + m, dtype=np.int64)
+        new = coerce_ids(ids, m)
+        if isinstance(new, np.ndarray) != integer:
+            kind = "integer" if integer else "string"
+            raise InvalidInputError(f"this index has {kind} ids; the new ids must be {kind}s")
+        if isinstance(new, np.ndarray):
+            taken = new[np.isin(new, self._ids)]
+            clash = taken[0].item() if taken.size else None
+        else:
+            clash = next((v for v in new.to_pylist() if v in self._id_lookup), None)
+        if clash is not None:
+            raise InvalidInputError(f"id {clash!r} is already in the index")
+        return new
+
+    def _replace(
+        self,
+        vectors: np.ndarray,
+        ids: np.ndarray | pa.Array,
+        attributes: pa.Table,
+        part: Partitioning,
+        stats: dict[str, float],
+    ) -> None:
+        """Become the index of these arrays: every derived structure (masks,
+        zone maps, bfloat16 rows, id lookups, Ray actors) is made again."""
+        fresh = Index(
+            vectors, ids, attributes, self._metric, part, path=self._path, build_stats=stats
+        )
+        self.__dict__.clear()
+        self.__dict__.update(fresh.__dict__)
 
     def _nprobe_for(self, opts: SearchOptions) -> int | None:
         """The lists each query probes under ``opts`` (None: exact): ``opts.nprobe``,
@@ -819,7 +928,11 @@ class Index:
             attributes=self._store.table,
             metric=self._metric.value,
             extra=self._part.arrays(),
-            meta={"schema": self.schema, "layout": self._part.tree.to_json()},
+            meta={
+                "schema": self.schema,
+                "layout": self._part.tree.to_json(),
+                **({"list_size": self._part.list_size} if self._part.list_size else {}),
+            },
         )
         self._path = storage.save(stored, path)
         return self._path
@@ -922,6 +1035,7 @@ def _partitioning(stored: storage.StoredIndex, parser: FilterParser) -> Partitio
         list_bounds=np.asarray(extra["list_bounds"]),
         part_lists=np.asarray(extra["part_lists"]),
         centroids=np.asarray(extra["centroids"]),
+        list_size=stored.meta.get("list_size"),
     )
 
 

@@ -31,7 +31,7 @@ import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
 from hqi.errors import InvalidInputError
-from hqi.query.columns import normalize_table
+from hqi.query.columns import kind_of, normalize_table
 
 __all__ = [
     "Collection",
@@ -39,6 +39,7 @@ __all__ = [
     "coerce_ids",
     "coerce_table",
     "coerce_vectors",
+    "conform_table",
     "read_parquet",
 ]
 
@@ -145,6 +146,53 @@ def coerce_ids(ids: Any, n: int) -> np.ndarray | pa.Array:
 
 def coerce_table(attributes: Any, n: int) -> pa.Table:
     """An Arrow table of ``n`` rows with supported column types."""
+    return normalize_table(_as_table(attributes, n))
+
+
+def conform_table(attributes: Any, n: int, schema: pa.Schema) -> pa.Table:
+    """``attributes`` (what :func:`coerce_table` takes) as ``n`` rows of exactly
+    ``schema``'s columns, in its order and types: rows to append to a table
+    with that schema. A missing or unknown column, or values of another kind,
+    are errors that name the column; all-NULL columns take the schema's type."""
+    if attributes is None and len(schema):
+        raise InvalidInputError(
+            f"the index has attribute columns {schema.names}; give their values for the new rows"
+        )
+    table = _as_table(attributes, n)
+    missing = [name for name in schema.names if name not in table.column_names]
+    if missing:
+        raise InvalidInputError(
+            f"the new rows lack attribute column {missing[0]!r}; the index has {schema.names}"
+        )
+    unknown = [name for name in table.column_names if name not in schema.names]
+    if unknown:
+        raise InvalidInputError(
+            f"unknown attribute column {unknown[0]!r}; the index has {schema.names}"
+        )
+    columns = []
+    for field in schema:
+        col = table.column(field.name)
+        if col.type != field.type:
+            if not pa.types.is_null(col.type):
+                want, got = kind_of(field.name, field.type), kind_of(field.name, col.type)
+                if want is not got:
+                    raise InvalidInputError(
+                        f"attribute column {field.name!r} is {want.value} in the index; "
+                        f"the new rows give {got.value} ({col.type})"
+                    )
+            try:
+                col = col.cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowNotImplementedError) as err:
+                raise InvalidInputError(
+                    f"attribute column {field.name!r}: cannot store {col.type} values as "
+                    f"{field.type}: {err}"
+                ) from None
+        columns.append(col)
+    return normalize_table(pa.table(columns, schema=schema))
+
+
+def _as_table(attributes: Any, n: int) -> pa.Table:
+    """``attributes`` as an Arrow table of ``n`` rows with distinct column names."""
     if attributes is None:
         table = pa.table({"_": pa.nulls(n)}).drop(["_"])
     elif isinstance(attributes, pa.Table):
@@ -164,7 +212,7 @@ def coerce_table(attributes: Any, n: int) -> pa.Table:
         raise InvalidInputError(f"attributes have {table.num_rows} rows but there are {n} vectors")
     if len(set(table.column_names)) != len(table.column_names):
         raise InvalidInputError(f"attribute column names repeat: {table.column_names}")
-    return normalize_table(table)
+    return table
 
 
 def vectors_from_arrow(column: pa.ChunkedArray | pa.Array, name: str) -> np.ndarray:

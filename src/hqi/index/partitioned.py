@@ -15,6 +15,8 @@ Arrays (saved with the index):
 * ``list_bounds`` (T + 1,): row range of each list, lists ordered by partition;
 * ``part_lists`` (P + 1,): list-id range of each partition;
 * ``centroids`` (T, d): the centroid of each list.
+
+Adding and deleting rows keeps this layout (:mod:`hqi.index.update`).
 """
 
 from __future__ import annotations
@@ -149,6 +151,8 @@ class Partitioning:
     part_lists: np.ndarray
     centroids: np.ndarray
     stats: dict[str, float] = field(default_factory=dict, compare=False)
+    # The build's target rows per list (None for indexes saved before it was kept).
+    list_size: int | None = None
 
     @property
     def num_parts(self) -> int:
@@ -169,6 +173,12 @@ class Partitioning:
         ``list_size`` for any default one)."""
         mean = max(int(self.list_bounds[-1]), 1) / max(self.num_lists, 1)
         return int(2 ** round(np.log2(max(mean, 1.0))))
+
+    @property
+    def target_list_size(self) -> int:
+        """The build's ``list_size``, or for an index saved without it the
+        nominal list size."""
+        return self.list_size or self.nominal_list_size
 
     def arrays(self) -> dict[str, np.ndarray]:
         out = {
@@ -318,4 +328,5 @@ def build_partitioning(
         part_lists=np.concatenate([[0], np.cumsum(part_nlists)]).astype(np.int64),
         centroids=np.concatenate(centroids).astype(np.float32),
         stats=stats,
+        list_size=options.rows_per_list(n),
     )

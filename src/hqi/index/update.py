@@ -1,0 +1,177 @@
+"""Rows added to and deleted from a built layout, without learning it again.
+
+The qd-tree and the lists' centroids stay as the build made them. An added
+row goes to the leaf its attributes (and, for vector cuts, its vector) fall
+in, and there to the list of the nearest centroid, as the build assigns
+rows. A leaf that was empty at build time and now gets rows has lists
+trained on them. A deleted row leaves its list; a list left empty is
+dropped.
+
+The storage invariants of :mod:`hqi.index.partitioned` hold afterwards:
+rows sorted by (partition, list), each list nearest its centroid first, and
+no list over four times the build's list size (the build's cap: a k-means
+list over it is cut into chunks that share its centroid). The chunks of one
+k-means list are handled as one *group* here and cut again after the change.
+
+The layout is still the one learned from the build's workload and vectors:
+after many changes, or when the workload moves, a new build fits better.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from hqi.index.ivf import train_lists
+from hqi.index.partitioned import Partitioning
+
+__all__ = ["add_rows", "delete_rows"]
+
+_BLOCK = 65_536  # rows per block when distances to centroids are computed
+
+
+def _list_of_rows(part: Partitioning) -> np.ndarray:
+    """The list of every stored row (N,)."""
+    return np.repeat(np.arange(part.num_lists), np.diff(part.list_bounds))
+
+
+def _groups(part: Partitioning) -> tuple[np.ndarray, np.ndarray]:
+    """(each list's group (T,), each group's first list (G,)): a group is a run
+    of consecutive lists of one partition with one centroid, the chunks the
+    build cut from one k-means list."""
+    t = part.num_lists
+    starts = np.ones(t, dtype=bool)
+    if t > 1:
+        lp = part.list_part
+        starts[1:] = (lp[1:] != lp[:-1]) | np.any(part.centroids[1:] != part.centroids[:-1], axis=1)
+    return np.cumsum(starts) - 1, np.flatnonzero(starts)
+
+
+def _central(
+    vectors: np.ndarray, rows: np.ndarray, centroids: np.ndarray, which: np.ndarray
+) -> np.ndarray:
+    """Squared distance of each of ``vectors[rows]`` to ``centroids[which]``
+    (float64; in blocks, so no (N, d) temporary)."""
+    out = np.empty(rows.size, dtype=np.float64)
+    for a in range(0, rows.size, _BLOCK):
+        diff = vectors[rows[a : a + _BLOCK]] - centroids[which[a : a + _BLOCK]]
+        out[a : a + _BLOCK] = np.einsum("ij,ij->i", diff, diff)
+    return out
+
+
+def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
+    """Index of each row's nearest centroid (squared L2, as k-means assigns)."""
+    out = np.empty(x.shape[0], dtype=np.int64)
+    c_sq = np.einsum("ij,ij->i", centroids, centroids)
+    for a in range(0, x.shape[0], _BLOCK):
+        block = x[a : a + _BLOCK]
+        out[a : a + _BLOCK] = np.argmin(c_sq[None, :] - 2.0 * (block @ centroids.T), axis=1)
+    return out
+
+
+def _assemble(
+    part: Partitioning,
+    centroids: np.ndarray,
+    group_part: np.ndarray,
+    group_sizes: np.ndarray,
+    row_part: np.ndarray,
+    cap: int,
+) -> Partitioning:
+    """The partitioning of groups (in storage order, partitions non-decreasing)
+    of ``group_sizes`` rows: empty groups dropped, the others cut into chunks
+    of at most ``cap`` rows as the build cuts them."""
+    keep = group_sizes > 0
+    centroids, group_part, sizes = centroids[keep], group_part[keep], group_sizes[keep]
+    chunks = np.maximum(1, -(-sizes // cap))
+    chunk_of = np.repeat(np.arange(sizes.size), chunks)
+    within = np.arange(chunk_of.size) - np.repeat(np.cumsum(chunks) - chunks, chunks)
+    list_sizes = sizes[chunk_of] // chunks[chunk_of] + (within < sizes[chunk_of] % chunks[chunk_of])
+    lists_per_part = np.bincount(group_part[chunk_of], minlength=part.num_parts)
+    rows_per_part = np.bincount(row_part, minlength=part.num_parts)
+    return Partitioning(
+        tree=part.tree,
+        order=np.arange(int(sizes.sum()), dtype=np.int64),
+        part_bounds=np.concatenate([[0], np.cumsum(rows_per_part)]).astype(np.int64),
+        list_bounds=np.concatenate([[0], np.cumsum(list_sizes)]).astype(np.int64),
+        part_lists=np.concatenate([[0], np.cumsum(lists_per_part)]).astype(np.int64),
+        centroids=np.ascontiguousarray(centroids[chunk_of], dtype=np.float32),
+        stats=dict(part.stats),
+        list_size=part.list_size,
+    )
+
+
+def _cap(part: Partitioning) -> int:
+    """Rows a list may hold: four times the build's list size, as at build."""
+    return 4 * part.target_list_size
+
+
+def delete_rows(part: Partitioning, keep: np.ndarray) -> tuple[Partitioning, np.ndarray]:
+    """(the partitioning of the kept rows, the stored rows kept, ascending).
+
+    ``keep`` (N,) marks the stored rows that stay; at least one must.
+    """
+    take = np.flatnonzero(keep)
+    group_of_list, heads = _groups(part)
+    row_group = group_of_list[_list_of_rows(part)[take]]
+    sizes = np.bincount(row_group, minlength=heads.size)
+    group_part = part.list_part[heads]
+    new = _assemble(
+        part, part.centroids[heads], group_part, sizes, group_part[row_group], _cap(part)
+    )
+    return new, take
+
+
+def add_rows(
+    part: Partitioning,
+    vectors: np.ndarray,
+    leaf: np.ndarray,
+    *,
+    seed: int = 0,
+) -> tuple[Partitioning, np.ndarray]:
+    """(the partitioning with rows added, the row of ``vectors`` each new
+    stored row is).
+
+    ``vectors`` (N + M, d): the index's N rows in storage order, then the M
+    added ones; ``leaf`` (M,): the leaf of each added row (``QdTree.assign``).
+    Leaves that get their first rows get lists of the build's list size.
+    """
+    m = leaf.size
+    n = vectors.shape[0] - m
+    added = vectors[n:]
+    group_of_list, heads = _groups(part)
+    centroids = [part.centroids[heads]]
+    group_part = [part.list_part[heads]]
+    count = heads.size
+    new_group = np.empty(m, dtype=np.int64)
+    for p in np.unique(leaf):
+        rows = np.flatnonzero(leaf == p)
+        (mine,) = np.nonzero(group_part[0] == p)
+        if mine.size:
+            new_group[rows] = mine[_nearest(added[rows], centroids[0][mine])]
+            continue
+        # A leaf empty at build time: its first rows get lists of their own.
+        cents, assign, _ = train_lists(added[rows], part.target_list_size, seed=seed + int(p))
+        new_group[rows] = count + assign
+        centroids.append(cents)
+        group_part.append(np.full(cents.shape[0], p, dtype=np.int64))
+        count += cents.shape[0]
+    all_centroids = np.concatenate(centroids).astype(np.float32)
+    all_parts = np.concatenate(group_part)
+    # Groups in storage order: by partition, then as they were.
+    by_part = np.argsort(all_parts, kind="stable")
+    rank = np.empty_like(by_part)
+    rank[by_part] = np.arange(by_part.size)
+    row_group = np.concatenate([group_of_list[_list_of_rows(part)], new_group])
+    # Inside a group the rows run nearest its centroid first. Groups that get
+    # no row keep their order (their rows' positions as keys); the others are
+    # merged by distance to the centroid.
+    key = np.arange(n + m, dtype=np.float64)
+    touched = np.zeros(count, dtype=bool)
+    touched[new_group] = True
+    redo = np.flatnonzero(touched[row_group])
+    key[redo] = _central(vectors, redo, all_centroids, row_group[redo])
+    take = np.lexsort((key, rank[row_group]))
+    sizes = np.bincount(row_group, minlength=count)[by_part]
+    new = _assemble(
+        part, all_centroids[by_part], all_parts[by_part], sizes, all_parts[row_group], _cap(part)
+    )
+    return new, take

@@ -1,0 +1,292 @@
+"""Adding and deleting entities in a built index (hqi.index.update)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pyarrow as pa
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import hqi
+from hqi.datasets import make_catalog, make_workload
+from hqi.evaluation import recall_at_k
+from hqi.query import ColumnStore
+
+N0 = 3000  # rows built; the rest of the catalog is added
+
+
+def _build(catalog, workload, rows: slice, **options) -> hqi.Index:
+    return hqi.build(
+        catalog.vectors[rows],
+        catalog.attributes.slice(
+            rows.start or 0, (rows.stop or len(catalog.ids)) - (rows.start or 0)
+        ),
+        catalog.ids[rows],
+        workload=workload.filters[150:],
+        min_partition_rows=150,
+        list_size=64,
+        **options,
+    )
+
+
+def check_layout(index: hqi.Index) -> None:
+    """The storage invariants: every row in the partition the tree gives it,
+    lists inside their partitions, no list empty or over the cap, every row
+    in the list (group of chunks) whose centroid is nearest among its
+    partition's, nearest its centroid first."""
+    part = index._part
+    n = len(index)
+    row_part = np.repeat(np.arange(part.num_parts), np.diff(part.part_bounds))
+    np.testing.assert_array_equal(
+        part.tree.assign(ColumnStore(index.attributes), np.asarray(index.vectors)), row_part
+    )
+    assert part.list_bounds[-1] == n and part.part_bounds[-1] == n
+    np.testing.assert_array_equal(part.list_bounds[part.part_lists], part.part_bounds)
+    sizes = np.diff(part.list_bounds)
+    assert sizes.min() > 0 and sizes.max() <= 4 * part.target_list_size
+    x = np.asarray(index.vectors, dtype=np.float64)
+    row_list = np.repeat(np.arange(part.num_lists), sizes)
+    c = part.centroids.astype(np.float64)
+    d = ((x[:, None, :] - c[None, :, :]) ** 2).sum(-1)  # small stores only
+    d[row_part[:, None] != part.list_part[None, :]] = np.inf
+    own = d[np.arange(n), row_list]
+    assert (own <= d.min(axis=1) + 1e-4 * (1 + own)).all()
+    for t in range(part.num_lists):
+        run = own[part.list_bounds[t] : part.list_bounds[t + 1]]
+        assert (np.diff(run) >= -1e-4 * (1 + run[1:])).all()
+
+
+@pytest.fixture(scope="module")
+def grown(catalog, workload) -> hqi.Index:
+    index = _build(catalog, workload, slice(0, N0))
+    index.add(catalog.vectors[N0:], catalog.attributes.slice(N0), catalog.ids[N0:])
+    return index
+
+
+@pytest.fixture(scope="module")
+def whole(catalog, workload) -> hqi.Index:
+    return _build(catalog, workload, slice(0, None))
+
+
+def test_added_rows_answer_as_a_build_of_all(grown, whole, catalog, workload) -> None:
+    q, f = workload.queries[:150], workload.filters[:150]
+    assert len(grown) == len(catalog.ids)
+    truth = whole.search(q, f, k=10, exact=True)
+    exact = grown.search(q, f, k=10, exact=True)
+    np.testing.assert_array_equal(exact.ids, truth.ids)
+    np.testing.assert_allclose(exact.distances, truth.distances, rtol=1e-5)
+    every = grown.search(q, f, k=10, nprobe=10_000)
+    np.testing.assert_array_equal(every.ids, truth.ids)
+    assert recall_at_k(grown.search(q, f, k=10), truth).mean() >= 0.9
+    check_layout(grown)
+
+
+def test_layout_is_kept(catalog, workload) -> None:
+    index = _build(catalog, workload, slice(0, N0))
+    tree, parts = index._part.tree, index._part.num_parts
+    index.add(catalog.vectors[N0:], catalog.attributes.slice(N0), catalog.ids[N0:])
+    assert index._part.tree is tree and index._part.num_parts == parts
+    assert "add_s" in index.build_stats
+
+
+def test_delete_then_search(catalog, workload) -> None:
+    index = _build(catalog, workload, slice(0, None))
+    gone = index.where("genre = 'jazz' OR year < 1990")
+    index.delete(gone)
+    assert len(index) == len(catalog.ids) - len(gone)
+    assert index.count("genre = 'jazz' OR year < 1990") == 0
+    check_layout(index)
+    kept = np.flatnonzero(~np.isin(catalog.ids, gone))
+    rest = hqi.build(catalog.vectors[kept], catalog.attributes.take(kept), catalog.ids[kept])
+    q, f = workload.queries[:150], workload.filters[:150]
+    truth = rest.search(q, f, k=10, exact=True)
+    np.testing.assert_array_equal(index.search(q, f, k=10, exact=True).ids, truth.ids)
+    np.testing.assert_array_equal(index.search(q, f, k=10, nprobe=10_000).ids, truth.ids)
+
+
+def test_an_emptied_partition_gets_lists_again(catalog, workload) -> None:
+    index = _build(catalog, workload, slice(0, None))
+    part = index._part
+    p = int(np.argmax(np.diff(part.part_bounds)))
+    rows = np.arange(part.part_bounds[p], part.part_bounds[p + 1])
+    ids, vectors = index.ids[rows], np.array(index.vectors[rows])
+    attributes = index.attributes.take(rows)
+    index.delete(ids)
+    assert index._part.part_lists[p] == index._part.part_lists[p + 1]  # no lists left
+    index.add(vectors, attributes, ids)
+    assert index._part.part_lists[p + 1] > index._part.part_lists[p]
+    check_layout(index)
+    q, f = workload.queries[:100], workload.filters[:100]
+    whole = hqi.build(catalog.vectors, catalog.attributes, catalog.ids)
+    truth = whole.search(q, f, k=10, exact=True)
+    np.testing.assert_array_equal(index.search(q, f, k=10, nprobe=10_000).ids, truth.ids)
+
+
+@settings(max_examples=25, deadline=None)
+@given(
+    st.lists(
+        st.tuples(st.booleans(), st.integers(1, 400), st.integers(0, 2**31)),
+        min_size=1,
+        max_size=4,
+    )
+)
+def test_changes_keep_answers_exact(small_setup, steps) -> None:
+    """Any sequence of adds and deletes: the index answers as a build of the
+    rows it holds (all probes and exact), and the layout invariants hold."""
+    catalog, workload, base = small_setup
+    index = hqi.open(base, verify=False)
+    present = np.zeros(len(catalog.ids), dtype=bool)
+    present[:600] = True
+    for adding, count, seed in steps:
+        rng = np.random.default_rng(seed)
+        pool = np.flatnonzero(~present if adding else present)
+        if adding and pool.size == 0:
+            continue
+        chosen = np.sort(rng.choice(pool, size=min(count, pool.size - (not adding)), replace=False))
+        if chosen.size == 0:
+            continue
+        if adding:
+            index.add(catalog.vectors[chosen], catalog.attributes.take(chosen), catalog.ids[chosen])
+        else:
+            index.delete(catalog.ids[chosen])
+        present[chosen] = adding
+    assert len(index) == present.sum()
+    check_layout(index)
+    rows = np.flatnonzero(present)
+    oracle = hqi.build(catalog.vectors[rows], catalog.attributes.take(rows), catalog.ids[rows])
+    q, f = workload.queries[:40], workload.filters[:40]
+    truth = oracle.search(q, f, k=5, exact=True)
+    np.testing.assert_array_equal(index.search(q, f, k=5, exact=True).ids, truth.ids)
+    np.testing.assert_array_equal(index.search(q, f, k=5, nprobe=10_000).ids, truth.ids)
+
+
+@pytest.fixture(scope="module")
+def small_setup(tmp_path_factory):
+    catalog = make_catalog(1500, 8, seed=3)
+    workload = make_workload(catalog, 200, seed=4)
+    index = hqi.build(
+        catalog.vectors[:600],
+        catalog.attributes.slice(0, 600),
+        catalog.ids[:600],
+        workload=workload.filters,
+        min_partition_rows=40,
+        list_size=32,
+    )
+    path = tmp_path_factory.mktemp("update") / "base"
+    index.save(path)
+    return catalog, workload, path
+
+
+def test_vector_cuts_and_cosine(catalog, workload) -> None:
+    for options in ({"vector_cuts": 16, "vector_probe": 4}, {"metric": "cosine"}):
+        index = _build(catalog, workload, slice(0, N0), **options)
+        index.add(catalog.vectors[N0:], catalog.attributes.slice(N0), catalog.ids[N0:])
+        check_layout(index)
+        whole = _build(catalog, workload, slice(0, None), **options)
+        q, f = workload.queries[:100], workload.filters[:100]
+        truth = whole.search(q, f, k=10, exact=True)
+        got = index.search(q, f, k=10, nprobe=10_000)
+        np.testing.assert_array_equal(got.ids, truth.ids)
+        np.testing.assert_allclose(got.distances, truth.distances, rtol=1e-5, atol=1e-6)
+
+
+def test_save_and_open_after_changes(tmp_path, catalog, workload, grown) -> None:
+    index = hqi.open(grown.save(tmp_path / "grown"))
+    index.delete(catalog.ids[:500])
+    index.save(tmp_path / "grown")  # over the files it was opened from
+    again = hqi.open(tmp_path / "grown")
+    assert len(again) == len(catalog.ids) - 500
+    assert again._part.list_size == 64
+    q, f = workload.queries[:100], workload.filters[:100]
+    np.testing.assert_array_equal(
+        again.search(q, f, k=10, nprobe=3).ids, index.search(q, f, k=10, nprobe=3).ids
+    )
+
+
+def test_ids_of_added_rows() -> None:
+    catalog = make_catalog(500, 8, seed=1)
+    index = hqi.build(catalog.vectors[:300], catalog.attributes.slice(0, 300))
+    index.add(catalog.vectors[300:], catalog.attributes.slice(300))
+    np.testing.assert_array_equal(np.sort(index.ids), np.arange(500))  # continue from the largest
+    named = hqi.build(
+        catalog.vectors[:300], catalog.attributes.slice(0, 300), [f"e{i}" for i in range(300)]
+    )
+    with pytest.raises(hqi.InvalidInputError, match="string ids; give the new rows' ids"):
+        named.add(catalog.vectors[300:], catalog.attributes.slice(300))
+    with pytest.raises(hqi.InvalidInputError, match="new ids must be strings"):
+        named.add(catalog.vectors[300:], catalog.attributes.slice(300), np.arange(200))
+    with pytest.raises(hqi.InvalidInputError, match="'e7' is already in the index"):
+        named.add(catalog.vectors[300:302], catalog.attributes.slice(300, 2), ["new", "e7"])
+    named.add(catalog.vectors[300:302], catalog.attributes.slice(300, 2), ["new", "newer"])
+    res = named.search(catalog.vectors[300:302], k=1, exact=True)
+    assert res.keys.tolist() == [["new"], ["newer"]]
+    named.delete(["new", "e0"])
+    assert len(named) == 300 and "e0" not in named.ids.tolist()
+
+
+def test_attribute_columns_of_added_rows() -> None:
+    catalog = make_catalog(400, 8, seed=2)
+    index = hqi.build(catalog.vectors[:300], catalog.attributes.slice(0, 300))
+    rows = catalog.attributes.slice(300)
+    # Any column order; int32 years and an all-NULL column cast to the index's types.
+    reordered = rows.select(list(reversed(rows.column_names)))
+    reordered = reordered.set_column(
+        reordered.column_names.index("year"), "year", rows.column("year").cast(pa.int32())
+    )
+    reordered = reordered.set_column(
+        reordered.column_names.index("artist"), "artist", pa.nulls(100)
+    )
+    index.add(catalog.vectors[300:], reordered)
+    assert index.attributes.schema == catalog.attributes.schema
+    assert index.count("artist IS NULL") == 100
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (lambda ix, c: ix.add(np.ones((2, 3)), c.attributes.slice(0, 2)), "dimension 3, but"),
+        (lambda ix, c: ix.add(c.vectors[:2] * np.nan, c.attributes.slice(0, 2)), "NaN"),
+        (lambda ix, c: ix.add(c.vectors[:2]), "give their values"),
+        (
+            lambda ix, c: ix.add(c.vectors[:2], c.attributes.slice(0, 2).drop(["genre"])),
+            "lack attribute column 'genre'",
+        ),
+        (
+            lambda ix, c: ix.add(
+                c.vectors[:2], c.attributes.slice(0, 2).append_column("mood", pa.array(["a"] * 2))
+            ),
+            "unknown attribute column 'mood'",
+        ),
+        (
+            lambda ix, c: ix.add(
+                c.vectors[:2],
+                c.attributes.slice(0, 2).set_column(
+                    c.attributes.column_names.index("year"), "year", pa.array(["x", "y"])
+                ),
+            ),
+            "'year' is int in the index; the new rows give string",
+        ),
+        (lambda ix, c: ix.add(c.vectors[:2], c.attributes.slice(0, 3)), "3 rows but there are 2"),
+        (lambda ix, c: ix.add(c.vectors[:2], c.attributes.slice(0, 2), [5, 900]), "id 5 is"),
+        (lambda ix, c: ix.add(c.vectors[:2], c.attributes.slice(0, 2), [900, 900]), "unique"),
+        (lambda ix, c: ix.delete([3, 10_000]), "unknown entity id 10000"),
+        (lambda ix, c: ix.delete(ix.ids), "cannot delete every entity"),
+    ],
+)
+def test_bad_changes_change_nothing(change, message) -> None:
+    catalog = make_catalog(300, 8, seed=5)
+    index = hqi.build(catalog.vectors, catalog.attributes)
+    before = index.search(catalog.vectors[:20], k=5, exact=True).ids
+    with pytest.raises(hqi.InvalidInputError, match=message):
+        change(index, catalog)
+    assert len(index) == 300
+    np.testing.assert_array_equal(index.search(catalog.vectors[:20], k=5, exact=True).ids, before)
+
+
+def test_nothing_to_change() -> None:
+    catalog = make_catalog(100, 8, seed=6)
+    index = hqi.build(catalog.vectors, catalog.attributes)
+    index.add(np.zeros((0, 8)), catalog.attributes.slice(0, 0))
+    index.delete([])
+    assert len(index) == 100
