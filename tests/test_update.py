@@ -126,35 +126,47 @@ def test_an_emptied_partition_gets_lists_again(catalog, workload) -> None:
 @settings(max_examples=25, deadline=None)
 @given(
     st.lists(
-        st.tuples(st.booleans(), st.integers(1, 400), st.integers(0, 2**31)),
+        st.tuples(
+            st.sampled_from(["add", "delete", "replace"]), st.integers(1, 400), st.integers()
+        ),
         min_size=1,
         max_size=4,
     )
 )
 def test_changes_keep_answers_exact(small_setup, steps) -> None:
-    """Any sequence of adds and deletes: the index answers as a build of the
-    rows it holds (all probes and exact), and the layout invariants hold."""
+    """Any sequence of adds, deletes and replacements: the index answers as a
+    build of the rows it holds (all probes and exact), and the layout
+    invariants hold."""
     catalog, workload, base = small_setup
     index = hqi.open(base, verify=False)
-    present = np.zeros(len(catalog.ids), dtype=bool)
-    present[:600] = True
-    for adding, count, seed in steps:
-        rng = np.random.default_rng(seed)
-        pool = np.flatnonzero(~present if adding else present)
-        if adding and pool.size == 0:
+    n = len(catalog.ids)
+    source = np.full(n, -1)  # the catalog row each id now holds (-1: absent)
+    source[:600] = np.arange(600)
+    for op, count, seed in steps:
+        rng = np.random.default_rng(abs(seed))
+        pool = np.flatnonzero(source < 0 if op == "add" else source >= 0)
+        free = np.setdiff1d(np.arange(n), source)  # rows no id holds: no tied distances
+        size = min(count, pool.size - (op == "delete"), free.size)
+        if size <= 0:
             continue
-        chosen = np.sort(rng.choice(pool, size=min(count, pool.size - (not adding)), replace=False))
-        if chosen.size == 0:
-            continue
-        if adding:
-            index.add(catalog.vectors[chosen], catalog.attributes.take(chosen), catalog.ids[chosen])
-        else:
+        chosen = np.sort(rng.choice(pool, size=size, replace=False))
+        rows = rng.choice(free, size=size, replace=False)
+        if op == "delete":
             index.delete(catalog.ids[chosen])
-        present[chosen] = adding
-    assert len(index) == present.sum()
+            source[chosen] = -1
+        else:
+            index.add(
+                catalog.vectors[rows],
+                catalog.attributes.take(rows),
+                catalog.ids[chosen],
+                replace=op == "replace",
+            )
+            source[chosen] = rows
+    held = np.flatnonzero(source >= 0)
+    assert len(index) == held.size
     check_layout(index)
-    rows = np.flatnonzero(present)
-    oracle = hqi.build(catalog.vectors[rows], catalog.attributes.take(rows), catalog.ids[rows])
+    rows = source[held]
+    oracle = hqi.build(catalog.vectors[rows], catalog.attributes.take(rows), catalog.ids[held])
     q, f = workload.queries[:40], workload.filters[:40]
     truth = oracle.search(q, f, k=5, exact=True)
     np.testing.assert_array_equal(index.search(q, f, k=5, exact=True).ids, truth.ids)
@@ -290,3 +302,36 @@ def test_nothing_to_change() -> None:
     index.add(np.zeros((0, 8)), catalog.attributes.slice(0, 0))
     index.delete([])
     assert len(index) == 100
+
+
+def test_replace_upserts(catalog, workload) -> None:
+    index = _build(catalog, workload, slice(0, N0))
+    # ids 0..199 get the vectors and attributes of rows N0+100.., and N0..N0+99 are new.
+    ids = np.concatenate([catalog.ids[:200], catalog.ids[N0 : N0 + 100]])
+    source = np.concatenate([np.arange(N0 + 100, N0 + 300), np.arange(N0, N0 + 100)])
+    with pytest.raises(hqi.InvalidInputError, match=r"id 0 is already in the index \(replace"):
+        index.add(catalog.vectors[source], catalog.attributes.take(source), ids)
+    index.add(catalog.vectors[source], catalog.attributes.take(source), ids, replace=True)
+    assert len(index) == N0 + 100
+    check_layout(index)
+    rows = np.concatenate([source[:200], np.arange(200, N0 + 100)])
+    oracle = hqi.build(
+        catalog.vectors[rows],
+        catalog.attributes.take(rows),
+        np.concatenate([catalog.ids[:200], catalog.ids[200 : N0 + 100]]),
+    )
+    q, f = workload.queries[:150], workload.filters[:150]
+    truth = oracle.search(q, f, k=10, exact=True)
+    np.testing.assert_array_equal(index.search(q, f, k=10, exact=True).ids, truth.ids)
+    np.testing.assert_array_equal(index.search(q, f, k=10, nprobe=10_000).ids, truth.ids)
+
+
+def test_replace_every_entity() -> None:
+    catalog = make_catalog(300, 8, seed=8)
+    index = hqi.build(catalog.vectors, catalog.attributes, workload=["year < 2000"])
+    shifted = catalog.vectors[::-1].copy()
+    index.add(shifted, catalog.attributes, catalog.ids, replace=True)
+    assert len(index) == 300
+    check_layout(index)
+    res = index.search(shifted[:5], k=1, exact=True)
+    np.testing.assert_array_equal(res.ids[:, 0], catalog.ids[:5])

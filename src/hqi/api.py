@@ -344,17 +344,21 @@ class Index:
         return pos.astype(np.int64)
 
     # -- changes --------------------------------------------------------------
-    def add(self, vectors: Any, attributes: Any = None, ids: Any = None) -> None:
+    def add(
+        self, vectors: Any, attributes: Any = None, ids: Any = None, *, replace: bool = False
+    ) -> None:
         """Add entities, in place, in this index's layout.
 
         ``vectors`` (M, d), ``attributes`` (the index's columns, any order;
-        types that cast to the index's), ``ids`` (M new unique ids; for integer
-        ids the default continues from the largest, string ids must be given).
-        Each new row goes to the partition its attributes fall in and there
-        to the list of its nearest centroid, as the build assigns rows; the
-        layout is not learned again (:mod:`hqi.index.update`). Bad input
-        changes nothing. The on-disk copy changes only with :meth:`save`.
-        Do not call it while other threads search this index.
+        types that cast to the index's), ``ids`` (M unique ids; for integer
+        ids the default continues from the largest, string ids must be
+        given). An id already in the index is an error, unless ``replace``:
+        then that entity is replaced (an upsert). Each new row goes to the
+        partition its attributes fall in and there to the list of its nearest
+        centroid, as the build assigns rows; the layout is not learned again
+        (:mod:`hqi.index.update`). Bad input changes nothing. The on-disk
+        copy changes only with :meth:`save`. Do not call it while other
+        threads search this index.
         """
         t0 = time.perf_counter()
         x = coerce_vectors(vectors)
@@ -366,22 +370,32 @@ class Index:
         if self._metric is Metric.COSINE:
             x = normalize_rows(x, what="vectors")
         table = conform_table(attributes, m, self._store.table.schema)
-        new_ids = self._new_ids(ids, m)
+        new_ids, replaced = self._new_ids(ids, m, replace=replace)
         if m == 0:
             return
-        part = self._part
+        vectors_now, ids_now, table_now, part = (
+            self._vectors,
+            self._ids,
+            self._store.table,
+            self._part,
+        )
+        if replaced.size:
+            keep = np.ones(len(self), dtype=bool)
+            keep[replaced] = False
+            part, kept = delete_rows(part, keep)
+            vectors_now, ids_now, table_now = _take(kept, vectors_now, ids_now, table_now)
         leaf = part.tree.assign(ColumnStore(table), x)
-        both = np.concatenate([self._vectors, x])
+        both = np.concatenate([vectors_now, x])
         with limit_threads(available_cores()):
-            new_part, take = add_rows(part, both, leaf)
-        if isinstance(self._ids, np.ndarray):
+            part, take = add_rows(part, both, leaf)
+        if isinstance(ids_now, np.ndarray):
             assert isinstance(new_ids, np.ndarray)
-            all_ids: np.ndarray | pa.Array = np.concatenate([self._ids, new_ids])[take]
+            all_ids: np.ndarray | pa.Array = np.concatenate([ids_now, new_ids])
         else:
-            all_ids = pa.concat_arrays([self._ids, new_ids]).take(pa.array(take))
-        attrs = pa.concat_tables([self._store.table, table]).take(pa.array(take))
+            all_ids = pa.concat_arrays([ids_now, new_ids])
+        out = _take(take, both, all_ids, pa.concat_tables([table_now, table]))
         stats = {**self.build_stats, "add_s": time.perf_counter() - t0}
-        self._replace(both[take], all_ids, attrs, new_part, stats)
+        self._replace(*out, part, stats)
 
     def delete(self, entity_ids: Any) -> None:
         """Delete the entities with these ids, in place (unknown ids are an
@@ -399,39 +413,40 @@ class Index:
             raise InvalidInputError(
                 "cannot delete every entity: an index holds at least one; build a new one"
             )
-        new_part, take = delete_rows(self._part, keep)
-        ids = self._ids
-        ids = ids[take] if isinstance(ids, np.ndarray) else ids.take(pa.array(take))
+        part, take = delete_rows(self._part, keep)
+        out = _take(take, self._vectors, self._ids, self._store.table)
         stats = {**self.build_stats, "delete_s": time.perf_counter() - t0}
-        self._replace(
-            np.ascontiguousarray(self._vectors[take]),
-            ids,
-            self._store.table.take(pa.array(take)),
-            new_part,
-            stats,
-        )
+        self._replace(*out, part, stats)
 
-    def _new_ids(self, ids: Any, m: int) -> np.ndarray | pa.Array:
-        """The ids of ``m`` rows to add: given (unique, not in the index, of the
-        index's id type) or, for integer ids, continuing from the largest."""
+    def _new_ids(
+        self, ids: Any, m: int, *, replace: bool = False
+    ) -> tuple[np.ndarray | pa.Array, np.ndarray]:
+        """(the ids of ``m`` rows to add, the positions of the entities they
+        replace): ids given (unique, of the index's id type, new unless
+        ``replace``) or, for integer ids, continuing from the largest."""
         integer = isinstance(self._ids, np.ndarray)
+        none = np.zeros(0, dtype=np.int64)
         if ids is None:
             if not integer:
                 raise InvalidInputError("this index has string ids; give the new rows' ids")
             start = int(self._ids.max()) + 1 if len(self._ids) else 0
-            return np.arange(start, start + m, dtype=np.int64)
+            return np.arange(start, start + m, dtype=np.int64), none
         new = coerce_ids(ids, m)
         if isinstance(new, np.ndarray) != integer:
             kind = "integer" if integer else "string"
             raise InvalidInputError(f"this index has {kind} ids; the new ids must be {kind}s")
         if isinstance(new, np.ndarray):
-            taken = new[np.isin(new, self._ids)]
-            clash = taken[0].item() if taken.size else None
+            present = new[np.isin(new, self._ids)]
         else:
-            clash = next((v for v in new.to_pylist() if v in self._id_lookup), None)
-        if clash is not None:
-            raise InvalidInputError(f"id {clash!r} is already in the index")
-        return new
+            present = np.asarray([v for v in new.to_pylist() if v in self._id_lookup], dtype=object)
+        if not present.size:
+            return new, none
+        if not replace:
+            raise InvalidInputError(
+                f"id {present[0].item() if integer else present[0]!r} is already in the index "
+                "(replace=True replaces such entities)"
+            )
+        return new, self.positions(present.tolist())
 
     def _replace(
         self,
@@ -936,6 +951,18 @@ class Index:
         )
         self._path = storage.save(stored, path)
         return self._path
+
+
+def _take(
+    rows: np.ndarray, vectors: np.ndarray, ids: np.ndarray | pa.Array, table: pa.Table
+) -> tuple[np.ndarray, np.ndarray | pa.Array, pa.Table]:
+    """``rows`` of an index's vectors, ids and attribute table."""
+    picked = pa.array(rows)
+    return (
+        np.ascontiguousarray(vectors[rows]),
+        ids[rows] if isinstance(ids, np.ndarray) else ids.take(picked),
+        table.take(picked),
+    )
 
 
 def _sample_stderr(values: np.ndarray, population: int) -> float:
