@@ -309,3 +309,60 @@ def test_build_with_a_workload(tmp_path, data_file, workload, capsys) -> None:
     assert main([*args[:3], str(tmp_path / "idx4"), "--workload", str(bad)]) == 1
     assert "position" in capsys.readouterr().err
     assert not (tmp_path / "idx3").exists() and not (tmp_path / "idx4").exists()
+
+
+def test_update(tmp_path, catalog, capsys) -> None:
+    """`hqi update`: delete by ids and by filter, add and replace from Parquet,
+    written back (or to --out); the result answers as a build of its rows."""
+    first, rest = catalog.attributes.slice(0, 3000), catalog.attributes.slice(3000)
+
+    def parquet(path: Path, table: pa.Table, vectors: np.ndarray, keys: list[str]) -> Path:
+        column = pa.FixedSizeListArray.from_arrays(pa.array(vectors.ravel()), vectors.shape[1])
+        pq.write_table(
+            table.append_column("vector", column).append_column("key", pa.array(keys)), path
+        )
+        return path
+
+    keys = [f"e{i}" for i in range(len(catalog))]
+    base = parquet(tmp_path / "base.parquet", first, catalog.vectors[:3000], keys[:3000])
+    more = parquet(tmp_path / "more.parquet", rest, catalog.vectors[3000:], keys[3000:])
+    index = tmp_path / "index"
+    assert main(["build", str(base), "--out", str(index), "--id-column", "key"]) == 0
+    doomed = tmp_path / "doomed.txt"
+    doomed.write_text("# ids\ne1\ne2\n\ne3\n")
+    args = ["update", str(index), "--add", str(more), "--id-column", "key"]
+    args += ["--delete-ids", str(doomed), "--delete-where", "genre = 'jazz'"]
+    capsys.readouterr()
+    assert main(args) == 0
+    assert "updated" in capsys.readouterr().out
+    updated = hqi.open(index)
+    jazz = np.asarray(first.column("genre").to_pylist()) == "jazz"
+    kept = np.flatnonzero(np.concatenate([~jazz, np.ones(1000, bool)]))
+    kept = kept[~np.isin(kept, [1, 2, 3])]
+    assert (
+        len(updated) == kept.size
+        and updated.count("genre = 'jazz'")
+        == 1000 - (np.asarray(rest.column("genre").to_pylist()) != "jazz").sum()
+    )
+    oracle = hqi.build(
+        catalog.vectors[kept], catalog.attributes.take(kept), [keys[i] for i in kept]
+    )
+    q = catalog.vectors[:20] + 0.01
+    np.testing.assert_array_equal(
+        updated.search(q, k=5, exact=True).keys, oracle.search(q, k=5, exact=True).keys
+    )
+    # Rows already present: refused, then replaced with --replace, into --out.
+    assert main(["update", str(index), "--add", str(more), "--id-column", "key"]) == 1
+    assert "already in the index (replace=True" in capsys.readouterr().err
+    out = tmp_path / "copy"
+    assert main([*args[:6], "--replace", "--out", str(out)]) == 0
+    assert len(hqi.open(out)) == len(updated) and len(hqi.open(index)) == len(updated)
+    # Errors name the problem and write nothing.
+    assert main(["update", str(index)]) == 1
+    assert "nothing to change" in capsys.readouterr().err
+    doomed.write_text("e1\n")
+    assert main(["update", str(index), "--delete-ids", str(doomed)]) == 1
+    assert "unknown entity id 'e1'" in capsys.readouterr().err
+    assert main(["update", str(index), "--delete-where", "genre = "]) == 1
+    assert "position" in capsys.readouterr().err
+    assert len(hqi.open(index)) == len(updated)

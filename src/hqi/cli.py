@@ -1,4 +1,4 @@
-"""The ``hqi`` command line: build, search, info, count, demo, kg and bench.
+"""The ``hqi`` command line: build, update, search, info, count, demo, kg and bench.
 
 Every command exits 0 on success. Bad input exits 1 with one line on stderr
 (``hqi: error: ...``) and writes nothing; bad usage exits 2.
@@ -94,6 +94,75 @@ def cmd_build(args: argparse.Namespace) -> None:
             ("time", f"{time.perf_counter() - start:.2f} s"),
         ],
     )
+
+
+# -- update --------------------------------------------------------------------
+def cmd_update(args: argparse.Namespace) -> None:
+    if args.add is None and args.delete_ids is None and args.delete_where is None:
+        raise InvalidInputError("nothing to change: give --add, --delete-ids or --delete-where")
+    start = time.perf_counter()
+    with progress() as bar:
+        task = bar.add_task("reading", total=3)
+        index = open(args.index, verify=not args.no_verify)
+        before = len(index)
+        integer = index.info()["id_type"] == "int64"
+        doomed: list[Any] = []
+        if args.delete_ids is not None:
+            doomed += read_ids(Path(args.delete_ids), integer=integer)
+        if args.delete_where is not None:
+            doomed += index.where(args.delete_where).tolist()
+        collection = None
+        if args.add is not None:
+            collection = read_parquet(
+                args.add, vector_column=args.vector_column, id_column=args.id_column
+            )
+        bar.update(task, advance=1, description="changing")
+        doomed = list(dict.fromkeys(doomed))  # an id listed and selected counts once
+        index.delete(doomed)
+        if collection is not None:
+            index.add(
+                collection.vectors,
+                collection.attributes,
+                collection.ids if args.id_column else None,
+                replace=args.replace,
+            )
+        bar.update(task, advance=1, description="writing")
+        out = Path(args.out) if args.out else Path(args.index)
+        index.save(out)
+        bar.update(task, advance=1)
+    added = 0 if collection is None else len(collection.ids)
+    summary(
+        f"updated {out}",
+        [
+            ("entities", f"{before:,} -> {len(index):,}"),
+            ("deleted", f"{len(doomed):,}"),
+            ("added or replaced", f"{added:,}"),
+            ("layout", _layout(index.info())),
+            ("time", f"{time.perf_counter() - start:.2f} s"),
+        ],
+    )
+
+
+def read_ids(path: Path, *, integer: bool) -> list[Any]:
+    """Entity ids, one per line (blank lines and ``#`` comments skipped);
+    integers for an index with integer ids."""
+    if not path.exists():
+        raise InvalidInputError(f"no such file: {path}")
+    ids: list[Any] = []
+    for number, line in enumerate(path.read_text().splitlines(), start=1):
+        text = line.strip()
+        if not text or text.startswith("#"):
+            continue
+        if integer:
+            try:
+                ids.append(int(text))
+            except ValueError:
+                raise InvalidInputError(
+                    f"{path}:{number}: {text!r} is not an integer id (the index has integer ids)"
+                ) from None
+        else:
+            ids.append(text)
+    return ids
 
 
 def read_workload(path: Path) -> list[str]:
@@ -650,6 +719,33 @@ def make_parser() -> argparse.ArgumentParser:
     )
     p.add_argument("--ray-workers", type=_positive, default=None, help="Ray actors")
     p.set_defaults(func=cmd_search)
+
+    p = sub.add_parser(
+        "update",
+        help="add, replace or delete entities of an index, in its layout",
+        description="Deletes (--delete-ids, --delete-where), then adds the rows of --add "
+        "(a Parquet file as for 'hqi build', with the index's attribute columns). The "
+        "learned layout and lists are kept (no new build); the index is written back "
+        "atomically, or to --out.",
+    )
+    p.add_argument("index")
+    p.add_argument("--add", default=None, metavar="DATA", help="Parquet file of rows to add")
+    p.add_argument("--vector-column", default="vector", help="default: vector")
+    p.add_argument(
+        "--id-column",
+        default=None,
+        help="ids of the added rows (default: integers after the largest id)",
+    )
+    p.add_argument(
+        "--replace", action="store_true", help="added rows replace entities with their ids"
+    )
+    p.add_argument("--delete-ids", default=None, metavar="FILE", help="ids to delete, one per line")
+    p.add_argument(
+        "--delete-where", default=None, metavar="FILTER", help="delete the entities it selects"
+    )
+    p.add_argument("--out", default=None, help="write here instead of over INDEX")
+    p.add_argument("--no-verify", action="store_true", help="skip checksum verification")
+    p.set_defaults(func=cmd_update)
 
     p = sub.add_parser(
         "explain",
