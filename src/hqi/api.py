@@ -385,17 +385,24 @@ class Index:
             part, kept = delete_rows(part, keep)
             vectors_now, ids_now, table_now = _take(kept, vectors_now, ids_now, table_now)
         leaf = part.tree.assign(ColumnStore(table), x)
-        both = np.concatenate([vectors_now, x])
         with limit_threads(available_cores()):
-            part, take = add_rows(part, both, leaf)
+            part, take = add_rows(part, vectors_now, x, leaf)
+        # The stored rows keep their order: one sequential copy, the new rows between.
+        n = vectors_now.shape[0]
+        is_new = take >= n
+        merged = np.empty((take.size, self.dim), dtype=np.float32)
+        merged[~is_new] = vectors_now
+        merged[is_new] = x[take[is_new] - n]
         if isinstance(ids_now, np.ndarray):
             assert isinstance(new_ids, np.ndarray)
             all_ids: np.ndarray | pa.Array = np.concatenate([ids_now, new_ids])
         else:
             all_ids = pa.concat_arrays([ids_now, new_ids])
-        out = _take(take, both, all_ids, pa.concat_tables([table_now, table]))
+        picked = pa.array(take)
+        ids_out = all_ids[take] if isinstance(all_ids, np.ndarray) else all_ids.take(picked)
+        table_out = pa.concat_tables([table_now, table]).take(picked)
         stats = {**self.build_stats, "add_s": time.perf_counter() - t0}
-        self._replace(*out, part, stats)
+        self._replace(merged, ids_out, table_out, part, stats)
 
     def delete(self, entity_ids: Any) -> None:
         """Delete the entities with these ids, in place (unknown ids are an

@@ -26,7 +26,7 @@ from hqi.index.partitioned import Partitioning
 
 __all__ = ["add_rows", "delete_rows"]
 
-_BLOCK = 65_536  # rows per block when distances to centroids are computed
+_BLOCK = 65_536  # rows per block when nearest centroids are found
 
 
 def _list_of_rows(part: Partitioning) -> np.ndarray:
@@ -46,16 +46,10 @@ def _groups(part: Partitioning) -> tuple[np.ndarray, np.ndarray]:
     return np.cumsum(starts) - 1, np.flatnonzero(starts)
 
 
-def _central(
-    vectors: np.ndarray, rows: np.ndarray, centroids: np.ndarray, which: np.ndarray
-) -> np.ndarray:
-    """Squared distance of each of ``vectors[rows]`` to ``centroids[which]``
-    (float64; in blocks, so no (N, d) temporary)."""
-    out = np.empty(rows.size, dtype=np.float64)
-    for a in range(0, rows.size, _BLOCK):
-        diff = vectors[rows[a : a + _BLOCK]] - centroids[which[a : a + _BLOCK]]
-        out[a : a + _BLOCK] = np.einsum("ij,ij->i", diff, diff)
-    return out
+def _central(x: np.ndarray, centroid: np.ndarray) -> np.ndarray:
+    """Squared distance (float64) of each row of ``x`` to ``centroid``."""
+    diff = x - centroid
+    return np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
 
 
 def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
@@ -107,7 +101,8 @@ def _cap(part: Partitioning) -> int:
 def delete_rows(part: Partitioning, keep: np.ndarray) -> tuple[Partitioning, np.ndarray]:
     """(the partitioning of the kept rows, the stored rows kept, ascending).
 
-    ``keep`` (N,) marks the stored rows that stay; at least one must.
+    ``keep`` (N,) marks the stored rows that stay. None may: a replacement
+    of every row deletes them all before it adds (:meth:`hqi.Index.add`).
     """
     take = np.flatnonzero(keep)
     group_of_list, heads = _groups(part)
@@ -122,21 +117,23 @@ def delete_rows(part: Partitioning, keep: np.ndarray) -> tuple[Partitioning, np.
 
 def add_rows(
     part: Partitioning,
-    vectors: np.ndarray,
+    stored: np.ndarray,
+    added: np.ndarray,
     leaf: np.ndarray,
     *,
     seed: int = 0,
 ) -> tuple[Partitioning, np.ndarray]:
-    """(the partitioning with rows added, the row of ``vectors`` each new
-    stored row is).
+    """(the partitioning with rows added, the row of ``[stored; added]`` each
+    new stored row is).
 
-    ``vectors`` (N + M, d): the index's N rows in storage order, then the M
-    added ones; ``leaf`` (M,): the leaf of each added row (``QdTree.assign``).
+    ``stored`` (N, d): the index's rows in storage order; ``added`` (M, d) and
+    ``leaf`` (M,): the new rows and the leaf of each (``QdTree.assign``).
     Leaves that get their first rows get lists of the build's list size.
+    The stored rows keep their relative order (the returned rows below N
+    ascend): new rows are merged into their group by distance to its
+    centroid, so the copy of the stored rows is a sequential one.
     """
-    m = leaf.size
-    n = vectors.shape[0] - m
-    added = vectors[n:]
+    n, m = stored.shape[0], added.shape[0]
     group_of_list, heads = _groups(part)
     centroids = [part.centroids[heads]]
     group_part = [part.list_part[heads]]
@@ -160,16 +157,26 @@ def add_rows(
     by_part = np.argsort(all_parts, kind="stable")
     rank = np.empty_like(by_part)
     rank[by_part] = np.arange(by_part.size)
+    # Sort keys: (group, place, distance). A stored row's place is its
+    # position; a new row's is just before the first stored row of its group
+    # farther from the centroid (so rows stay nearest the centroid first).
+    place = np.arange(n + m, dtype=np.float64)
+    distance = np.zeros(n + m)
+    group_rows = part.list_bounds[np.append(heads, part.num_lists)]
+    order = np.argsort(new_group, kind="stable")
+    cuts = np.searchsorted(new_group[order], np.arange(count + 1))
+    for g in np.flatnonzero(np.diff(cuts)):
+        mine = order[cuts[g] : cuts[g + 1]]
+        d_new = _central(added[mine], all_centroids[g])
+        distance[n + mine] = d_new
+        if g >= heads.size:  # a new group: its rows by distance alone
+            place[n + mine] = -1.0
+            continue
+        a, b = int(group_rows[g]), int(group_rows[g + 1])
+        d_old = _central(stored[a:b], all_centroids[g])
+        place[n + mine] = a + np.searchsorted(d_old, d_new, side="right") - 0.5
     row_group = np.concatenate([group_of_list[_list_of_rows(part)], new_group])
-    # Inside a group the rows run nearest its centroid first. Groups that get
-    # no row keep their order (their rows' positions as keys); the others are
-    # merged by distance to the centroid.
-    key = np.arange(n + m, dtype=np.float64)
-    touched = np.zeros(count, dtype=bool)
-    touched[new_group] = True
-    redo = np.flatnonzero(touched[row_group])
-    key[redo] = _central(vectors, redo, all_centroids, row_group[redo])
-    take = np.lexsort((key, rank[row_group]))
+    take = np.lexsort((distance, place, rank[row_group]))
     sizes = np.bincount(row_group, minlength=count)[by_part]
     new = _assemble(
         part, all_centroids[by_part], all_parts[by_part], sizes, all_parts[row_group], _cap(part)
