@@ -63,8 +63,15 @@ def test_signatures_are_pinned() -> None:
     public_methods = {
         n for n, v in vars(hqi.Index).items() if not n.startswith("_") and callable(v)
     }
+    assert str(inspect.signature(hqi.Index.add)) == (
+        "(self, vectors: 'Any', attributes: 'Any' = None, ids: 'Any' = None, *, "
+        "replace: 'bool' = False) -> 'None'"
+    )
+    assert str(inspect.signature(hqi.Index.delete)) == "(self, entity_ids: 'Any') -> 'None'"
     assert public_methods == {
+        "add",
         "count",
+        "delete",
         "ray_backend",
         "explain",
         "info",
