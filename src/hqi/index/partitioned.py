@@ -10,7 +10,8 @@ nprobe 2 with ratio 1.1, 0.38 -> 0.366 s at nprobe 6; exact unchanged).
 
 Arrays (saved with the index):
 
-* ``order`` (N,): input row of each stored row;
+* ``order`` (N,): input row of each stored row (the identity once rows were
+  added or deleted: the input is then the index itself);
 * ``part_bounds`` (P + 1,): row range of each partition;
 * ``list_bounds`` (T + 1,): row range of each list, lists ordered by partition;
 * ``part_lists`` (P + 1,): list-id range of each partition;
