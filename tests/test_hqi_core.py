@@ -506,10 +506,10 @@ def test_partition_structure_is_consistent(learned, catalog) -> None:
 
 
 def test_oversized_lists_are_split() -> None:
-    from hqi.index.partitioned import _cap_lists
+    from hqi.index.partitioned import cap_lists
 
     cents = np.arange(6, dtype=np.float32).reshape(3, 2)
-    new_cents, sizes = _cap_lists(cents, np.array([5, 21, 3]), 8)
+    new_cents, sizes, _ = cap_lists(cents, np.array([5, 21, 3]), 8)
     assert sizes.tolist() == [5, 7, 7, 7, 3]
     assert new_cents[1:4].tolist() == [[2.0, 3.0]] * 3
 

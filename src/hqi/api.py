@@ -383,7 +383,8 @@ class Index:
             keep = np.ones(len(self), dtype=bool)
             keep[replaced] = False
             part, kept = delete_rows(part, keep)
-            vectors_now, ids_now, table_now = _take(kept, vectors_now, ids_now, table_now)
+            vectors_now = vectors_now[kept]
+            ids_now, table_now = _take(kept, ids_now, table_now)
         leaf = part.tree.assign(ColumnStore(table), x)
         with limit_threads(available_cores()):
             part, take = add_rows(part, vectors_now, x, leaf)
@@ -398,9 +399,7 @@ class Index:
             all_ids: np.ndarray | pa.Array = np.concatenate([ids_now, new_ids])
         else:
             all_ids = pa.concat_arrays([ids_now, new_ids])
-        picked = pa.array(take)
-        ids_out = all_ids[take] if isinstance(all_ids, np.ndarray) else all_ids.take(picked)
-        table_out = pa.concat_tables([table_now, table]).take(picked)
+        ids_out, table_out = _take(take, all_ids, pa.concat_tables([table_now, table]))
         stats = {**self.build_stats, "add_s": time.perf_counter() - t0}
         self._replace(merged, ids_out, table_out, part, stats)
 
@@ -421,9 +420,9 @@ class Index:
                 "cannot delete every entity: an index holds at least one; build a new one"
             )
         part, take = delete_rows(self._part, keep)
-        out = _take(take, self._vectors, self._ids, self._store.table)
+        ids, table = _take(take, self._ids, self._store.table)
         stats = {**self.build_stats, "delete_s": time.perf_counter() - t0}
-        self._replace(*out, part, stats)
+        self._replace(np.ascontiguousarray(self._vectors[take]), ids, table, part, stats)
 
     def _new_ids(
         self, ids: Any, m: int, *, replace: bool = False
@@ -961,15 +960,11 @@ class Index:
 
 
 def _take(
-    rows: np.ndarray, vectors: np.ndarray, ids: np.ndarray | pa.Array, table: pa.Table
-) -> tuple[np.ndarray, np.ndarray | pa.Array, pa.Table]:
-    """``rows`` of an index's vectors, ids and attribute table."""
+    rows: np.ndarray, ids: np.ndarray | pa.Array, table: pa.Table
+) -> tuple[np.ndarray | pa.Array, pa.Table]:
+    """``rows`` of an index's ids and attribute table."""
     picked = pa.array(rows)
-    return (
-        np.ascontiguousarray(vectors[rows]),
-        ids[rows] if isinstance(ids, np.ndarray) else ids.take(picked),
-        table.take(picked),
-    )
+    return ids[rows] if isinstance(ids, np.ndarray) else ids.take(picked), table.take(picked)
 
 
 def _sample_stderr(values: np.ndarray, population: int) -> float:

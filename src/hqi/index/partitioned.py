@@ -194,19 +194,22 @@ class Partitioning:
         return out
 
 
-def _cap_lists(centroids: np.ndarray, sizes: np.ndarray, cap: int) -> tuple[np.ndarray, np.ndarray]:
-    """Split lists over ``cap`` rows into contiguous chunks that share the centroid.
+def cap_lists(
+    centroids: np.ndarray, sizes: np.ndarray, cap: int
+) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Split lists over ``cap`` rows into contiguous chunks that share the centroid:
+    (the chunks' centroids, their sizes, the chunks of each list).
 
     k-means can leave a few very large lists; chunks keep every product and
     top-k block bounded while probing (by centroid) still reaches all of them.
     """
     chunks = np.maximum(1, -(-sizes // cap))
     if (chunks == 1).all():
-        return centroids, sizes
+        return centroids, sizes, chunks
     new_sizes = np.concatenate(
         [np.full(c, s // c) + (np.arange(c) < s % c) for s, c in zip(sizes, chunks, strict=True)]
     )
-    return np.repeat(centroids, chunks, axis=0), new_sizes.astype(np.int64)
+    return np.repeat(centroids, chunks, axis=0), new_sizes.astype(np.int64), chunks
 
 
 # Each leaf's trained lists: (centroids, each row's list, each row's squared
@@ -312,7 +315,7 @@ def build_partitioning(
         # falls early and fewer rows pass it (filter tests, insertions).
         by_list = np.lexsort((central, assign))
         order_parts.append(rows[by_list])
-        cents, sizes_p = _cap_lists(
+        cents, sizes_p, _ = cap_lists(
             cents, np.bincount(assign, minlength=cents.shape[0]), 4 * options.rows_per_list(n)
         )
         centroids.append(cents)

@@ -22,11 +22,10 @@ from __future__ import annotations
 import numpy as np
 
 from hqi.index.ivf import train_lists
-from hqi.index.partitioned import Partitioning
+from hqi.index.partitioned import Partitioning, cap_lists
+from hqi.layout.vector_cuts import CoarseCentroids
 
 __all__ = ["add_rows", "delete_rows"]
-
-_BLOCK = 65_536  # rows per block when nearest centroids are found
 
 
 def _list_of_rows(part: Partitioning) -> np.ndarray:
@@ -52,16 +51,6 @@ def _central(x: np.ndarray, centroid: np.ndarray) -> np.ndarray:
     return np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
 
 
-def _nearest(x: np.ndarray, centroids: np.ndarray) -> np.ndarray:
-    """Index of each row's nearest centroid (squared L2, as k-means assigns)."""
-    out = np.empty(x.shape[0], dtype=np.int64)
-    c_sq = np.einsum("ij,ij->i", centroids, centroids)
-    for a in range(0, x.shape[0], _BLOCK):
-        block = x[a : a + _BLOCK]
-        out[a : a + _BLOCK] = np.argmin(c_sq[None, :] - 2.0 * (block @ centroids.T), axis=1)
-    return out
-
-
 def _assemble(
     part: Partitioning,
     centroids: np.ndarray,
@@ -74,20 +63,16 @@ def _assemble(
     of ``group_sizes`` rows: empty groups dropped, the others cut into chunks
     of at most ``cap`` rows as the build cuts them."""
     keep = group_sizes > 0
-    centroids, group_part, sizes = centroids[keep], group_part[keep], group_sizes[keep]
-    chunks = np.maximum(1, -(-sizes // cap))
-    chunk_of = np.repeat(np.arange(sizes.size), chunks)
-    within = np.arange(chunk_of.size) - np.repeat(np.cumsum(chunks) - chunks, chunks)
-    list_sizes = sizes[chunk_of] // chunks[chunk_of] + (within < sizes[chunk_of] % chunks[chunk_of])
-    lists_per_part = np.bincount(group_part[chunk_of], minlength=part.num_parts)
+    centroids, sizes, chunks = cap_lists(centroids[keep], group_sizes[keep], cap)
+    lists_per_part = np.bincount(np.repeat(group_part[keep], chunks), minlength=part.num_parts)
     rows_per_part = np.bincount(row_part, minlength=part.num_parts)
     return Partitioning(
         tree=part.tree,
-        order=np.arange(int(sizes.sum()), dtype=np.int64),
+        order=np.arange(row_part.size, dtype=np.int64),
         part_bounds=np.concatenate([[0], np.cumsum(rows_per_part)]).astype(np.int64),
-        list_bounds=np.concatenate([[0], np.cumsum(list_sizes)]).astype(np.int64),
+        list_bounds=np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64),
         part_lists=np.concatenate([[0], np.cumsum(lists_per_part)]).astype(np.int64),
-        centroids=np.ascontiguousarray(centroids[chunk_of], dtype=np.float32),
+        centroids=np.ascontiguousarray(centroids, dtype=np.float32),
         stats=dict(part.stats),
         list_size=part.list_size,
     )
@@ -143,7 +128,9 @@ def add_rows(
         rows = np.flatnonzero(leaf == p)
         (mine,) = np.nonzero(group_part[0] == p)
         if mine.size:
-            new_group[rows] = mine[_nearest(added[rows], centroids[0][mine])]
+            # Nearest by faiss's flat L2 search, as the build assigns rows.
+            nearest = CoarseCentroids(centroids[0][mine]).nearest(added[rows])[:, 0]
+            new_group[rows] = mine[nearest]
             continue
         # A leaf empty at build time: its first rows get lists of their own.
         cents, assign, _ = train_lists(added[rows], part.target_list_size, seed=seed + int(p))
