@@ -3,17 +3,20 @@
 from __future__ import annotations
 
 import dataclasses
+import functools
+import threading
 import time
-from collections.abc import Callable, Sequence
-from contextlib import nullcontext
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager, nullcontext
 from functools import cached_property
 from pathlib import Path
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 import numpy as np
 import pyarrow as pa
 
 from hqi import _gc
+from hqi._rwlock import ReadWriteLock
 from hqi._threads import limit_threads, one_blas_thread
 from hqi.collection import (
     Metric,
@@ -133,12 +136,30 @@ def next_nprobe(nprobe: int) -> int:
     return nprobe * 4 // 3
 
 
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reads(method: Callable[Concatenate[Index, _P], _R]) -> Callable[Concatenate[Index, _P], _R]:
+    """Run an :class:`Index` method as a reader of the index's state (see
+    :mod:`hqi._rwlock`): a change waits for it, and it for a change's swap."""
+
+    @functools.wraps(method)
+    def reading(self: Index, *args: _P.args, **kwargs: _P.kwargs) -> _R:
+        with self._lock.read():
+            return method(self, *args, **kwargs)
+
+    return reading
+
+
 class Index:
     """A searchable collection: vectors, ids and attributes.
 
-    Make one with :func:`hqi.build` or :func:`hqi.open`. Searching never
-    mutates an index, so one index may serve many threads; :meth:`add` and
-    :meth:`delete` do, and must not run beside searches.
+    Make one with :func:`hqi.build` or :func:`hqi.open`. One index may serve
+    many threads: searches run side by side, and :meth:`add` and
+    :meth:`delete` may run beside them. A change is computed while searches
+    go on and swapped in between them, so each search sees the index before
+    a change or after it, never a mix; changes run one at a time.
     """
 
     def __init__(
@@ -165,6 +186,8 @@ class Index:
         self._ray: tuple[tuple[str | None, int | None], Any] | None = None  # see ray_backend()
         self._bf16: BF16Rows | None = None  # the rows in bfloat16, made on first use
         self._residuals: BF16Residuals | None = None  # rows less their list's mean, bfloat16
+        self._lock = ReadWriteLock()  # searches share the state; a change swaps it alone
+        self._change_lock = threading.Lock()  # one change at a time
 
     # -- description ----------------------------------------------------------
     @property
@@ -229,6 +252,7 @@ class Index:
         cols = ", ".join(f"{k}: {v}" for k, v in self.schema.items())
         return f"<hqi.Index {len(self)} x {self.dim} {self.metric} [{cols}]>"
 
+    @_reads
     def info(self) -> dict[str, Any]:
         """A summary: count, dim, metric, id type, schema, layout (partitions,
         lists, rows per list, the default nprobe, the tree's cuts), path."""
@@ -251,20 +275,24 @@ class Index:
         """Parse and check a filter against this index's schema (cached)."""
         return self._parser.parse(text)
 
+    @_reads
     def mask(self, filter: str | None) -> np.ndarray:
         """Boolean mask (N,) of the rows that satisfy ``filter``."""
         return evaluate(self.parse(filter), self._store)
 
+    @_reads
     def where(self, filter: str | None) -> np.ndarray:
         """The ids of the entities that satisfy ``filter``, in row order."""
         rows = np.flatnonzero(self.mask(filter))
         return self.ids[rows]
 
+    @_reads
     def count(self, filter: str | None) -> int:
         """How many entities satisfy ``filter``."""
         return int(np.count_nonzero(self.mask(filter)))
 
     # -- search ---------------------------------------------------------------
+    @_reads
     def search(
         self,
         queries: Any,
@@ -290,6 +318,7 @@ class Index:
             q = normalize_rows(q, what="queries")
         return self._search(q, filters, opts, on_progress=on_progress)
 
+    @_reads
     def search_by_id(
         self,
         entity_ids: Any,
@@ -319,6 +348,7 @@ class Index:
         dist = np.take_along_axis(res.distances, order, axis=1)
         return self._result(pos, dist, res.stats)
 
+    @_reads
     def positions(self, entity_ids: Any) -> np.ndarray:
         """Row positions (int64) of the given ids; unknown ids are an error."""
         values = (
@@ -357,9 +387,17 @@ class Index:
         partition its attributes fall in and there to the list of its nearest
         centroid, as the build assigns rows; the layout is not learned again
         (:mod:`hqi.index.update`). Bad input changes nothing. The on-disk
-        copy changes only with :meth:`save`. Do not call it while other
-        threads search this index.
+        copy changes only with :meth:`save`. Searches in other threads go
+        on while the change is computed and see it once it returns.
         """
+        with self._changing():
+            with self._lock.read():
+                fresh = self._added(vectors, attributes, ids, replace=replace)
+            if fresh is not None:
+                self._swap(fresh)
+
+    def _added(self, vectors: Any, attributes: Any, ids: Any, *, replace: bool) -> Index | None:
+        """The index after :meth:`add` (None: no rows)."""
         t0 = time.perf_counter()
         x = coerce_vectors(vectors)
         m = x.shape[0]
@@ -372,7 +410,7 @@ class Index:
         table = conform_table(attributes, m, self._store.table.schema)
         new_ids, replaced = self._new_ids(ids, m, replace=replace)
         if m == 0:
-            return
+            return None
         vectors_now, ids_now, table_now, part = (
             self._vectors,
             self._ids,
@@ -401,20 +439,29 @@ class Index:
             all_ids = pa.concat_arrays([ids_now, new_ids])
         ids_out, table_out = _take(take, all_ids, pa.concat_tables([table_now, table]))
         stats = {**self.build_stats, "add_s": time.perf_counter() - t0}
-        self._replace(merged, ids_out, table_out, part, stats)
+        return self._changed(merged, ids_out, table_out, part, stats)
 
     def delete(self, entity_ids: Any) -> None:
         """Delete the entities with these ids, in place (unknown ids are an
         error and delete nothing). Rows matching a filter:
         ``index.delete(index.where("year < 1990"))``. The layout stays; lists
-        left empty are dropped. Do not call it while other threads search
-        this index; the on-disk copy changes only with :meth:`save`."""
+        left empty are dropped. Searches in other threads go on while the
+        change is computed and see it once it returns; the on-disk copy
+        changes only with :meth:`save`."""
+        with self._changing():
+            with self._lock.read():
+                fresh = self._deleted(entity_ids)
+            if fresh is not None:
+                self._swap(fresh)
+
+    def _deleted(self, entity_ids: Any) -> Index | None:
+        """The index after :meth:`delete` (None: nothing to delete)."""
         t0 = time.perf_counter()
         positions = self.positions(entity_ids)
         keep = np.ones(len(self), dtype=bool)
         keep[positions] = False
         if keep.all():
-            return
+            return None
         if not keep.any():
             raise InvalidInputError(
                 "cannot delete every entity: an index holds at least one; build a new one"
@@ -422,7 +469,8 @@ class Index:
         part, take = delete_rows(self._part, keep)
         ids, table = _take(take, self._ids, self._store.table)
         stats = {**self.build_stats, "delete_s": time.perf_counter() - t0}
-        self._replace(np.ascontiguousarray(self._vectors[take]), ids, table, part, stats)
+        vectors = np.ascontiguousarray(self._vectors[take])
+        return self._changed(vectors, ids, table, part, stats)
 
     def _new_ids(
         self, ids: Any, m: int, *, replace: bool = False
@@ -454,21 +502,46 @@ class Index:
             )
         return new, self.positions(present.tolist())
 
-    def _replace(
+    @contextmanager
+    def _changing(self) -> Iterator[None]:
+        """Hold the change lock: one :meth:`add` or :meth:`delete` at a time,
+        never from inside a search of this index (it would wait for itself)."""
+        if self._lock.held():
+            raise InvalidInputError(
+                "an index cannot change inside one of its own searches (from on_progress): "
+                "change it after the search returns"
+            )
+        with self._change_lock:
+            yield
+
+    def _changed(
         self,
         vectors: np.ndarray,
         ids: np.ndarray | pa.Array,
         attributes: pa.Table,
         part: Partitioning,
         stats: dict[str, float],
-    ) -> None:
-        """Become the index of these arrays: every derived structure (masks,
-        zone maps, bfloat16 rows, id lookups, Ray actors) is made again."""
-        fresh = Index(
+    ) -> Index:
+        """The index of these arrays, with this one's metric and path: every
+        derived structure (masks, zone maps, bfloat16 rows, id lookups) made
+        again."""
+        return Index(
             vectors, ids, attributes, self._metric, part, path=self._path, build_stats=stats
         )
-        self.__dict__.clear()
-        self.__dict__.update(fresh.__dict__)
+
+    def _swap(self, fresh: Index) -> None:
+        """Become ``fresh`` (from :meth:`_changed`), between searches: its state
+        replaces this one's, attribute by attribute, while no search reads;
+        what this index derived and kept (id lookups, Ray actors) goes."""
+        locks = {"_lock": self._lock, "_change_lock": self._change_lock}
+        state = {**fresh.__dict__, **locks}
+        with self._lock.write():
+            ray = self._ray
+            for key in [key for key in self.__dict__ if key not in state]:
+                del self.__dict__[key]
+            self.__dict__.update(state)
+        if ray is not None:
+            ray[1].shutdown()  # its actors hold the old rows
 
     def _nprobe_for(self, opts: SearchOptions) -> int | None:
         """The lists each query probes under ``opts`` (None: exact): ``opts.nprobe``,
@@ -572,6 +645,7 @@ class Index:
         """The planner's estimation sample (built on the first approximate search)."""
         return RowSample(self._store, self._part.part_bounds)
 
+    @_reads
     def ray_backend(
         self,
         address: str | None = None,
@@ -859,6 +933,7 @@ class Index:
             return Result(pos, dist, None, stats)
         return self._result(pos, dist, stats)
 
+    @_reads
     def explain(
         self, queries: Any, filters: Filters = None, k: int = 10, **options: Any
     ) -> pa.Table:
@@ -941,6 +1016,7 @@ class Index:
         return Result(pos, dist, keys, stats)
 
     # -- persistence ----------------------------------------------------------
+    @_reads
     def save(self, path: str | Path) -> Path:
         """Write the index to directory ``path`` atomically; see :mod:`hqi.storage`."""
         stored = storage.StoredIndex(
