@@ -72,6 +72,7 @@ def test_signatures_are_pinned() -> None:
         "add",
         "count",
         "delete",
+        "drift",
         "ray_backend",
         "explain",
         "info",

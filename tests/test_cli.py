@@ -42,6 +42,7 @@ def test_build_and_info(built, capsys) -> None:
     out = capsys.readouterr().out
     assert "4000" in out and "genre" in out and "string" in out
     assert "lists of ~512 rows (default nprobe 16)" in out
+    assert "+0 / -0 rows since a build of 4,000; rows 1.00x" in out
     index = hqi.open(built)
     assert index.info()["id_type"] == "string" and "key" not in index.schema
 
@@ -334,7 +335,8 @@ def test_update(tmp_path, catalog, capsys) -> None:
     args += ["--delete-ids", str(doomed), "--delete-where", "genre = 'jazz'"]
     capsys.readouterr()
     assert main(args) == 0
-    assert "updated" in capsys.readouterr().out
+    printed = capsys.readouterr().out
+    assert "updated" in printed and "+1,000 / -98 rows since a build of 3,000" in printed
     updated = hqi.open(index)
     jazz = np.asarray(first.column("genre").to_pylist()) == "jazz"
     kept = np.flatnonzero(np.concatenate([~jazz, np.ones(1000, bool)]))

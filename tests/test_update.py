@@ -335,3 +335,61 @@ def test_replace_every_entity() -> None:
     check_layout(index)
     res = index.search(shifted[:5], k=1, exact=True)
     np.testing.assert_array_equal(res.ids[:, 0], catalog.ids[:5])
+
+
+def test_drift_counts_changes_and_flags_rows_from_elsewhere(catalog, workload, grown) -> None:
+    """Index.drift: rows added like the built ones keep the error ratio near 1;
+    rows of an entity type the build never saw raise it past the advice's
+    threshold (bench/drift.py measures what that costs in recall)."""
+    fresh = _build(catalog, workload, slice(0, None)).drift()
+    assert fresh["added"] == fresh["deleted"] == 0 and fresh["built_rows"] == len(catalog.ids)
+    assert fresh["error_ratio"] == pytest.approx(1.0, abs=1e-5)
+    assert not fresh["rebuild_advised"]
+
+    like = grown.drift()  # rows N0.. added to a build of the first N0, alike
+    assert (like["built_rows"], like["added"], like["deleted"]) == (N0, len(catalog.ids) - N0, 0)
+    assert like["error_ratio"] == pytest.approx(1.0, abs=0.05)
+    assert not like["rebuild_advised"]
+
+    types = np.asarray(catalog.attributes.column("type").to_pylist())
+    songs, others = np.flatnonzero(types == "song"), np.flatnonzero(types != "song")
+    index = hqi.build(
+        catalog.vectors[others],
+        catalog.attributes.take(others),
+        catalog.ids[others],
+        workload=workload.filters[150:],
+        min_partition_rows=150,
+        list_size=64,
+    )
+    index.add(catalog.vectors[songs], catalog.attributes.take(songs), catalog.ids[songs])
+    seven = catalog.attributes.take(songs[:7])
+    index.add(catalog.vectors[songs[:7]] * 2, seven, catalog.ids[songs[:7]], replace=True)
+    index.delete(catalog.ids[others[:5]])
+    moved = index.drift()
+    assert (moved["added"], moved["deleted"]) == (songs.size + 7, 7 + 5)
+    assert moved["rows"] == len(catalog.ids) - 5
+    assert moved["error_ratio"] > hqi.api.REBUILD_ERROR_RATIO and moved["rebuild_advised"]
+    # The error is the mean squared distance of a row to its list's centroid.
+    part, x = index._part, np.asarray(index.vectors, dtype=np.float64)
+    centroid = np.repeat(part.centroids, np.diff(part.list_bounds), axis=0)
+    expected = ((x - centroid) ** 2).sum(axis=1).mean()
+    assert moved["quantization_error"] == pytest.approx(expected, rel=1e-6)
+
+
+def test_drift_is_saved_and_absent_from_older_indexes(tmp_path, catalog, grown) -> None:
+    import json
+
+    path = grown.save(tmp_path / "grown")
+    again = hqi.open(path)
+    assert again.drift() == pytest.approx(grown.drift())
+    assert again.info()["changes"] == grown.info()["changes"]
+    manifest = json.loads((path / "manifest.json").read_text())
+    del manifest["changes"]  # as saved before hqi kept the build's record
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    older = hqi.open(path).drift()
+    assert older["built_rows"] is None and older["error_ratio"] is None
+    assert not older["rebuild_advised"] and older["quantization_error"] > 0
+    manifest["changes"] = {"built_rows": "many"}
+    (path / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(hqi.IndexFormatError, match="'changes' is malformed"):
+        hqi.open(path)

@@ -91,6 +91,7 @@ def cmd_build(args: argparse.Namespace) -> None:
             ("metric", index.metric),
             ("attributes", ", ".join(f"{k} ({v})" for k, v in index.schema.items()) or "none"),
             ("layout", _layout(index.info())),
+            ("changes", _drift(index)),
             ("time", f"{time.perf_counter() - start:.2f} s"),
         ],
     )
@@ -138,6 +139,7 @@ def cmd_update(args: argparse.Namespace) -> None:
             ("deleted", f"{len(doomed):,}"),
             ("added or replaced", f"{added:,}"),
             ("layout", _layout(index.info())),
+            ("changes", _drift(index)),
             ("time", f"{time.perf_counter() - start:.2f} s"),
         ],
     )
@@ -473,11 +475,27 @@ def _layout(info: dict[str, Any]) -> str:
     )
 
 
+def _drift(index: Index) -> str:
+    """The changes since build and Index.drift's advice, in one line."""
+    drift = index.drift()
+    if drift["built_rows"] is None:
+        return "not recorded (the index was saved before hqi kept its build's record)"
+    built, added, deleted = drift["built_rows"], drift["added"], drift["deleted"]
+    text = f"+{added:,} / -{deleted:,} rows since a build of {built:,}"
+    ratio = drift["error_ratio"]
+    if ratio is not None:
+        text += f"; rows {ratio:.2f}x as far from their lists' centroids as at build"
+    if drift["rebuild_advised"]:
+        text += ": rebuild advised (recall at a given nprobe falls; see Index.drift)"
+    return text
+
+
 def cmd_info(args: argparse.Namespace) -> None:
     index = open(args.index, verify=not args.no_verify)
     info = index.info()
     rows = [(key, str(info[key])) for key in ("count", "dim", "metric", "id_type", "path")]
     rows.append(("layout", _layout(info)))
+    rows.append(("changes", _drift(index)))
     rows += [(f"  {name}", kind) for name, kind in info["schema"].items()]
     summary(f"index {args.index}", rows)
 

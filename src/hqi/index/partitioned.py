@@ -17,25 +17,35 @@ Arrays (saved with the index):
 * ``part_lists`` (P + 1,): list-id range of each partition;
 * ``centroids`` (T, d): the centroid of each list.
 
-Adding and deleting rows keeps this layout (:mod:`hqi.index.update`).
+Adding and deleting rows keeps this layout (:mod:`hqi.index.update`); the
+layout's :class:`Changes` record what it was fitted to and what changed
+since, and :func:`quantization_error` how far the rows have moved from the
+lists' centroids (``Index.drift``).
 """
 
 from __future__ import annotations
 
 import numbers
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from functools import cached_property
 from typing import Any
 
 import numpy as np
 
-from hqi.errors import InvalidInputError, check_option_names, positive_int
+from hqi.errors import IndexFormatError, InvalidInputError, check_option_names, positive_int
 from hqi.index.ivf import train_lists
 from hqi.layout.qdtree import QdTree, learn_qdtree
 from hqi.query import ColumnStore, FilterParser
 
-__all__ = ["BuildOptions", "Partitioning", "build_partitioning", "default_list_size"]
+__all__ = [
+    "BuildOptions",
+    "Changes",
+    "Partitioning",
+    "build_partitioning",
+    "default_list_size",
+    "quantization_error",
+]
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -142,6 +152,50 @@ def default_list_size(n: int) -> int:
 
 
 @dataclass(frozen=True)
+class Changes:
+    """What a layout was fitted to at build, and the rows changed since.
+
+    ``built_error``: the mean squared distance of a row to its list's
+    centroid when the lists were trained (k-means's own objective, per
+    row). Rows added later go to the nearest existing centroid; when they
+    come from where the build saw no rows, that distance grows, and recall
+    at a given nprobe falls (``Index.drift``).
+    """
+
+    built_rows: int
+    built_error: float
+    added: int = 0
+    deleted: int = 0
+
+    def after(self, *, added: int = 0, deleted: int = 0) -> Changes:
+        """This record with ``added`` and ``deleted`` more rows."""
+        return replace(self, added=self.added + added, deleted=self.deleted + deleted)
+
+    def to_json(self) -> dict[str, float]:
+        return {
+            "built_rows": self.built_rows,
+            "built_error": self.built_error,
+            "added": self.added,
+            "deleted": self.deleted,
+        }
+
+    @classmethod
+    def from_json(cls, meta: Any) -> Changes | None:
+        """The record saved in an index's manifest (None if it has none)."""
+        if meta is None:
+            return None
+        try:
+            return cls(
+                int(meta["built_rows"]),
+                float(meta["built_error"]),
+                int(meta.get("added", 0)),
+                int(meta.get("deleted", 0)),
+            )
+        except (TypeError, KeyError, ValueError, AttributeError):
+            raise IndexFormatError(f"the manifest's 'changes' is malformed: {meta!r}") from None
+
+
+@dataclass(frozen=True)
 class Partitioning:
     """The arrays of the module docstring, plus the tree."""
 
@@ -154,6 +208,8 @@ class Partitioning:
     stats: dict[str, float] = field(default_factory=dict, compare=False)
     # The build's target rows per list (None for indexes saved before it was kept).
     list_size: int | None = None
+    # The build's rows and fit, and the changes since (None: saved before kept).
+    changes: Changes | None = None
 
     @property
     def num_parts(self) -> int:
@@ -192,6 +248,20 @@ class Partitioning:
         if self.tree.coarse is not None:  # what the tree's vector cuts refer to
             out["coarse_centroids"] = self.tree.coarse.centroids
         return out
+
+
+def quantization_error(vectors: np.ndarray, part: Partitioning) -> float:
+    """The mean squared distance of a stored row to its list's centroid
+    (float64; one pass over the rows, about 0.1 s at 1M x 128)."""
+    n = int(part.list_bounds[-1])
+    if n == 0:
+        return 0.0
+    total = 0.0
+    bounds = part.list_bounds
+    for t in range(part.num_lists):
+        diff = vectors[bounds[t] : bounds[t + 1]] - part.centroids[t]
+        total += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
+    return total / n
 
 
 def cap_lists(
@@ -299,6 +369,7 @@ def build_partitioning(
     centroids: list[np.ndarray] = []
     list_sizes: list[np.ndarray] = []
     part_nlists: list[int] = []
+    error = 0.0  # the sum of each row's squared distance to its list's centroid
     leaf_rows = [np.flatnonzero(leaf == p) for p in range(tree.num_leaves)]
     jobs = [(rows, options.seed + p) for p, rows in enumerate(leaf_rows) if rows.size]
     if options.quantizer == "shared":
@@ -310,6 +381,7 @@ def build_partitioning(
             part_nlists.append(0)
             continue
         cents, assign, central = next(trained)
+        error += float(central.sum(dtype=np.float64))
         # By list, and in each list nearest its centroid first: the rows a
         # probing query meets first are likely near it, so its k-th distance
         # falls early and fewer rows pass it (filter tests, insertions).
@@ -333,4 +405,5 @@ def build_partitioning(
         centroids=np.concatenate(centroids).astype(np.float32),
         stats=stats,
         list_size=options.rows_per_list(n),
+        changes=Changes(built_rows=n, built_error=error / n),
     )

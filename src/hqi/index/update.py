@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from hqi.index.ivf import train_lists
-from hqi.index.partitioned import Partitioning, cap_lists
+from hqi.index.partitioned import Changes, Partitioning, cap_lists
 from hqi.layout.vector_cuts import CoarseCentroids
 
 __all__ = ["add_rows", "delete_rows"]
@@ -58,6 +58,7 @@ def _assemble(
     group_sizes: np.ndarray,
     row_part: np.ndarray,
     cap: int,
+    changes: Changes | None,
 ) -> Partitioning:
     """The partitioning of groups (in storage order, partitions non-decreasing)
     of ``group_sizes`` rows: empty groups dropped, the others cut into chunks
@@ -75,6 +76,7 @@ def _assemble(
         centroids=np.ascontiguousarray(centroids, dtype=np.float32),
         stats=dict(part.stats),
         list_size=part.list_size,
+        changes=changes,
     )
 
 
@@ -94,8 +96,10 @@ def delete_rows(part: Partitioning, keep: np.ndarray) -> tuple[Partitioning, np.
     row_group = group_of_list[_list_of_rows(part)[take]]
     sizes = np.bincount(row_group, minlength=heads.size)
     group_part = part.list_part[heads]
+    deleted = keep.size - take.size
+    changes = part.changes.after(deleted=deleted) if part.changes else None
     new = _assemble(
-        part, part.centroids[heads], group_part, sizes, group_part[row_group], _cap(part)
+        part, part.centroids[heads], group_part, sizes, group_part[row_group], _cap(part), changes
     )
     return new, take
 
@@ -165,7 +169,14 @@ def add_rows(
     row_group = np.concatenate([group_of_list[_list_of_rows(part)], new_group])
     take = np.lexsort((distance, place, rank[row_group]))
     sizes = np.bincount(row_group, minlength=count)[by_part]
+    changes = part.changes.after(added=m) if part.changes else None
     new = _assemble(
-        part, all_centroids[by_part], all_parts[by_part], sizes, all_parts[row_group], _cap(part)
+        part,
+        all_centroids[by_part],
+        all_parts[by_part],
+        sizes,
+        all_parts[row_group],
+        _cap(part),
+        changes,
     )
     return new, take
