@@ -216,6 +216,28 @@ def test_ray_from_saved_index_cosine_string_ids(local_ray, data, tmp_path) -> No
     _same(index.search_by_id(ids[:20], "year >= 1990", 5), related)
 
 
+def test_ray_after_changes_to_an_opened_index(local_ray, data, tmp_path) -> None:
+    """Actors of an opened index map its files; once it changes (add, delete)
+    they must get its rows instead, until it is saved again."""
+    catalog, train, batch = data
+    n0 = len(catalog.ids) - 500
+    rows = (catalog.vectors[:n0], catalog.attributes.slice(0, n0), catalog.ids[:n0])
+    hqi.build(*rows, workload=train.filters).save(tmp_path / "idx")
+    index = hqi.open(tmp_path / "idx")
+    assert isinstance(index.ray_backend(workers=2).source, str)
+    index.add(catalog.vectors[n0:], catalog.attributes.slice(n0), catalog.ids[n0:])
+    index.delete(catalog.ids[:100])
+    q, f = batch.queries, batch.filters
+    truth = index.search(q, f, 5, exact=True)
+    assert not isinstance(index.ray_backend(workers=2).source, str)
+    _same(truth, index.search(q, f, 5, exact=True, backend="ray", ray_workers=2))
+    index.save(tmp_path / "idx")
+    index.ray_backend(workers=2).shutdown()  # its actors hold the test cluster's CPUs
+    again = hqi.open(tmp_path / "idx")
+    assert isinstance(again.ray_backend(workers=2).source, str)
+    _same(truth, again.search(q, f, 5, exact=True, backend="ray", ray_workers=2))
+
+
 def test_actor_death_mid_batch_is_recovered(local_ray, index, data, tmp_path) -> None:
     _, _, batch = data
     marker = tmp_path / "died"

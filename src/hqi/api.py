@@ -129,11 +129,11 @@ FLAT_WORK_PER_FILTER = 3e6
 # executor instead of masked by the planner (1M, 10,000 queries: see docs/benchmarks.md).
 COMPILED_FILTERS = True
 # Index.drift advises a rebuild when the rows sit this much farther (mean squared
-# distance) from their lists' centroids than at build. bench/drift.py (200k x 128,
-# 5,000 queries): 10-25% of rows added like the built ones, or 25% deleted, kept
-# the ratio at 1.000-1.001 and recall@10 within 0.003 of a build of the same rows;
-# all rows of an entity type the build never saw (12-31% of the rows) took it to
-# 1.29-1.83 and recall@10 at the default nprobe 0.017-0.103 below the build's.
+# distance) from their lists' centroids than at build. bench/drift.py (200k and 1M
+# x 128): 10-25% of rows added like the built ones, or 25% deleted, kept the ratio
+# at 1.000-1.001 and recall@10 within 0.007 of a build of the same rows; all rows
+# of an entity type the build never saw (10-31% of the rows) took it to 1.29-1.83
+# and recall@10 at the default nprobe 0.017-0.123 below the build's.
 REBUILD_ERROR_RATIO = 1.1
 
 
@@ -192,6 +192,7 @@ class Index:
         self._metric = metric
         self._part = partitioning
         self._path = path
+        self._path_current = path is not None  # the files at path hold this index
         self._sq_norms = np.einsum("ij,ij->i", vectors, vectors) if metric is Metric.L2 else None
         self._parser = FilterParser(self._store.schema)
         self._zones = ZoneMaps(self._store, partitioning.part_bounds)
@@ -255,7 +256,8 @@ class Index:
 
     @property
     def path(self) -> Path | None:
-        """Where the index was saved or opened from, if anywhere."""
+        """Where the index was saved or opened from, if anywhere (the files
+        there lack changes made since: :meth:`add`, :meth:`delete`)."""
         return self._path
 
     def __len__(self) -> int:
@@ -573,9 +575,11 @@ class Index:
         """The index of these arrays, with this one's metric and path: every
         derived structure (masks, zone maps, bfloat16 rows, id lookups) made
         again."""
-        return Index(
+        fresh = Index(
             vectors, ids, attributes, self._metric, part, path=self._path, build_stats=stats
         )
+        fresh._path_current = False  # until saved
+        return fresh
 
     def _swap(self, fresh: Index) -> None:
         """Become ``fresh`` (from :meth:`_changed`), between searches: its state
@@ -1081,6 +1085,7 @@ class Index:
             },
         )
         self._path = storage.save(stored, path)
+        self._path_current = True
         return self._path
 
 

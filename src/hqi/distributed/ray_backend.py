@@ -287,7 +287,7 @@ class RayBackend:
         self.owner = np.empty(nparts, dtype=np.int64)
         for w, parts in enumerate(self.owned):
             self.owner[parts] = w
-        if index.path is not None:
+        if index.path is not None and index._path_current:  # not changed since saved
             self.source: Any = str(index.path)
         else:
             self.source = self.ray.put(
