@@ -104,7 +104,15 @@ def years(draw: st.DrawFn) -> str:
     fn = draw(st.sampled_from(["year({})", "extract(year FROM {})", "date_part('year', {})"]))
     expr = fn.format(col)
     year = st.one_of(st.integers(1965, 2030).map(str), st.sampled_from(["1990.5", "2020.5"]))
-    form = draw(st.sampled_from(["cmp", "cmp", "between", "in"]))
+    form = draw(st.sampled_from(["cmp", "cmp", "between", "in", "null"]))
+    if form == "null":  # IS [NOT] NULL, IS [NOT] DISTINCT FROM a year or NULL
+        right = draw(st.one_of(year, st.just("NULL")))
+        op = draw(st.sampled_from(["IS DISTINCT FROM", "IS NOT DISTINCT FROM"]))
+        return (
+            f"{expr} IS {'NOT ' if draw(st.booleans()) else ''}NULL"
+            if right == "NULL" and draw(st.booleans())
+            else f"{expr} {op} {right}"
+        )
     if form == "between":
         neg = "NOT " if draw(st.booleans()) else ""
         return f"{expr} {neg}BETWEEN {draw(year)} AND {draw(year)}"
@@ -166,7 +174,9 @@ def regex(draw: st.DrawFn) -> str:
 @st.composite
 def atom(draw: st.DrawFn) -> str:
     kind = draw(
-        st.sampled_from(["cmp", "between", "in", "null", "bool", "contains", "like", "const"])
+        st.sampled_from(
+            ["cmp", "between", "in", "null", "bool", "contains", "like", "const", "distinct"]
+        )
     )
     if kind == "like":
         return draw(st.one_of(like(), regex(), years()))
@@ -176,6 +186,10 @@ def atom(draw: st.DrawFn) -> str:
         left, right = col, draw(lit)
         op = draw(ops)
         return f"{left} {op} {right}" if draw(st.booleans()) else f"{right} {op} {left}"
+    if kind == "distinct":  # NULL-safe comparisons, NULL on either side included
+        right = "NULL" if draw(st.integers(0, 3)) == 0 else draw(lit)
+        op = "IS NOT DISTINCT FROM" if draw(st.booleans()) else "IS DISTINCT FROM"
+        return f"{col} {op} {right}" if draw(st.booleans()) else f"{right} {op} {col}"
     if kind == "between":
         neg = "NOT " if draw(st.booleans()) else ""
         return f"{col} {neg}BETWEEN {draw(lit)} AND {draw(lit)}"
@@ -207,6 +221,9 @@ predicates = st.recursive(
         st.tuples(inner, inner).map(lambda p: f"({p[0]}) AND ({p[1]})"),
         st.tuples(inner, inner).map(lambda p: f"({p[0]}) OR ({p[1]})"),
         inner.map(lambda p: f"NOT ({p})"),
+        st.tuples(inner, st.sampled_from(["TRUE", "FALSE", "NULL"]), st.booleans()).map(
+            lambda p: f"({p[0]}) IS {'NOT ' if p[2] else ''}{p[1]}"
+        ),
     ),
     max_leaves=6,
 )

@@ -186,6 +186,12 @@ def test_shape_cache_parses_like_sqlglot(texts: list[str]) -> None:
         "tags && ['a'] AND NOT list_has_all(tags, ['a', 'b'])",
         "year(d) BETWEEN 1990 AND 2000",
         "extract(year FROM ts) IN (2020, 2021)",
+        "(i > 1) IS NOT TRUE",
+        "b IS FALSE",
+        "(i IN (1, NULL)) IS NULL",
+        "i IS DISTINCT FROM 2",
+        "NULL IS NOT DISTINCT FROM s",
+        "year(d) IS DISTINCT FROM 1990",
     ],
 )
 def test_documented_examples_match_duckdb(con, text: str) -> None:
@@ -361,6 +367,8 @@ def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
         ("NOT (i = 1 AND s = 'zz')", True),  # De Morgan: one clause
         ("s = 'jazz' OR (i = 1 AND f > 2)", True),  # two clauses
         ("tags IS NULL", True),
+        ("b IS NOT TRUE AND (i > 2) IS FALSE", True),  # three-valued tests: clauses too
+        ("i IS DISTINCT FROM 3 AND s IS NOT DISTINCT FROM NULL", True),
         # 2**6 clauses in conjunctive normal form: more than MAX_INTERVALS
         (" OR ".join(f"(i = {v} AND f > {v})" for v in range(6)), False),
     ],

@@ -6,7 +6,8 @@ The grammar hqi evaluates::
             | col op lit | lit op col          op: = != <> < <= > >=
             | col [NOT] BETWEEN lit AND lit
             | col [NOT] IN (lit, ...)
-            | col IS [NOT] NULL
+            | col IS [NOT] NULL | pred IS [NOT] TRUE|FALSE|NULL
+            | col IS [NOT] DISTINCT FROM lit | lit IS [NOT] DISTINCT FROM col
             | list_contains(col, 'text')      (list<string> columns)
             | list_has_any|list_has_all(col, ['text', ...])
             | col [NOT] LIKE|ILIKE 'pattern' [ESCAPE 'c']
@@ -60,6 +61,7 @@ from hqi.query.predicate import (
     Predicate,
     Regex,
     Value,
+    truth_of,
 )
 
 __all__ = ["parse_filter"]
@@ -224,10 +226,20 @@ class _Checker:
         if isinstance(node, exp.In):
             return self._in(node)
         if isinstance(node, exp.Is):
-            if not isinstance(node.expression, exp.Null):
-                raise self._unsupported(node, "only IS NULL and IS NOT NULL are supported")
-            column, _ = self.column(node.this, node)
-            return IsNull(column)
+            target = node.expression
+            if isinstance(target, exp.Null) and isinstance(node.this, exp.Column):
+                column, _ = self.column(node.this, node)
+                return IsNull(column)
+            if isinstance(target, exp.Null) and _is_year(node.this):
+                return IsNull(self._year_column(node.this)[0])  # NULL just where the date is
+            if not isinstance(target, exp.Null | exp.Boolean):
+                raise self._unsupported(
+                    node, "IS takes NULL, TRUE or FALSE (IS [NOT] DISTINCT FROM a value)"
+                )
+            value = None if isinstance(target, exp.Null) else bool(target.this)
+            return truth_of(self.predicate(node.this), value)
+        if isinstance(node, exp.NullSafeEQ | exp.NullSafeNEQ):
+            return self._distinct(node)
         if isinstance(node, exp.ArrayContains):
             return self._contains(node, node.this, node.expression)
         if isinstance(node, _HAS_NODES):  # list_has_any(col, [...]), col && [...], ...
@@ -267,6 +279,25 @@ class _Checker:
                 "contains on strings",
             )
         raise self._unsupported(node, f"unsupported expression {node.sql(dialect='duckdb')!r}")
+
+    def _distinct(self, node: exp.NullSafeEQ | exp.NullSafeNEQ) -> Predicate:
+        """``a IS [NOT] DISTINCT FROM b``: ``=`` and ``!=`` where NULL is a value
+        like any other (never unknown)."""
+        equal = isinstance(node, exp.NullSafeEQ)
+        left, right = node.this, node.expression
+        if isinstance(left, exp.Null):
+            left, right = right, left
+        if isinstance(right, exp.Null):  # a IS [NOT] DISTINCT FROM NULL
+            if isinstance(left, exp.Null):
+                return Const(equal)
+            null = truth_of(self.predicate(exp.Is(this=left, expression=exp.Null())), True)
+            return null if equal else Not(null)
+        compare = self._compare(node, "=" if equal else "!=")
+        if equal:
+            return truth_of(compare, True)
+        # Different where != holds, or where exactly one side is NULL (a literal
+        # is not NULL here, so where the column side is).
+        return Or((truth_of(compare, True), truth_of(compare, None)))
 
     def column(self, node: exp.Expression, context: exp.Expression) -> tuple[str, ColumnKind]:
         if not isinstance(node, exp.Column) or node.table:

@@ -37,6 +37,7 @@ __all__ = [
     "Value",
     "atoms",
     "columns_of",
+    "truth_of",
 ]
 
 Value: TypeAlias = str | int | float | bool | dt.date | dt.datetime
@@ -210,3 +211,38 @@ def atoms(pred: Predicate) -> Iterator[Predicate]:
 def columns_of(pred: Predicate) -> set[str]:
     """The columns a predicate reads."""
     return {a.column for a in atoms(pred)}  # type: ignore[union-attr]
+
+
+def truth_of(pred: Predicate, value: bool | None) -> Predicate:
+    """A predicate, never unknown, that holds exactly where ``pred`` evaluates
+    to ``value`` (TRUE, FALSE, or NULL for None) under SQL's three-valued
+    logic: ``pred IS TRUE``, ``IS FALSE``, and (for None) ``(pred) IS NULL``.
+
+    An atom on a column is unknown exactly where the column is NULL (an
+    ``IN`` list holding NULL also where nothing matches), so ``x > 1 IS
+    TRUE`` is ``x > 1 AND x IS NOT NULL``; AND, OR and NOT follow Kleene's
+    tables (``a AND b`` is FALSE where either is FALSE)."""
+    column_atom = isinstance(pred, Compare | Like | Regex | Contains) or (
+        isinstance(pred, InList) and not pred.has_null
+    )
+    if value is None:  # neither TRUE nor FALSE
+        if column_atom:
+            return IsNull(pred.column)  # type: ignore[union-attr]
+        return Not(Or((truth_of(pred, True), truth_of(pred, False))))
+    if isinstance(pred, Const):
+        return Const(pred.value is value)
+    if isinstance(pred, IsNull):
+        return pred if value else Not(pred)
+    if isinstance(pred, Not):
+        return truth_of(pred.child, not value)
+    if isinstance(pred, And | Or):
+        children = tuple(truth_of(c, value) for c in pred.children)
+        return (And if isinstance(pred, And) == value else Or)(children)
+    known = Not(IsNull(pred.column))
+    if isinstance(pred, InList) and pred.has_null:
+        if not value:  # a non-match is unknown
+            return Const(False)
+        if not pred.values:
+            return Const(False)
+        pred = InList(pred.column, pred.values)
+    return And((pred if value else Not(pred), known))
