@@ -270,7 +270,8 @@ class Index:
     @_reads
     def info(self) -> dict[str, Any]:
         """A summary: count, dim, metric, id type, schema, layout (partitions,
-        lists, rows per list, the default nprobe, the tree's cuts), path."""
+        lists, rows per list, the default nprobe, the tree's cuts), path, and
+        the rows at build and changed since (``changes``; see :meth:`drift`)."""
         return {
             "count": len(self),
             "dim": self.dim,
