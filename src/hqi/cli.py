@@ -91,7 +91,6 @@ def cmd_build(args: argparse.Namespace) -> None:
             ("metric", index.metric),
             ("attributes", ", ".join(f"{k} ({v})" for k, v in index.schema.items()) or "none"),
             ("layout", _layout(index.info())),
-            ("changes", _drift(index)),
             ("time", f"{time.perf_counter() - start:.2f} s"),
         ],
     )

@@ -250,18 +250,22 @@ class Partitioning:
         return out
 
 
+def central_distances(x: np.ndarray, centroid: np.ndarray) -> np.ndarray:
+    """Squared distance (float64) of each row of ``x`` to ``centroid``."""
+    diff = x - centroid
+    return np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
+
+
 def quantization_error(vectors: np.ndarray, part: Partitioning) -> float:
     """The mean squared distance of a stored row to its list's centroid
-    (float64; one pass over the rows, about 0.1 s at 1M x 128)."""
+    (one pass over the rows, about 0.15 s at 1M x 128)."""
     n = int(part.list_bounds[-1])
-    if n == 0:
-        return 0.0
-    total = 0.0
     bounds = part.list_bounds
-    for t in range(part.num_lists):
-        diff = vectors[bounds[t] : bounds[t + 1]] - part.centroids[t]
-        total += float(np.einsum("ij,ij->", diff, diff, dtype=np.float64))
-    return total / n
+    total = sum(
+        float(central_distances(vectors[bounds[t] : bounds[t + 1]], part.centroids[t]).sum())
+        for t in range(part.num_lists)
+    )
+    return total / n if n else 0.0
 
 
 def cap_lists(

@@ -22,7 +22,7 @@ from __future__ import annotations
 import numpy as np
 
 from hqi.index.ivf import train_lists
-from hqi.index.partitioned import Changes, Partitioning, cap_lists
+from hqi.index.partitioned import Changes, Partitioning, cap_lists, central_distances
 from hqi.layout.vector_cuts import CoarseCentroids
 
 __all__ = ["add_rows", "delete_rows"]
@@ -43,12 +43,6 @@ def _groups(part: Partitioning) -> tuple[np.ndarray, np.ndarray]:
         lp = part.list_part
         starts[1:] = (lp[1:] != lp[:-1]) | np.any(part.centroids[1:] != part.centroids[:-1], axis=1)
     return np.cumsum(starts) - 1, np.flatnonzero(starts)
-
-
-def _central(x: np.ndarray, centroid: np.ndarray) -> np.ndarray:
-    """Squared distance (float64) of each row of ``x`` to ``centroid``."""
-    diff = x - centroid
-    return np.einsum("ij,ij->i", diff, diff, dtype=np.float64)
 
 
 def _assemble(
@@ -158,13 +152,13 @@ def add_rows(
     cuts = np.searchsorted(new_group[order], np.arange(count + 1))
     for g in np.flatnonzero(np.diff(cuts)):
         mine = order[cuts[g] : cuts[g + 1]]
-        d_new = _central(added[mine], all_centroids[g])
+        d_new = central_distances(added[mine], all_centroids[g])
         distance[n + mine] = d_new
         if g >= heads.size:  # a new group: its rows by distance alone
             place[n + mine] = -1.0
             continue
         a, b = int(group_rows[g]), int(group_rows[g + 1])
-        d_old = _central(stored[a:b], all_centroids[g])
+        d_old = central_distances(stored[a:b], all_centroids[g])
         place[n + mine] = a + np.searchsorted(d_old, d_new, side="right") - 0.5
     row_group = np.concatenate([group_of_list[_list_of_rows(part)], new_group])
     take = np.lexsort((distance, place, rank[row_group]))

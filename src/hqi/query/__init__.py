@@ -2,7 +2,8 @@
 
 ``parse_filter`` (parser.py) turns DuckDB-dialect WHERE expressions into the
 frozen trees of predicate.py; ``evaluate`` (evaluate.py) runs a tree over the
-dictionary-encoded columns of columns.py (LIKE patterns matched by like.py).
+dictionary-encoded columns of columns.py (LIKE patterns and regular
+expressions matched by patterns.py).
 """
 
 from hqi.query.columns import ColumnKind, ColumnStore, Schema

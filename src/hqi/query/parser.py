@@ -283,21 +283,17 @@ class _Checker:
     def _distinct(self, node: exp.NullSafeEQ | exp.NullSafeNEQ) -> Predicate:
         """``a IS [NOT] DISTINCT FROM b``: ``=`` and ``!=`` where NULL is a value
         like any other (never unknown)."""
-        equal = isinstance(node, exp.NullSafeEQ)
         left, right = node.this, node.expression
         if isinstance(left, exp.Null):
             left, right = right, left
-        if isinstance(right, exp.Null):  # a IS [NOT] DISTINCT FROM NULL
-            if isinstance(left, exp.Null):
-                return Const(equal)
-            null = truth_of(self.predicate(exp.Is(this=left, expression=exp.Null())), True)
-            return null if equal else Not(null)
-        compare = self._compare(node, "=" if equal else "!=")
-        if equal:
-            return truth_of(compare, True)
-        # Different where != holds, or where exactly one side is NULL (a literal
-        # is not NULL here, so where the column side is).
-        return Or((truth_of(compare, True), truth_of(compare, None)))
+        same: Predicate
+        if isinstance(left, exp.Null):
+            same = Const(True)
+        elif isinstance(right, exp.Null):  # a IS NOT DISTINCT FROM NULL: a IS NULL
+            same = self.predicate(exp.Is(this=left, expression=exp.Null()))
+        else:  # the literal is not NULL: equal, and the column not NULL
+            same = truth_of(self._compare(node, "="), True)
+        return same if isinstance(node, exp.NullSafeEQ) else Not(same)
 
     def column(self, node: exp.Expression, context: exp.Expression) -> tuple[str, ColumnKind]:
         if not isinstance(node, exp.Column) or node.table:

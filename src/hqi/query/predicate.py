@@ -240,9 +240,7 @@ def truth_of(pred: Predicate, value: bool | None) -> Predicate:
         return (And if isinstance(pred, And) == value else Or)(children)
     known = Not(IsNull(pred.column))
     if isinstance(pred, InList) and pred.has_null:
-        if not value:  # a non-match is unknown
-            return Const(False)
-        if not pred.values:
+        if not value or not pred.values:  # a non-match is unknown, never FALSE
             return Const(False)
         pred = InList(pred.column, pred.values)
     return And((pred if value else Not(pred), known))
