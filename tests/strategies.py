@@ -15,7 +15,8 @@ N = 300
 STRINGS = ["jazz", "rock", "Rock", "hip hop", "O'Brien", "émile", "", "zz"]
 TAGS = ["live", "remix", "a", "b"]
 # Values for LIKE: wildcards and a backslash as data, case pairs, and code
-# points whose lowercase DuckDB maps one to one ('İ' -> 'i', 'Σ' -> 'σ', 'ß' stays).
+# points whose lowercase DuckDB maps one to one ('İ' -> 'i', 'Σ' -> 'σ', 'ß'
+# stays), and whose uppercase is another letter's ('ı' -> 'I', 'ſ' -> 'S').
 NAMES = [
     "The Who",
     "the who",
@@ -28,6 +29,8 @@ NAMES = [
     "ß",
     "x\ny",
     "",
+    "ı",
+    "ſun",
 ]
 
 
@@ -129,13 +132,34 @@ _PIECES += ["i", "İ", "σ", "Σ", "SS", "ß", "\n", "r", "o", "ck", "'", "é"]
 like_pattern = st.lists(st.sampled_from(_PIECES), max_size=4).map("".join)
 
 
+# NAMES as lower() / upper() make them (and as they do not: 'ß' has no 'SS').
+_FOLDED = ["THE WHO", "İSTANBUL", "ISTANBUL", "istanbul", "σασ", "SUN", "ẞ", "SS", "I", "50%_OFF"]
+
+
+def folded(col: str, draw: st.DrawFn) -> str:
+    """``col`` as is (half the time) or inside ``lower()`` / ``upper()`` (or
+    DuckDB's ``lcase`` / ``ucase``)."""
+    fn = draw(st.sampled_from([None, None, None, "lower", "upper", "lcase", "ucase"]))
+    return col if fn is None else f"{fn}({col})"
+
+
 @st.composite
 def like(draw: st.DrawFn, negated: bool = True) -> str:
     """``LIKE`` / ``ILIKE`` (optionally with ``ESCAPE '!'``, and ``NOT`` unless
     ``negated`` is False) and the string functions that hqi reads as LIKE
-    patterns, on ``name`` or ``s``."""
-    col = draw(st.sampled_from(["name", "name", "s"]))
-    kind = draw(st.sampled_from(["like", "like", "function"]))
+    patterns, on ``name`` or ``s`` or ``lower()`` / ``upper()`` of them, and
+    ``lower(col)`` / ``upper(col)`` compared with text (``=``, ``!=``, ``IN``)."""
+    col = folded(draw(st.sampled_from(["name", "name", "s"])), draw)
+    kind = draw(st.sampled_from(["like", "like", "function", "equal"]))
+    if kind == "equal" and col.endswith(")"):  # lower(col) = 'text', IN, !=, IS NULL
+        texts = st.sampled_from([*NAMES, *_FOLDED])
+        form = draw(st.sampled_from(["=", "!=", "IN", "NOT IN", "null"] if negated else ["="]))
+        if form == "null":
+            return f"{col} IS {'NOT ' if draw(st.booleans()) else ''}NULL"
+        if form in ("IN", "NOT IN"):
+            items = draw(st.lists(texts.map(quote) | st.just("NULL"), min_size=1, max_size=3))
+            return f"{col} {form} ({', '.join(items)})"
+        return f"{col} {form} {quote(draw(texts))}"
     if kind == "function":
         fn = draw(st.sampled_from(["starts_with", "prefix", "ends_with", "suffix", "contains"]))
         text = draw(st.sampled_from([*NAMES, "50%", "_", "\\", "who", "%", "a_"]))
@@ -160,8 +184,8 @@ _RE_PIECES += ["\\\\", "İ", "σ", "Σ", "ß", " ", "^", "$", "|", "\\n"]
 @st.composite
 def regex(draw: st.DrawFn) -> str:
     """``regexp_matches`` / ``regexp_full_match`` with DuckDB's options and
-    ``[NOT] SIMILAR TO``, on ``name`` or ``s``."""
-    col = draw(st.sampled_from(["name", "name", "s"]))
+    ``[NOT] SIMILAR TO``, on ``name`` or ``s`` (or ``lower()`` / ``upper()`` of them)."""
+    col = folded(draw(st.sampled_from(["name", "name", "s"])), draw)
     pattern = quote("".join(draw(st.lists(st.sampled_from(_RE_PIECES), max_size=4))))
     form = draw(st.sampled_from(["fn", "fn", "SIMILAR TO", "NOT SIMILAR TO"]))
     if form != "fn":

@@ -18,11 +18,12 @@ from hqi.execution.exact import filter_rows
 from hqi.execution.kernels import count_holding, rows_holding
 from hqi.execution.topk import RowMasks, TopK
 from hqi.layout import ZoneMaps, zonemap
-from hqi.query import ColumnStore, evaluate, parse_filter
+from hqi.query import ColumnStore, evaluate, parse_filter, patterns
 from hqi.query.columns import StringData, normalize_table
 from hqi.query.compiled import AttributeMatrix, ProgramTable, compile_filter, program_mask
+from hqi.query.predicate import Like, atoms
 from hqi.query.shapes import FilterParser
-from strategies import STORE, TABLE, bounded_predicates, predicates
+from strategies import STORE, TABLE, bounded_predicates, like, predicates
 
 # The module (the package re-exports its function `evaluate` under the same name).
 query_evaluate = importlib.import_module("hqi.query.evaluate")
@@ -192,6 +193,13 @@ def test_shape_cache_parses_like_sqlglot(texts: list[str]) -> None:
         "i IS DISTINCT FROM 2",
         "NULL IS NOT DISTINCT FROM s",
         "year(d) IS DISTINCT FROM 1990",
+        "lower(name) = 'the who'",
+        "upper(name) IN ('THE WHO', 'I', NULL)",
+        "lower(name) != 'THE WHO'",
+        "ucase(name) LIKE 'S%'",
+        "starts_with(lower(name), 'the')",
+        "regexp_matches(upper(name), '^[A-Z ]+$')",
+        "lower(name) IS NOT DISTINCT FROM 'ß'",
     ],
 )
 def test_documented_examples_match_duckdb(con, text: str) -> None:
@@ -536,3 +544,23 @@ def test_string_dictionaries_are_sorted_and_compared_by_their_spans(
     assert [data.dictionary[c] for c in data.codes] == values
     want = [bool(query_evaluate._OPS[op](v, value)) for v in data.dictionary.tolist()]
     assert data.compare(op, value).tolist() == want
+
+
+@settings(max_examples=300, deadline=None)
+@given(like(negated=False), st.sampled_from(["", "User_", "İ", "ſ", "ǅ", "zz"]))
+def test_literal_patterns_looked_up_equal_a_scan(text: str, prefix: str) -> None:
+    """A literal or prefix pattern (``lower(col) = 'x'``, ``ILIKE 'ab%'``) is
+    looked up by bisection in large dictionaries; the codes must be those a
+    pass over every value finds (which the DuckDB tests above check). The
+    dictionary: the table's names and many values around them."""
+    names = sorted({v for v in TABLE["name"].to_pylist() if v is not None})
+    around = [*names, "the WHO", "ı", "I"]
+    more = [f"{p}{v}{i}" for v in around for p in ("", prefix) for i in range(100)]
+    dictionary = np.array(sorted(set(names + more)), dtype=object)
+    assert dictionary.size >= patterns.LOOKUP_FROM
+    entry = patterns._matched(dictionary)
+    for atom in atoms(parse_filter(text, STORE.schema)):
+        if isinstance(atom, Like):
+            found = patterns._looked_up(atom, entry, dictionary)
+            if found is not None:
+                assert found.tolist() == np.flatnonzero(patterns._match(atom, entry)).tolist()

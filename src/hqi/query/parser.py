@@ -15,6 +15,10 @@ The grammar hqi evaluates::
             | regexp_matches|regexp_full_match(col, 're' [, 'options'])
             | col [NOT] SIMILAR TO 're'
                                                (string columns)
+            | lower(col) = 'text' | lower(col) != 'text'
+            | lower(col) [NOT] IN ('text', ...)  (and upper(); also in place of
+                                               col in LIKE, the pattern
+                                               functions and IS NULL)
             | year(col) op num | year(col) [NOT] BETWEEN num AND num
             | year(col) [NOT] IN (num, ...)    (date and timestamp columns;
                                                extract(year FROM col) and
@@ -53,6 +57,7 @@ from hqi.query.predicate import (
     CompareOp,
     Const,
     Contains,
+    Fold,
     InList,
     IsNull,
     Like,
@@ -216,6 +221,12 @@ class _Checker:
                     self._year_compare(node, column, kind, "<=", high),
                 )
             )
+        if isinstance(node, exp.Between) and _fold_of(node.this) is not None:
+            fold = _fold_of(node.this)
+            raise self._unsupported(
+                node,
+                f"{fold}(column) compares with =, !=, IN, LIKE or a pattern function, not BETWEEN",
+            )
         if isinstance(node, exp.Between):
             column, kind = self.column(node.this, node)
             low = self.literal(node.args["low"], column, kind)
@@ -232,6 +243,8 @@ class _Checker:
                 return IsNull(column)
             if isinstance(target, exp.Null) and _is_year(node.this):
                 return IsNull(self._year_column(node.this)[0])  # NULL just where the date is
+            if isinstance(target, exp.Null) and _fold_of(node.this) is not None:
+                return IsNull(self._string_column(node.this, node, "IS NULL")[0])
             if not isinstance(target, exp.Null | exp.Boolean):
                 raise self._unsupported(
                     node, "IS takes NULL, TRUE or FALSE (IS [NOT] DISTINCT FROM a value)"
@@ -275,8 +288,9 @@ class _Checker:
             raise self._unsupported(
                 node,
                 f"unsupported function {name}(); supported: list_contains, list_has_any and "
-                "list_has_all on list columns; starts_with, prefix, ends_with, suffix and "
-                "contains on strings",
+                "list_has_all on list columns; starts_with, prefix, ends_with, suffix, "
+                "contains, regexp_matches and regexp_full_match on strings; lower() and "
+                "upper() of a string column; year() of a date",
             )
         raise self._unsupported(node, f"unsupported expression {node.sql(dialect='duckdb')!r}")
 
@@ -317,9 +331,13 @@ class _Checker:
 
     def _compare(self, node: exp.Expression, op: CompareOp) -> Predicate:
         left, right = node.this, node.expression
-        named = isinstance(left, exp.Column) or _is_year(left)
-        if not named and (isinstance(right, exp.Column) or _is_year(right)):
+        named = isinstance(left, exp.Column) or _is_year(left) or _fold_of(left) is not None
+        if not named and (
+            isinstance(right, exp.Column) or _is_year(right) or _fold_of(right) is not None
+        ):
             left, right, op = right, left, _FLIP[op]
+        if _fold_of(left) is not None:
+            return self._folded_equal(left, node, right, op)
         if _is_year(left):
             column, kind = self._year_column(left)
             year = self.literal(right, column, ColumnKind.INT, f"year({column}), an integer")
@@ -333,6 +351,26 @@ class _Checker:
             )
         value = self.literal(right, column, kind)
         return self._make_compare(column, op, value)
+
+    def _folded_equal(
+        self, left: exp.Expression, node: exp.Expression, right: exp.Expression, op: CompareOp
+    ) -> Predicate:
+        """``lower(col) = 'text'`` (``upper``; ``!=``): a LIKE of the escaped
+        text on the folded value. Ranges are refused: they would compare the
+        folded values, which hqi keeps no order of."""
+        fold = _fold_of(left)
+        if op not in ("=", "!="):
+            raise self._unsupported(
+                node,
+                f"{fold}(column) compares with =, !=, IN, LIKE or a pattern function, not {op}",
+            )
+        column, fold = self._string_column(left, node, f"{fold}()")
+        text = self.literal(right, column, ColumnKind.STRING)
+        if text is _NULL:
+            return Const(None)
+        pattern, esc = escaped(cast(str, text))
+        pred = Like(column, pattern, esc, fold=fold)
+        return pred if op == "=" else Not(pred)
 
     @staticmethod
     def _make_compare(column: str, op: CompareOp, value: Value | object) -> Predicate:
@@ -353,6 +391,12 @@ class _Checker:
                 out = part if out is None else Or((out, part))
             assert out is not None  # sqlglot parses IN () as an error
             return out
+        if _fold_of(node.this) is not None:  # an OR of LIKEs, NULL among them as NULL
+            items = [self._folded_equal(node.this, node, i, "=") for i in node.expressions]
+            folded: Predicate = items[0]
+            for item in items[1:]:
+                folded = Or((folded, item))
+            return folded
         column, kind = self.column(node.this, node)
         if kind is ColumnKind.STRING_LIST:
             raise self._type_error(node, f"column {column!r} is list<string>: use list_contains")
@@ -480,7 +524,7 @@ class _Checker:
                 "the ~ operator matches part of a value in DuckDB 2 and all of it before; "
                 "write regexp_matches(column, 're') or regexp_full_match(column, 're')",
             )
-        column = self._string_column(node.this, node, name)
+        column, fold = self._string_column(node.this, node, name)
         pattern = self.literal(node.expression, column, ColumnKind.STRING)
         flag = node.args.get("flag") or node.args.get("options")
         if isinstance(flag, list):  # some sqlglot versions keep a list of options
@@ -500,22 +544,33 @@ class _Checker:
         problem = regex_error(cast(str, pattern), cast(str, options))
         if problem is not None:
             raise FilterSyntaxError(problem, text=self.text, position=_position(node.expression))
-        return Regex(column, cast(str, pattern), full, cast(str, options))
+        return Regex(column, cast(str, pattern), full, cast(str, options), fold)
 
-    def _string_column(self, col: exp.Expression, node: exp.Expression, what: str) -> str:
+    def _string_column(
+        self, col: exp.Expression, node: exp.Expression, what: str
+    ) -> tuple[str, Fold | None]:
+        """A string column, or ``lower(col)`` / ``upper(col)`` of one (the fold)."""
+        fold = _fold_of(col)
+        if fold is not None:
+            col = col.this
+            if _fold_of(col) is not None:
+                raise self._unsupported(
+                    node, f"{fold}() of {col.sql(dialect='duckdb')}: one lower() or upper() at most"
+                )
         column, kind = self.column(col, node)
         if kind is not ColumnKind.STRING:
+            where = f"{fold}({column})" if fold else what
             raise self._type_error(
-                node, f"{what} needs a string column; {column!r} is {kind.value}"
+                node, f"{where} needs a string column; {column!r} is {kind.value}"
             )
-        return column
+        return column, fold
 
     def _like(
         self, node: exp.Like | exp.ILike, escape: exp.Expression | None, whole: exp.Expression
     ) -> Predicate:
         """``col [NOT] LIKE|ILIKE 'pattern' [ESCAPE 'c']``."""
         op = "ILIKE" if isinstance(node, exp.ILike) else "LIKE"
-        column = self._string_column(node.this, whole, op)
+        column, fold = self._string_column(node.this, whole, op)
         pattern = self.literal(node.expression, column, ColumnKind.STRING)
         esc = None if escape is None else self.literal(escape, column, ColumnKind.STRING)
         if pattern is _NULL or esc is _NULL:
@@ -524,7 +579,7 @@ class _Checker:
         problem = pattern_error(cast(str, pattern), esc)
         if problem is not None:
             raise FilterSyntaxError(problem, text=self.text, position=_position(node.expression))
-        pred: Predicate = Like(column, cast(str, pattern), esc, op == "ILIKE")
+        pred: Predicate = Like(column, cast(str, pattern), esc, op == "ILIKE", fold)
         return Not(pred) if node.args.get("negate") else pred
 
     def _affix(
@@ -538,13 +593,13 @@ class _Checker:
             if column_kind is ColumnKind.STRING_LIST:
                 return self._contains(node, col, item)
         what = {"prefix": "starts_with", "suffix": "ends_with"}.get(kind, "contains")
-        column = self._string_column(col, node, f"{what}()")
+        column, fold = self._string_column(col, node, f"{what}()")
         text = self.literal(item, column, ColumnKind.STRING)
         if text is _NULL:
             return Const(None)
         pattern, esc = escaped(cast(str, text))
         pattern = {"prefix": f"{pattern}%", "suffix": f"%{pattern}"}.get(kind, f"%{pattern}%")
-        return Like(column, pattern, esc)
+        return Like(column, pattern, esc, fold=fold)
 
     # -- literals -----------------------------------------------------------
     def literal(
@@ -638,6 +693,16 @@ class _Checker:
             raise self._type_error(
                 node, f"invalid timestamp {text!r}; expected 'YYYY-MM-DD hh:mm:ss'"
             ) from None
+
+
+def _fold_of(node: exp.Expression) -> Fold | None:
+    """``"lower"`` / ``"upper"`` when ``node`` is ``lower(x)`` / ``upper(x)``
+    (``lcase``, ``ucase``), else None."""
+    if isinstance(node, exp.Lower):
+        return "lower"
+    if isinstance(node, exp.Upper):
+        return "upper"
+    return None
 
 
 def _is_year(node: exp.Expression) -> bool:

@@ -10,7 +10,9 @@ Literal values are Python values already checked against the column's type:
 comparisons and ``a <> b`` to ``!=``; ``IS NOT NULL`` is ``Not(IsNull)``;
 ``NOT LIKE`` is ``Not(Like)``, and ``starts_with``, ``ends_with`` and
 ``contains`` on strings are ``Like`` patterns; ``SIMILAR TO`` is a full-match
-``Regex``.
+``Regex``. ``lower(col)`` / ``upper(col)`` compared with a string (``=``,
+``!=``, ``IN``) are patterns too: a ``Like`` of the escaped literal whose
+``fold`` names the function applied to the value first.
 """
 
 from __future__ import annotations
@@ -26,6 +28,7 @@ __all__ = [
     "CompareOp",
     "Const",
     "Contains",
+    "Fold",
     "InList",
     "IsNull",
     "Like",
@@ -42,6 +45,7 @@ __all__ = [
 
 Value: TypeAlias = str | int | float | bool | dt.date | dt.datetime
 CompareOp: TypeAlias = Literal["=", "!=", "<", "<=", ">", ">="]
+Fold: TypeAlias = Literal["lower", "upper"]  # a string function applied to the value
 
 
 def sql_literal(value: Value | None) -> str:
@@ -67,6 +71,12 @@ def sql_identifier(name: str) -> str:
     if name.isidentifier() and name.lower() == name:
         return name
     return '"' + name.replace('"', '""') + '"'
+
+
+def _folded(column: str, fold: Fold | None) -> str:
+    """``column`` as SQL, inside ``lower()`` / ``upper()`` when ``fold`` names one."""
+    name = sql_identifier(column)
+    return name if fold is None else f"{fold}({name})"
 
 
 @dataclass(frozen=True)
@@ -111,16 +121,19 @@ class Like:
     character, and the whole value must match; ``escape`` (one character, or
     None: DuckDB's default, no escape) makes the character after it literal.
     ``ILIKE`` lowercases both sides code point by code point, as DuckDB does.
+    ``fold``: the value is matched as DuckDB's ``lower(column)`` or
+    ``upper(column)`` (code point by code point) instead of as stored.
     NULL on either side makes it unknown."""
 
     column: str
     pattern: str
     escape: str | None = None
     case_insensitive: bool = False
+    fold: Fold | None = None
 
     def __str__(self) -> str:
         op = "ILIKE" if self.case_insensitive else "LIKE"
-        text = f"{sql_identifier(self.column)} {op} {sql_literal(self.pattern)}"
+        text = f"{_folded(self.column, self.fold)} {op} {sql_literal(self.pattern)}"
         return text if self.escape is None else f"{text} ESCAPE {sql_literal(self.escape)}"
 
 
@@ -131,16 +144,18 @@ class Regex:
     found anywhere in the value (``full``: matching all of it). ``options``:
     DuckDB's ``'c'`` (case-sensitive, the default), ``'i'`` (case-insensitive),
     ``'s'`` (``.`` matches a newline) and ``'l'`` (the pattern is literal text);
-    the last of ``c`` / ``i`` wins. NULL on either side makes it unknown."""
+    the last of ``c`` / ``i`` wins. ``fold``: as :class:`Like`'s. NULL on
+    either side makes it unknown."""
 
     column: str
     pattern: str
     full: bool = False
     options: str = ""
+    fold: Fold | None = None
 
     def __str__(self) -> str:
         name = "regexp_full_match" if self.full else "regexp_matches"
-        args = [sql_identifier(self.column), sql_literal(self.pattern)]
+        args = [_folded(self.column, self.fold), sql_literal(self.pattern)]
         if self.options:
             args.append(sql_literal(self.options))
         return f"{name}({', '.join(args)})"
