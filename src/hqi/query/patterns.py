@@ -171,13 +171,13 @@ class _Matched:
         codes): for lookups by bisection, made once per mapping."""
         out = self.ordered.get(maps)
         if out is None:
-            values = self.values_of(*maps)
+            values = self.values_of(maps)
             order = pc.sort_indices(values).to_numpy()  # UTF-8 bytes: code point order
             out = (values.take(order).to_numpy(zero_copy_only=False), order)
             self.ordered[maps] = out
         return out
 
-    def values_of(self, *maps: str) -> pa.Array:
+    def values_of(self, maps: tuple[str, ...]) -> pa.Array:
         """The values with Arrow's ``utf8_lower`` / ``utf8_upper`` applied in
         turn (``"lower"``, ``"upper"``): ``lower(col)``, ILIKE's lowercase;
         each sequence computed once."""
@@ -231,6 +231,13 @@ def pattern_codes(pred: Pattern, dictionary: np.ndarray) -> np.ndarray:
 LOOKUP_FROM = 1024
 
 
+def _maps(pred: Pattern) -> tuple[str, ...]:
+    """How a pattern maps the values before matching: its ``lower()`` /
+    ``upper()``, then ILIKE's lowercase (``lower(upper('ı'))`` is ``'i'``)."""
+    fold = (pred.fold,) if pred.fold else ()
+    return fold + (("lower",) if isinstance(pred, Like) and pred.case_insensitive else ())
+
+
 def _looked_up(pred: Pattern, entry: _Matched, dictionary: np.ndarray) -> np.ndarray | None:
     """The codes of a literal or prefix LIKE (``lower(col) = 'text'``, ILIKE
     'abc%') found by bisection in the values sorted as matched: the
@@ -244,7 +251,7 @@ def _looked_up(pred: Pattern, entry: _Matched, dictionary: np.ndarray) -> np.nda
     if shape not in ("", "L", "L%"):
         return None
     text = tokens[0][0] if tokens and isinstance(tokens[0], tuple) else ""
-    maps = ((pred.fold,) if pred.fold else ()) + (("lower",) if pred.case_insensitive else ())
+    maps = _maps(pred)
     if maps:
         values, order = entry.sorted_of(maps)
     else:
@@ -300,9 +307,8 @@ def _plain_regex(pred: Regex) -> tuple[str, str] | None:
 
 def _match(pred: Pattern, entry: _Matched) -> np.ndarray:
     """Whether each dictionary value matches ``pred``, computed (:func:`pattern_codes`)."""
-    folds = () if pred.fold is None else (pred.fold,)
     if isinstance(pred, Regex):
-        values = entry.values_of(*folds)
+        values = entry.values_of(_maps(pred))
         plain = _plain_regex(pred)
         if plain is None:
             hit = pc.match_substring_regex(values, _regex_of(pred))
@@ -315,8 +321,7 @@ def _match(pred: Pattern, entry: _Matched) -> np.ndarray:
             }[plain[0]]
             hit = kernel(values, plain[1])
         return np.asarray(hit.to_numpy(zero_copy_only=False), dtype=bool)
-    # ILIKE lowercases the value after lower() / upper(): lower(upper('ı')) is 'i'
-    values = entry.values_of(*folds, *(("lower",) if pred.case_insensitive else ()))
+    values = entry.values_of(_maps(pred))
     tokens = _tokens(pred)
     shape = "".join(t if isinstance(t, str) else "L" for t in tokens)
     text = [t[0] for t in tokens if isinstance(t, tuple)]
