@@ -222,11 +222,7 @@ class _Checker:
                 )
             )
         if isinstance(node, exp.Between) and _fold_of(node.this) is not None:
-            fold = _fold_of(node.this)
-            raise self._unsupported(
-                node,
-                f"{fold}(column) compares with =, !=, IN, LIKE or a pattern function, not BETWEEN",
-            )
+            raise self._folded_range(node, node.this, "BETWEEN")
         if isinstance(node, exp.Between):
             column, kind = self.column(node.this, node)
             low = self.literal(node.args["low"], column, kind)
@@ -358,19 +354,24 @@ class _Checker:
         """``lower(col) = 'text'`` (``upper``; ``!=``): a LIKE of the escaped
         text on the folded value. Ranges are refused: they would compare the
         folded values, which hqi keeps no order of."""
-        fold = _fold_of(left)
         if op not in ("=", "!="):
-            raise self._unsupported(
-                node,
-                f"{fold}(column) compares with =, !=, IN, LIKE or a pattern function, not {op}",
-            )
-        column, fold = self._string_column(left, node, f"{fold}()")
+            raise self._folded_range(node, left, op)
+        column, fold = self._string_column(left, node, f"{_fold_of(left)}()")
         text = self.literal(right, column, ColumnKind.STRING)
         if text is _NULL:
             return Const(None)
         pattern, esc = escaped(cast(str, text))
         pred = Like(column, pattern, esc, fold=fold)
         return pred if op == "=" else Not(pred)
+
+    def _folded_range(
+        self, node: exp.Expression, left: exp.Expression, op: str
+    ) -> UnsupportedFilterError:
+        return self._unsupported(
+            node,
+            f"{_fold_of(left)}(column) compares with =, !=, IN, LIKE or a pattern function, "
+            f"not {op}",
+        )
 
     @staticmethod
     def _make_compare(column: str, op: CompareOp, value: Value | object) -> Predicate:
