@@ -561,6 +561,8 @@ def test_literal_patterns_looked_up_equal_a_scan(text: str, prefix: str) -> None
     entry = patterns._matched(dictionary)
     for atom in atoms(parse_filter(text, STORE.schema)):
         if isinstance(atom, Like):
-            found = patterns._looked_up(atom, entry, dictionary)
+            form, maps = patterns._form(atom), patterns._maps(atom)
+            found = patterns._looked_up(form, maps, entry, dictionary)
             if found is not None:
-                assert found.tolist() == np.flatnonzero(patterns._match(atom, entry)).tolist()
+                scan = patterns._match(form, entry.values_of(maps))
+                assert found.tolist() == np.flatnonzero(scan).tolist()
