@@ -368,3 +368,8 @@ def test_update(tmp_path, catalog, capsys) -> None:
     assert main(["update", str(index), "--delete-where", "genre = "]) == 1
     assert "position" in capsys.readouterr().err
     assert len(hqi.open(index)) == len(updated)
+    # Every row deleted and others added, in one change (their ids among the deleted).
+    everything = ["--delete-where", "TRUE", "--add", str(more), "--id-column", "key"]
+    assert main(["update", str(index), *everything]) == 0
+    replaced = hqi.open(index)
+    assert len(replaced) == 1000 and sorted(replaced.where("TRUE").tolist()) == sorted(keys[3000:])

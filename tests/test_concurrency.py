@@ -34,23 +34,30 @@ def _build(catalog, workload) -> hqi.Index:
 
 
 def _changes(catalog) -> list[tuple[str, object]]:
-    """Adds of 250 rows each, every other one followed by a delete of 100 rows."""
+    """Adds of 250 rows each, some followed by a delete of 100 rows, and some
+    such pairs as one change (Index.update)."""
     steps: list[tuple[str, object]] = []
     for i, start in enumerate(range(N0, 4000, 250)):
-        steps.append(("add", slice(start, start + 250)))
-        if i % 2:
-            steps.append(("delete", catalog.ids[start - 400 : start - 300]))
+        added = slice(start, start + 250)
+        doomed = catalog.ids[start - 400 : start - 300]
+        if i % 3 == 2:
+            steps.append(("update", (added, doomed)))
+            continue
+        steps.append(("add", added))
+        if i % 3 == 1:
+            steps.append(("delete", doomed))
     return steps
 
 
 def _apply(index: hqi.Index, catalog, step: tuple[str, object]) -> None:
     kind, what = step
-    if kind == "add":
-        assert isinstance(what, slice)
-        rows = catalog.attributes.slice(what.start, what.stop - what.start)
-        index.add(catalog.vectors[what], rows, catalog.ids[what])
-    else:
+    if kind == "delete":
         index.delete(what)
+        return
+    added, doomed = (what, None) if kind == "add" else what  # type: ignore[misc]
+    assert isinstance(added, slice)
+    rows = catalog.attributes.slice(added.start, added.stop - added.start)
+    index.update(catalog.vectors[added], rows, catalog.ids[added], delete=doomed)
 
 
 def test_searches_beside_changes_see_whole_states(setup) -> None:

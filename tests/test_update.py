@@ -127,14 +127,17 @@ def test_an_emptied_partition_gets_lists_again(catalog, workload) -> None:
 @given(
     st.lists(
         st.tuples(
-            st.sampled_from(["add", "delete", "replace"]), st.integers(1, 400), st.integers()
+            st.sampled_from(["add", "delete", "replace", "update"]),
+            st.integers(1, 400),
+            st.integers(),
         ),
         min_size=1,
         max_size=4,
     )
 )
 def test_changes_keep_answers_exact(small_setup, steps) -> None:
-    """Any sequence of adds, deletes and replacements: the index answers as a
+    """Any sequence of adds, deletes, replacements and updates (a delete and an
+    add in one change, some deleted ids added again): the index answers as a
     build of the rows it holds (all probes and exact), and the layout
     invariants hold."""
     catalog, workload, base = small_setup
@@ -146,12 +149,25 @@ def test_changes_keep_answers_exact(small_setup, steps) -> None:
         rng = np.random.default_rng(abs(seed))
         pool = np.flatnonzero(source < 0 if op == "add" else source >= 0)
         free = np.setdiff1d(np.arange(n), source)  # rows no id holds: no tied distances
-        size = min(count, pool.size - (op == "delete"), free.size)
+        size = min(count, pool.size - (op in ("delete", "update")), free.size)
         if size <= 0:
             continue
         chosen = np.sort(rng.choice(pool, size=size, replace=False))
         rows = rng.choice(free, size=size, replace=False)
-        if op == "delete":
+        if op == "update":
+            absent = np.flatnonzero(source < 0)
+            extra = rng.choice(absent, size=min(size - size // 2, absent.size), replace=False)
+            added = np.concatenate([chosen[: size // 2], extra])  # half the deleted come back
+            rows = rows[: added.size]
+            index.update(
+                catalog.vectors[rows],
+                catalog.attributes.take(rows),
+                catalog.ids[added],
+                delete=catalog.ids[chosen],
+            )
+            source[chosen] = -1
+            source[added] = rows
+        elif op == "delete":
             index.delete(catalog.ids[chosen])
             source[chosen] = -1
         else:
@@ -335,6 +351,39 @@ def test_replace_every_entity() -> None:
     check_layout(index)
     res = index.search(shifted[:5], k=1, exact=True)
     np.testing.assert_array_equal(res.ids[:, 0], catalog.ids[:5])
+
+
+def test_update_deletes_and_adds_in_one_change() -> None:
+    """Index.update: every entity deleted and others added in their place (an
+    index is never empty in between), a deleted id added again without
+    replace, and the errors: no rows left, attributes without vectors, an
+    unknown id to delete (nothing changes)."""
+    catalog = make_catalog(600, 8, seed=9)
+    first, second = slice(0, 300), slice(300, 600)
+    index = hqi.build(
+        catalog.vectors[first], catalog.attributes.slice(0, 300), workload=["year < 2000"]
+    )
+    with pytest.raises(hqi.InvalidInputError, match="cannot delete every entity"):
+        index.update(delete=np.arange(300))
+    with pytest.raises(hqi.InvalidInputError, match="without vectors"):
+        index.update(attributes=catalog.attributes.slice(0, 3), delete=[0])
+    with pytest.raises(hqi.InvalidInputError, match="unknown entity id 9999"):
+        index.update(catalog.vectors[second], catalog.attributes.slice(300), delete=[0, 9999])
+    assert len(index) == 300
+    new_ids = np.arange(1000, 1300)
+    new_ids[:5] = [0, 1, 2, 3, 4]  # deleted by the same change: new entities, not an error
+    index.update(
+        catalog.vectors[second], catalog.attributes.slice(300), new_ids, delete=np.arange(300)
+    )
+    check_layout(index)
+    oracle = hqi.build(catalog.vectors[second], catalog.attributes.slice(300), new_ids)
+    q = catalog.vectors[:50] + 0.01
+    for filt in (None, "year < 2000", "genre = 'jazz'"):
+        truth = oracle.search(q, filt, k=5, exact=True)
+        np.testing.assert_array_equal(index.search(q, filt, k=5, exact=True).ids, truth.ids)
+        np.testing.assert_array_equal(index.search(q, filt, k=5, nprobe=10_000).ids, truth.ids)
+    with pytest.raises(hqi.InvalidInputError, match="id 1005 is already in the index"):
+        index.update(catalog.vectors[:1], catalog.attributes.slice(0, 1), [1005], delete=[0])
 
 
 def test_drift_counts_changes_and_flags_rows_from_elsewhere(catalog, workload, grown) -> None:

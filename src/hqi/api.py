@@ -441,39 +441,82 @@ class Index:
         copy changes only with :meth:`save`. Searches in other threads go
         on while the change is computed and see it once it returns.
         """
+        self.update(vectors, attributes, ids, replace=replace)
+
+    def delete(self, entity_ids: Any) -> None:
+        """Delete the entities with these ids, in place (unknown ids are an
+        error and delete nothing). Rows matching a filter:
+        ``index.delete(index.where("year < 1990"))``. The layout stays; lists
+        left empty are dropped. Searches in other threads go on while the
+        change is computed and see it once it returns; the on-disk copy
+        changes only with :meth:`save`."""
+        self.update(delete=entity_ids)
+
+    def update(
+        self,
+        vectors: Any = None,
+        attributes: Any = None,
+        ids: Any = None,
+        *,
+        delete: Any = None,
+        replace: bool = False,
+    ) -> None:
+        """Delete the entities ``delete`` and add the rows ``vectors``,
+        ``attributes``, ``ids`` (as :meth:`add`) in one change: a search in
+        another thread sees the index before both or after both, and the
+        rows in between are never rebuilt. An added id may be one that
+        ``delete`` removes (it is then a new entity, not an error). Every
+        entity may be deleted when rows are added in their place; an index
+        left with none is an error. Bad input changes nothing."""
+        if vectors is None and (attributes is not None or ids is not None):
+            raise InvalidInputError("attributes or ids without vectors: give the rows' vectors")
         with self._changing():
             with self._lock.read():
-                fresh = self._added(vectors, attributes, ids, replace=replace)
+                fresh = self._updated(vectors, attributes, ids, delete, replace=replace)
             if fresh is not None:
                 self._swap(fresh)
 
-    def _added(self, vectors: Any, attributes: Any, ids: Any, *, replace: bool) -> Index | None:
-        """The index after :meth:`add` (None: no rows)."""
+    def _updated(
+        self, vectors: Any, attributes: Any, ids: Any, delete: Any, *, replace: bool
+    ) -> Index | None:
+        """The index after :meth:`update` (None: nothing changes)."""
         t0 = time.perf_counter()
-        x = coerce_vectors(vectors)
-        m = x.shape[0]
-        if x.shape[1] != self.dim:
-            raise InvalidInputError(
-                f"vectors have dimension {x.shape[1]}, but the index has dimension {self.dim}"
-            )
-        if self._metric is Metric.COSINE:
-            x = normalize_rows(x, what="vectors")
-        table = conform_table(attributes, m, self._store.table.schema)
-        new_ids, replaced = self._new_ids(ids, m, replace=replace)
+        doomed = np.zeros(0, dtype=np.int64) if delete is None else self.positions(delete)
+        m = 0
+        if vectors is not None:
+            x = coerce_vectors(vectors)
+            m = x.shape[0]
+            if x.shape[1] != self.dim:
+                raise InvalidInputError(
+                    f"vectors have dimension {x.shape[1]}, but the index has dimension {self.dim}"
+                )
+            if self._metric is Metric.COSINE:
+                x = normalize_rows(x, what="vectors")
+            table = conform_table(attributes, m, self._store.table.schema)
+            new_ids, replaced = self._new_ids(ids, m, replace=replace, gone=doomed)
+            doomed = np.concatenate([doomed, replaced])
+        keep = np.ones(len(self), dtype=bool)
+        keep[doomed] = False
         if m == 0:
-            return None
+            if keep.all():
+                return None
+            if not keep.any():
+                raise InvalidInputError(
+                    "cannot delete every entity: an index holds at least one; build a new one"
+                )
         vectors_now, ids_now, table_now, part = (
             self._vectors,
             self._ids,
             self._store.table,
             self._part,
         )
-        if replaced.size:
-            keep = np.ones(len(self), dtype=bool)
-            keep[replaced] = False
+        if not keep.all():
             part, kept = delete_rows(part, keep)
-            vectors_now = vectors_now[kept]
+            vectors_now = np.ascontiguousarray(vectors_now[kept])
             ids_now, table_now = _take(kept, ids_now, table_now)
+        if m == 0:
+            stats = {**self.build_stats, "delete_s": time.perf_counter() - t0}
+            return self._changed(vectors_now, ids_now, table_now, part, stats)
         leaf = part.tree.assign(ColumnStore(table), x)
         with limit_threads(available_cores()):
             part, take = add_rows(part, vectors_now, x, leaf)
@@ -492,43 +535,14 @@ class Index:
         stats = {**self.build_stats, "add_s": time.perf_counter() - t0}
         return self._changed(merged, ids_out, table_out, part, stats)
 
-    def delete(self, entity_ids: Any) -> None:
-        """Delete the entities with these ids, in place (unknown ids are an
-        error and delete nothing). Rows matching a filter:
-        ``index.delete(index.where("year < 1990"))``. The layout stays; lists
-        left empty are dropped. Searches in other threads go on while the
-        change is computed and see it once it returns; the on-disk copy
-        changes only with :meth:`save`."""
-        with self._changing():
-            with self._lock.read():
-                fresh = self._deleted(entity_ids)
-            if fresh is not None:
-                self._swap(fresh)
-
-    def _deleted(self, entity_ids: Any) -> Index | None:
-        """The index after :meth:`delete` (None: nothing to delete)."""
-        t0 = time.perf_counter()
-        positions = self.positions(entity_ids)
-        keep = np.ones(len(self), dtype=bool)
-        keep[positions] = False
-        if keep.all():
-            return None
-        if not keep.any():
-            raise InvalidInputError(
-                "cannot delete every entity: an index holds at least one; build a new one"
-            )
-        part, take = delete_rows(self._part, keep)
-        ids, table = _take(take, self._ids, self._store.table)
-        stats = {**self.build_stats, "delete_s": time.perf_counter() - t0}
-        vectors = np.ascontiguousarray(self._vectors[take])
-        return self._changed(vectors, ids, table, part, stats)
-
     def _new_ids(
-        self, ids: Any, m: int, *, replace: bool = False
+        self, ids: Any, m: int, *, replace: bool = False, gone: np.ndarray | None = None
     ) -> tuple[np.ndarray | pa.Array, np.ndarray]:
         """(the ids of ``m`` rows to add, the positions of the entities they
         replace): ids given (unique, of the index's id type, new unless
-        ``replace``) or, for integer ids, continuing from the largest."""
+        ``replace``) or, for integer ids, continuing from the largest. The
+        entities at positions ``gone`` (deleted by the same change) count as
+        absent."""
         integer = isinstance(self._ids, np.ndarray)
         none = np.zeros(0, dtype=np.int64)
         if ids is None:
@@ -546,16 +560,20 @@ class Index:
             present = np.asarray([v for v in new.to_pylist() if v in self._id_lookup], dtype=object)
         if not present.size:
             return new, none
-        if not replace:
+        held = self.positions(present.tolist())
+        if gone is not None and gone.size:
+            staying = ~np.isin(held, gone)
+            present, held = present[staying], held[staying]
+        if held.size and not replace:
             raise InvalidInputError(
                 f"id {present[0].item() if integer else present[0]!r} is already in the index "
                 "(replace=True replaces such entities)"
             )
-        return new, self.positions(present.tolist())
+        return new, held
 
     @contextmanager
     def _changing(self) -> Iterator[None]:
-        """Hold the change lock: one :meth:`add` or :meth:`delete` at a time,
+        """Hold the change lock: one :meth:`update` (add, delete) at a time,
         never from inside a search of this index (it would wait for itself)."""
         if self._lock.held():
             raise InvalidInputError(

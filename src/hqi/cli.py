@@ -118,14 +118,14 @@ def cmd_update(args: argparse.Namespace) -> None:
             )
         bar.update(task, advance=1, description="changing")
         doomed = list(dict.fromkeys(doomed))  # an id listed and selected counts once
-        index.delete(doomed)
-        if collection is not None:
-            index.add(
-                collection.vectors,
-                collection.attributes,
-                collection.ids if args.id_column else None,
-                replace=args.replace,
-            )
+        # One change: the deleted rows may be all of them, the added take their place.
+        index.update(
+            None if collection is None else collection.vectors,
+            None if collection is None else collection.attributes,
+            collection.ids if collection is not None and args.id_column else None,
+            delete=doomed,
+            replace=args.replace,
+        )
         bar.update(task, advance=1, description="writing")
         out = Path(args.out) if args.out else Path(args.index)
         index.save(out)
@@ -740,8 +740,9 @@ def make_parser() -> argparse.ArgumentParser:
     p = sub.add_parser(
         "update",
         help="add, replace or delete entities of an index, in its layout",
-        description="Deletes (--delete-ids, --delete-where), then adds the rows of --add "
-        "(a Parquet file as for 'hqi build', with the index's attribute columns). The "
+        description="Deletes (--delete-ids, --delete-where) and adds the rows of --add "
+        "(a Parquet file as for 'hqi build', with the index's attribute columns), as one "
+        "change: every entity may be deleted, and deleted ids added again. The "
         "learned layout and lists are kept (no new build); the index is written back "
         "atomically, or to --out.",
     )
