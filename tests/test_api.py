@@ -68,6 +68,10 @@ def test_signatures_are_pinned() -> None:
         "replace: 'bool' = False) -> 'None'"
     )
     assert str(inspect.signature(hqi.Index.delete)) == "(self, entity_ids: 'Any') -> 'None'"
+    assert str(inspect.signature(hqi.Index.update)) == (
+        "(self, vectors: 'Any' = None, attributes: 'Any' = None, ids: 'Any' = None, *, "
+        "delete: 'Any' = None, replace: 'bool' = False) -> 'None'"
+    )
     assert public_methods == {
         "add",
         "count",
@@ -82,6 +86,7 @@ def test_signatures_are_pinned() -> None:
         "save",
         "search",
         "search_by_id",
+        "update",
         "where",
     }
 
