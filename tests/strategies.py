@@ -126,6 +126,51 @@ def years(draw: st.DrawFn) -> str:
     return f"{left} {op} {right}" if draw(st.booleans()) else f"{right} {op} {left}"
 
 
+# Date parts as DuckDB names them: functions, then extract / date_part specifiers.
+_PART_FUNCTIONS = ["month", "day", "dayofmonth", "quarter", "dayofweek", "weekday", "isodow"]
+_PART_FUNCTIONS += ["dayofyear", "hour", "minute", "second"]
+_PART_SPECIFIERS = ["month", "mons", "d", "quarter", "dow", "isodow", "doy", "hr", "min", "s"]
+
+
+@st.composite
+def date_parts(draw: st.DrawFn) -> str:
+    """``month(d)``, ``extract(dow FROM ts)``, ``date_part('hr', ts)``, ... compared,
+    BETWEEN, IN (with NULL), IS [NOT] NULL and DISTINCT: numbers in and out of
+    each part's range and some halves, which hqi reads as sets of the part's
+    values (a date's hour is 0)."""
+    col = draw(st.sampled_from(["d", "ts"]))
+    form = draw(st.sampled_from(["function", "function", "extract", "date_part"]))
+    if form == "function":
+        expr = f"{draw(st.sampled_from(_PART_FUNCTIONS))}({col})"
+    elif form == "extract":
+        expr = f"extract({draw(st.sampled_from(_PART_SPECIFIERS))} FROM {col})"
+    else:
+        expr = f"date_part('{draw(st.sampled_from(_PART_SPECIFIERS))}', {col})"
+    number = st.one_of(
+        st.integers(-1, 13).map(str),
+        st.integers(0, 370).map(str),
+        st.sampled_from(["2.5", "6.5", "0.5", "-0.0"]),
+    )
+    kind = draw(st.sampled_from(["cmp", "cmp", "between", "in", "null"]))
+    if kind == "null":
+        right = draw(st.one_of(number, st.just("NULL")))
+        op = draw(st.sampled_from(["IS DISTINCT FROM", "IS NOT DISTINCT FROM"]))
+        return (
+            f"{expr} IS {'NOT ' if draw(st.booleans()) else ''}NULL"
+            if right == "NULL" and draw(st.booleans())
+            else f"{expr} {op} {right}"
+        )
+    if kind == "between":
+        neg = "NOT " if draw(st.booleans()) else ""
+        low, high = draw(st.one_of(number, st.just("NULL"))), draw(number)
+        return f"{expr} {neg}BETWEEN {low} AND {high}"
+    if kind == "in":
+        items = draw(st.lists(st.one_of(number, st.just("NULL")), min_size=1, max_size=4))
+        return f"{expr} {'NOT ' if draw(st.booleans()) else ''}IN ({', '.join(items)})"
+    left, right, op = expr, draw(number), draw(ops)
+    return f"{left} {op} {right}" if draw(st.booleans()) else f"{right} {op} {left}"
+
+
 # LIKE patterns: pieces of the values above, wildcards, escapes and case changes.
 _PIECES = ["%", "_", "The", "the", "WHO", " ", "who", "50", "\\", "!", "!%", "!_", "!!", "b"]
 _PIECES += ["i", "İ", "σ", "Σ", "SS", "ß", "\n", "r", "o", "ck", "'", "é"]
@@ -203,7 +248,7 @@ def atom(draw: st.DrawFn) -> str:
         )
     )
     if kind == "like":
-        return draw(st.one_of(like(), regex(), years()))
+        return draw(st.one_of(like(), regex(), years(), date_parts()))
     col = draw(st.sampled_from(sorted(columns)))
     lit = columns[col]
     if kind == "cmp":

@@ -478,6 +478,49 @@ def test_like_filters_are_learned_routed_and_answered_exactly(catalog) -> None:
             assert set(exact.ids[i].tolist()) == set(nearest.tolist()), text
 
 
+def test_date_part_filters_are_learned_routed_and_answered_exactly(catalog) -> None:
+    """Date parts (month(), dayofweek(), ...) cut the layout like any atom, and a
+    filter on a part the layout cut on covers its partitions (zone maps know
+    each partition's part values). Searches equal brute force over the rows
+    DuckDB selects."""
+    duckdb = pytest.importorskip("duckdb")
+    workload = ["month(released) BETWEEN 6 AND 8", "dayofweek(released) IN (0, 6)"] * 20
+    index = hqi.build(
+        catalog.vectors,
+        catalog.attributes,
+        workload=workload + ["year < 1990"] * 20,
+        min_partition_rows=150,
+        list_size=64,
+    )
+    assert any("month(released)" in cut for cut in index.info()["layout_cuts"])
+    q = catalog.vectors[:40] + 0.01
+    plan = index.explain(q[:1], "month(released) BETWEEN 6 AND 8", k=10, flat=False)
+    assert plan["covered"][0].as_py() > 0  # the partitions cut on it
+    filters = [
+        "month(released) BETWEEN 6 AND 8",
+        "extract(dow FROM released) IN (0, 6) AND year < 2000",
+        "quarter(released) = 4 OR day(released) = 1",
+        "NOT isodow(released) BETWEEN 2 AND 6 AND genre = 'rock'",
+        "date_part('doy', released) <= 40",
+    ]
+    con = duckdb.connect()
+    n = catalog.attributes.num_rows
+    con.register("t", catalog.attributes.append_column("row", pa.array(np.arange(n))))
+    for text in filters:
+        mask = np.zeros(n, dtype=bool)
+        mask[[r for (r,) in con.execute(f"SELECT row FROM t WHERE {text}").fetchall()]] = True
+        assert index.count(text) == mask.sum() > 0, text
+        exact = index.search(q, text, k=10, exact=True, flat=False)
+        approx = index.search(q, text, k=10, nprobe=10_000, flat=False)
+        np.testing.assert_array_equal(approx.ids, exact.ids)
+        rows = np.flatnonzero(mask)
+        for i in range(len(q)):
+            d = ((catalog.vectors[rows] - q[i]) ** 2).sum(axis=1)
+            nearest = rows[np.lexsort((rows, d))[:10]]
+            found = exact.ids[i]
+            assert set(found[found >= 0].tolist()) == set(nearest.tolist()), text
+
+
 def test_bad_workload_filter_is_reported(catalog) -> None:
     with pytest.raises(hqi.UnknownColumnError, match="did you mean 'genre'"):
         hqi.build(catalog.vectors, catalog.attributes, workload=["genr = 'x'"])

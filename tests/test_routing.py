@@ -91,6 +91,31 @@ def test_cut_columns_give_exact_coverage() -> None:
         assert flags.all_true[p] == part.all() and flags.may_true[p] == part.any()
 
 
+def test_date_part_zones_are_exact() -> None:
+    """Partitions sorted by a date part: a filter on that part covers or skips
+    each partition exactly (the zone maps keep each partition's part values),
+    a partition of NULL dates neither."""
+    from hqi.query.dateparts import part_values
+
+    data = STORE["d"]
+    month = np.where(data.valid, part_values(data.values, "month", timestamp=False), 99)
+    order = np.argsort(month, kind="stable")
+    store = ColumnStore(TABLE.take(order))
+    cuts = np.flatnonzero(np.diff(month[order]) != 0) + 1
+    zones = ZoneMaps(store, np.array([0, *cuts, N]))
+    for text in ["month(d) BETWEEN 6 AND 8", "month(d) != 2", "quarter(d) = 1", "month(d) = 13"]:
+        pred = parse_filter(text, store.schema)
+        flags, mask = zones.flags(pred), evaluate(pred, store)
+        false = evaluate(Not(pred), store)
+        for p in range(zones.num_parts):
+            part, no = (
+                mask[zones.bounds[p] : zones.bounds[p + 1]],
+                false[zones.bounds[p] : zones.bounds[p + 1]],
+            )
+            assert flags.all_true[p] == part.all() and flags.may_true[p] == part.any(), text
+            assert flags.all_false[p] == no.all() and flags.may_false[p] == no.any(), text
+
+
 @settings(max_examples=150, deadline=None)
 @given(predicates, bounds())
 def test_range_store_evaluates_like_the_whole(text: str, cuts: np.ndarray) -> None:

@@ -46,6 +46,7 @@ from hqi.query.predicate import (
     Compare,
     Const,
     Contains,
+    DatePart,
     InList,
     IsNull,
     Like,
@@ -265,7 +266,9 @@ class _Compiler:
         return [[atom] for atom in self.atoms]
 
     def atom(
-        self, pred: Compare | InList | IsNull | Like | Regex | Contains | Const, negated: bool
+        self,
+        pred: Compare | InList | IsNull | Like | Regex | Contains | DatePart | Const,
+        negated: bool,
     ) -> bool:
         """Add atom ``pred`` (``NOT pred`` when ``negated``) to :attr:`atoms`;
         False when it does not compile."""
@@ -273,8 +276,8 @@ class _Compiler:
             if pred.value is None or pred.value == negated:  # never TRUE
                 self.atoms.append((0, _NEVER))
             return True
-        if pred.column not in self.matrix.column_index:
-            return False  # not in the matrix
+        if isinstance(pred, DatePart) or pred.column not in self.matrix.column_index:
+            return False  # not in the matrix, or (a date part) no interval of its column
         column = pred.column
         if column in self.matrix.bit_columns:
             return self.bit_atom(pred, negated)

@@ -32,12 +32,14 @@ import numpy as np
 
 from hqi._arrays import in_ascending, isin_sorted, unique
 from hqi.query.columns import ColumnStore, ListData, RangeStore, StringData, ValueData
+from hqi.query.dateparts import PARTS, part_values
 from hqi.query.patterns import pattern_codes, pattern_hits
 from hqi.query.predicate import (
     And,
     Compare,
     Const,
     Contains,
+    DatePart,
     InList,
     IsNull,
     Like,
@@ -383,6 +385,16 @@ class _Evaluator:
         if isinstance(pred, Like | Regex):  # a string column: matched per dictionary value
             return self._atom(
                 pred.column, want, lambda v: pattern_hits(pred, v), unknown_rest=False
+            )
+        if isinstance(pred, DatePart):  # each row's part, looked up in the set
+            low, high = PARTS[pred.part]
+            hit = np.zeros(high - low + 1, dtype=bool)
+            hit[np.asarray(pred.values, dtype=np.int64) - low] = True
+            return self._atom(
+                pred.column,
+                want,
+                lambda v: hit[part_values(v, pred.part, timestamp=pred.timestamp) - low],
+                unknown_rest=False,
             )
         raise TypeError(f"not a predicate: {pred!r}")
 

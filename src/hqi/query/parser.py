@@ -23,6 +23,11 @@ The grammar hqi evaluates::
             | year(col) [NOT] IN (num, ...)    (date and timestamp columns;
                                                extract(year FROM col) and
                                                date_part('year', col) too)
+            | part(col) op num | part(col) [NOT] BETWEEN num AND num
+            | part(col) [NOT] IN (num, ...)    (part: month, day, quarter,
+                                               dayofweek, isodow, dayofyear,
+                                               hour, minute, second; also by
+                                               extract and date_part)
             | col                              (boolean columns)
             | TRUE | FALSE | NULL
     lit    := 'text' | number | TRUE | FALSE | NULL
@@ -37,6 +42,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import operator
 from typing import Any, cast
 
 import numpy as np
@@ -50,6 +56,7 @@ from hqi.errors import (
     UnsupportedFilterError,
 )
 from hqi.query.columns import ColumnKind, Schema
+from hqi.query.dateparts import FUNCTIONS, PARTS, SPECIFIERS
 from hqi.query.patterns import REGEX_OPTIONS, escaped, pattern_error, regex_error
 from hqi.query.predicate import (
     And,
@@ -57,6 +64,7 @@ from hqi.query.predicate import (
     CompareOp,
     Const,
     Contains,
+    DatePart,
     Fold,
     InList,
     IsNull,
@@ -86,6 +94,14 @@ _FLIP: dict[CompareOp, CompareOp] = {
     "<=": ">=",
     ">": "<",
     ">=": "<=",
+}
+_OPS = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
 }
 _NULL = object()  # a NULL literal
 _FIRST_YEAR, _LAST_YEAR = 1, 9998  # years whose start and the next one's are dates
@@ -221,6 +237,16 @@ class _Checker:
                     self._year_compare(node, column, kind, "<=", high),
                 )
             )
+        if isinstance(node, exp.Between) and _date_part_of(node.this) is not None:
+            low = self._part_literal(node.this, node.args["low"])
+            high = self._part_literal(node.this, node.args["high"])
+            if low is _NULL or high is _NULL:  # NULL AND a test: FALSE where it fails
+                bound = high if low is _NULL else low
+                within: list[tuple[CompareOp, object]] = []
+                if bound is not _NULL:
+                    within.append(("<=" if low is _NULL else ">=", bound))
+                return And((self._date_part(node.this, within), Const(None)))
+            return self._date_part(node.this, [(">=", low), ("<=", high)])
         if isinstance(node, exp.Between) and _fold_of(node.this) is not None:
             raise self._folded_range(node, node.this, "BETWEEN")
         if isinstance(node, exp.Between):
@@ -239,6 +265,8 @@ class _Checker:
                 return IsNull(column)
             if isinstance(target, exp.Null) and _is_year(node.this):
                 return IsNull(self._year_column(node.this)[0])  # NULL just where the date is
+            if isinstance(target, exp.Null) and _date_part_of(node.this) is not None:
+                return IsNull(self._date_part_column(node.this)[0])
             if isinstance(target, exp.Null) and _fold_of(node.this) is not None:
                 return IsNull(self._string_column(node.this, node, "IS NULL")[0])
             if not isinstance(target, exp.Null | exp.Boolean):
@@ -280,15 +308,28 @@ class _Checker:
                 )
             return Compare(column, "=", True)
         if isinstance(node, exp.Func):
-            name = node.sql_name().lower() if not isinstance(node, exp.Anonymous) else node.name
-            raise self._unsupported(
-                node,
-                f"unsupported function {name}(); supported: list_contains, list_has_any and "
-                "list_has_all on list columns; starts_with, prefix, ends_with, suffix, "
-                "contains, regexp_matches and regexp_full_match on strings; lower() and "
-                "upper() of a string column; year() of a date",
-            )
+            raise self._unsupported_function(node)
         raise self._unsupported(node, f"unsupported expression {node.sql(dialect='duckdb')!r}")
+
+    def _unsupported_function(self, node: exp.Expression) -> UnsupportedFilterError:
+        named = isinstance(node, exp.Func) and not isinstance(node, exp.Anonymous)
+        name = node.sql_name().lower() if named else node.name  # type: ignore[attr-defined]
+        unit = _part_name(node)
+        if unit is not None and unit != "year" and unit not in SPECIFIERS:  # week, epoch
+            return self._unsupported(
+                node,
+                f"unsupported date part {unit!r} in {name}(); supported: year, "
+                + ", ".join(PARTS)
+                + " (and their DuckDB aliases)",
+            )
+        return self._unsupported(
+            node,
+            f"unsupported function {name}(); supported: list_contains, list_has_any and "
+            "list_has_all on list columns; starts_with, prefix, ends_with, suffix, "
+            "contains, regexp_matches and regexp_full_match on strings; lower() and "
+            "upper() of a string column; year(), month(), day(), quarter(), dayofweek(), "
+            "isodow(), dayofyear(), hour(), minute() and second() of a date",
+        )
 
     def _distinct(self, node: exp.NullSafeEQ | exp.NullSafeNEQ) -> Predicate:
         """``a IS [NOT] DISTINCT FROM b``: ``=`` and ``!=`` where NULL is a value
@@ -306,6 +347,8 @@ class _Checker:
         return same if isinstance(node, exp.NullSafeEQ) else Not(same)
 
     def column(self, node: exp.Expression, context: exp.Expression) -> tuple[str, ColumnKind]:
+        if isinstance(node, exp.Func) and not isinstance(node, exp.Binary):
+            raise self._unsupported_function(node)  # abs(x) = 1, week(d) = 3
         if not isinstance(node, exp.Column) or node.table:
             raise self._unsupported(
                 node, f"expected a column name, found {node.sql(dialect='duckdb')!r}"
@@ -328,10 +371,19 @@ class _Checker:
     def _compare(self, node: exp.Expression, op: CompareOp) -> Predicate:
         left, right = node.this, node.expression
         named = isinstance(left, exp.Column) or _is_year(left) or _fold_of(left) is not None
+        named = named or _date_part_of(left) is not None
         if not named and (
-            isinstance(right, exp.Column) or _is_year(right) or _fold_of(right) is not None
+            isinstance(right, exp.Column)
+            or _is_year(right)
+            or _fold_of(right) is not None
+            or _date_part_of(right) is not None
         ):
             left, right, op = right, left, _FLIP[op]
+        if _date_part_of(left) is not None:
+            value = self._part_literal(left, right)
+            if value is _NULL:
+                return Const(None)
+            return self._date_part(left, [(op, value)])
         if _fold_of(left) is not None:
             return self._folded_equal(left, node, right, op)
         if _is_year(left):
@@ -392,6 +444,13 @@ class _Checker:
                 out = part if out is None else Or((out, part))
             assert out is not None  # sqlglot parses IN () as an error
             return out
+        if _date_part_of(node.this) is not None:  # NULL among them: NULL where none matches
+            numbers = [self._part_literal(node.this, i) for i in node.expressions]
+            known = [v for v in numbers if v is not _NULL]
+            member = self._date_part(node.this, [("=", v) for v in known], any_of=True)
+            if len(known) == len(numbers):
+                return member
+            return Or((member, Const(None))) if known else Const(None)
         if _fold_of(node.this) is not None:  # an OR of LIKEs, NULL among them as NULL
             items = [self._folded_equal(node.this, node, i, "=") for i in node.expressions]
             folded: Predicate = items[0]
@@ -453,6 +512,43 @@ class _Checker:
             pair = (out, Contains(column, value))
             out = And(pair) if every else Or(pair)
         return out
+
+    def _date_part_column(self, node: exp.Expression) -> tuple[str, ColumnKind]:
+        """The date or timestamp column of a date part (``month(col)``)."""
+        col = node.expression if isinstance(node, exp.Extract) else node.this
+        if isinstance(node, exp.Anonymous):
+            col = node.expressions[-1]
+        column, kind = self.column(col, node)
+        if kind not in (ColumnKind.DATE, ColumnKind.TIMESTAMP):
+            raise self._type_error(
+                node,
+                f"{_date_part_of(node)}() needs a date or timestamp column; "
+                f"{column!r} is {kind.value}",
+            )
+        return column, kind
+
+    def _part_literal(self, part: exp.Expression, node: exp.Expression) -> object:
+        """A number compared with a date part (or NULL)."""
+        column, _ = self._date_part_column(part)
+        what = f"{_date_part_of(part)}({column}), an integer"
+        return self.literal(node, column, ColumnKind.INT, what)
+
+    def _date_part(
+        self, node: exp.Expression, tests: list[tuple[CompareOp, object]], *, any_of: bool = False
+    ) -> DatePart:
+        """The part of ``node`` (``month(col)``) where every test (``any_of``:
+        some test) holds, compared as DuckDB compares an integer with the
+        number: ``month(d) < 3.5`` holds in March, ``month(d) = 3.5`` never."""
+        part = _date_part_of(node)
+        assert part is not None
+        column, kind = self._date_part_column(node)
+        low, high = PARTS[part]
+        values = [
+            v
+            for v in range(low, high + 1)
+            if (any if any_of else all)(_OPS[op](v, cast(float, x)) for op, x in tests)
+        ]
+        return DatePart(column, part, tuple(values), kind is ColumnKind.TIMESTAMP)
 
     def _year_column(self, node: exp.Expression) -> tuple[str, ColumnKind]:
         """The column of ``year(col)`` (``date_part('year', col)``, ``extract(year
@@ -716,6 +812,34 @@ def _is_year(node: exp.Expression) -> bool:
         unit = node.expressions[0] if len(node.expressions) == 2 else None
         return isinstance(unit, exp.Literal) and unit.is_string and unit.this.lower() == "year"
     return False
+
+
+def _part_name(node: exp.Expression) -> str | None:
+    """The date part that ``extract(x FROM col)`` or ``date_part('x', col)``
+    names, as written (lowercase); None for other nodes."""
+    if isinstance(node, exp.Extract) and isinstance(node.this, exp.Var | exp.Identifier):
+        return node.this.name.lower()
+    if isinstance(node, exp.Anonymous) and node.name.lower() in ("date_part", "datepart"):
+        unit = node.expressions[0] if len(node.expressions) == 2 else None
+        if isinstance(unit, exp.Literal) and unit.is_string:
+            return str(unit.this).lower()
+    return None
+
+
+def _date_part_of(node: exp.Expression) -> str | None:
+    """The date part (:data:`~hqi.query.dateparts.PARTS`) that ``node`` takes of
+    a column, other than the year: ``month(x)``, ``extract(month FROM x)``,
+    ``date_part('month', x)``; None when it is not one."""
+    if isinstance(node, exp.Extract) or (
+        isinstance(node, exp.Anonymous) and node.name.lower() in ("date_part", "datepart")
+    ):
+        unit = _part_name(node)
+        return None if unit is None else SPECIFIERS.get(unit)
+    if isinstance(node, exp.Anonymous):
+        return FUNCTIONS.get(node.name.lower()) if len(node.expressions) == 1 else None
+    if isinstance(node, exp.Func) and isinstance(node.this, exp.Column):
+        return FUNCTIONS.get(type(node).__name__)
+    return None
 
 
 def _number(text: str) -> int | float:

@@ -12,7 +12,9 @@ comparisons and ``a <> b`` to ``!=``; ``IS NOT NULL`` is ``Not(IsNull)``;
 ``contains`` on strings are ``Like`` patterns; ``SIMILAR TO`` is a full-match
 ``Regex``. ``lower(col)`` / ``upper(col)`` compared with a string (``=``,
 ``!=``, ``IN``) are patterns too: a ``Like`` of the escaped literal whose
-``fold`` names the function applied to the value first.
+``fold`` names the function applied to the value first. A date part
+compared with numbers (``month(d) BETWEEN 6 AND 8``) is a ``DatePart``: the
+set of the part's values where it holds.
 """
 
 from __future__ import annotations
@@ -22,12 +24,15 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Literal, TypeAlias
 
+from hqi.query.dateparts import PARTS
+
 __all__ = [
     "And",
     "Compare",
     "CompareOp",
     "Const",
     "Contains",
+    "DatePart",
     "Fold",
     "InList",
     "IsNull",
@@ -173,6 +178,36 @@ class Contains:
 
 
 @dataclass(frozen=True)
+class DatePart:
+    """``part(column) IN (values)`` on a date or timestamp column (``timestamp``):
+    ``part`` one of :data:`hqi.query.dateparts.PARTS` (a timestamp's in UTC),
+    ``values`` the part's values where it is TRUE, ascending and within its
+    range (none: FALSE). NULL where the column is. Printed as ``=``, ``!=``
+    (all values but one), ``BETWEEN`` (a run) or ``IN``; an empty set as
+    ``part(column) = -1``, FALSE as well."""
+
+    column: str
+    part: str
+    values: tuple[int, ...]
+    timestamp: bool = False
+
+    def __str__(self) -> str:
+        call = f"{self.part}({sql_identifier(self.column)})"
+        v = self.values
+        low, high = PARTS[self.part]
+        rest = sorted(set(range(low, high + 1)) - set(v))
+        if not v:
+            return f"{call} = -1"
+        if len(v) == 1:
+            return f"{call} = {v[0]}"
+        if len(rest) == 1:
+            return f"{call} != {rest[0]}"
+        if v[-1] - v[0] == len(v) - 1:
+            return f"{call} BETWEEN {v[0]} AND {v[-1]}"
+        return f"{call} IN ({', '.join(map(str, v))})"
+
+
+@dataclass(frozen=True)
 class Const:
     """``TRUE``, ``FALSE`` or ``NULL`` (unknown)."""
 
@@ -208,7 +243,9 @@ class Or:
         return " OR ".join(f"({c})" for c in self.children)
 
 
-Predicate: TypeAlias = Compare | InList | IsNull | Like | Regex | Contains | Const | Not | And | Or
+Predicate: TypeAlias = (
+    Compare | InList | IsNull | Like | Regex | Contains | DatePart | Const | Not | And | Or
+)
 Pattern: TypeAlias = Like | Regex  # string patterns, matched per dictionary value
 
 
@@ -237,7 +274,7 @@ def truth_of(pred: Predicate, value: bool | None) -> Predicate:
     ``IN`` list holding NULL also where nothing matches), so ``x > 1 IS
     TRUE`` is ``x > 1 AND x IS NOT NULL``; AND, OR and NOT follow Kleene's
     tables (``a AND b`` is FALSE where either is FALSE)."""
-    column_atom = isinstance(pred, Compare | Like | Regex | Contains) or (
+    column_atom = isinstance(pred, Compare | Like | Regex | Contains | DatePart) or (
         isinstance(pred, InList) and not pred.has_null
     )
     if value is None:  # neither TRUE nor FALSE
