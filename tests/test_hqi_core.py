@@ -478,24 +478,23 @@ def test_like_filters_are_learned_routed_and_answered_exactly(catalog) -> None:
             assert set(exact.ids[i].tolist()) == set(nearest.tolist()), text
 
 
-def test_date_part_filters_are_learned_routed_and_answered_exactly(catalog) -> None:
-    """Date parts (month(), dayofweek(), ...) cut the layout like any atom, and a
-    filter on a part the layout cut on covers its partitions (zone maps know
-    each partition's part values). Searches equal brute force over the rows
-    DuckDB selects."""
+def test_date_part_filters_are_routed_and_answered_exactly(catalog) -> None:
+    """Date parts (month(), dayofweek(), ...) in the workload do not cut the
+    layout (bench/date_parts.py: the cuts cost throughput), the other atoms
+    do; searches with date parts equal brute force over the rows DuckDB
+    selects."""
     duckdb = pytest.importorskip("duckdb")
     workload = ["month(released) BETWEEN 6 AND 8", "dayofweek(released) IN (0, 6)"] * 20
     index = hqi.build(
         catalog.vectors,
         catalog.attributes,
-        workload=workload + ["year < 1990"] * 20,
+        workload=workload + ["year < 1990 AND month(released) = 1"] * 20,
         min_partition_rows=150,
         list_size=64,
     )
-    assert any("month(released)" in cut for cut in index.info()["layout_cuts"])
+    cuts = index.info()["layout_cuts"]
+    assert cuts and not any("released)" in cut for cut in cuts), cuts
     q = catalog.vectors[:40] + 0.01
-    plan = index.explain(q[:1], "month(released) BETWEEN 6 AND 8", k=10, flat=False)
-    assert plan["covered"][0].as_py() > 0  # the partitions cut on it
     filters = [
         "month(released) BETWEEN 6 AND 8",
         "extract(dow FROM released) IN (0, 6) AND year < 2000",

@@ -28,7 +28,7 @@ from hqi._arrays import unique
 from hqi._jit import njit
 from hqi._threads import even_bounds, run_split
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData, widen
-from hqi.query.dateparts import PARTS, part_values
+from hqi.query.dateparts import PARTS
 from hqi.query.evaluate import _OPS, _isin, _physical
 from hqi.query.patterns import pattern_hits
 from hqi.query.predicate import (
@@ -107,7 +107,7 @@ class ZoneMaps:
         data = self.store[column]
         assert isinstance(data, ValueData)
         low, high = PARTS[part]
-        values = part_values(data.values, part, timestamp=timestamp) - low
+        values = self.store.date_part(column, part, timestamp=timestamp).astype(np.int64) - low
         zone = np.repeat(np.arange(self.num_parts), self.sizes)
         if data.valid is not None:
             values, zone = values[data.valid], zone[data.valid]

@@ -170,6 +170,23 @@ class ValueData:
     valid: np.ndarray | None  # bool (N,); None when no NULLs
 
     @cached_property
+    def _parts(self) -> dict[tuple[str, bool], np.ndarray]:
+        return {}
+
+    def date_part(self, part: str, *, timestamp: bool) -> np.ndarray:
+        """Each row's date part ``part`` (:func:`hqi.query.dateparts.part_values`,
+        int16), computed on first use and kept: a mask of ``month(d) = 6`` is
+        then one lookup a row (200k rows: 6.3 -> 0.3 ms a filter)."""
+        from hqi.query.dateparts import part_values
+
+        key = (part, timestamp)
+        found = self._parts.get(key)
+        if found is None:
+            found = part_values(self.values, part, timestamp=timestamp).astype(np.int16)
+            self._parts[key] = found
+        return found
+
+    @cached_property
     def value_range(self) -> tuple[float, float]:
         """(least, greatest) non-NULL value, built on first use; (inf, -inf)
         when every value is NULL."""
@@ -327,6 +344,13 @@ class ColumnStore:
             self._cache[name] = data
         return data
 
+    def date_part(self, name: str, part: str, *, timestamp: bool) -> np.ndarray:
+        """Each row's date part ``part`` of date or timestamp column ``name``
+        (:meth:`ValueData.date_part`: computed once, kept)."""
+        data = self[name]
+        assert isinstance(data, ValueData)
+        return data.date_part(part, timestamp=timestamp)
+
 
 def ranges_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
     """The positions ``starts[i] .. starts[i] + lengths[i] - 1`` of every range, concatenated."""
@@ -435,6 +459,21 @@ class RangeStore(ColumnStore):
         if self.starts.size and self.num_rows >= RANGE_COPY_ROWS * self.starts.size:
             return np.concatenate([array[a:b] for a, b in self._bounds])
         return array[self._take]
+
+    def date_part(self, name: str, part: str, *, timestamp: bool) -> np.ndarray:
+        """The parent's date parts (computed once there) of these rows: masks on
+        probed lists, thousands a batch, each a RangeStore, gather them (300k,
+        a batch of 5,000 with date parts: planning 1.20 -> see docs)."""
+        key = (name, part)
+        found = self._parts.get(key)
+        if found is None:
+            found = self._cat(self.parent.date_part(name, part, timestamp=timestamp))
+            self._parts[key] = found
+        return found
+
+    @cached_property
+    def _parts(self) -> dict[tuple[str, str], np.ndarray]:
+        return {}
 
     def __getitem__(self, name: str) -> ColumnData:
         data = self._cache.get(name)

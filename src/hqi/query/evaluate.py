@@ -32,7 +32,7 @@ import numpy as np
 
 from hqi._arrays import in_ascending, isin_sorted, unique
 from hqi.query.columns import ColumnStore, ListData, RangeStore, StringData, ValueData
-from hqi.query.dateparts import PARTS, part_values
+from hqi.query.dateparts import PARTS
 from hqi.query.patterns import pattern_codes, pattern_hits
 from hqi.query.predicate import (
     And,
@@ -386,16 +386,11 @@ class _Evaluator:
             return self._atom(
                 pred.column, want, lambda v: pattern_hits(pred, v), unknown_rest=False
             )
-        if isinstance(pred, DatePart):  # each row's part, looked up in the set
-            low, high = PARTS[pred.part]
-            hit = np.zeros(high - low + 1, dtype=bool)
-            hit[np.asarray(pred.values, dtype=np.int64) - low] = True
-            return self._atom(
-                pred.column,
-                want,
-                lambda v: hit[part_values(v, pred.part, timestamp=pred.timestamp) - low],
-                unknown_rest=False,
-            )
+        if isinstance(pred, DatePart):  # each row's part (kept), looked up in the set
+            hit = np.zeros(PARTS[pred.part][1] + 1, dtype=bool)  # parts are >= 0
+            hit[np.asarray(pred.values, dtype=np.int64)] = True
+            parts = self.store.date_part(pred.column, pred.part, timestamp=pred.timestamp)
+            return self._atom(pred.column, want, lambda _: hit[parts], unknown_rest=False)
         raise TypeError(f"not a predicate: {pred!r}")
 
     def never_true(self, pred: Predicate) -> bool:
