@@ -6,12 +6,14 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, TypeVar, cast
 
 from hqi.datasets import Catalog, Workload, make_catalog, make_workload
 
 if TYPE_CHECKING:
     import hqi
+
+T = TypeVar("T")
 
 
 def median_seconds(fn: Callable[[], object], repeats: int = 7) -> float:
@@ -22,6 +24,74 @@ def median_seconds(fn: Callable[[], object], repeats: int = 7) -> float:
         fn()
         times.append(time.perf_counter() - t0)
     return statistics.median(times)
+
+
+NPROBES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
+TARGETS = (0.90, 0.95, 0.99)
+
+
+def median_timed(fn: Callable[[], T], repeats: int) -> tuple[float, T]:
+    """(the median wall time of ``repeats`` calls of ``fn``, the last call's result)."""
+    times, out = [], None
+    for _ in range(repeats):
+        t0 = time.perf_counter()
+        out = fn()
+        times.append(time.perf_counter() - t0)
+    return statistics.median(times), cast(T, out)
+
+
+def sweep_nprobe(
+    index: hqi.Index,
+    queries: object,
+    filters: list[str],
+    truth: hqi.Result,
+    args: argparse.Namespace,
+    label: str,
+) -> dict[float, tuple[float, int]]:
+    """Search at each of :data:`NPROBES` (probe_ratio 1.1, median of
+    ``args.repeats``), print each point's throughput, recall@10 against
+    ``truth`` and rows per query, and return the best (q/s, nprobe) at each of
+    :data:`TARGETS` reached."""
+    from hqi.evaluation import recall_at_k
+
+    best: dict[float, tuple[float, int]] = {}
+    for nprobe in NPROBES:
+        s, res = median_timed(
+            lambda nprobe=nprobe: index.search(
+                queries, filters, k=10, nprobe=nprobe, probe_ratio=1.1, threads=args.threads
+            ),
+            args.repeats,
+        )
+        qps = len(filters) / s
+        recall = float(recall_at_k(res, truth).mean())
+        rows = res.stats["rows_scanned"] / len(filters)
+        print(
+            f"  {label} nprobe={nprobe:<3} {qps:>8,.0f} q/s  "
+            f"recall@10 {recall:.4f}  rows/query {rows:>9,.0f}"
+        )
+        for target in TARGETS:
+            if recall >= target and qps > best.get(target, (0.0, 0))[0]:
+                best[target] = (qps, nprobe)
+    return best
+
+
+def target_cells(
+    best: dict[float, tuple[float, int]], base: dict[float, tuple[float, int]], base_name: str
+) -> list[str]:
+    """Markdown cells of the best throughput at each of :data:`TARGETS`, with its
+    ratio to ``base``'s (none when ``best`` is ``base``)."""
+    cells = []
+    for t in TARGETS:
+        if t not in best:
+            cells.append("not reached")
+            continue
+        vs = (
+            f", {best[t][0] / base[t][0]:.2f}x {base_name}"
+            if t in base and best is not base
+            else ""
+        )
+        cells.append(f"{best[t][0]:,.0f} (nprobe {best[t][1]}{vs})")
+    return cells
 
 
 def synthetic_parser(doc: str) -> argparse.ArgumentParser:

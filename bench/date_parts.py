@@ -21,15 +21,13 @@
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import numpy as np
 
 import hqi
-from common import median_seconds, synthetic_parser
+from common import median_seconds, median_timed, sweep_nprobe, synthetic_parser, target_cells
 from hqi.datasets import make_catalog, make_workload
-from hqi.evaluation import recall_at_k
 from hqi.query import evaluate
 
 PARTS = [
@@ -39,8 +37,6 @@ PARTS = [
     "day(released) <= 7",
     "month(released) != 12",
 ]
-NPROBES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
-TARGETS = (0.90, 0.95, 0.99)
 
 
 def with_parts(filters: list[str]) -> list[str]:
@@ -70,14 +66,6 @@ def main() -> None:
         ms = median_seconds(lambda pred=pred: evaluate(pred, index._store), args.repeats) * 1e3
         print(f"| `{text}` | {ms:.2f} | {index.count(text):,} |")
 
-    def timed(fn):
-        times, out = [], None
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times), out
-
     layouts = {
         "plain": train,
         "with parts": with_parts(make_workload(catalog, args.train, seed=102).filters),
@@ -97,26 +85,14 @@ def main() -> None:
         build_s = time.perf_counter() - t0
         plan = index.explain(q[alone], [f[i] for i in alone], k=10).to_pydict()
         covered = sum(plan["covered"]) / max(1, sum(plan["partitions"]))
-        exact_s, exact = timed(
-            lambda index=index: index.search(q, f, k=10, exact=True, threads=args.threads)
+        exact_s, exact = median_timed(
+            lambda index=index: index.search(q, f, k=10, exact=True, threads=args.threads),
+            args.repeats,
         )
         if truth is None:
             truth = exact
         assert np.array_equal(exact.ids, truth.ids), "exact answers differ between layouts"
-        best: dict[float, tuple[float, int]] = {}
-        for nprobe in NPROBES:
-            s, res = timed(
-                lambda index=index, nprobe=nprobe: index.search(
-                    q, f, k=10, nprobe=nprobe, probe_ratio=1.1, threads=args.threads
-                )
-            )
-            recall = float(recall_at_k(res, truth).mean())
-            print(
-                f"  {name:<10} nprobe={nprobe:<3} {len(f) / s:>8,.0f} q/s  recall@10 {recall:.4f}"
-            )
-            for target in TARGETS:
-                if recall >= target and len(f) / s > best.get(target, (0.0, 0))[0]:
-                    best[target] = (len(f) / s, nprobe)
+        best = sweep_nprobe(index, q, f, truth, args, f"{name:<10}")
         summary.append((name, index.info()["partitions"], build_s, covered, best, exact_s))
 
     print(
@@ -126,13 +102,7 @@ def main() -> None:
     print("|---|---|---|---|---|---|---|---|")
     base = summary[0][4]
     for name, parts, build_s, covered, best, exact_s in summary:
-        cells = []
-        for t in TARGETS:
-            if t not in best:
-                cells.append("not reached")
-                continue
-            vs = f", {best[t][0] / base[t][0]:.2f}x plain" if t in base and name != "plain" else ""
-            cells.append(f"{best[t][0]:,.0f} (nprobe {best[t][1]}{vs})")
+        cells = target_cells(best, base, "plain")
         print(
             f"| {name} | {parts} | {build_s:.1f} | {covered:.0%} | "
             + " | ".join(cells)

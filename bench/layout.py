@@ -21,18 +21,13 @@ run.
 
 from __future__ import annotations
 
-import statistics
 import time
 
 import numpy as np
 
 import hqi
-from common import synthetic_parser
+from common import median_timed, sweep_nprobe, synthetic_parser, target_cells
 from hqi.datasets import make_catalog, make_workload
-from hqi.evaluation import recall_at_k
-
-NPROBES = (1, 2, 3, 4, 6, 8, 12, 16, 24, 32)
-TARGETS = (0.90, 0.95, 0.99)
 
 
 def half(filters: list[str], templates: np.ndarray, which: int) -> list[str]:
@@ -62,14 +57,6 @@ def main() -> None:
         f"{args.threads} threads, median of {args.repeats}"
     )
 
-    def timed(fn):
-        times, out = [], None
-        for _ in range(args.repeats):
-            t0 = time.perf_counter()
-            out = fn()
-            times.append(time.perf_counter() - t0)
-        return statistics.median(times), out
-
     truth = None
     rows_out = []
     for name, workload in workloads.items():
@@ -82,27 +69,13 @@ def main() -> None:
             threads=args.threads,
         )
         build_s = time.perf_counter() - t0
-        exact_s, exact = timed(
-            lambda index=index: index.search(q, f, k=10, exact=True, threads=args.threads)
+        exact_s, exact = median_timed(
+            lambda index=index: index.search(q, f, k=10, exact=True, threads=args.threads),
+            args.repeats,
         )
         if truth is None:
             truth = exact
-        best: dict[float, tuple[float, int]] = {}
-        for nprobe in NPROBES:
-            s, res = timed(
-                lambda index=index, nprobe=nprobe: index.search(
-                    q, f, k=10, nprobe=nprobe, probe_ratio=1.1, threads=args.threads
-                )
-            )
-            recall = float(recall_at_k(res, truth).mean())
-            rows = res.stats["rows_scanned"] / len(f)
-            print(
-                f"  {name:<6} nprobe={nprobe:<3} {len(f) / s:>8,.0f} q/s  "
-                f"recall@10 {recall:.4f}  rows/query {rows:>9,.0f}"
-            )
-            for target in TARGETS:
-                if recall >= target and len(f) / s > best.get(target, (0.0, 0))[0]:
-                    best[target] = (len(f) / s, nprobe)
+        best = sweep_nprobe(index, q, f, truth, args, f"{name:<6}")
         rows_out.append((name, index.info()["partitions"], build_s, best, exact_s))
 
     print()
@@ -112,13 +85,7 @@ def main() -> None:
     )
     print("|---|---|---|---|---|---|---|")
     for name, parts, build_s, best, exact_s in rows_out:
-        cells = []
-        for t in TARGETS:
-            if t not in best:
-                cells.append("not reached")
-                continue
-            vs = f", {best[t][0] / base[t][0]:.2f}x none" if t in base and name != "none" else ""
-            cells.append(f"{best[t][0]:,.0f} (nprobe {best[t][1]}{vs})")
+        cells = target_cells(best, base, "none")
         print(f"| {name} | {parts} | {build_s:.1f} | " + " | ".join(cells) + f" | {exact_s:.3f} |")
 
 

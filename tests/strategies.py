@@ -98,18 +98,15 @@ ts_lit = st.datetimes(dt.datetime(2019, 6, 1), dt.datetime(2023, 6, 1)).map(
 columns = {"s": str_lit, "i": int_lit, "f": float_lit, "d": date_lit, "ts": ts_lit}
 
 
-@st.composite
-def years(draw: st.DrawFn) -> str:
-    """``year(d)`` / ``extract(year FROM ts)`` / ``date_part('year', d)`` compared,
-    BETWEEN, IN (with NULL): integers and some halves, rewritten by hqi as
-    ranges of the column."""
-    col = draw(st.sampled_from(["d", "ts"]))
-    fn = draw(st.sampled_from(["year({})", "extract(year FROM {})", "date_part('year', {})"]))
-    expr = fn.format(col)
-    year = st.one_of(st.integers(1965, 2030).map(str), st.sampled_from(["1990.5", "2020.5"]))
+def _compared(
+    draw: st.DrawFn, expr: str, number: st.SearchStrategy[str], *, null_low: bool, items: int
+) -> str:
+    """``expr`` (a number) compared with ``number``s: ``op`` either way round,
+    [NOT] BETWEEN (its low bound NULL too when ``null_low``), [NOT] IN up to
+    ``items`` numbers or NULL, IS [NOT] NULL, IS [NOT] DISTINCT FROM."""
     form = draw(st.sampled_from(["cmp", "cmp", "between", "in", "null"]))
-    if form == "null":  # IS [NOT] NULL, IS [NOT] DISTINCT FROM a year or NULL
-        right = draw(st.one_of(year, st.just("NULL")))
+    if form == "null":  # IS [NOT] NULL, IS [NOT] DISTINCT FROM a number or NULL
+        right = draw(st.one_of(number, st.just("NULL")))
         op = draw(st.sampled_from(["IS DISTINCT FROM", "IS NOT DISTINCT FROM"]))
         return (
             f"{expr} IS {'NOT ' if draw(st.booleans()) else ''}NULL"
@@ -118,12 +115,24 @@ def years(draw: st.DrawFn) -> str:
         )
     if form == "between":
         neg = "NOT " if draw(st.booleans()) else ""
-        return f"{expr} {neg}BETWEEN {draw(year)} AND {draw(year)}"
+        low = draw(st.one_of(number, st.just("NULL")) if null_low else number)
+        return f"{expr} {neg}BETWEEN {low} AND {draw(number)}"
     if form == "in":
-        items = draw(st.lists(st.one_of(year, st.just("NULL")), min_size=1, max_size=3))
-        return f"{expr} {'NOT ' if draw(st.booleans()) else ''}IN ({', '.join(items)})"
-    left, right, op = expr, draw(year), draw(ops)
+        listed = draw(st.lists(st.one_of(number, st.just("NULL")), min_size=1, max_size=items))
+        return f"{expr} {'NOT ' if draw(st.booleans()) else ''}IN ({', '.join(listed)})"
+    left, right, op = expr, draw(number), draw(ops)
     return f"{left} {op} {right}" if draw(st.booleans()) else f"{right} {op} {left}"
+
+
+@st.composite
+def years(draw: st.DrawFn) -> str:
+    """``year(d)`` / ``extract(year FROM ts)`` / ``date_part('year', d)`` compared,
+    BETWEEN, IN (with NULL): integers and some halves, rewritten by hqi as
+    ranges of the column."""
+    col = draw(st.sampled_from(["d", "ts"]))
+    fn = draw(st.sampled_from(["year({})", "extract(year FROM {})", "date_part('year', {})"]))
+    year = st.one_of(st.integers(1965, 2030).map(str), st.sampled_from(["1990.5", "2020.5"]))
+    return _compared(draw, fn.format(col), year, null_low=False, items=3)
 
 
 # Date parts as DuckDB names them: functions, then extract / date_part specifiers.
@@ -151,24 +160,7 @@ def date_parts(draw: st.DrawFn) -> str:
         st.integers(0, 370).map(str),
         st.sampled_from(["2.5", "6.5", "0.5", "-0.0"]),
     )
-    kind = draw(st.sampled_from(["cmp", "cmp", "between", "in", "null"]))
-    if kind == "null":
-        right = draw(st.one_of(number, st.just("NULL")))
-        op = draw(st.sampled_from(["IS DISTINCT FROM", "IS NOT DISTINCT FROM"]))
-        return (
-            f"{expr} IS {'NOT ' if draw(st.booleans()) else ''}NULL"
-            if right == "NULL" and draw(st.booleans())
-            else f"{expr} {op} {right}"
-        )
-    if kind == "between":
-        neg = "NOT " if draw(st.booleans()) else ""
-        low, high = draw(st.one_of(number, st.just("NULL"))), draw(number)
-        return f"{expr} {neg}BETWEEN {low} AND {high}"
-    if kind == "in":
-        items = draw(st.lists(st.one_of(number, st.just("NULL")), min_size=1, max_size=4))
-        return f"{expr} {'NOT ' if draw(st.booleans()) else ''}IN ({', '.join(items)})"
-    left, right, op = expr, draw(number), draw(ops)
-    return f"{left} {op} {right}" if draw(st.booleans()) else f"{right} {op} {left}"
+    return _compared(draw, expr, number, null_low=True, items=4)
 
 
 # LIKE patterns: pieces of the values above, wildcards, escapes and case changes.

@@ -21,7 +21,7 @@ from hqi.layout import ZoneMaps, zonemap
 from hqi.query import ColumnStore, evaluate, parse_filter, patterns
 from hqi.query.columns import StringData, normalize_table
 from hqi.query.compiled import AttributeMatrix, ProgramTable, compile_filter, program_mask
-from hqi.query.predicate import Like, atoms
+from hqi.query.predicate import OPERATORS, Like, atoms
 from hqi.query.shapes import FilterParser
 from strategies import STORE, TABLE, bounded_predicates, like, predicates
 
@@ -553,7 +553,7 @@ def test_string_dictionaries_are_sorted_and_compared_by_their_spans(
     assert isinstance(data, StringData)
     assert data.dictionary.tolist() == sorted(set(values))
     assert [data.dictionary[c] for c in data.codes] == values
-    want = [bool(query_evaluate._OPS[op](v, value)) for v in data.dictionary.tolist()]
+    want = [bool(OPERATORS[op](v, value)) for v in data.dictionary.tolist()]
     assert data.compare(op, value).tolist() == want
 
 

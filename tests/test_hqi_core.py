@@ -438,6 +438,29 @@ def test_filter_on_uncut_column_still_works(learned, catalog, rng) -> None:
     np.testing.assert_array_equal(res.ids, exact.ids)
 
 
+def _answers_equal_brute_force(index: hqi.Index, catalog, filters: list[str], duckdb) -> None:
+    """Each filter selects what DuckDB selects (some rows), all probes equal the
+    exact search, and that is brute force over those rows (planned, not the
+    small-store pass)."""
+    con = duckdb.connect()
+    n = catalog.attributes.num_rows
+    con.register("t", catalog.attributes.append_column("row", pa.array(np.arange(n))))
+    q = catalog.vectors[:40] + 0.01
+    for text in filters:
+        mask = np.zeros(n, dtype=bool)
+        mask[[r for (r,) in con.execute(f"SELECT row FROM t WHERE {text}").fetchall()]] = True
+        assert index.count(text) == mask.sum() > 0, text
+        exact = index.search(q, text, k=10, exact=True, flat=False)
+        approx = index.search(q, text, k=10, nprobe=10_000, flat=False)
+        np.testing.assert_array_equal(approx.ids, exact.ids)
+        rows = np.flatnonzero(mask)
+        for i in range(len(q)):
+            d = ((catalog.vectors[rows] - q[i]) ** 2).sum(axis=1)
+            nearest = rows[np.lexsort((rows, d))[:10]]
+            found = exact.ids[i]  # -1 past the rows there are
+            assert set(found[found >= 0].tolist()) == set(nearest.tolist()), text
+
+
 def test_like_filters_are_learned_routed_and_answered_exactly(catalog) -> None:
     """LIKE patterns cut the layout like any atom; searches with them and with
     regular expressions (planned, not the small-store pass) equal brute force
@@ -460,22 +483,7 @@ def test_like_filters_are_learned_routed_and_answered_exactly(catalog) -> None:
         "regexp_matches(artist, '0[12]$') AND year > 1990",
         "genre SIMILAR TO '(horror|comedy)' OR regexp_matches(type, 'BOOK', 'i')",
     ]
-    con = duckdb.connect()
-    n = catalog.attributes.num_rows
-    con.register("t", catalog.attributes.append_column("row", pa.array(np.arange(n))))
-    q = catalog.vectors[:40] + 0.01
-    for text in filters:
-        mask = np.zeros(n, dtype=bool)
-        mask[[r for (r,) in con.execute(f"SELECT row FROM t WHERE {text}").fetchall()]] = True
-        assert index.count(text) == mask.sum() > 0, text
-        exact = index.search(q, text, k=10, exact=True, flat=False)
-        approx = index.search(q, text, k=10, nprobe=10_000, flat=False)
-        np.testing.assert_array_equal(approx.ids, exact.ids)
-        rows = np.flatnonzero(mask)
-        for i in range(len(q)):
-            d = ((catalog.vectors[rows] - q[i]) ** 2).sum(axis=1)
-            nearest = rows[np.lexsort((rows, d))[:10]]
-            assert set(exact.ids[i].tolist()) == set(nearest.tolist()), text
+    _answers_equal_brute_force(index, catalog, filters, duckdb)
 
 
 def test_date_part_filters_are_routed_and_answered_exactly(catalog) -> None:
@@ -494,7 +502,6 @@ def test_date_part_filters_are_routed_and_answered_exactly(catalog) -> None:
     )
     cuts = index.info()["layout_cuts"]
     assert cuts and not any("released)" in cut for cut in cuts), cuts
-    q = catalog.vectors[:40] + 0.01
     filters = [
         "month(released) BETWEEN 6 AND 8",
         "extract(dow FROM released) IN (0, 6) AND year < 2000",
@@ -502,22 +509,7 @@ def test_date_part_filters_are_routed_and_answered_exactly(catalog) -> None:
         "NOT isodow(released) BETWEEN 2 AND 6 AND genre = 'rock'",
         "date_part('doy', released) <= 40",
     ]
-    con = duckdb.connect()
-    n = catalog.attributes.num_rows
-    con.register("t", catalog.attributes.append_column("row", pa.array(np.arange(n))))
-    for text in filters:
-        mask = np.zeros(n, dtype=bool)
-        mask[[r for (r,) in con.execute(f"SELECT row FROM t WHERE {text}").fetchall()]] = True
-        assert index.count(text) == mask.sum() > 0, text
-        exact = index.search(q, text, k=10, exact=True, flat=False)
-        approx = index.search(q, text, k=10, nprobe=10_000, flat=False)
-        np.testing.assert_array_equal(approx.ids, exact.ids)
-        rows = np.flatnonzero(mask)
-        for i in range(len(q)):
-            d = ((catalog.vectors[rows] - q[i]) ** 2).sum(axis=1)
-            nearest = rows[np.lexsort((rows, d))[:10]]
-            found = exact.ids[i]
-            assert set(found[found >= 0].tolist()) == set(nearest.tolist()), text
+    _answers_equal_brute_force(index, catalog, filters, duckdb)
 
 
 def test_bad_workload_filter_is_reported(catalog) -> None:

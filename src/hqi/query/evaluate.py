@@ -24,9 +24,8 @@ intersected with its bound by their postings.
 from __future__ import annotations
 
 import datetime as dt
-import operator
 from collections.abc import Callable
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 
@@ -35,6 +34,7 @@ from hqi.query.columns import ColumnStore, ListData, RangeStore, StringData, Val
 from hqi.query.dateparts import PARTS
 from hqi.query.patterns import pattern_codes, pattern_hits
 from hqi.query.predicate import (
+    OPERATORS,
     And,
     Compare,
     Const,
@@ -52,14 +52,6 @@ from hqi.query.predicate import (
 
 __all__ = ["BatchEvaluator", "candidates", "evaluate"]
 
-_OPS: dict[str, Callable[[Any, Any], Any]] = {
-    "=": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
-}
 _EPOCH_DATE = dt.date(1970, 1, 1)
 _EPOCH = dt.datetime(1970, 1, 1)
 _INT64 = (-(2**63), 2**63 - 1)
@@ -374,7 +366,7 @@ class _Evaluator:
             return self._atom(
                 pred.column,
                 want,
-                lambda v: _OPS[pred.op](v, _physical(pred.value)),
+                lambda v: OPERATORS[pred.op](v, _physical(pred.value)),
                 unknown_rest=False,
             )
         if isinstance(pred, InList):
@@ -416,8 +408,8 @@ class _Evaluator:
         if pred.op == "=":
             return not least <= value <= greatest
         if pred.op in ("<", "<="):
-            return not _OPS[pred.op](least, value)
-        return not _OPS[pred.op](greatest, value)
+            return not OPERATORS[pred.op](least, value)
+        return not OPERATORS[pred.op](greatest, value)
 
     def _atom(
         self,

@@ -42,7 +42,6 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import operator
 from typing import Any, cast
 
 import numpy as np
@@ -59,6 +58,7 @@ from hqi.query.columns import ColumnKind, Schema
 from hqi.query.dateparts import FUNCTIONS, PARTS, SPECIFIERS
 from hqi.query.patterns import REGEX_OPTIONS, escaped, pattern_error, regex_error
 from hqi.query.predicate import (
+    OPERATORS,
     And,
     Compare,
     CompareOp,
@@ -94,14 +94,6 @@ _FLIP: dict[CompareOp, CompareOp] = {
     "<=": ">=",
     ">": "<",
     ">=": "<=",
-}
-_OPS = {
-    "=": operator.eq,
-    "!=": operator.ne,
-    "<": operator.lt,
-    "<=": operator.le,
-    ">": operator.gt,
-    ">=": operator.ge,
 }
 _NULL = object()  # a NULL literal
 _FIRST_YEAR, _LAST_YEAR = 1, 9998  # years whose start and the next one's are dates
@@ -546,7 +538,7 @@ class _Checker:
         values = [
             v
             for v in range(low, high + 1)
-            if (any if any_of else all)(_OPS[op](v, cast(float, x)) for op, x in tests)
+            if (any if any_of else all)(OPERATORS[op](v, cast(float, x)) for op, x in tests)
         ]
         return DatePart(column, part, tuple(values), kind is ColumnKind.TIMESTAMP)
 

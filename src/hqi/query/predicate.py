@@ -20,13 +20,15 @@ set of the part's values where it holds.
 from __future__ import annotations
 
 import datetime as dt
-from collections.abc import Iterator
+import operator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
-from typing import Literal, TypeAlias
+from typing import Any, Literal, TypeAlias
 
 from hqi.query.dateparts import PARTS
 
 __all__ = [
+    "OPERATORS",
     "And",
     "Compare",
     "CompareOp",
@@ -50,6 +52,15 @@ __all__ = [
 
 Value: TypeAlias = str | int | float | bool | dt.date | dt.datetime
 CompareOp: TypeAlias = Literal["=", "!=", "<", "<=", ">", ">="]
+# What each comparison computes (on Python values and NumPy arrays alike).
+OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
+    "=": operator.eq,
+    "!=": operator.ne,
+    "<": operator.lt,
+    "<=": operator.le,
+    ">": operator.gt,
+    ">=": operator.ge,
+}
 Fold: TypeAlias = Literal["lower", "upper"]  # a string function applied to the value
 
 
