@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import itertools
 from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
 from unittest import mock
 
 import duckdb
@@ -21,6 +22,7 @@ from hqi.layout import ZoneMaps, zonemap
 from hqi.query import ColumnStore, evaluate, parse_filter, patterns
 from hqi.query.columns import StringData, normalize_table
 from hqi.query.compiled import AttributeMatrix, ProgramTable, compile_filter, program_mask
+from hqi.query.dateparts import PARTS
 from hqi.query.predicate import OPERATORS, Like, atoms
 from hqi.query.shapes import FilterParser
 from strategies import STORE, TABLE, bounded_predicates, like, predicates
@@ -340,15 +342,16 @@ def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
     # The batched zone-map flags of programs are the filter's flags. A clause's
     # intervals on one column are merged, so its "every row" flag may be finer
     # than the tree's OR of its atoms' (never coarser, and never wrong).
-    cuts = np.array([0, 0, 40, 41, 100, 260, STORE.num_rows])
+    cuts = np.array([0, 0, 40, 41, 42, 43, 44, 100, 260, STORE.num_rows])
     zones = ZoneMaps(STORE, cuts)
     every = np.arange(zones.num_parts)
     may, whole = zones.program_flags(table, every % 2, every)
     flags = zones.flags(pred)
     np.testing.assert_array_equal(may, flags.may_true)
     assert not (flags.all_true & ~whole).any()
-    for p in np.flatnonzero(whole).tolist():
-        assert want[cuts[p] : cuts[p + 1]].all()
+    for p in range(zones.num_parts):  # against the rows themselves
+        assert may[p] or not want[cuts[p] : cuts[p + 1]].any()
+        assert not whole[p] or want[cuts[p] : cuts[p + 1]].all()
     # Split into runs of pairs over threads (uneven: 7 pairs, 3 threads): the same flags.
     with mock.patch.object(zonemap, "PARALLEL_FLAG_PAIRS", 1):
         split = zones.program_flags(table, every % 2, every, threads=3)
@@ -357,7 +360,7 @@ def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
     # The grid of zones inside coarser partitions (two programs, here the same
     # one): True where a partition is covered, False where it cannot hold, else
     # the zone's own flag; on one thread and split over two (uneven rows).
-    outer = np.array([0, 0, 1, 1, 1, 2])  # each zone's partition (3 partitions)
+    outer = np.array([0, 0, 1, 1, 1, 1, 1, 1, 2])  # each zone's partition (3 partitions)
     part_may = np.array([[True, False, False], [True, True, True]])  # [0, 2]: empty
     part_whole = np.array([[False, False, True], [True, False, False]])
     grid_want = np.where(part_whole[:, outer] | ~part_may[:, outer], part_whole[:, outer],
@@ -366,6 +369,74 @@ def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
         with mock.patch.object(zonemap, "PARALLEL_FLAG_PAIRS", pairs):
             grid = zones.program_zone_may(table, part_may, part_whole, outer, threads)
         np.testing.assert_array_equal(grid, grid_want)
+
+
+@pytest.mark.parametrize("column", ["d", "ts"])
+@pytest.mark.parametrize("part", sorted(PARTS))
+def test_compiled_date_parts_select_and_route_exactly(column: str, part: str) -> None:
+    """A compiled date part (an interval test of a column of the part's codes)
+    selects the rows evaluate does, in NumPy and in the executor's pass, and
+    its zone flags are exact: a zone may hold it exactly when one of its rows
+    does, and is covered exactly when all are (rows sorted by the part, zones
+    of 5 rows, so that many hold one value alone)."""
+    timestamp = column == "ts"
+    order = np.argsort(STORE.date_part(column, part, timestamp=timestamp), kind="stable")
+    store = ColumnStore(TABLE.take(order))
+    matrix = AttributeMatrix(store)
+    zones = ZoneMaps(store, np.append(np.arange(0, store.num_rows, 5), store.num_rows))
+    low, high = PARTS[part]
+    middle = (low + high) // 2
+    texts = [f"{part}({column}) = {v}" for v in (low, middle, high)]
+    texts += [
+        f"{part}({column}) BETWEEN {low + 1} AND {middle}",
+        f"{part}({column}) NOT IN ({low}, {high})",
+        f"{part}({column}) IS DISTINCT FROM {middle} AND s IS NOT NULL",
+    ]
+    for text in texts:
+        pred = parse_filter(text, store.schema)
+        program = compile_filter(pred, matrix)
+        assert program is not None, text
+        want = evaluate(pred, store)
+        np.testing.assert_array_equal(program_mask(program, matrix), want)
+        table = ProgramTable.of([program], matrix)
+        rows, _ = rows_holding(matrix.by_column, table.bounds, table.col, table.group,
+                               table.lo, table.hi, *matrix.ranges)  # fmt: skip
+        np.testing.assert_array_equal(rows, np.flatnonzero(want))
+        every = np.arange(zones.num_parts)
+        may, whole = zones.program_flags(table, np.zeros_like(every), every)
+        held = np.add.reduceat(want, zones.bounds[:-1])
+        if "s IS" not in text:  # one atom: exact
+            np.testing.assert_array_equal(may, held > 0, err_msg=text)
+            np.testing.assert_array_equal(whole, held == zones.sizes, err_msg=text)
+        else:
+            assert (may | (held == 0)).all() and (~whole | (held == zones.sizes)).all()
+
+
+def test_part_columns_are_added_once_on_first_need() -> None:
+    """A date part's column joins the matrix when a filter first needs it, once
+    however many threads ask at the same time; programs compiled before keep
+    their columns, and the column-by-column views follow the new width."""
+    matrix = AttributeMatrix(STORE)
+    width = matrix.values.shape[1]
+    before = compile_filter(parse_filter("i = 1", STORE.schema), matrix)
+    assert before is not None
+    old = ProgramTable.of([before], matrix)
+    texts = [f"{part}(ts) = 1" for part in sorted(PARTS)] * 4
+    with ThreadPoolExecutor(4) as pool:
+        programs = list(pool.map(lambda t: compile_filter(parse_filter(t, STORE.schema), matrix),
+                                 texts))  # fmt: skip
+    assert matrix.values.shape[1] == width + len(PARTS)
+    assert sorted(int(p.col[0]) for p in programs[: len(PARTS)]) == list(
+        range(width, width + len(PARTS))
+    )
+    assert matrix.by_column.shape == (width + len(PARTS), STORE.num_rows)
+    assert matrix.ranges[0].shape == (width + len(PARTS),)
+    np.testing.assert_array_equal(matrix.values[:, :width], old.attrs)
+    new = ProgramTable.of([before, *programs], matrix)
+    assert new.columns[: len(old.columns)] == old.columns
+    for program, text in zip(programs, texts, strict=True):
+        want = evaluate(parse_filter(text, STORE.schema), STORE)
+        np.testing.assert_array_equal(program_mask(program, matrix), want)
 
 
 @pytest.mark.parametrize(
@@ -388,8 +459,10 @@ def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
         ("i IS DISTINCT FROM 3 AND s IS NOT DISTINCT FROM NULL", True),
         # 2**6 clauses in conjunctive normal form: more than MAX_INTERVALS
         (" OR ".join(f"(i = {v} AND f > {v})" for v in range(6)), False),
-        ("month(d) = 1", False),  # a date part is not a range of the column
-        ("i = 1 AND dayofweek(ts) = 0", False),
+        ("month(d) = 1", True),  # a column of the part's values
+        ("i = 1 AND dayofweek(ts) = 0", True),
+        ("NOT (month(d) IN (1, 3, 5) OR hour(ts) BETWEEN 6 AND 18) AND s = 'jazz'", True),
+        ("month(d) IS DISTINCT FROM 2 AND day(d) IS NOT DISTINCT FROM NULL", True),
     ],
 )
 def test_which_filters_compile(text: str, compiles: bool) -> None:

@@ -28,7 +28,7 @@ from hqi._arrays import unique
 from hqi._jit import njit
 from hqi._threads import even_bounds, run_split
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData, widen
-from hqi.query.dateparts import PARTS
+from hqi.query.dateparts import PARTS, PartColumn
 from hqi.query.evaluate import _isin, _physical
 from hqi.query.patterns import pattern_hits
 from hqi.query.predicate import (
@@ -84,11 +84,11 @@ class ZoneMaps:
         self.bounds = np.asarray(bounds, dtype=np.int64)
         self.sizes = np.diff(self.bounds)
         self.num_parts = self.sizes.size
-        self._cache: dict[str, dict[str, np.ndarray]] = {}
+        self._cache: dict[str | PartColumn, dict[str, np.ndarray]] = {}
         self._atoms: dict[Predicate, Flags] = {}
         self._parts: dict[tuple[str, str], np.ndarray] = {}  # _parts_present's
         # program_flags' packed summaries, by the attribute-matrix columns read.
-        self._packed: dict[tuple[str, ...], tuple[_Arrays5, _Arrays6]] = {}
+        self._packed: dict[tuple[str | PartColumn, ...], tuple[_Arrays5, _Arrays6]] = {}
 
     # -- summaries ------------------------------------------------------------
     def _reduce(self, values: np.ndarray, func: np.ufunc, empty: float | int) -> np.ndarray:
@@ -105,40 +105,31 @@ class ZoneMaps:
         cached = self._parts.get((column, part))
         if cached is not None:
             return cached
-        data = self.store[column]
-        assert isinstance(data, ValueData)
-        low, high = PARTS[part]
-        values = self.store.date_part(column, part, timestamp=timestamp).astype(np.int64) - low
-        zone = np.repeat(np.arange(self.num_parts), self.sizes)
-        if data.valid is not None:
-            values, zone = values[data.valid], zone[data.valid]
-        present = np.zeros((self.num_parts, high - low + 1), dtype=bool)
-        present[zone, values] = True
+        summary = self._summary(PartColumn(column, part, timestamp))
+        present = np.zeros((self.num_parts, int(summary["width"])), dtype=bool)
+        present[summary["zone_of"], summary["codes"]] = True
         self._parts[(column, part)] = present
         return present
 
-    def _summary(self, column: str) -> dict[str, np.ndarray]:
+    def _summary(self, column: str | PartColumn) -> dict[str, np.ndarray]:
         cached = self._cache.get(column)
         if cached is not None:
             return cached
-        data = self.store[column]
         part_of_row = np.repeat(np.arange(self.num_parts), self.sizes)
-        if isinstance(data, StringData):
-            # The distinct codes present in each zone, ascending, zone after
-            # zone, and where each zone's codes start: at most one entry a
-            # row, however many values the column has (a zones x values
-            # matrix is 500 MB for 500k values over 1,000 zones).
-            width = data.dictionary.size + 1  # code -1 (NULL) in the last slot
-            codes = data.codes.astype(np.int64)
-            keys = unique(part_of_row * width + np.where(codes < 0, width - 1, codes))
-            zone_of, code = np.divmod(keys, width)
-            keep = code < width - 1
-            zone_of, code = zone_of[keep], code[keep]
-            starts = np.searchsorted(zone_of, np.arange(self.num_parts + 1))
-            summary = {"codes": code, "starts": starts.astype(np.int64), "zone_of": zone_of}
-            summary["nulls"] = np.bincount(
-                part_of_row, weights=data.codes < 0, minlength=self.num_parts
+        if isinstance(column, PartColumn):  # a date part: its values as codes
+            low, high = PARTS[column.part]
+            codes = self.store.date_part(
+                column.column, column.part, timestamp=column.timestamp
             ).astype(np.int64)
+            data = self.store[column.column]
+            assert isinstance(data, ValueData)
+            codes = codes - low if data.valid is None else np.where(data.valid, codes - low, -1)
+            summary = self._codes_summary(codes, high - low + 1, part_of_row)
+            self._cache[column] = summary
+            return summary
+        data = self.store[column]
+        if isinstance(data, StringData):
+            summary = self._codes_summary(data.codes, data.dictionary.size, part_of_row)
         elif isinstance(data, ListData):
             # (row, code) pairs as one key each, the NULL element (code -1) in
             # the last slot. A tag repeated within one list counts once per row:
@@ -165,6 +156,7 @@ class ZoneMaps:
                 "zone_of": zone_of,
                 "codes": code,
                 "tag_count": counts,
+                "width": np.int64(data.dictionary.size),
                 "nulls": np.bincount(part_of_row, weights=~valid, minlength=self.num_parts).astype(
                     np.int64
                 ),
@@ -188,6 +180,30 @@ class ZoneMaps:
             }
         self._cache[column] = summary
         return summary
+
+    def _codes_summary(
+        self, codes: np.ndarray, values: int, part_of_row: np.ndarray
+    ) -> dict[str, np.ndarray]:
+        """A coded column's summary (codes ``0 .. values - 1``, -1 NULL): the
+        distinct codes present in each zone, ascending, zone after zone, and
+        where each zone's codes start (at most one entry a row, however many
+        values the column has: a zones x values matrix is 500 MB for 500k
+        values over 1,000 zones); the NULLs of each zone."""
+        width = values + 1  # code -1 (NULL) in the last slot
+        codes = codes.astype(np.int64)
+        keys = unique(part_of_row * width + np.where(codes < 0, width - 1, codes))
+        zone_of, code = np.divmod(keys, width)
+        keep = code < width - 1
+        zone_of, code = zone_of[keep], code[keep]
+        starts = np.searchsorted(zone_of, np.arange(self.num_parts + 1))
+        nulls = np.bincount(part_of_row, weights=codes < 0, minlength=self.num_parts)
+        return {
+            "codes": code,
+            "starts": starts.astype(np.int64),
+            "zone_of": zone_of,
+            "width": np.int64(values),
+            "nulls": nulls.astype(np.int64),
+        }
 
     # -- routing --------------------------------------------------------------
     def program_flags(
@@ -272,7 +288,9 @@ class ZoneMaps:
             packed = self._packed[key] = self._pack(table.columns, used)
         return packed
 
-    def _pack(self, columns: tuple[str, ...], used: np.ndarray) -> tuple[_Arrays5, _Arrays6]:
+    def _pack(
+        self, columns: tuple[str | PartColumn, ...], used: np.ndarray
+    ) -> tuple[_Arrays5, _Arrays6]:
         """:meth:`program_flags`'s per-column summaries (of the ``used`` ones) as
         arrays indexed by attribute-matrix column."""
         c = len(columns)
@@ -295,9 +313,9 @@ class ZoneMaps:
                 continue
             summary = self._summary(name)
             nulls[i] = summary["nulls"]
-            if "starts" in summary:  # a string column
+            if "starts" in summary:  # a string column, or a date part's codes
                 strings[i] = True
-                width[i] = self.store[name].dictionary.size  # type: ignore[union-attr]
+                width[i] = summary["width"]
                 base[i] = starts_size
                 present.append(summary["codes"])
                 starts.append(summary["starts"] + present_size)
@@ -305,8 +323,7 @@ class ZoneMaps:
                 starts_size += summary["starts"].size
                 distinct[i] = np.diff(summary["starts"])
             elif "tag_count" in summary:  # a bit-set column: a few values, dense per zone
-                values = self.store[name].dictionary.size  # type: ignore[union-attr]
-                codes = np.zeros((self.num_parts, values), dtype=np.int64)
+                codes = np.zeros((self.num_parts, int(summary["width"])), dtype=np.int64)
                 codes[summary["zone_of"], summary["codes"]] = summary["tag_count"]
                 width[i], base[i] = codes.shape[1], tags_size
                 tag_rows.append(codes.reshape(-1))

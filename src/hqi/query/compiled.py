@@ -19,7 +19,9 @@ timestamps of a store as one row-major ``(N, C)`` float64 matrix, NULL as
 NaN, so a row's atoms read one cache line. A list column of at most
 :data:`BIT_VALUES` distinct values is there as a bit set (bit ``c`` set:
 the list holds dictionary value ``c``), and ``list_contains`` is a test of
-one bit. Every value there is exact
+one bit. A date part (``month(d) IN (6, 7, 8)``) is an interval test on a
+column of the part's values, added to the matrix when a filter first needs
+it (:meth:`AttributeMatrix.part_column`). Every value there is exact
 (integers up to 2**53 in magnitude; a column with larger ones is left out).
 Literals are converted the way NumPy compares them in
 :mod:`hqi.query.evaluate` (a float32 column compares in float32), so a
@@ -33,12 +35,13 @@ of the planner evaluating it on every row its queries scan.
 
 from __future__ import annotations
 
-import functools
+import threading
 from dataclasses import dataclass
 
 import numpy as np
 
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData
+from hqi.query.dateparts import PARTS, PartColumn
 from hqi.query.evaluate import _physical
 from hqi.query.patterns import pattern_codes
 from hqi.query.predicate import (
@@ -67,12 +70,14 @@ PROGRAM_CACHE = 16_384
 
 
 class AttributeMatrix:
-    """The store's scalar columns as one ``(N, C)`` float64 matrix (NULL = NaN)."""
+    """The store's scalar columns as one ``(N, C)`` float64 matrix (NULL = NaN),
+    and the date parts that filters have asked for (:meth:`part_column`)."""
 
     def __init__(self, store: ColumnStore) -> None:
         self.store = store
         columns: list[np.ndarray] = []
-        self.column_index: dict[str, int] = {}
+        # Matrix column of each store column held, and of each date part added.
+        self.column_index: dict[str | PartColumn, int] = {}
         self.dtypes: dict[str, np.dtype] = {}
         self.bit_columns: set[str] = set()  # list columns held as bit sets
         for name in store.schema:
@@ -104,30 +109,69 @@ class AttributeMatrix:
             columns.append(values)
         self._true_sets: dict[Predicate, list[tuple[float, float]] | None] = {}
         self._programs: dict[Predicate | None, Program | None] = {}  # compile_filter's
+        self._grow = threading.Lock()  # part_column's
+        self._by_column: tuple[np.ndarray, np.ndarray] | None = None
+        self._ranges: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None
         self.values = (
             np.ascontiguousarray(np.stack(columns, axis=1))
             if columns
             else np.zeros((store.num_rows, 0), dtype=np.float64)
         )
 
-    @functools.cached_property
-    def ranges(self) -> tuple[np.ndarray, np.ndarray]:
-        """Each column's least and greatest non-NULL value, ``(C,)`` each (NaN for
-        a column of NULLs only), made on first use and kept."""
-        values = self.by_column
-        valid = ~np.isnan(values)
-        some = valid.any(axis=1)
-        least = np.where(valid, values, np.inf).min(axis=1, initial=np.inf)
-        greatest = np.where(valid, values, -np.inf).max(axis=1, initial=-np.inf)
-        return np.where(some, least, np.nan), np.where(some, greatest, np.nan)
+    def part_column(self, key: PartColumn) -> int:
+        """The matrix column of date part ``key``: each row's part less the
+        part's least value (NULL: NaN), added on first need. Adding one makes
+        a wider :attr:`values` (the old array stays as it was for whoever
+        holds it; columns are only ever appended, so a program's columns are
+        in every :attr:`values` read after it was compiled)."""
+        index = self.column_index.get(key)
+        if index is not None:
+            return index
+        with self._grow:
+            index = self.column_index.get(key)
+            if index is None:
+                data = self.store[key.column]
+                assert isinstance(data, ValueData)
+                part = self.store.date_part(key.column, key.part, timestamp=key.timestamp)
+                values = part.astype(np.float64) - PARTS[key.part][0]
+                if data.valid is not None:
+                    values[~data.valid] = np.nan
+                index = self.values.shape[1]
+                self.values = np.ascontiguousarray(np.column_stack([self.values, values]))
+                self.column_index[key] = index
+        return index
 
-    @functools.cached_property
+    @property
+    def ranges(self) -> tuple[np.ndarray, np.ndarray]:
+        """Each column of :attr:`values` as it is now: its least and greatest
+        non-NULL value, ``(C,)`` each (NaN for a column of NULLs only), made on
+        first use and kept until a column is added."""
+        values = self.values
+        cached = self._ranges
+        if cached is None or cached[0] is not values:
+            by_column = self._columns_of(values)
+            valid = ~np.isnan(by_column)
+            some = valid.any(axis=1)
+            least = np.where(valid, by_column, np.inf).min(axis=1, initial=np.inf)
+            greatest = np.where(valid, by_column, -np.inf).max(axis=1, initial=-np.inf)
+            cached = (values, (np.where(some, least, np.nan), np.where(some, greatest, np.nan)))
+            self._ranges = cached
+        return cached[1]
+
+    @property
     def by_column(self) -> np.ndarray:
-        """:attr:`values` column by column, ``(C, N)``, made on first use and kept:
-        what compiled loops over consecutive rows read (the planner's exact
-        program counts, :func:`hqi.execution.planner.planning.plan_batch`; the
-        flat pass's rows, :func:`hqi.execution.exact.filter_rows`)."""
-        return np.ascontiguousarray(self.values.T)
+        """:attr:`values` as it is now, column by column, ``(C, N)``, made on
+        first use and kept until a column is added: what compiled loops over
+        consecutive rows read (the planner's exact program counts,
+        :func:`hqi.execution.planner.planning.plan_batch`; the flat pass's
+        rows, :func:`hqi.execution.exact.filter_rows`)."""
+        return self._columns_of(self.values)
+
+    def _columns_of(self, values: np.ndarray) -> np.ndarray:
+        cached = self._by_column
+        if cached is None or cached[0] is not values:
+            cached = self._by_column = (values, np.ascontiguousarray(values.T))
+        return cached[1]
 
 
 def _bit_sets(data: ListData, num_rows: int) -> np.ndarray:
@@ -276,8 +320,15 @@ class _Compiler:
             if pred.value is None or pred.value == negated:  # never TRUE
                 self.atoms.append((0, _NEVER))
             return True
-        if isinstance(pred, DatePart) or pred.column not in self.matrix.column_index:
-            return False  # not in the matrix, or (a date part) no interval of its column
+        if isinstance(pred, DatePart):  # an interval test of the part's own column
+            key = PartColumn(pred.column, pred.part, pred.timestamp)
+            low = PARTS[pred.part][0]
+            codes = _runs(np.asarray(pred.values, dtype=np.int64) - low)
+            index = self.matrix.part_column(key)
+            self.atoms.append((index, _complement(codes) if negated else codes))
+            return True
+        if pred.column not in self.matrix.column_index:
+            return False  # not in the matrix
         column = pred.column
         if column in self.matrix.bit_columns:
             return self.bit_atom(pred, negated)
@@ -468,12 +519,15 @@ class ProgramTable:
     lo: np.ndarray
     hi: np.ndarray
     bounds: np.ndarray  # (len(programs) + 1,)
-    columns: tuple[str, ...] = ()  # the names of attrs' columns, in order (col's meaning)
+    # What attrs' columns hold, in order (col's meaning): store columns by name,
+    # then the date parts added (AttributeMatrix.part_column).
+    columns: tuple[str | PartColumn, ...] = ()
 
     @classmethod
     def of(cls, programs: list[Program], matrix: AttributeMatrix) -> ProgramTable:
         sizes = [p.size for p in programs]
         bounds = np.concatenate([[0], np.cumsum(sizes)]).astype(np.int64)
+        columns = tuple(matrix.column_index)  # then values: as wide, or wider
         return cls(
             matrix.values,
             _concat(programs, "col", np.int64),
@@ -481,7 +535,7 @@ class ProgramTable:
             _concat(programs, "lo", np.float64),
             _concat(programs, "hi", np.float64),
             bounds,
-            tuple(matrix.column_index),
+            columns,
         )
 
 

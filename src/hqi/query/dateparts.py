@@ -11,9 +11,11 @@ row as DuckDB does (a timestamp's in UTC).
 
 from __future__ import annotations
 
+from typing import NamedTuple
+
 import numpy as np
 
-__all__ = ["FUNCTIONS", "PARTS", "SPECIFIERS", "part_values"]
+__all__ = ["FUNCTIONS", "PARTS", "SPECIFIERS", "PartColumn", "part_values"]
 
 # Each part's range of values, as DuckDB returns them.
 PARTS: dict[str, tuple[int, int]] = {
@@ -60,6 +62,17 @@ SPECIFIERS: dict[str, str] = {
 }
 
 _US_PER_DAY = 86_400_000_000
+
+
+class PartColumn(NamedTuple):
+    """A date part of a column as a column of its own: what the attribute matrix
+    (:meth:`hqi.query.compiled.AttributeMatrix.part_column`) and the zone maps
+    hold for compiled date-part filters, each row's part less the part's
+    least value (a code from 0, NULL where the column is)."""
+
+    column: str
+    part: str
+    timestamp: bool
 
 
 def part_values(values: np.ndarray, part: str, *, timestamp: bool) -> np.ndarray:
