@@ -137,8 +137,8 @@ def years(draw: st.DrawFn) -> str:
 
 # Date parts as DuckDB names them: functions, then extract / date_part specifiers.
 _PART_FUNCTIONS = ["month", "day", "dayofmonth", "quarter", "dayofweek", "weekday", "isodow"]
-_PART_FUNCTIONS += ["dayofyear", "hour", "minute", "second"]
-_PART_SPECIFIERS = ["month", "mons", "d", "quarter", "dow", "isodow", "doy", "hr", "min", "s"]
+_PART_FUNCTIONS += ["dayofyear", "week", "weekofyear", "hour", "minute", "second"]
+_PART_SPECIFIERS = ["month", "mons", "d", "quarter", "dow", "isodow", "doy", "w", "hr", "min", "s"]
 
 
 @st.composite
@@ -157,6 +157,7 @@ def date_parts(draw: st.DrawFn) -> str:
         expr = f"date_part('{draw(st.sampled_from(_PART_SPECIFIERS))}', {col})"
     number = st.one_of(
         st.integers(-1, 13).map(str),
+        st.integers(50, 54).map(str),
         st.integers(0, 370).map(str),
         st.sampled_from(["2.5", "6.5", "0.5", "-0.0"]),
     )

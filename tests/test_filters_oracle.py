@@ -209,6 +209,8 @@ def test_shape_cache_parses_like_sqlglot(texts: list[str]) -> None:
         "day(d) IN (1, NULL)",
         "quarter(ts) = 4 AND year(ts) = 2021",
         "month(d) IS NOT DISTINCT FROM 2",
+        "week(d) = 1 OR weekofyear(ts) >= 52",
+        "extract(week FROM d) BETWEEN 50 AND 53",
     ],
 )
 def test_documented_examples_match_duckdb(con, text: str) -> None:

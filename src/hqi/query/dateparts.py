@@ -25,6 +25,7 @@ PARTS: dict[str, tuple[int, int]] = {
     "dayofweek": (0, 6),  # Sunday 0
     "isodow": (1, 7),  # Monday 1
     "dayofyear": (1, 366),
+    "week": (1, 53),  # ISO 8601: weeks from Monday, week 1 holds the year's first Thursday
     "hour": (0, 23),
     "minute": (0, 59),
     "second": (0, 59),
@@ -43,6 +44,9 @@ FUNCTIONS: dict[str, str] = {
     "DayOfWeek": "dayofweek",
     "DayOfWeekIso": "isodow",
     "DayOfYear": "dayofyear",
+    "weekofyear": "week",
+    "Week": "week",
+    "WeekOfYear": "week",
     "Hour": "hour",
     "Minute": "minute",
     "Second": "second",
@@ -56,6 +60,7 @@ SPECIFIERS: dict[str, str] = {
     **{name: "dayofweek" for name in ("dayofweek", "dow", "weekday")},
     "isodow": "isodow",
     **{name: "dayofyear" for name in ("dayofyear", "doy")},
+    **{name: "week" for name in ("week", "weeks", "w", "weekofyear")},
     **{name: "hour" for name in ("hour", "hours", "h", "hr", "hrs")},
     **{name: "minute" for name in ("minute", "minutes", "m", "min", "mins")},
     **{name: "second" for name in ("second", "seconds", "s", "sec", "secs")},
@@ -92,6 +97,9 @@ def part_values(values: np.ndarray, part: str, *, timestamp: bool) -> np.ndarray
         return (days + 4) % 7  # 1970-01-01 was a Thursday
     if part == "isodow":
         return (days + 3) % 7 + 1
+    if part == "week":  # the day of the year of this week's Thursday, in weeks
+        thursday = (days + 4 - ((days + 3) % 7 + 1)).astype("datetime64[D]")
+        return (thursday - thursday.astype("datetime64[Y]")).astype(np.int64) // 7 + 1
     date = days.astype("datetime64[D]")
     if part == "day":
         return (date - date.astype("datetime64[M]")).astype(np.int64) + 1

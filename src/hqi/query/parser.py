@@ -26,8 +26,9 @@ The grammar hqi evaluates::
             | part(col) op num | part(col) [NOT] BETWEEN num AND num
             | part(col) [NOT] IN (num, ...)    (part: month, day, quarter,
                                                dayofweek, isodow, dayofyear,
-                                               hour, minute, second; also by
-                                               extract and date_part)
+                                               week (ISO), hour, minute,
+                                               second; also by extract and
+                                               date_part)
             | col                              (boolean columns)
             | TRUE | FALSE | NULL
     lit    := 'text' | number | TRUE | FALSE | NULL
@@ -307,7 +308,7 @@ class _Checker:
         named = isinstance(node, exp.Func) and not isinstance(node, exp.Anonymous)
         name = node.sql_name().lower() if named else node.name  # type: ignore[attr-defined]
         unit = _part_name(node)
-        if unit is not None and unit != "year" and unit not in SPECIFIERS:  # week, epoch
+        if unit is not None and unit != "year" and unit not in SPECIFIERS:  # epoch, isoyear
             return self._unsupported(
                 node,
                 f"unsupported date part {unit!r} in {name}(); supported: year, "
@@ -320,7 +321,7 @@ class _Checker:
             "list_has_all on list columns; starts_with, prefix, ends_with, suffix, "
             "contains, regexp_matches and regexp_full_match on strings; lower() and "
             "upper() of a string column; year(), month(), day(), quarter(), dayofweek(), "
-            "isodow(), dayofyear(), hour(), minute() and second() of a date",
+            "isodow(), dayofyear(), week(), hour(), minute() and second() of a date",
         )
 
     def _distinct(self, node: exp.NullSafeEQ | exp.NullSafeNEQ) -> Predicate:
@@ -340,7 +341,7 @@ class _Checker:
 
     def column(self, node: exp.Expression, context: exp.Expression) -> tuple[str, ColumnKind]:
         if isinstance(node, exp.Func) and not isinstance(node, exp.Binary):
-            raise self._unsupported_function(node)  # abs(x) = 1, week(d) = 3
+            raise self._unsupported_function(node)  # abs(x) = 1, yearweek(d) = 3
         if not isinstance(node, exp.Column) or node.table:
             raise self._unsupported(
                 node, f"expected a column name, found {node.sql(dialect='duckdb')!r}"
