@@ -6,7 +6,9 @@ TRUE on some row of the partition and whether it is TRUE on all of them:
 
 * numbers, dates, timestamps, booleans: min, max, and NULL / row counts;
 * strings: which dictionary codes occur (a boolean per code) and NULL count;
-* list<string>: per dictionary code, how many rows contain it; NULL-list count.
+* list<string>: per dictionary code, how many rows contain it; NULL-list count;
+* date parts that compiled filters read (``month(d)``, ...): which of the
+  part's values occur, like a string column's codes.
 
 Routing evaluates a predicate tree in a four-flag logic per partition:
 ``may_true``/``all_true``/``may_false``/``all_false`` (FALSE and UNKNOWN are
@@ -124,9 +126,8 @@ class ZoneMaps:
             data = self.store[column.column]
             assert isinstance(data, ValueData)
             codes = codes - low if data.valid is None else np.where(data.valid, codes - low, -1)
-            summary = self._codes_summary(codes, high - low + 1, part_of_row)
-            self._cache[column] = summary
-            return summary
+            self._cache[column] = self._codes_summary(codes, high - low + 1, part_of_row)
+            return self._cache[column]
         data = self.store[column]
         if isinstance(data, StringData):
             summary = self._codes_summary(data.codes, data.dictionary.size, part_of_row)
