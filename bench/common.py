@@ -121,23 +121,35 @@ def harness_parser(doc: str) -> argparse.ArgumentParser:
     return ap
 
 
-def harness_index(args: argparse.Namespace) -> tuple[hqi.Index, Workload]:
-    """(index, batch) with ``hqi bench``'s seeds (layout learned from ``args.train``
-    queries, seed 101; batch seed 1); prints the build time and layout."""
-    import time
-
-    import hqi
-
+def harness_data(args: argparse.Namespace) -> tuple[Catalog, Workload, Workload]:
+    """(catalog, workload to learn the layout from, batch) with ``hqi bench``'s
+    seeds: ``args.train`` queries of seed 101, a batch of seed 1."""
     catalog = make_catalog(args.n, args.dim)
     train = make_workload(catalog, args.train, seed=101)
     batch = make_workload(catalog, args.queries, seed=1)
+    return catalog, train, batch
+
+
+def timed_build(
+    catalog: Catalog, workload: list[str] | None, threads: int
+) -> tuple[hqi.Index, float]:
+    """(the catalog's index, learned from ``workload``; its build time in seconds)."""
+    import hqi
+
     t0 = time.perf_counter()
     index = hqi.build(
-        catalog.vectors, catalog.attributes, workload=train.filters, threads=args.threads
+        catalog.vectors, catalog.attributes, catalog.ids, workload=workload, threads=threads
     )
+    return index, time.perf_counter() - t0
+
+
+def harness_index(args: argparse.Namespace) -> tuple[hqi.Index, Workload]:
+    """(index, batch) of :func:`harness_data`; prints the build time and layout."""
+    catalog, train, batch = harness_data(args)
+    index, seconds = timed_build(catalog, train.filters, args.threads)
     info = index.info()
     print(
-        f"build {time.perf_counter() - t0:.1f} s: {info['partitions']} partitions, "
+        f"build {seconds:.1f} s: {info['partitions']} partitions, "
         f"{info['lists']} lists, {index.build_stats}"
     )
     return index, batch

@@ -21,13 +21,19 @@
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
 import hqi
-from common import median_seconds, median_timed, sweep_nprobe, synthetic_parser, target_cells
-from hqi.datasets import make_catalog, make_workload
+from common import (
+    harness_data,
+    harness_parser,
+    median_seconds,
+    median_timed,
+    sweep_nprobe,
+    target_cells,
+    timed_build,
+)
+from hqi.datasets import make_workload
 from hqi.query import evaluate
 
 PARTS = [
@@ -49,12 +55,9 @@ def with_parts(filters: list[str]) -> list[str]:
 
 
 def main() -> None:
-    ap = synthetic_parser(__doc__)
-    ap.add_argument("--train", type=int, default=2_000)
-    args = ap.parse_args()
-    catalog = make_catalog(args.n, args.dim)
-    train = make_workload(catalog, args.train, seed=101).filters
-    batch = make_workload(catalog, args.queries, seed=1)
+    args = harness_parser(__doc__).parse_args()
+    catalog, train_workload, batch = harness_data(args)
+    train = train_workload.filters
     q, f = batch.queries, with_parts(batch.filters)
     print(f"N = {args.n:,}, d = {args.dim}, {len(f):,} queries, {args.threads} threads")
 
@@ -74,15 +77,7 @@ def main() -> None:
     summary = []
     alone = [i for i in range(len(f)) if i % 3 == 0]
     for name, workload in layouts.items():
-        t0 = time.perf_counter()
-        index = hqi.build(
-            catalog.vectors,
-            catalog.attributes,
-            catalog.ids,
-            workload=workload,
-            threads=args.threads,
-        )
-        build_s = time.perf_counter() - t0
+        index, build_s = timed_build(catalog, workload, args.threads)
         plan = index.explain(q[alone], [f[i] for i in alone], k=10).to_pydict()
         covered = sum(plan["covered"]) / max(1, sum(plan["partitions"]))
         exact_s, exact = median_timed(

@@ -20,18 +20,14 @@ import time
 import numpy as np
 
 import hqi
-from common import synthetic_parser
-from hqi.datasets import make_catalog, make_workload
+from common import harness_data, harness_parser
 from hqi.evaluation import recall_at_k
 
 
 def main() -> None:
-    ap = synthetic_parser(__doc__)
-    ap.add_argument("--train", type=int, default=2_000)
-    args = ap.parse_args()
-    catalog = make_catalog(args.n, args.dim)
-    train = make_workload(catalog, args.train, seed=101).filters
-    batch = make_workload(catalog, args.queries, seed=1)
+    args = harness_parser(__doc__).parse_args()
+    catalog, train_workload, batch = harness_data(args)
+    train = train_workload.filters
     q, f = batch.queries, batch.filters
     types = np.asarray(catalog.attributes.column("type").to_pylist())
     rng = np.random.default_rng(0)

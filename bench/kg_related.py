@@ -25,12 +25,12 @@ from __future__ import annotations
 import argparse
 import csv
 import time
-from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from common import median_timed
 from hqi._threads import limit_threads
 from hqi.benchmark.systems import BenchData, BruteForce, FaissIVFSelector
 from hqi.evaluation import recall_at_k
@@ -38,15 +38,6 @@ from hqi.execution.result import Result
 from hqi.kg import build_kg, ingest, related, sample_log
 from hqi.kg.demo import dataset_files, naive_related
 from hqi.kg.presets import preset
-
-
-def median_time(fn: Callable[[], Any], repeats: int) -> tuple[float, Any]:
-    times, out = [], None
-    for _ in range(repeats):
-        t0 = time.perf_counter()
-        out = fn()
-        times.append(time.perf_counter() - t0)
-    return float(np.median(times)), out
 
 
 def drop_anchor(pos: np.ndarray, anchors: np.ndarray, k: int) -> np.ndarray:
@@ -149,7 +140,7 @@ def main() -> None:
         faiss_ivf = FaissIVFSelector()
         faiss_ivf.build(data, threads)
         for params in (p for p in faiss_ivf.grid() if p["nprobe"] <= 48):
-            secs, pos = median_time(lambda p=params: faiss_ivf.search(data, p, threads), reps)
+            secs, pos = median_timed(lambda p=params: faiss_ivf.search(data, p, threads), reps)
             record(
                 "FAISS IVF + IDSelector",
                 f"nprobe={params['nprobe']} {params['calls']}",
@@ -158,7 +149,7 @@ def main() -> None:
             )
         brute = BruteForce()
         brute.build(data, threads)
-        secs, pos = median_time(lambda: brute.search(data, {}, threads), reps)
+        secs, pos = median_timed(lambda: brute.search(data, {}, threads), reps)
         record("exact grouped brute force", "", secs, drop_anchor(pos, anchors, k))
         sample = np.random.default_rng(0).choice(nq, size=min(args.naive_sample, nq), replace=False)
 
@@ -166,7 +157,7 @@ def main() -> None:
             filters = [exact.filters[i] for i in sample]
             return naive_related(index, filters, anchors[sample], k)[0]
 
-        secs, pos = median_time(naive, reps)
+        secs, pos = median_timed(naive, reps)
         naive_qps = len(sample) / secs
         rows.append(
             {

@@ -21,12 +21,9 @@ run.
 
 from __future__ import annotations
 
-import time
-
 import numpy as np
 
-import hqi
-from common import median_timed, sweep_nprobe, synthetic_parser, target_cells
+from common import harness_parser, median_timed, sweep_nprobe, target_cells, timed_build
 from hqi.datasets import make_catalog, make_workload
 
 
@@ -36,9 +33,7 @@ def half(filters: list[str], templates: np.ndarray, which: int) -> list[str]:
 
 
 def main() -> None:
-    ap = synthetic_parser(__doc__)
-    ap.add_argument("--train", type=int, default=2_000)
-    args = ap.parse_args()
+    args = harness_parser(__doc__).parse_args()
     catalog = make_catalog(args.n, args.dim)
     # Twice the sizes asked for, then halves: each half keeps about the size.
     pool = make_workload(catalog, 2 * args.train, seed=101)
@@ -60,15 +55,7 @@ def main() -> None:
     truth = None
     rows_out = []
     for name, workload in workloads.items():
-        t0 = time.perf_counter()
-        index = hqi.build(
-            catalog.vectors,
-            catalog.attributes,
-            catalog.ids,
-            workload=workload,
-            threads=args.threads,
-        )
-        build_s = time.perf_counter() - t0
+        index, build_s = timed_build(catalog, workload, args.threads)
         exact_s, exact = median_timed(
             lambda index=index: index.search(q, f, k=10, exact=True, threads=args.threads),
             args.repeats,

@@ -438,6 +438,14 @@ def test_filter_on_uncut_column_still_works(learned, catalog, rng) -> None:
     np.testing.assert_array_equal(res.ids, exact.ids)
 
 
+def _small_layout(catalog, workload: list[str]) -> hqi.Index:
+    """The catalog learned from ``workload`` into partitions of 150 rows or more
+    and lists of about 64: many cuts on a small catalog."""
+    return hqi.build(
+        catalog.vectors, catalog.attributes, workload=workload, min_partition_rows=150, list_size=64
+    )
+
+
 def _answers_equal_brute_force(index: hqi.Index, catalog, filters: list[str], duckdb) -> None:
     """Each filter selects what DuckDB selects (some rows), all probes equal the
     exact search, and that is brute force over those rows (planned, not the
@@ -467,13 +475,7 @@ def test_like_filters_are_learned_routed_and_answered_exactly(catalog) -> None:
     over the rows DuckDB selects."""
     duckdb = pytest.importorskip("duckdb")
     workload = ["genre LIKE 'ho%'", "artist LIKE '%1_'", "starts_with(type, 'pod')"] * 20
-    index = hqi.build(
-        catalog.vectors,
-        catalog.attributes,
-        workload=workload + ["year < 1990"] * 20,
-        min_partition_rows=150,
-        list_size=64,
-    )
+    index = _small_layout(catalog, workload + ["year < 1990"] * 20)
     assert any("LIKE" in cut for cut in index.info()["layout_cuts"])
     filters = [
         "genre LIKE 'ho%'",
@@ -493,13 +495,7 @@ def test_date_part_filters_are_routed_and_answered_exactly(catalog) -> None:
     selects."""
     duckdb = pytest.importorskip("duckdb")
     workload = ["month(released) BETWEEN 6 AND 8", "dayofweek(released) IN (0, 6)"] * 20
-    index = hqi.build(
-        catalog.vectors,
-        catalog.attributes,
-        workload=workload + ["year < 1990 AND month(released) = 1"] * 20,
-        min_partition_rows=150,
-        list_size=64,
-    )
+    index = _small_layout(catalog, workload + ["year < 1990 AND month(released) = 1"] * 20)
     cuts = index.info()["layout_cuts"]
     assert cuts and not any("released)" in cut for cut in cuts), cuts
     filters = [

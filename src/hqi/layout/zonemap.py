@@ -88,7 +88,7 @@ class ZoneMaps:
         self.num_parts = self.sizes.size
         self._cache: dict[str | PartColumn, dict[str, np.ndarray]] = {}
         self._atoms: dict[Predicate, Flags] = {}
-        self._parts: dict[tuple[str, str], np.ndarray] = {}  # _parts_present's
+        self._parts: dict[PartColumn, np.ndarray] = {}  # _parts_present's
         # program_flags' packed summaries, by the attribute-matrix columns read.
         self._packed: dict[tuple[str | PartColumn, ...], tuple[_Arrays5, _Arrays6]] = {}
 
@@ -104,13 +104,14 @@ class ZoneMaps:
         """(zones, the part's range) bool: which values of date part ``part``
         (:mod:`hqi.query.dateparts`) the non-NULL rows of each zone hold;
         computed once per column and part (1M rows: about 20 ms)."""
-        cached = self._parts.get((column, part))
+        key = PartColumn(column, part, timestamp)
+        cached = self._parts.get(key)
         if cached is not None:
             return cached
-        summary = self._summary(PartColumn(column, part, timestamp))
+        summary = self._summary(key)
         present = np.zeros((self.num_parts, int(summary["width"])), dtype=bool)
         present[summary["zone_of"], summary["codes"]] = True
-        self._parts[(column, part)] = present
+        self._parts[key] = present
         return present
 
     def _summary(self, column: str | PartColumn) -> dict[str, np.ndarray]:
