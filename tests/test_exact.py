@@ -533,6 +533,52 @@ def test_thread_limits_reach_pools_loaded_after_the_first_call(monkeypatch) -> N
     assert _threads._pools() is not first
 
 
+def test_run_split_runs_every_range_once_on_kept_helpers() -> None:
+    """run_split: every range once, the first in the calling thread, the rest on
+    helper threads kept between calls; a split from inside a helper runs there
+    (no helper waits on helpers); every range ends before an error is raised."""
+    import threading
+    import time
+
+    from hqi import _threads
+
+    seen: list[tuple[int, int, str]] = []
+    lock = threading.Lock()
+
+    def note(a: int, b: int) -> None:
+        with lock:
+            seen.append((a, b, threading.current_thread().name))
+
+    _threads.run_split(note, [0, 3, 7, 10])
+    assert sorted((a, b) for a, b, _ in seen) == [(0, 3), (3, 7), (7, 10)]
+    assert dict(((a, b), t) for a, b, t in seen)[(0, 3)] == threading.current_thread().name
+    helpers = {t for a, b, t in seen if a}
+    assert all(t.startswith("hqi-split") for t in helpers)
+    pool = _threads._helpers(1)
+    _threads.run_split(note, [0, 1, 2])
+    assert _threads._helpers(1) is pool  # kept
+
+    inner: list[tuple[int, int]] = []
+
+    def nested(a: int, b: int) -> None:
+        _threads.run_split(lambda c, d: inner.append((c, d)), [a, (a + b) // 2, b])
+
+    _threads.run_split(nested, [0, 4, 8, 12])
+    assert sorted(inner) == [(0, 2), (2, 4), (4, 6), (6, 8), (8, 10), (10, 12)]
+
+    ended: list[int] = []
+
+    def fails(a: int, b: int) -> None:
+        if a == 0:
+            raise ValueError("first")
+        time.sleep(0.05)
+        ended.append(a)
+
+    with pytest.raises(ValueError, match="first"):
+        _threads.run_split(fails, [0, 1, 2, 3])
+    assert sorted(ended) == [1, 2]
+
+
 @settings(max_examples=200, deadline=None)
 @given(
     st.integers(1, 6),
