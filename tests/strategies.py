@@ -128,10 +128,16 @@ def _compared(
 def years(draw: st.DrawFn) -> str:
     """``year(d)`` / ``extract(year FROM ts)`` / ``date_part('year', d)`` compared,
     BETWEEN, IN (with NULL): integers and some halves, rewritten by hqi as
-    ranges of the column."""
+    ranges of the column; ``isoyear`` and ``yearweek`` alike (week numbers
+    0-54, some naming no week)."""
     col = draw(st.sampled_from(["d", "ts"]))
-    fn = draw(st.sampled_from(["year({})", "extract(year FROM {})", "date_part('year', {})"]))
+    unit = draw(st.sampled_from(["year", "year", "isoyear", "yearweek"]))
+    forms = [f"{unit}({{}})", f"extract({unit} FROM {{}})", f"date_part('{unit}', {{}})"]
+    fn = draw(st.sampled_from(forms))
     year = st.one_of(st.integers(1965, 2030).map(str), st.sampled_from(["1990.5", "2020.5"]))
+    if unit == "yearweek":
+        weeks = st.tuples(st.integers(1965, 2030), st.integers(0, 54))
+        year = st.one_of(weeks.map(lambda yw: str(100 * yw[0] + yw[1])), st.just("202052.5"))
     return _compared(draw, fn.format(col), year, null_low=False, items=3)
 
 

@@ -211,6 +211,8 @@ def test_shape_cache_parses_like_sqlglot(texts: list[str]) -> None:
         "month(d) IS NOT DISTINCT FROM 2",
         "week(d) = 1 OR weekofyear(ts) >= 52",
         "extract(week FROM d) BETWEEN 50 AND 53",
+        "isoyear(d) = 2020 OR yearweek(ts) >= 202053",
+        "yearweek(d) BETWEEN 199952 AND 200001",
     ],
 )
 def test_documented_examples_match_duckdb(con, text: str) -> None:

@@ -22,7 +22,9 @@ The grammar hqi evaluates::
             | year(col) op num | year(col) [NOT] BETWEEN num AND num
             | year(col) [NOT] IN (num, ...)    (date and timestamp columns;
                                                extract(year FROM col) and
-                                               date_part('year', col) too)
+                                               date_part('year', col) too;
+                                               isoyear and yearweek (ISO
+                                               8601) alike)
             | part(col) op num | part(col) [NOT] BETWEEN num AND num
             | part(col) [NOT] IN (num, ...)    (part: month, day, quarter,
                                                dayofweek, isodow, dayofyear,
@@ -219,15 +221,15 @@ class _Checker:
             return Const(None)
         if type(node) in _COMPARE:
             return self._compare(node, _COMPARE[type(node)])
-        if isinstance(node, exp.Between) and _is_year(node.this):
-            column, kind = self._year_column(node.this)
-            what = f"year({column}), an integer"
+        if isinstance(node, exp.Between) and (unit := _year_unit(node.this)) is not None:
+            column, kind = self._year_column(node.this, unit)
+            what = f"{unit}({column}), an integer"
             low = self.literal(node.args["low"], column, ColumnKind.INT, what)
             high = self.literal(node.args["high"], column, ColumnKind.INT, what)
             return And(
                 (
-                    self._year_compare(node, column, kind, ">=", low),
-                    self._year_compare(node, column, kind, "<=", high),
+                    self._year_compare(node, column, kind, ">=", low, unit),
+                    self._year_compare(node, column, kind, "<=", high, unit),
                 )
             )
         if isinstance(node, exp.Between) and _date_part_of(node.this) is not None:
@@ -256,8 +258,8 @@ class _Checker:
             if isinstance(target, exp.Null) and isinstance(node.this, exp.Column):
                 column, _ = self.column(node.this, node)
                 return IsNull(column)
-            if isinstance(target, exp.Null) and _is_year(node.this):
-                return IsNull(self._year_column(node.this)[0])  # NULL just where the date is
+            if isinstance(target, exp.Null) and (unit := _year_unit(node.this)) is not None:
+                return IsNull(self._year_column(node.this, unit)[0])  # NULL just where the date is
             if isinstance(target, exp.Null) and _date_part_of(node.this) is not None:
                 return IsNull(self._date_part_column(node.this)[0])
             if isinstance(target, exp.Null) and _fold_of(node.this) is not None:
@@ -308,20 +310,20 @@ class _Checker:
         named = isinstance(node, exp.Func) and not isinstance(node, exp.Anonymous)
         name = node.sql_name().lower() if named else node.name  # type: ignore[attr-defined]
         unit = _part_name(node)
-        if unit is not None and unit != "year" and unit not in SPECIFIERS:  # epoch, isoyear
+        if unit is not None and unit not in _YEAR_UNITS and unit not in SPECIFIERS:  # epoch
             return self._unsupported(
                 node,
-                f"unsupported date part {unit!r} in {name}(); supported: year, "
-                + ", ".join(PARTS)
-                + " (and their DuckDB aliases)",
+                f"unsupported date part {unit!r} in {name}(); supported: year, isoyear, "
+                "yearweek, " + ", ".join(PARTS) + " (and their DuckDB aliases)",
             )
         return self._unsupported(
             node,
             f"unsupported function {name}(); supported: list_contains, list_has_any and "
             "list_has_all on list columns; starts_with, prefix, ends_with, suffix, "
             "contains, regexp_matches and regexp_full_match on strings; lower() and "
-            "upper() of a string column; year(), month(), day(), quarter(), dayofweek(), "
-            "isodow(), dayofyear(), week(), hour(), minute() and second() of a date",
+            "upper() of a string column; year(), isoyear(), yearweek(), month(), day(), "
+            "quarter(), dayofweek(), isodow(), dayofyear(), week(), hour(), minute() and "
+            "second() of a date",
         )
 
     def _distinct(self, node: exp.NullSafeEQ | exp.NullSafeNEQ) -> Predicate:
@@ -341,7 +343,7 @@ class _Checker:
 
     def column(self, node: exp.Expression, context: exp.Expression) -> tuple[str, ColumnKind]:
         if isinstance(node, exp.Func) and not isinstance(node, exp.Binary):
-            raise self._unsupported_function(node)  # abs(x) = 1, yearweek(d) = 3
+            raise self._unsupported_function(node)  # abs(x) = 1, epoch(d) = 3
         if not isinstance(node, exp.Column) or node.table:
             raise self._unsupported(
                 node, f"expected a column name, found {node.sql(dialect='duckdb')!r}"
@@ -379,10 +381,10 @@ class _Checker:
             return self._date_part(left, [(op, value)])
         if _fold_of(left) is not None:
             return self._folded_equal(left, node, right, op)
-        if _is_year(left):
-            column, kind = self._year_column(left)
-            year = self.literal(right, column, ColumnKind.INT, f"year({column}), an integer")
-            return self._year_compare(node, column, kind, op, year)
+        if (unit := _year_unit(left)) is not None:
+            column, kind = self._year_column(left, unit)
+            year = self.literal(right, column, ColumnKind.INT, f"{unit}({column}), an integer")
+            return self._year_compare(node, column, kind, op, year, unit)
         column, kind = self.column(left, node)
         if kind is ColumnKind.STRING_LIST:
             raise self._type_error(
@@ -427,13 +429,13 @@ class _Checker:
     def _in(self, node: exp.In) -> Predicate:
         if node.args.get("query") is not None or node.args.get("unnest") is not None:
             raise self._unsupported(node, "IN takes a list of literals, not a subquery")
-        if _is_year(node.this):  # an OR of the years, NULL among them as NULL
-            column, kind = self._year_column(node.this)
-            what = f"year({column}), an integer"
+        if (unit := _year_unit(node.this)) is not None:  # an OR of them, NULL among them NULL
+            column, kind = self._year_column(node.this, unit)
+            what = f"{unit}({column}), an integer"
             years = [self.literal(i, column, ColumnKind.INT, what) for i in node.expressions]
             out: Predicate | None = None
             for year in years:
-                part = self._year_compare(node, column, kind, "=", year)
+                part = self._year_compare(node, column, kind, "=", year, unit)
                 out = part if out is None else Or((out, part))
             assert out is not None  # sqlglot parses IN () as an error
             return out
@@ -543,27 +545,43 @@ class _Checker:
         ]
         return DatePart(column, part, tuple(values), kind is ColumnKind.TIMESTAMP)
 
-    def _year_column(self, node: exp.Expression) -> tuple[str, ColumnKind]:
+    def _year_column(self, node: exp.Expression, unit: str) -> tuple[str, ColumnKind]:
         """The column of ``year(col)`` (``date_part('year', col)``, ``extract(year
-        FROM col)``), which must be a date or a timestamp."""
+        FROM col)``; or of ``unit`` isoyear or yearweek), which must be a date or a
+        timestamp."""
         col = node.expression if isinstance(node, exp.Extract) else node.this
         if isinstance(node, exp.Anonymous):
-            col = node.expressions[1]
+            datepart = node.name.lower() in ("date_part", "datepart")
+            if len(node.expressions) != (2 if datepart else 1):
+                count = "two arguments" if datepart else "one argument"
+                raise self._unsupported(node, f"{node.name}() takes {count}")
+            col = node.expressions[-1]
         column, kind = self.column(col, node)
         if kind not in (ColumnKind.DATE, ColumnKind.TIMESTAMP):
             raise self._type_error(
-                node, f"year() needs a date or timestamp column; {column!r} is {kind.value}"
+                node, f"{unit}() needs a date or timestamp column; {column!r} is {kind.value}"
             )
         return column, kind
 
     def _year_compare(
-        self, node: exp.Expression, column: str, kind: ColumnKind, op: CompareOp, year: object
+        self,
+        node: exp.Expression,
+        column: str,
+        kind: ColumnKind,
+        op: CompareOp,
+        year: object,
+        unit: str = "year",
     ) -> Predicate:
         """``year(column) op year`` as comparisons of the column with the starts of
         years, exactly as DuckDB compares the year (an integer) with the literal:
         ``year(d) = 1990`` is ``d >= DATE '1990-01-01' AND d < DATE '1991-01-01'``,
         ``year(d) < 1990.5`` is ``year(d) <= 1990``. A NULL column value or
-        literal makes it NULL."""
+        literal makes it NULL. ``unit`` isoyear and yearweek (ISO 8601's year,
+        and its year times 100 plus its week) never decrease as the date
+        grows either, so they are ranges of the column the same way, from the
+        Monday that starts each ISO year or week: ``yearweek(d) = 202053`` is
+        ``d >= DATE '2020-12-28' AND d < DATE '2021-01-04'``, and a value that
+        names no week (``202054``, ``202100``) holds on no date."""
         if year is _NULL:
             return Const(None)
         value = float(cast(float, year))
@@ -575,14 +593,17 @@ class _Checker:
             # Between two integers: < and >= round up, <= and > round down.
             value = float(np.ceil(value)) if op in ("<", ">=") else float(np.floor(value))
         whole = int(value)
-        if not _FIRST_YEAR <= whole <= _LAST_YEAR:
+        scale = 100 if unit == "yearweek" else 1
+        if not _FIRST_YEAR * scale <= whole < (_LAST_YEAR + 1) * scale:
             raise self._unsupported(
                 node,
-                f"year() compared with {year}: hqi compares years {_FIRST_YEAR} to {_LAST_YEAR}",
+                f"{unit}() compared with {year}: hqi compares "
+                + ("years" if unit == "year" else f"{unit} values")
+                + f" {_FIRST_YEAR * scale} to {(_LAST_YEAR + 1) * scale - 1}",
             )
 
-        def start(y: int) -> Value:
-            day = dt.date(y, 1, 1)
+        def start(v: int) -> Value:
+            day = _unit_start(unit, v)
             return day if kind is ColumnKind.DATE else dt.datetime.combine(day, dt.time())
 
         begin, end = start(whole), start(whole + 1)
@@ -795,16 +816,41 @@ def _fold_of(node: exp.Expression) -> Fold | None:
     return None
 
 
-def _is_year(node: exp.Expression) -> bool:
-    """Whether ``node`` is ``year(x)``, ``date_part('year', x)`` or ``extract(year FROM x)``."""
+# Date functions that never decrease as the date grows: compared as ranges of
+# the column (Parser._year_compare), by what DuckDB calls each of them.
+_YEAR_UNITS = {"year": "year", "isoyear": "isoyear", "yearweek": "yearweek"}
+
+
+def _year_unit(node: exp.Expression) -> str | None:
+    """``year``, ``isoyear`` or ``yearweek`` when ``node`` is that function of a
+    column (``year(x)``, ``date_part('year', x)``, ``extract(year FROM x)``,
+    ``isoyear(x)``, ...); None for other nodes."""
     if isinstance(node, exp.Year):
-        return True
-    if isinstance(node, exp.Extract):
-        return isinstance(node.this, exp.Var | exp.Identifier) and node.this.name.lower() == "year"
-    if isinstance(node, exp.Anonymous) and node.name.lower() in ("date_part", "datepart"):
-        unit = node.expressions[0] if len(node.expressions) == 2 else None
-        return isinstance(unit, exp.Literal) and unit.is_string and unit.this.lower() == "year"
-    return False
+        return "year"
+    if isinstance(node, exp.Anonymous) and node.name.lower() in _YEAR_UNITS:
+        return _YEAR_UNITS[node.name.lower()]
+    unit = _part_name(node)
+    return None if unit is None else _YEAR_UNITS.get(unit)
+
+
+def _is_year(node: exp.Expression) -> bool:
+    """Whether ``node`` is one of :func:`_year_unit`'s functions."""
+    return _year_unit(node) is not None
+
+
+def _unit_start(unit: str, value: int) -> dt.date:
+    """The first date whose ``unit`` (year, isoyear or yearweek) is ``value`` or
+    more: Jan 1st, or the Monday of the ISO year's first week, or of the ISO
+    week ``value % 100`` of ISO year ``value // 100`` (week 0: the year's
+    first; past the year's last week: the next year's first)."""
+    if unit == "year":
+        return dt.date(value, 1, 1)
+    if unit == "isoyear":
+        return dt.date.fromisocalendar(value, 1, 1)
+    year, week = divmod(value, 100)
+    if week > dt.date(year, 12, 28).isocalendar().week:  # Dec 28th is in the last week
+        year, week = year + 1, 1
+    return dt.date.fromisocalendar(year, max(week, 1), 1)
 
 
 def _part_name(node: exp.Expression) -> str | None:
