@@ -69,7 +69,7 @@ def even_bounds(n: int, parts: int) -> list[int]:
 # run_split's helpers, kept between calls: a search makes about 50 such calls
 # (planning, exact distances, sorts), and a pool made for each cost about
 # 0.25 ms (two threads started and joined) against 0.06 ms through kept ones.
-_split_pool: tuple[int, ThreadPoolExecutor] | None = None  # (its process id, it)
+_split_pool: tuple[int, int, ThreadPoolExecutor] | None = None  # (process id, threads, it)
 _split_lock = threading.Lock()
 _in_split = threading.local()
 
@@ -80,12 +80,12 @@ def _helpers(count: int) -> ThreadPoolExecutor:
     global _split_pool
     with _split_lock:
         held = _split_pool
-        if held is None or held[0] != os.getpid() or held[1]._max_workers < count:
+        if held is None or held[0] != os.getpid() or held[1] < count:
             if held is not None and held[0] == os.getpid():
-                held[1].shutdown(wait=False)  # its queued runs still finish
-            held = (os.getpid(), ThreadPoolExecutor(count, thread_name_prefix="hqi-split"))
-            _split_pool = held
-        return held[1]
+                held[2].shutdown(wait=False)  # its queued runs still finish
+            pool = ThreadPoolExecutor(count, thread_name_prefix="hqi-split")
+            held = _split_pool = (os.getpid(), count, pool)
+        return held[2]
 
 
 def _as_helper(run: Callable[[int, int], None], a: int, b: int) -> None:
