@@ -222,7 +222,7 @@ class _Checker:
         if type(node) in _COMPARE:
             return self._compare(node, _COMPARE[type(node)])
         if isinstance(node, exp.Between) and (unit := _year_unit(node.this)) is not None:
-            column, kind = self._year_column(node.this, unit)
+            column, kind = self._date_column(node.this, unit)
             what = f"{unit}({column}), an integer"
             low = self.literal(node.args["low"], column, ColumnKind.INT, what)
             high = self.literal(node.args["high"], column, ColumnKind.INT, what)
@@ -259,9 +259,9 @@ class _Checker:
                 column, _ = self.column(node.this, node)
                 return IsNull(column)
             if isinstance(target, exp.Null) and (unit := _year_unit(node.this)) is not None:
-                return IsNull(self._year_column(node.this, unit)[0])  # NULL just where the date is
+                return IsNull(self._date_column(node.this, unit)[0])  # NULL just where the date is
             if isinstance(target, exp.Null) and _date_part_of(node.this) is not None:
-                return IsNull(self._date_part_column(node.this)[0])
+                return IsNull(self._date_column(node.this, _date_part_of(node.this))[0])
             if isinstance(target, exp.Null) and _fold_of(node.this) is not None:
                 return IsNull(self._string_column(node.this, node, "IS NULL")[0])
             if not isinstance(target, exp.Null | exp.Boolean):
@@ -365,11 +365,11 @@ class _Checker:
 
     def _compare(self, node: exp.Expression, op: CompareOp) -> Predicate:
         left, right = node.this, node.expression
-        named = isinstance(left, exp.Column) or _is_year(left) or _fold_of(left) is not None
-        named = named or _date_part_of(left) is not None
+        named = isinstance(left, exp.Column) or _year_unit(left) is not None
+        named = named or _fold_of(left) is not None or _date_part_of(left) is not None
         if not named and (
             isinstance(right, exp.Column)
-            or _is_year(right)
+            or _year_unit(right) is not None
             or _fold_of(right) is not None
             or _date_part_of(right) is not None
         ):
@@ -382,7 +382,7 @@ class _Checker:
         if _fold_of(left) is not None:
             return self._folded_equal(left, node, right, op)
         if (unit := _year_unit(left)) is not None:
-            column, kind = self._year_column(left, unit)
+            column, kind = self._date_column(left, unit)
             year = self.literal(right, column, ColumnKind.INT, f"{unit}({column}), an integer")
             return self._year_compare(node, column, kind, op, year, unit)
         column, kind = self.column(left, node)
@@ -430,7 +430,7 @@ class _Checker:
         if node.args.get("query") is not None or node.args.get("unnest") is not None:
             raise self._unsupported(node, "IN takes a list of literals, not a subquery")
         if (unit := _year_unit(node.this)) is not None:  # an OR of them, NULL among them NULL
-            column, kind = self._year_column(node.this, unit)
+            column, kind = self._date_column(node.this, unit)
             what = f"{unit}({column}), an integer"
             years = [self.literal(i, column, ColumnKind.INT, what) for i in node.expressions]
             out: Predicate | None = None
@@ -508,46 +508,10 @@ class _Checker:
             out = And(pair) if every else Or(pair)
         return out
 
-    def _date_part_column(self, node: exp.Expression) -> tuple[str, ColumnKind]:
-        """The date or timestamp column of a date part (``month(col)``)."""
-        col = node.expression if isinstance(node, exp.Extract) else node.this
-        if isinstance(node, exp.Anonymous):
-            col = node.expressions[-1]
-        column, kind = self.column(col, node)
-        if kind not in (ColumnKind.DATE, ColumnKind.TIMESTAMP):
-            raise self._type_error(
-                node,
-                f"{_date_part_of(node)}() needs a date or timestamp column; "
-                f"{column!r} is {kind.value}",
-            )
-        return column, kind
-
-    def _part_literal(self, part: exp.Expression, node: exp.Expression) -> object:
-        """A number compared with a date part (or NULL)."""
-        column, _ = self._date_part_column(part)
-        what = f"{_date_part_of(part)}({column}), an integer"
-        return self.literal(node, column, ColumnKind.INT, what)
-
-    def _date_part(
-        self, node: exp.Expression, tests: list[tuple[CompareOp, object]], *, any_of: bool = False
-    ) -> DatePart:
-        """The part of ``node`` (``month(col)``) where every test (``any_of``:
-        some test) holds, compared as DuckDB compares an integer with the
-        number: ``month(d) < 3.5`` holds in March, ``month(d) = 3.5`` never."""
-        part = _date_part_of(node)
-        assert part is not None
-        column, kind = self._date_part_column(node)
-        low, high = PARTS[part]
-        values = [
-            v
-            for v in range(low, high + 1)
-            if (any if any_of else all)(OPERATORS[op](v, cast(float, x)) for op, x in tests)
-        ]
-        return DatePart(column, part, tuple(values), kind is ColumnKind.TIMESTAMP)
-
-    def _year_column(self, node: exp.Expression, unit: str) -> tuple[str, ColumnKind]:
-        """The column of ``year(col)`` (``date_part('year', col)``, ``extract(year
-        FROM col)``; or of ``unit`` isoyear or yearweek), which must be a date or a
+    def _date_column(self, node: exp.Expression, name: str | None) -> tuple[str, ColumnKind]:
+        """The column that date function ``name`` (``year``, ``isoyear``,
+        ``month``, ...) of ``node`` reads (``year(col)``, ``extract(year FROM
+        col)``, ``date_part('year', col)``), which must be a date or a
         timestamp."""
         col = node.expression if isinstance(node, exp.Extract) else node.this
         if isinstance(node, exp.Anonymous):
@@ -559,9 +523,32 @@ class _Checker:
         column, kind = self.column(col, node)
         if kind not in (ColumnKind.DATE, ColumnKind.TIMESTAMP):
             raise self._type_error(
-                node, f"{unit}() needs a date or timestamp column; {column!r} is {kind.value}"
+                node, f"{name}() needs a date or timestamp column; {column!r} is {kind.value}"
             )
         return column, kind
+
+    def _part_literal(self, part: exp.Expression, node: exp.Expression) -> object:
+        """A number compared with a date part (or NULL)."""
+        column, _ = self._date_column(part, _date_part_of(part))
+        what = f"{_date_part_of(part)}({column}), an integer"
+        return self.literal(node, column, ColumnKind.INT, what)
+
+    def _date_part(
+        self, node: exp.Expression, tests: list[tuple[CompareOp, object]], *, any_of: bool = False
+    ) -> DatePart:
+        """The part of ``node`` (``month(col)``) where every test (``any_of``:
+        some test) holds, compared as DuckDB compares an integer with the
+        number: ``month(d) < 3.5`` holds in March, ``month(d) = 3.5`` never."""
+        part = _date_part_of(node)
+        assert part is not None
+        column, kind = self._date_column(node, part)
+        low, high = PARTS[part]
+        values = [
+            v
+            for v in range(low, high + 1)
+            if (any if any_of else all)(OPERATORS[op](v, cast(float, x)) for op, x in tests)
+        ]
+        return DatePart(column, part, tuple(values), kind is ColumnKind.TIMESTAMP)
 
     def _year_compare(
         self,
@@ -570,7 +557,7 @@ class _Checker:
         kind: ColumnKind,
         op: CompareOp,
         year: object,
-        unit: str = "year",
+        unit: str,
     ) -> Predicate:
         """``year(column) op year`` as comparisons of the column with the starts of
         years, exactly as DuckDB compares the year (an integer) with the literal:
@@ -831,11 +818,6 @@ def _year_unit(node: exp.Expression) -> str | None:
         return _YEAR_UNITS[node.name.lower()]
     unit = _part_name(node)
     return None if unit is None else _YEAR_UNITS.get(unit)
-
-
-def _is_year(node: exp.Expression) -> bool:
-    """Whether ``node`` is one of :func:`_year_unit`'s functions."""
-    return _year_unit(node) is not None
 
 
 def _unit_start(unit: str, value: int) -> dt.date:
