@@ -239,6 +239,22 @@ def regex(draw: st.DrawFn) -> str:
     return f"{fn}({col}, {pattern}{'' if options is None else ', ' + quote(options)})"
 
 
+# GLOB: wildcards, sets (negated, ranges, a leading ']', a trailing '-', a
+# reversed range, one left open) and escapes, among the names' characters.
+_GLOB_PIECES = ["*", "?", "T", "he", " ", "W", "ho", "a", "b", "%", "_", "\\", "\\*", "\\?"]
+_GLOB_PIECES += ["[a-z]", "[!a-z]", "[A-Z]", "[]a]", "[a-]", "[b-a]", "[!b-a]", "[", "]", "!"]
+_GLOB_PIECES += ["[%_]", "[\\]", "[!]", "ß", "İ", "[ß-ſ]", "\n", "[^T]"]
+
+
+@st.composite
+def glob(draw: st.DrawFn, negated: bool = True) -> str:
+    """``[NOT] GLOB`` on ``name`` or ``s`` (or ``lower()`` / ``upper()`` of them)."""
+    col = folded(draw(st.sampled_from(["name", "name", "s"])), draw)
+    pattern = "".join(draw(st.lists(st.sampled_from(_GLOB_PIECES), max_size=4)))
+    op = draw(st.sampled_from(["GLOB", "NOT GLOB"] if negated else ["GLOB"]))
+    return f"{col} {op} {quote(pattern)}"
+
+
 @st.composite
 def atom(draw: st.DrawFn) -> str:
     kind = draw(
@@ -247,7 +263,7 @@ def atom(draw: st.DrawFn) -> str:
         )
     )
     if kind == "like":
-        return draw(st.one_of(like(), regex(), years(), date_parts()))
+        return draw(st.one_of(like(), regex(), glob(), years(), date_parts()))
     col = draw(st.sampled_from(sorted(columns)))
     lit = columns[col]
     if kind == "cmp":
@@ -308,6 +324,7 @@ _bounded_atom = st.one_of(
     st.sampled_from([*STRINGS, "zzz"]).map(lambda v: f"s = {quote(v)}"),
     st.lists(str_lit, min_size=1, max_size=3).map(lambda v: f"s IN ({', '.join(v)})"),
     like(negated=False),
+    glob(negated=False),
     st.sampled_from([*TAGS, "zz"]).map(lambda v: f"list_contains(tags, {quote(v)})"),
     st.one_of(int_lit, st.sampled_from(["2.0", "2.5", "-0.0", "9223372036854775808"])).flatmap(
         lambda v: st.sampled_from([f"i = {v}", f"{v} = i"])

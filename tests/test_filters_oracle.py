@@ -23,9 +23,9 @@ from hqi.query import ColumnStore, evaluate, parse_filter, patterns
 from hqi.query.columns import StringData, normalize_table
 from hqi.query.compiled import AttributeMatrix, ProgramTable, compile_filter, program_mask
 from hqi.query.dateparts import PARTS
-from hqi.query.predicate import OPERATORS, Like, atoms
+from hqi.query.predicate import OPERATORS, Glob, Like, atoms
 from hqi.query.shapes import FilterParser
-from strategies import STORE, TABLE, bounded_predicates, like, predicates
+from strategies import STORE, TABLE, bounded_predicates, glob, like, predicates
 
 # The module (the package re-exports its function `evaluate` under the same name).
 query_evaluate = importlib.import_module("hqi.query.evaluate")
@@ -55,6 +55,65 @@ def hqi_ids(text: str) -> list[int]:
 @given(predicates)
 def test_selection_equals_duckdb(con, text: str) -> None:
     assert hqi_ids(text) == duckdb_ids(con, text)
+
+
+@settings(
+    max_examples=200,
+    deadline=None,
+    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+)
+@given(glob())
+def test_glob_selection_equals_duckdb(con, text: str) -> None:
+    assert hqi_ids(text) == duckdb_ids(con, text)
+    pred = parse_filter(text, STORE.schema)
+    assert pred is not None and parse_filter(str(pred), STORE.schema) == pred
+
+
+# Random GLOB patterns of syntax pieces (sets, negation, ranges, a leading
+# ']', a trailing '-', escapes, unclosed brackets) in every order, matched
+# against every value up to three characters long.
+_GLOB_PIECES = [
+    "[",
+    "[!",
+    "[^",
+    "]",
+    "-",
+    "a-",
+    "-]",
+    "b-a",
+    "[b-a]",
+    "a",
+    "b",
+    "é",
+    "\\",
+    "*",
+    "?",
+    "^",
+    ",",
+    "+",
+]
+_GLOB_VALUES = sorted(
+    {"".join(v) for n in range(4) for v in itertools.product("ab-]![\\*^é,\n", repeat=n)}
+)
+
+
+@pytest.fixture(scope="module")
+def glob_con() -> Iterator[duckdb.DuckDBPyConnection]:
+    connection = duckdb.connect()
+    connection.register("v", pa.table({"v": _GLOB_VALUES}))
+    yield connection
+    connection.close()
+
+
+@settings(
+    max_examples=600, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(st.lists(st.sampled_from(_GLOB_PIECES), max_size=6).map("".join))
+def test_glob_patterns_match_as_duckdb(glob_con, pattern: str) -> None:
+    rows = glob_con.execute("SELECT v GLOB ? FROM v ORDER BY v", [pattern]).fetchall()
+    dictionary = np.array(_GLOB_VALUES, dtype=object)
+    hits = patterns.pattern_hits(Glob("v", pattern), dictionary)
+    assert hits.tolist() == [r[0] for r in rows]
 
 
 @settings(
@@ -201,6 +260,10 @@ def test_shape_cache_parses_like_sqlglot(texts: list[str]) -> None:
         "ucase(name) LIKE 'S%'",
         "starts_with(lower(name), 'the')",
         "regexp_matches(upper(name), '^[A-Z ]+$')",
+        "name GLOB 'The *'",
+        "name NOT GLOB '*[!a-z]*'",
+        "lower(s) GLOB '[a-z]?z*'",
+        "name GLOB '50\\%*'",
         "lower(name) IS NOT DISTINCT FROM 'ß'",
         "month(d) BETWEEN 6 AND 8",
         "dayofweek(ts) IN (0, 6)",

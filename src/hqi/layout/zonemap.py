@@ -42,11 +42,10 @@ from hqi.query.predicate import (
     DatePart,
     InList,
     IsNull,
-    Like,
     Not,
     Or,
+    Pattern,
     Predicate,
-    Regex,
 )
 
 if TYPE_CHECKING:
@@ -427,7 +426,7 @@ class ZoneMaps:
         if isinstance(data, StringData):
             if isinstance(pred, Compare):
                 hit = data.compare(pred.op, str(pred.value))
-            elif isinstance(pred, Like | Regex):
+            elif isinstance(pred, Pattern):
                 hit = pattern_hits(pred, data.dictionary)
             else:
                 hit = _isin(data.dictionary, list(pred.values))

@@ -52,11 +52,10 @@ from hqi.query.predicate import (
     DatePart,
     InList,
     IsNull,
-    Like,
     Not,
     Or,
+    Pattern,
     Predicate,
-    Regex,
 )
 
 __all__ = ["AttributeMatrix", "Program", "ProgramTable", "compile_filter", "program_mask"]
@@ -311,7 +310,7 @@ class _Compiler:
 
     def atom(
         self,
-        pred: Compare | InList | IsNull | Like | Regex | Contains | DatePart | Const,
+        pred: Compare | InList | IsNull | Pattern | Contains | DatePart | Const,
         negated: bool,
     ) -> bool:
         """Add atom ``pred`` (``NOT pred`` when ``negated``) to :attr:`atoms`;
@@ -353,9 +352,7 @@ class _Compiler:
         self.atoms.append((self.matrix.column_index[column], true_set))
         return True
 
-    def bit_atom(
-        self, pred: Compare | InList | IsNull | Like | Regex | Contains, negated: bool
-    ) -> bool:
+    def bit_atom(self, pred: Compare | InList | IsNull | Pattern | Contains, negated: bool) -> bool:
         """Add an atom on a bit-set column: ``list_contains`` (one bit) or IS NULL."""
         index = self.matrix.column_index[pred.column]
         if isinstance(pred, IsNull):
@@ -374,7 +371,7 @@ class _Compiler:
         return True
 
     def true_set(
-        self, pred: Compare | InList | IsNull | Like | Regex
+        self, pred: Compare | InList | IsNull | Pattern
     ) -> list[tuple[float, float]] | None:
         """The intervals of non-NULL values where atom ``pred`` is TRUE (for IS
         NULL, the NULL test)."""
@@ -389,7 +386,7 @@ class _Compiler:
                 hit = data.compare(pred.op, str(pred.value))
             elif isinstance(pred, InList):
                 hit = np.isin(data.dictionary, [v for v in pred.values if isinstance(v, str)])
-            elif isinstance(pred, Like | Regex):
+            elif isinstance(pred, Pattern):
                 return _runs(pattern_codes(pred, data.dictionary))
             else:
                 return None

@@ -42,11 +42,10 @@ from hqi.query.predicate import (
     DatePart,
     InList,
     IsNull,
-    Like,
     Not,
     Or,
+    Pattern,
     Predicate,
-    Regex,
     Value,
 )
 
@@ -93,7 +92,7 @@ def _postings(pred: Predicate, store: ColumnStore, limit: int) -> np.ndarray | N
         if not isinstance(data, ListData) or data.count(pred.value) > limit:
             return None
         return data.rows_with(pred.value)
-    if isinstance(pred, Like | Regex):
+    if isinstance(pred, Pattern):
         data = store[pred.column]
         if not isinstance(data, StringData):
             return None
@@ -374,7 +373,7 @@ class _Evaluator:
             return self._atom(
                 pred.column, want, lambda v: _isin(v, values), unknown_rest=pred.has_null
             )
-        if isinstance(pred, Like | Regex):  # a string column: matched per dictionary value
+        if isinstance(pred, Pattern):  # a string column: matched per dictionary value
             return self._atom(
                 pred.column, want, lambda v: pattern_hits(pred, v), unknown_rest=False
             )

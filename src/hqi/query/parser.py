@@ -69,6 +69,7 @@ from hqi.query.predicate import (
     Contains,
     DatePart,
     Fold,
+    Glob,
     InList,
     IsNull,
     Like,
@@ -289,6 +290,10 @@ class _Checker:
             return self._like(node.this, node.expression, node)
         if isinstance(node, exp.Like | exp.ILike):
             return self._like(node, None, node)
+        if isinstance(node, exp.Glob):
+            column, fold = self._string_column(node.this, node, "GLOB")
+            pattern = self.literal(node.expression, column, ColumnKind.STRING)
+            return Const(None) if pattern is _NULL else Glob(column, cast(str, pattern), fold)
         if isinstance(node, _AFFIX_NODES):
             return self._affix(node, _AFFIX[type(node).__name__], node.this, node.expression)
         if isinstance(node, exp.Anonymous) and node.name.lower() in _AFFIX:

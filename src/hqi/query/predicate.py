@@ -10,7 +10,7 @@ Literal values are Python values already checked against the column's type:
 comparisons and ``a <> b`` to ``!=``; ``IS NOT NULL`` is ``Not(IsNull)``;
 ``NOT LIKE`` is ``Not(Like)``, and ``starts_with``, ``ends_with`` and
 ``contains`` on strings are ``Like`` patterns; ``SIMILAR TO`` is a full-match
-``Regex``. ``lower(col)`` / ``upper(col)`` compared with a string (``=``,
+``Regex``; ``GLOB`` is a ``Glob``. ``lower(col)`` / ``upper(col)`` compared with a string (``=``,
 ``!=``, ``IN``) are patterns too: a ``Like`` of the escaped literal whose
 ``fold`` names the function applied to the value first. A date part
 compared with numbers (``month(d) BETWEEN 6 AND 8``) is a ``DatePart``: the
@@ -36,6 +36,7 @@ __all__ = [
     "Contains",
     "DatePart",
     "Fold",
+    "Glob",
     "InList",
     "IsNull",
     "Like",
@@ -178,6 +179,24 @@ class Regex:
 
 
 @dataclass(frozen=True)
+class Glob:
+    """``column GLOB pattern`` on a string column, as in DuckDB: ``*`` matches
+    any run of characters, ``?`` one character, ``[...]`` one character of a
+    set (ranges ``a-z``; ``[!...]`` the characters outside it; a ``]`` first
+    and a ``-`` last are members), a backslash makes the next character
+    literal outside a set, and the whole value must match. A set without its
+    ``]``, or a backslash ending the pattern, matches no value. ``fold``: as
+    :class:`Like`'s. NULL on either side makes it unknown."""
+
+    column: str
+    pattern: str
+    fold: Fold | None = None
+
+    def __str__(self) -> str:
+        return f"{_folded(self.column, self.fold)} GLOB {sql_literal(self.pattern)}"
+
+
+@dataclass(frozen=True)
 class Contains:
     """``list_contains(column, value)`` on a ``list<string>`` column."""
 
@@ -255,9 +274,9 @@ class Or:
 
 
 Predicate: TypeAlias = (
-    Compare | InList | IsNull | Like | Regex | Contains | DatePart | Const | Not | And | Or
+    Compare | InList | IsNull | Like | Regex | Glob | Contains | DatePart | Const | Not | And | Or
 )
-Pattern: TypeAlias = Like | Regex  # string patterns, matched per dictionary value
+Pattern: TypeAlias = Like | Regex | Glob  # string patterns, matched per dictionary value
 
 
 def atoms(pred: Predicate) -> Iterator[Predicate]:
@@ -285,7 +304,7 @@ def truth_of(pred: Predicate, value: bool | None) -> Predicate:
     ``IN`` list holding NULL also where nothing matches), so ``x > 1 IS
     TRUE`` is ``x > 1 AND x IS NOT NULL``; AND, OR and NOT follow Kleene's
     tables (``a AND b`` is FALSE where either is FALSE)."""
-    column_atom = isinstance(pred, Compare | Like | Regex | Contains | DatePart) or (
+    column_atom = isinstance(pred, Compare | Like | Regex | Glob | Contains | DatePart) or (
         isinstance(pred, InList) and not pred.has_null
     )
     if value is None:  # neither TRUE nor FALSE
