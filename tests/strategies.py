@@ -259,11 +259,27 @@ def glob(draw: st.DrawFn, negated: bool = True) -> str:
 def atom(draw: st.DrawFn) -> str:
     kind = draw(
         st.sampled_from(
-            ["cmp", "between", "in", "null", "bool", "contains", "like", "const", "distinct"]
+            [
+                "cmp",
+                "between",
+                "in",
+                "null",
+                "bool",
+                "contains",
+                "like",
+                "const",
+                "distinct",
+                "arith",
+            ]
         )
     )
     if kind == "like":
         return draw(st.one_of(like(), regex(), glob(), years(), date_parts()))
+    if kind == "arith":  # one step on a numeric column (tests/test_arithmetic.py: more)
+        col = draw(st.sampled_from(["i", "f"]))
+        step = draw(st.sampled_from(["+ 1", "- 2.5", "* 3", "* -0.5", "/ 2", "/ 0.1"]))
+        op = draw(ops)
+        return f"{col} {step} {op} {draw(st.sampled_from(['0', '1', '-2', '2.5', '0.3']))}"
     col = draw(st.sampled_from(sorted(columns)))
     lit = columns[col]
     if kind == "cmp":

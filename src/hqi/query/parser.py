@@ -45,6 +45,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+from fractions import Fraction
 from typing import Any, cast
 
 import numpy as np
@@ -57,6 +58,7 @@ from hqi.errors import (
     UnknownColumnError,
     UnsupportedFilterError,
 )
+from hqi.query.arithmetic import Step, solve
 from hqi.query.columns import ColumnKind, Schema
 from hqi.query.dateparts import FUNCTIONS, PARTS, SPECIFIERS
 from hqi.query.patterns import REGEX_OPTIONS, escaped, pattern_error, regex_error
@@ -245,6 +247,9 @@ class _Checker:
             return self._date_part(node.this, [(">=", low), ("<=", high)])
         if isinstance(node, exp.Between) and _fold_of(node.this) is not None:
             raise self._folded_range(node, node.this, "BETWEEN")
+        if isinstance(node, exp.Between) and _is_arithmetic(node.this):
+            bounds = [(">=", node.args["low"]), ("<=", node.args["high"])]
+            return self._arithmetic(node.this, node, bounds)  # type: ignore[arg-type]
         if isinstance(node, exp.Between):
             column, kind = self.column(node.this, node)
             low = self.literal(node.args["low"], column, kind)
@@ -372,13 +377,17 @@ class _Checker:
         left, right = node.this, node.expression
         named = isinstance(left, exp.Column) or _year_unit(left) is not None
         named = named or _fold_of(left) is not None or _date_part_of(left) is not None
+        named = named or _is_arithmetic(left)
         if not named and (
             isinstance(right, exp.Column)
             or _year_unit(right) is not None
             or _fold_of(right) is not None
             or _date_part_of(right) is not None
+            or _is_arithmetic(right)
         ):
             left, right, op = right, left, _FLIP[op]
+        if _is_arithmetic(left):
+            return self._arithmetic(left, node, [(op, right)])
         if _date_part_of(left) is not None:
             value = self._part_literal(left, right)
             if value is _NULL:
@@ -399,6 +408,103 @@ class _Checker:
             )
         value = self.literal(right, column, kind)
         return self._make_compare(column, op, value)
+
+    def _arithmetic(
+        self,
+        expr: exp.Expression,
+        node: exp.Expression,
+        tests: list[tuple[CompareOp, exp.Expression]],
+        any_of: bool = False,
+    ) -> Predicate:
+        """Arithmetic on one numeric column compared with numbers
+        (:mod:`hqi.query.arithmetic`): the tests' ranges of the column, all
+        of them (AND), or any (``any_of``: OR, as IN). A NULL number makes
+        its test NULL."""
+        column, steps = self._steps(expr, node)
+        integer = self.schema[column] is ColumnKind.INT
+        parts: list[Predicate] = []
+        for op, right in tests:
+            value = self._exact_number(right, node, f"{expr.sql(dialect='duckdb')}, a number")
+            parts.append(Const(None) if value is None else solve(column, integer, steps, op, value))
+        out = parts[0]
+        for part in parts[1:]:  # nested by twos, as the printed text parses back
+            out = Or((out, part)) if any_of else And((out, part))
+        return out
+
+    def _steps(self, expr: exp.Expression, node: exp.Expression) -> tuple[str, list[Step]]:
+        """The column of an arithmetic expression and its steps, innermost
+        first: ``+``, ``-``, ``*`` and ``/`` with numbers, the column once."""
+        outer: list[Step] = []
+        ops: dict[type, str] = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/"}
+        shown = expr.sql(dialect="duckdb")
+        while not isinstance(expr, exp.Column):
+            if isinstance(expr, exp.Paren):
+                expr = expr.this
+            elif isinstance(expr, exp.Neg):
+                outer.append(Step("*", Fraction(-1)))
+                expr = expr.this
+            elif type(expr) in ops:
+                left, right = expr.this, expr.expression
+                if _has_column(left) and _has_column(right):
+                    raise self._unsupported(
+                        node,
+                        f"arithmetic on one column at a time ({shown!r}); "
+                        "combining or comparing two columns is not supported",
+                    )
+                on_left = _has_column(right)
+                constant = left if on_left else right
+                value = self._exact_number(constant, node, f"arithmetic in {shown!r}", step=True)
+                op = ops[type(expr)]
+                if op == "/" and on_left:
+                    raise self._unsupported(node, f"dividing by a column ({shown!r})")
+                if op == "/" and value == 0:
+                    raise self._unsupported(node, f"dividing by zero ({shown!r})")
+                double = op != "/" and _is_double_literal(constant)
+                if op == "*" and value == 0 and self._kind_of(expr, node) is ColumnKind.FLOAT:
+                    raise self._unsupported(
+                        node, f"multiplying a float column by zero ({shown!r}): inf * 0 is NaN"
+                    )
+                assert value is not None  # a NULL step is a type error
+                outer.append(Step(op, value, on_left, double))
+                expr = right if on_left else left
+            else:
+                if isinstance(expr, exp.IntDiv | exp.Mod):
+                    raise self._unsupported(
+                        node, f"{expr.sql(dialect='duckdb')!r}: arithmetic takes + - * and /"
+                    )
+                self.column(expr, node)  # raises: a function, a literal, ...
+        column, kind = self.column(expr, node)
+        if kind not in (ColumnKind.INT, ColumnKind.FLOAT):
+            raise self._type_error(
+                node, f"arithmetic needs a numeric column; {column!r} is {kind.value}"
+            )
+        return column, outer[::-1]
+
+    def _kind_of(self, expr: exp.Expression, node: exp.Expression) -> ColumnKind:
+        """The kind of the one column inside ``expr``."""
+        column = next(expr.find_all(exp.Column))
+        return self.column(column, node)[1]
+
+    def _exact_number(
+        self, node: exp.Expression, context: exp.Expression, what: str, step: bool = False
+    ) -> Fraction | None:
+        """A number literal's exact value (a DOUBLE literal's, ``1e3``, as the
+        double); None for NULL."""
+        _, kind = self._raw_literal(node)
+        if kind == "null" and not step:
+            return None
+        if kind != "number":
+            raise self._type_error(
+                node, f"{kind} literal {node.sql(dialect='duckdb')} does not fit {what}"
+            )
+        literal = node
+        sign = 1
+        while isinstance(literal, exp.Paren | exp.Neg):
+            sign = -sign if isinstance(literal, exp.Neg) else sign
+            literal = literal.this
+        text = str(literal.this)
+        value = Fraction(float(text)) if _is_double_literal(literal) else Fraction(text)
+        return sign * value
 
     def _folded_equal(
         self, left: exp.Expression, node: exp.Expression, right: exp.Expression, op: CompareOp
@@ -451,6 +557,9 @@ class _Checker:
             if len(known) == len(numbers):
                 return member
             return Or((member, Const(None))) if known else Const(None)
+        if _is_arithmetic(node.this):  # an OR of them, NULL among them NULL
+            equal = [("=", item) for item in node.expressions]
+            return self._arithmetic(node.this, node, equal, any_of=True)  # type: ignore[arg-type]
         if _fold_of(node.this) is not None:  # an OR of LIKEs, NULL among them as NULL
             items = [self._folded_equal(node.this, node, i, "=") for i in node.expressions]
             folded: Predicate = items[0]
@@ -866,6 +975,27 @@ def _date_part_of(node: exp.Expression) -> str | None:
     if isinstance(node, exp.Func) and isinstance(node.this, exp.Column):
         return FUNCTIONS.get(type(node).__name__)
     return None
+
+
+def _is_arithmetic(node: exp.Expression) -> bool:
+    """``+ - * /`` or a minus sign around an expression with a column (``//``
+    and ``%`` too, to be refused by name)."""
+    while isinstance(node, exp.Paren):
+        node = node.this
+    arithmetic = isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Div | exp.Neg)
+    arithmetic = arithmetic or isinstance(node, exp.IntDiv | exp.Mod)
+    return arithmetic and _has_column(node)
+
+
+def _has_column(node: exp.Expression) -> bool:
+    return node.find(exp.Column) is not None
+
+
+def _is_double_literal(node: exp.Expression) -> bool:
+    """A number in scientific notation (``1e3``): DuckDB's DOUBLE literal."""
+    while isinstance(node, exp.Paren | exp.Neg):
+        node = node.this
+    return isinstance(node, exp.Literal) and "e" in str(node.this).lower()
 
 
 def _number(text: str) -> int | float:

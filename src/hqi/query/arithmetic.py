@@ -1,0 +1,288 @@
+"""Arithmetic on one numeric column, read as a range of the column.
+
+``duration_ms / 60000 > 4``, ``year - 1900 < 30`` and ``popularity * 2 + 1
+BETWEEN 50 AND 80`` apply ``+``, ``-``, ``*`` and ``/`` with numbers to one
+column. Each step is monotone in the column, so the rows where such a
+comparison holds are one range of the column (two for ``!=``), and hqi
+rewrites it as plain comparisons of the column: it then compiles, routes by
+zone maps and cuts the layout like any range.
+
+The range is exactly DuckDB's, step by step in DuckDB's types:
+
+- On an integer column, ``+``, ``-`` and ``*`` with integers or decimals
+  (``2.5``) are exact, as DuckDB's integer and DECIMAL arithmetic; the
+  bound is solved in rational numbers.
+- ``/`` is DuckDB's floating-point division (``7 / 2`` is ``3.5``): from the
+  first ``/`` on, the value is a double, rounded after every step as DuckDB
+  rounds it, and a float column's value is a double from the start. The
+  bound is then found by bisection over the column's values (ordered
+  doubles, or integers), which rounding keeps monotone.
+
+Where DuckDB stops with an error (an integer overflow in the column's own
+type, ``127::TINYINT + 1``), hqi computes the exact value instead. A
+``float32`` column is computed in double (DuckDB computes ``FLOAT`` in
+single precision).
+"""
+
+from __future__ import annotations
+
+import math
+import struct
+from collections.abc import Callable
+from dataclasses import dataclass
+from fractions import Fraction
+from typing import Any
+
+from hqi.query.predicate import And, Compare, CompareOp, Const, IsNull, Not, Or, Predicate
+
+__all__ = ["Step", "solve"]
+
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+_DBL_MAX = 1.7976931348623157e308
+
+
+@dataclass(frozen=True)
+class Step:
+    """One step applied to the value so far: ``op`` with the number
+    ``constant`` (its literal's exact value), the number on the left when
+    ``left`` (``10 - x``). ``double``: the literal is a DOUBLE in DuckDB
+    (``1e3``), which makes the value a double from this step on, as ``/``
+    does."""
+
+    op: str  # "+", "-", "*", "/"
+    constant: Fraction
+    left: bool = False
+    double: bool = False
+
+    @property
+    def in_doubles(self) -> bool:
+        """Whether the value is a double from this step on."""
+        return self.op == "/" or self.double
+
+
+def _always(column: str) -> Predicate:
+    """TRUE where the column is not NULL, NULL where it is."""
+    return Or((Not(IsNull(column)), Const(None)))
+
+
+def _never(column: str) -> Predicate:
+    """FALSE where the column is not NULL, NULL where it is."""
+    return And((IsNull(column), Const(None)))
+
+
+def solve(
+    column: str, integer: bool, steps: list[Step], op: CompareOp, value: Fraction
+) -> Predicate:
+    """The comparisons of ``column`` (an integer column when ``integer``)
+    that hold exactly where ``steps(column) op value`` does, NULL where the
+    column is NULL."""
+    if integer and not any(step.in_doubles for step in steps):
+        return _solve_exact(column, steps, op, value)
+    return _solve_double(column, integer, steps, op, value)
+
+
+def _solve_exact(column: str, steps: list[Step], op: CompareOp, value: Fraction) -> Predicate:
+    """Integer and decimal steps on an integer column: ``a * x + b``, exactly."""
+    a, b = Fraction(1), Fraction(0)
+    for step in steps:
+        c = step.constant
+        if step.op == "+":
+            b += c
+        elif step.op == "-" and step.left:
+            a, b = -a, c - b
+        elif step.op == "-":
+            b -= c
+        else:  # "*"
+            a, b = a * c, b * c
+    if a == 0:
+        holds = {
+            "=": b == value,
+            "!=": b != value,
+            "<": b < value,
+            "<=": b <= value,
+            ">": b > value,
+            ">=": b >= value,
+        }[op]
+        return _always(column) if holds else _never(column)
+    t = (value - b) / a
+    if a < 0:
+        op = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)  # type: ignore[assignment]
+    if op in ("=", "!="):
+        if t.denominator != 1 or not INT_MIN <= t <= INT_MAX:
+            return _never(column) if op == "=" else _always(column)
+        return Compare(column, op, int(t))
+    if op in (">", ">="):
+        low = math.floor(t) + 1 if op == ">" else math.ceil(t)
+        return _at_least(column, low)
+    high = math.ceil(t) - 1 if op == "<" else math.floor(t)
+    return _at_most(column, high)
+
+
+def _at_least(column: str, low: int) -> Predicate:
+    if low > INT_MAX:
+        return _never(column)
+    if low <= INT_MIN:
+        return _always(column)
+    return Compare(column, ">=", low)
+
+
+def _at_most(column: str, high: int) -> Predicate:
+    if high < INT_MIN:
+        return _never(column)
+    if high >= INT_MAX:
+        return _always(column)
+    return Compare(column, "<=", high)
+
+
+def _double_of(value: Fraction) -> float:
+    """A literal as DuckDB casts it to DOUBLE: the nearest double."""
+    return float(value)
+
+
+def _evaluate(steps: list[Step], integer: bool) -> Callable[[int | float], float]:
+    """The value of ``steps`` at one column value, as DuckDB computes it:
+    exactly up to the first ``/`` (or DOUBLE literal) on an integer column,
+    in doubles after."""
+
+    def run(x: int | float) -> float:
+        exact: Fraction | None = Fraction(x) if integer else None
+        value = float(x)
+        for step in steps:
+            if exact is not None and not step.in_doubles:
+                exact = _apply(step, exact, step.constant)
+                continue
+            if exact is not None:  # the first division or DOUBLE: a double from here on
+                value, exact = float(exact), None
+            value = _apply(step, value, _double_of(step.constant))
+        return float(exact) if exact is not None else value
+
+    return run
+
+
+def _apply(step: Step, value: Any, c: Any) -> Any:
+    """``value op c`` (``c op value`` for a constant on the left), in the
+    numbers' own arithmetic (rational or double)."""
+    if step.op == "+":
+        return value + c
+    if step.op == "-":
+        return c - value if step.left else value - c
+    if step.op == "*":
+        return value * c
+    return value / c
+
+
+def _key(x: float) -> int:
+    """An integer in the order of the doubles (``-inf`` lowest)."""
+    bits = struct.unpack("<q", struct.pack("<d", x))[0]
+    return bits if bits >= 0 else -(bits & 0x7FFFFFFFFFFFFFFF) - 1
+
+
+def _double(key: int) -> float:
+    bits = key if key >= 0 else (-(key + 1)) | -0x8000000000000000
+    return struct.unpack("<d", struct.pack("<q", bits))[0]
+
+
+_KEY_LOW, _KEY_HIGH = _key(-math.inf), _key(math.inf)
+
+
+def _solve_double(
+    column: str, integer: bool, steps: list[Step], op: CompareOp, value: Fraction
+) -> Predicate:
+    """The range by bisection: ``steps`` are monotone in the column, so the
+    values where a comparison holds are a prefix or a suffix of the ordered
+    values (``=``: both, ``!=``: the rest)."""
+    run = _evaluate(steps, integer)
+    target = _double_of(value)
+    if integer:
+        low, high = INT_MIN, INT_MAX
+        to_value: Callable[[int], int | float] = int
+    else:
+        low, high = _KEY_LOW, _KEY_HIGH
+        to_value = _double
+    increasing = run(to_value(high)) >= run(to_value(low))
+    compare = {
+        "<": lambda v: v < target,
+        "<=": lambda v: v <= target,
+        ">": lambda v: v > target,
+        ">=": lambda v: v >= target,
+    }
+
+    def bound(test: Callable[[float], bool], upward: bool) -> int | None:
+        """The first key (``upward``) or the last (not) in the set where
+        ``test`` holds, which is a suffix (upward) or a prefix; None if empty."""
+        lo, hi = low, high
+        if upward:
+            if not test(run(to_value(hi))):
+                return None
+            while lo < hi:
+                mid = (lo + hi) // 2
+                if test(run(to_value(mid))):
+                    hi = mid
+                else:
+                    lo = mid + 1
+            return lo
+        if not test(run(to_value(lo))):
+            return None
+        while lo < hi:
+            mid = (lo + hi + 1) // 2
+            if test(run(to_value(mid))):
+                lo = mid
+            else:
+                hi = mid - 1
+        return lo
+
+    def ray(which: CompareOp) -> tuple[int, int] | None:
+        """(first, last) keys of the values where ``run(x) which target``:
+        a suffix or a prefix of them; None if none."""
+        upward = (which in (">", ">=")) == increasing
+        edge = bound(compare[which], upward)
+        if edge is None:
+            return None
+        return (edge, high) if upward else (low, edge)
+
+    if op in ("=", "!="):
+        above, below = ray(">="), ray("<=")
+        span = None
+        if above is not None and below is not None:
+            span = (max(above[0], below[0]), min(above[1], below[1]))
+            span = span if span[0] <= span[1] else None
+        inside = (
+            _never(column) if span is None else _within(column, integer, to_value, span, low, high)
+        )
+        return inside if op == "=" else Not(inside)
+    span = ray(op)
+    if span is None:
+        return _never(column)
+    return _within(column, integer, to_value, span, low, high)
+
+
+def _within(
+    column: str,
+    integer: bool,
+    to_value: Callable[[int], int | float],
+    span: tuple[int, int],
+    low: int,
+    high: int,
+) -> Predicate:
+    """``column`` between the values of keys ``span`` (first, last)."""
+    first, last = span
+    parts: list[Predicate] = []
+    if first > low:
+        parts.append(_from(column, integer, to_value(first)))
+    if last < high:
+        parts.append(_to(column, integer, to_value(last)))
+    if not parts:
+        return _always(column)
+    return parts[0] if len(parts) == 1 else And(tuple(parts))
+
+
+def _from(column: str, integer: bool, value: int | float) -> Predicate:
+    if not integer and value == math.inf:  # only +inf: past the largest double
+        return Compare(column, ">", _DBL_MAX)
+    return Compare(column, ">=", value)
+
+
+def _to(column: str, integer: bool, value: int | float) -> Predicate:
+    if not integer and value == -math.inf:
+        return Compare(column, "<", -_DBL_MAX)
+    return Compare(column, "<=", value)
