@@ -39,6 +39,15 @@ __all__ = ["Step", "solve"]
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _DBL_MAX = 1.7976931348623157e308
+# x op t, with both sides multiplied by a negative number.
+_FLIPPED: dict[CompareOp, CompareOp] = {
+    "=": "=",
+    "!=": "!=",
+    "<": ">",
+    "<=": ">=",
+    ">": "<",
+    ">=": "<=",
+}
 
 
 @dataclass(frozen=True)
@@ -106,7 +115,7 @@ def _solve_exact(column: str, steps: list[Step], op: CompareOp, value: Fraction)
         return _always(column) if holds else _never(column)
     t = (value - b) / a
     if a < 0:
-        op = {"<": ">", "<=": ">=", ">": "<", ">=": "<="}.get(op, op)  # type: ignore[assignment]
+        op = _FLIPPED[op]
     if op in ("=", "!="):
         if t.denominator != 1 or not INT_MIN <= t <= INT_MAX:
             return _never(column) if op == "=" else _always(column)

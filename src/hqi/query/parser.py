@@ -248,8 +248,11 @@ class _Checker:
         if isinstance(node, exp.Between) and _fold_of(node.this) is not None:
             raise self._folded_range(node, node.this, "BETWEEN")
         if isinstance(node, exp.Between) and _is_arithmetic(node.this):
-            bounds = [(">=", node.args["low"]), ("<=", node.args["high"])]
-            return self._arithmetic(node.this, node, bounds)  # type: ignore[arg-type]
+            bounds: list[tuple[CompareOp, exp.Expression]] = [
+                (">=", node.args["low"]),
+                ("<=", node.args["high"]),
+            ]
+            return self._arithmetic(node.this, node, bounds)
         if isinstance(node, exp.Between):
             column, kind = self.column(node.this, node)
             low = self.literal(node.args["low"], column, kind)
@@ -558,8 +561,8 @@ class _Checker:
                 return member
             return Or((member, Const(None))) if known else Const(None)
         if _is_arithmetic(node.this):  # an OR of them, NULL among them NULL
-            equal = [("=", item) for item in node.expressions]
-            return self._arithmetic(node.this, node, equal, any_of=True)  # type: ignore[arg-type]
+            equal: list[tuple[CompareOp, exp.Expression]] = [("=", i) for i in node.expressions]
+            return self._arithmetic(node.this, node, equal, any_of=True)
         if _fold_of(node.this) is not None:  # an OR of LIKEs, NULL among them as NULL
             items = [self._folded_equal(node.this, node, i, "=") for i in node.expressions]
             folded: Predicate = items[0]
