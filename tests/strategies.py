@@ -1,9 +1,11 @@
-"""Shared test data: a table with NULLs in every column kind, and predicate strategies."""
+"""Shared test data: a table with NULLs in every column kind, predicate strategies,
+and the rows DuckDB selects (the oracle)."""
 
 from __future__ import annotations
 
 import datetime as dt
 
+import duckdb
 import numpy as np
 import pyarrow as pa
 from hypothesis import strategies as st
@@ -81,6 +83,11 @@ def _table() -> pa.Table:
 
 TABLE = _table()
 STORE = ColumnStore(TABLE)
+
+
+def duckdb_ids(con: duckdb.DuckDBPyConnection, text: str) -> list[int]:
+    """The ``id`` of the rows of table ``t`` that DuckDB selects with ``text``, ascending."""
+    return sorted(r[0] for r in con.execute(f"SELECT id FROM t WHERE {text}").fetchall())
 
 
 def quote(s: str) -> str:

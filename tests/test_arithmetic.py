@@ -19,6 +19,7 @@ from hqi.query import ColumnStore, evaluate, parse_filter
 from hqi.query.columns import normalize_table
 from hqi.query.compiled import AttributeMatrix, compile_filter, program_mask
 from hqi.query.predicate import atoms
+from strategies import duckdb_ids
 
 
 def _table() -> pa.Table:
@@ -101,10 +102,6 @@ def arithmetic(draw: st.DrawFn) -> str:
     return f"{expr} {form} {draw(value)}"
 
 
-def _ids(con: duckdb.DuckDBPyConnection, text: str) -> list[int]:
-    return sorted(r[0] for r in con.execute(f"SELECT id FROM t WHERE {text}").fetchall())
-
-
 @settings(
     max_examples=400,
     deadline=None,
@@ -114,10 +111,10 @@ def _ids(con: duckdb.DuckDBPyConnection, text: str) -> list[int]:
 def test_arithmetic_selects_as_duckdb(con, text: str) -> None:
     pred = parse_filter(text, STORE.schema)
     assert pred is not None
-    assert np.flatnonzero(evaluate(pred, STORE)).tolist() == _ids(con, text)
+    assert np.flatnonzero(evaluate(pred, STORE)).tolist() == duckdb_ids(con, text)
     # Read as comparisons of the column: printed back, they select the same.
     assert parse_filter(str(pred), STORE.schema) == pred
-    assert _ids(con, str(pred)) == _ids(con, text)
+    assert duckdb_ids(con, str(pred)) == duckdb_ids(con, text)
 
 
 @settings(max_examples=150, deadline=None)

@@ -25,7 +25,7 @@ from hqi.query.compiled import AttributeMatrix, ProgramTable, compile_filter, pr
 from hqi.query.dateparts import PARTS
 from hqi.query.predicate import OPERATORS, Glob, Like, atoms
 from hqi.query.shapes import FilterParser
-from strategies import STORE, TABLE, bounded_predicates, glob, like, predicates
+from strategies import STORE, TABLE, bounded_predicates, duckdb_ids, glob, like, predicates
 
 # The module (the package re-exports its function `evaluate` under the same name).
 query_evaluate = importlib.import_module("hqi.query.evaluate")
@@ -37,10 +37,6 @@ def con() -> Iterator[duckdb.DuckDBPyConnection]:
     connection.register("t", TABLE)
     yield connection
     connection.close()
-
-
-def duckdb_ids(con: duckdb.DuckDBPyConnection, text: str) -> list[int]:
-    return sorted(r[0] for r in con.execute(f"SELECT id FROM t WHERE {text}").fetchall())
 
 
 def hqi_ids(text: str) -> list[int]:

@@ -33,21 +33,22 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-from hqi.query.predicate import And, Compare, CompareOp, Const, IsNull, Not, Or, Predicate
+from hqi.query.predicate import (
+    FLIPPED,
+    And,
+    Compare,
+    CompareOp,
+    Const,
+    IsNull,
+    Not,
+    Or,
+    Predicate,
+)
 
 __all__ = ["Step", "solve"]
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _DBL_MAX = 1.7976931348623157e308
-# x op t, with both sides multiplied by a negative number.
-_FLIPPED: dict[CompareOp, CompareOp] = {
-    "=": "=",
-    "!=": "!=",
-    "<": ">",
-    "<=": ">=",
-    ">": "<",
-    ">=": "<=",
-}
 
 
 @dataclass(frozen=True)
@@ -115,7 +116,7 @@ def _solve_exact(column: str, steps: list[Step], op: CompareOp, value: Fraction)
         return _always(column) if holds else _never(column)
     t = (value - b) / a
     if a < 0:
-        op = _FLIPPED[op]
+        op = FLIPPED[op]
     if op in ("=", "!="):
         if t.denominator != 1 or not INT_MIN <= t <= INT_MAX:
             return _never(column) if op == "=" else _always(column)

@@ -63,6 +63,7 @@ from hqi.query.columns import ColumnKind, Schema
 from hqi.query.dateparts import FUNCTIONS, PARTS, SPECIFIERS
 from hqi.query.patterns import REGEX_OPTIONS, escaped, pattern_error, regex_error
 from hqi.query.predicate import (
+    FLIPPED,
     OPERATORS,
     And,
     Compare,
@@ -92,14 +93,6 @@ _COMPARE: dict[type[exp.Expression], CompareOp] = {
     exp.LTE: "<=",
     exp.GT: ">",
     exp.GTE: ">=",
-}
-_FLIP: dict[CompareOp, CompareOp] = {
-    "=": "=",
-    "!=": "!=",
-    "<": ">",
-    "<=": ">=",
-    ">": "<",
-    ">=": "<=",
 }
 _NULL = object()  # a NULL literal
 _FIRST_YEAR, _LAST_YEAR = 1, 9998  # years whose start and the next one's are dates
@@ -388,7 +381,7 @@ class _Checker:
             or _date_part_of(right) is not None
             or _is_arithmetic(right)
         ):
-            left, right, op = right, left, _FLIP[op]
+            left, right, op = right, left, FLIPPED[op]
         if _is_arithmetic(left):
             return self._arithmetic(left, node, [(op, right)])
         if _date_part_of(left) is not None:
@@ -427,7 +420,7 @@ class _Checker:
         integer = self.schema[column] is ColumnKind.INT
         parts: list[Predicate] = []
         for op, right in tests:
-            value = self._exact_number(right, node, f"{expr.sql(dialect='duckdb')}, a number")
+            value = self._exact_number(right, f"{expr.sql(dialect='duckdb')}, a number")
             parts.append(Const(None) if value is None else solve(column, integer, steps, op, value))
         out = parts[0]
         for part in parts[1:]:  # nested by twos, as the printed text parses back
@@ -456,18 +449,17 @@ class _Checker:
                     )
                 on_left = _has_column(right)
                 constant = left if on_left else right
-                value = self._exact_number(constant, node, f"arithmetic in {shown!r}", step=True)
+                value = self._exact_number(constant, f"arithmetic in {shown!r}")
+                if value is None:  # NULL makes every test NULL: refused as a mistake
+                    raise self._type_error(
+                        constant, f"null literal NULL does not fit arithmetic in {shown!r}"
+                    )
                 op = ops[type(expr)]
                 if op == "/" and on_left:
                     raise self._unsupported(node, f"dividing by a column ({shown!r})")
                 if op == "/" and value == 0:
                     raise self._unsupported(node, f"dividing by zero ({shown!r})")
                 double = op != "/" and _is_double_literal(constant)
-                if op == "*" and value == 0 and self._kind_of(expr, node) is ColumnKind.FLOAT:
-                    raise self._unsupported(
-                        node, f"multiplying a float column by zero ({shown!r}): inf * 0 is NaN"
-                    )
-                assert value is not None  # a NULL step is a type error
                 outer.append(Step(op, value, on_left, double))
                 expr = right if on_left else left
             else:
@@ -481,20 +473,17 @@ class _Checker:
             raise self._type_error(
                 node, f"arithmetic needs a numeric column; {column!r} is {kind.value}"
             )
+        if kind is ColumnKind.FLOAT and any(s.op == "*" and s.constant == 0 for s in outer):
+            raise self._unsupported(
+                node, f"multiplying a float column by zero ({shown!r}): inf * 0 is NaN"
+            )
         return column, outer[::-1]
 
-    def _kind_of(self, expr: exp.Expression, node: exp.Expression) -> ColumnKind:
-        """The kind of the one column inside ``expr``."""
-        column = next(expr.find_all(exp.Column))
-        return self.column(column, node)[1]
-
-    def _exact_number(
-        self, node: exp.Expression, context: exp.Expression, what: str, step: bool = False
-    ) -> Fraction | None:
+    def _exact_number(self, node: exp.Expression, what: str) -> Fraction | None:
         """A number literal's exact value (a DOUBLE literal's, ``1e3``, as the
         double); None for NULL."""
         _, kind = self._raw_literal(node)
-        if kind == "null" and not step:
+        if kind == "null":
             return None
         if kind != "number":
             raise self._type_error(

@@ -28,6 +28,7 @@ from typing import Any, Literal, TypeAlias
 from hqi.query.dateparts import PARTS
 
 __all__ = [
+    "FLIPPED",
     "OPERATORS",
     "And",
     "Compare",
@@ -54,6 +55,16 @@ __all__ = [
 Value: TypeAlias = str | int | float | bool | dt.date | dt.datetime
 CompareOp: TypeAlias = Literal["=", "!=", "<", "<=", ">", ">="]
 # What each comparison computes (on Python values and NumPy arrays alike).
+# A comparison with its sides swapped (``1 < x`` is ``x > 1``), as when both
+# sides are multiplied by a negative number.
+FLIPPED: dict[CompareOp, CompareOp] = {
+    "=": "=",
+    "!=": "!=",
+    "<": ">",
+    "<=": ">=",
+    ">": "<",
+    ">=": "<=",
+}
 OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
     "!=": operator.ne,
