@@ -187,6 +187,10 @@ like_pattern = st.lists(st.sampled_from(_PIECES), max_size=4).map("".join)
 _FOLDED = ["THE WHO", "İSTANBUL", "ISTANBUL", "istanbul", "σασ", "SUN", "ẞ", "SS", "I", "50%_OFF"]
 
 
+# Bounds for ranges of folded values: between and around the values above.
+_BOUNDS = ["", "a", "m", "the", "THE", "i", "ı", "ss", "ß", "σ", "z", "ÿ", "\U0010ffff"]
+
+
 def folded(col: str, draw: st.DrawFn) -> str:
     """``col`` as is (half the time) or inside ``lower()`` / ``upper()`` (or
     DuckDB's ``lcase`` / ``ucase``)."""
@@ -199,17 +203,23 @@ def like(draw: st.DrawFn, negated: bool = True) -> str:
     """``LIKE`` / ``ILIKE`` (optionally with ``ESCAPE '!'``, and ``NOT`` unless
     ``negated`` is False) and the string functions that hqi reads as LIKE
     patterns, on ``name`` or ``s`` or ``lower()`` / ``upper()`` of them, and
-    ``lower(col)`` / ``upper(col)`` compared with text (``=``, ``!=``, ``IN``)."""
+    ``lower(col)`` / ``upper(col)`` compared with text (``=``, ``!=``, ``IN``,
+    ranges)."""
     col = folded(draw(st.sampled_from(["name", "name", "s"])), draw)
     kind = draw(st.sampled_from(["like", "like", "function", "equal"]))
-    if kind == "equal" and col.endswith(")"):  # lower(col) = 'text', IN, !=, IS NULL
-        texts = st.sampled_from([*NAMES, *_FOLDED])
-        form = draw(st.sampled_from(["=", "!=", "IN", "NOT IN", "null"] if negated else ["="]))
+    if kind == "equal" and col.endswith(")"):  # lower(col) = 'text', IN, !=, IS NULL, <
+        texts = st.sampled_from([*NAMES, *_FOLDED, *_BOUNDS])
+        ranges = ["<", "<=", ">", ">=", "BETWEEN"]
+        forms = ["=", "!=", "IN", "NOT IN", "null", *ranges] if negated else ["=", *ranges]
+        form = draw(st.sampled_from(forms))
         if form == "null":
             return f"{col} IS {'NOT ' if draw(st.booleans()) else ''}NULL"
         if form in ("IN", "NOT IN"):
             items = draw(st.lists(texts.map(quote) | st.just("NULL"), min_size=1, max_size=3))
             return f"{col} {form} ({', '.join(items)})"
+        if form == "BETWEEN":
+            low, high = (draw(texts.map(quote) | st.just("NULL")) for _ in range(2))
+            return f"{col} BETWEEN {low} AND {high}"
         return f"{col} {form} {quote(draw(texts))}"
     if kind == "function":
         fn = draw(st.sampled_from(["starts_with", "prefix", "ends_with", "suffix", "contains"]))

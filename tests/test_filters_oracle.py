@@ -23,7 +23,7 @@ from hqi.query import ColumnStore, evaluate, parse_filter, patterns
 from hqi.query.columns import StringData, normalize_table
 from hqi.query.compiled import AttributeMatrix, ProgramTable, compile_filter, program_mask
 from hqi.query.dateparts import PARTS
-from hqi.query.predicate import OPERATORS, Glob, Like, atoms
+from hqi.query.predicate import OPERATORS, FoldedRange, Glob, Like, atoms
 from hqi.query.shapes import FilterParser
 from strategies import STORE, TABLE, bounded_predicates, duckdb_ids, glob, like, predicates
 
@@ -110,6 +110,40 @@ def test_glob_patterns_match_as_duckdb(glob_con, pattern: str) -> None:
     dictionary = np.array(_GLOB_VALUES, dtype=object)
     hits = patterns.pattern_hits(Glob("v", pattern), dictionary)
     assert hits.tolist() == [r[0] for r in rows]
+
+
+# Values whose lower() / upper() tie ('SS' and 'ss'), change length (lower('İ')
+# is 'i̇'), fold to letters that sort apart ('ı', 'ſ') or do not fold ('ß').
+_FOLD_VALUES = sorted(
+    {
+        *"aAzZiIıİsSſßẞσΣςéÉÿŸǅǆǄ",
+        "",
+        "SS",
+        "ss",
+        "Ss",
+        "the who",
+        "The Who",
+        "THE",
+        "a b",
+        "\U0010ffff",
+    }
+)
+
+
+def test_folded_ranges_select_as_duckdb() -> None:
+    """``lower(col)`` / ``upper(col)`` compared by ``<``, ``<=``, ``>`` and ``>=``
+    with every value, every folded value and text around them select what
+    DuckDB selects (bounds equal to a folded value decide ``<`` against ``<=``)."""
+    con = duckdb.connect()
+    con.register("v", pa.table({"v": _FOLD_VALUES}))
+    folds = con.execute("SELECT lower(v), upper(v) FROM v").fetchall()
+    bounds = sorted({*_FOLD_VALUES, *(f for pair in folds for f in pair), "m", "ss ", "i\u0307"})
+    dictionary = np.array(_FOLD_VALUES, dtype=object)
+    for fold, op, bound in itertools.product(("lower", "upper"), ("<", "<=", ">", ">="), bounds):
+        rows = con.execute(f"SELECT {fold}(v) {op} ? FROM v ORDER BY v", [bound]).fetchall()
+        hits = patterns.pattern_hits(FoldedRange("v", op, bound, fold), dictionary)
+        assert hits.tolist() == [r[0] for r in rows], (fold, op, bound)
+    con.close()
 
 
 @settings(
@@ -261,6 +295,9 @@ def test_shape_cache_parses_like_sqlglot(texts: list[str]) -> None:
         "lower(s) GLOB '[a-z]?z*'",
         "name GLOB '50\\%*'",
         "lower(name) IS NOT DISTINCT FROM 'ß'",
+        "lower(name) < 'the'",
+        "upper(s) BETWEEN 'A' AND 'M'",
+        "NOT ('ss' >= lower(name))",
         "month(d) BETWEEN 6 AND 8",
         "dayofweek(ts) IN (0, 6)",
         "extract(hour FROM ts) >= 18",

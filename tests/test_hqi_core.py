@@ -470,11 +470,12 @@ def _answers_equal_brute_force(index: hqi.Index, catalog, filters: list[str], du
 
 
 def test_like_filters_are_learned_routed_and_answered_exactly(catalog) -> None:
-    """LIKE patterns cut the layout like any atom; searches with them and with
-    regular expressions (planned, not the small-store pass) equal brute force
-    over the rows DuckDB selects."""
+    """LIKE patterns cut the layout like any atom; searches with them, with
+    regular expressions and with ranges of lower() / upper() (planned, not
+    the small-store pass) equal brute force over the rows DuckDB selects."""
     duckdb = pytest.importorskip("duckdb")
     workload = ["genre LIKE 'ho%'", "artist LIKE '%1_'", "starts_with(type, 'pod')"] * 20
+    workload += ["upper(genre) < 'H'"] * 10
     index = _small_layout(catalog, workload + ["year < 1990"] * 20)
     assert any("LIKE" in cut for cut in index.info()["layout_cuts"])
     filters = [
@@ -484,6 +485,8 @@ def test_like_filters_are_learned_routed_and_answered_exactly(catalog) -> None:
         "contains(type, 'o') AND genre LIKE '_o%'",
         "regexp_matches(artist, '0[12]$') AND year > 1990",
         "genre SIMILAR TO '(horror|comedy)' OR regexp_matches(type, 'BOOK', 'i')",
+        "upper(genre) < 'H' AND year < 2000",
+        "lower(artist) BETWEEN 'b' AND 'm' OR lower(genre) >= 'r'",
     ]
     _answers_equal_brute_force(index, catalog, filters, duckdb)
 

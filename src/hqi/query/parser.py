@@ -72,6 +72,7 @@ from hqi.query.predicate import (
     Contains,
     DatePart,
     Fold,
+    FoldedRange,
     Glob,
     InList,
     IsNull,
@@ -239,7 +240,9 @@ class _Checker:
                 return And((self._date_part(node.this, within), Const(None)))
             return self._date_part(node.this, [(">=", low), ("<=", high)])
         if isinstance(node, exp.Between) and _fold_of(node.this) is not None:
-            raise self._folded_range(node, node.this, "BETWEEN")
+            low = self._folded_compare(node.this, node, node.args["low"], ">=")
+            high = self._folded_compare(node.this, node, node.args["high"], "<=")
+            return And((low, high))  # a NULL bound: Const(None), FALSE where the other fails
         if isinstance(node, exp.Between) and _is_arithmetic(node.this):
             bounds: list[tuple[CompareOp, exp.Expression]] = [
                 (">=", node.args["low"]),
@@ -390,7 +393,7 @@ class _Checker:
                 return Const(None)
             return self._date_part(left, [(op, value)])
         if _fold_of(left) is not None:
-            return self._folded_equal(left, node, right, op)
+            return self._folded_compare(left, node, right, op)
         if (unit := _year_unit(left)) is not None:
             column, kind = self._date_column(left, unit)
             year = self.literal(right, column, ColumnKind.INT, f"{unit}({column}), an integer")
@@ -498,30 +501,22 @@ class _Checker:
         value = Fraction(float(text)) if _is_double_literal(literal) else Fraction(text)
         return sign * value
 
-    def _folded_equal(
+    def _folded_compare(
         self, left: exp.Expression, node: exp.Expression, right: exp.Expression, op: CompareOp
     ) -> Predicate:
-        """``lower(col) = 'text'`` (``upper``; ``!=``): a LIKE of the escaped
-        text on the folded value. Ranges are refused: they would compare the
-        folded values, which hqi keeps no order of."""
-        if op not in ("=", "!="):
-            raise self._folded_range(node, left, op)
+        """``lower(col)`` (``upper``) compared with text: ``=`` / ``!=`` as a LIKE
+        of the escaped text on the folded value, a range (``<``, ``<=``, ``>``,
+        ``>=``) as a :class:`FoldedRange` of the folded values."""
         column, fold = self._string_column(left, node, f"{_fold_of(left)}()")
         text = self.literal(right, column, ColumnKind.STRING)
         if text is _NULL:
             return Const(None)
+        assert fold is not None
+        if op not in ("=", "!="):
+            return FoldedRange(column, op, cast(str, text), fold)
         pattern, esc = escaped(cast(str, text))
         pred = Like(column, pattern, esc, fold=fold)
         return pred if op == "=" else Not(pred)
-
-    def _folded_range(
-        self, node: exp.Expression, left: exp.Expression, op: str
-    ) -> UnsupportedFilterError:
-        return self._unsupported(
-            node,
-            f"{_fold_of(left)}(column) compares with =, !=, IN, LIKE or a pattern function, "
-            f"not {op}",
-        )
 
     @staticmethod
     def _make_compare(column: str, op: CompareOp, value: Value | object) -> Predicate:
@@ -553,7 +548,7 @@ class _Checker:
             equal: list[tuple[CompareOp, exp.Expression]] = [("=", i) for i in node.expressions]
             return self._arithmetic(node.this, node, equal, any_of=True)
         if _fold_of(node.this) is not None:  # an OR of LIKEs, NULL among them as NULL
-            items = [self._folded_equal(node.this, node, i, "=") for i in node.expressions]
+            items = [self._folded_compare(node.this, node, i, "=") for i in node.expressions]
             folded: Predicate = items[0]
             for item in items[1:]:
                 folded = Or((folded, item))

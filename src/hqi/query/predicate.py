@@ -12,7 +12,9 @@ comparisons and ``a <> b`` to ``!=``; ``IS NOT NULL`` is ``Not(IsNull)``;
 ``contains`` on strings are ``Like`` patterns; ``SIMILAR TO`` is a full-match
 ``Regex``; ``GLOB`` is a ``Glob``. ``lower(col)`` / ``upper(col)`` compared with a string (``=``,
 ``!=``, ``IN``) are patterns too: a ``Like`` of the escaped literal whose
-``fold`` names the function applied to the value first. A date part
+``fold`` names the function applied to the value first; compared by a
+range (``lower(col) < 'm'``, ``BETWEEN``) they are ``FoldedRange`` patterns.
+A date part
 compared with numbers (``month(d) BETWEEN 6 AND 8``) is a ``DatePart``: the
 set of the part's values where it holds.
 """
@@ -37,6 +39,7 @@ __all__ = [
     "Contains",
     "DatePart",
     "Fold",
+    "FoldedRange",
     "Glob",
     "InList",
     "IsNull",
@@ -208,6 +211,23 @@ class Glob:
 
 
 @dataclass(frozen=True)
+class FoldedRange:
+    """``lower(column) < value`` (``<=``, ``>``, ``>=``; ``upper`` by ``fold``) on
+    a string column: the folded value compared with ``value`` in code point
+    order, as DuckDB compares strings (``BETWEEN`` is two of them). A pattern
+    like :class:`Like`: decided once per distinct value. NULL makes it
+    unknown."""
+
+    column: str
+    op: CompareOp  # <, <=, > or >=
+    value: str
+    fold: Fold
+
+    def __str__(self) -> str:
+        return f"{_folded(self.column, self.fold)} {self.op} {sql_literal(self.value)}"
+
+
+@dataclass(frozen=True)
 class Contains:
     """``list_contains(column, value)`` on a ``list<string>`` column."""
 
@@ -285,9 +305,22 @@ class Or:
 
 
 Predicate: TypeAlias = (
-    Compare | InList | IsNull | Like | Regex | Glob | Contains | DatePart | Const | Not | And | Or
+    Compare
+    | InList
+    | IsNull
+    | Like
+    | Regex
+    | Glob
+    | FoldedRange
+    | Contains
+    | DatePart
+    | Const
+    | Not
+    | And
+    | Or
 )
-Pattern: TypeAlias = Like | Regex | Glob  # string patterns, matched per dictionary value
+# String patterns, matched per dictionary value.
+Pattern: TypeAlias = Like | Regex | Glob | FoldedRange
 
 
 def atoms(pred: Predicate) -> Iterator[Predicate]:
@@ -315,7 +348,7 @@ def truth_of(pred: Predicate, value: bool | None) -> Predicate:
     ``IN`` list holding NULL also where nothing matches), so ``x > 1 IS
     TRUE`` is ``x > 1 AND x IS NOT NULL``; AND, OR and NOT follow Kleene's
     tables (``a AND b`` is FALSE where either is FALSE)."""
-    column_atom = isinstance(pred, Compare | Like | Regex | Glob | Contains | DatePart) or (
+    column_atom = isinstance(pred, Compare | Contains | DatePart | Pattern) or (
         isinstance(pred, InList) and not pred.has_null
     )
     if value is None:  # neither TRUE nor FALSE
