@@ -10,13 +10,13 @@ Literal values are Python values already checked against the column's type:
 comparisons and ``a <> b`` to ``!=``; ``IS NOT NULL`` is ``Not(IsNull)``;
 ``NOT LIKE`` is ``Not(Like)``, and ``starts_with``, ``ends_with`` and
 ``contains`` on strings are ``Like`` patterns; ``SIMILAR TO`` is a full-match
-``Regex``; ``GLOB`` is a ``Glob``. ``lower(col)`` / ``upper(col)`` compared with a string (``=``,
-``!=``, ``IN``) are patterns too: a ``Like`` of the escaped literal whose
-``fold`` names the function applied to the value first; compared by a
-range (``lower(col) < 'm'``, ``BETWEEN``) they are ``FoldedRange`` patterns.
-A date part
-compared with numbers (``month(d) BETWEEN 6 AND 8``) is a ``DatePart``: the
-set of the part's values where it holds.
+``Regex``; ``GLOB`` is a ``Glob``. ``lower(col)`` / ``upper(col)``
+compared with a string (``=``, ``!=``, ``IN``) are patterns too: a ``Like``
+of the escaped literal whose ``fold`` names the function applied to the
+value first; compared by a range (``lower(col) < 'm'``, ``BETWEEN``) they
+are ``FoldedRange`` patterns. A date part compared with numbers
+(``month(d) BETWEEN 6 AND 8``) is a ``DatePart``: the set of the part's
+values where it holds.
 """
 
 from __future__ import annotations
