@@ -8,6 +8,7 @@ import datetime as dt
 import duckdb
 import numpy as np
 import pyarrow as pa
+from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
 
 from hqi.query import ColumnStore
@@ -83,6 +84,17 @@ def _table() -> pa.Table:
 
 TABLE = _table()
 STORE = ColumnStore(TABLE)
+
+
+def oracle_settings(max_examples: int) -> settings:
+    """Hypothesis settings of the tests that check generated filters against
+    DuckDB: no deadline and no too-slow check (the first examples parse and
+    plan cold), and DuckDB's connection may be a test's fixture."""
+    return settings(
+        max_examples=max_examples,
+        deadline=None,
+        suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
+    )
 
 
 def duckdb_ids(con: duckdb.DuckDBPyConnection, text: str) -> list[int]:

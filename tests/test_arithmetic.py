@@ -10,7 +10,7 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from hqi.errors import FilterTypeError, UnsupportedFilterError
@@ -19,7 +19,7 @@ from hqi.query import ColumnStore, evaluate, parse_filter
 from hqi.query.columns import normalize_table
 from hqi.query.compiled import AttributeMatrix, compile_filter, program_mask
 from hqi.query.predicate import atoms
-from strategies import duckdb_ids
+from strategies import duckdb_ids, oracle_settings
 
 
 def _table() -> pa.Table:
@@ -102,11 +102,7 @@ def arithmetic(draw: st.DrawFn) -> str:
     return f"{expr} {form} {draw(value)}"
 
 
-@settings(
-    max_examples=400,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@oracle_settings(400)
 @given(arithmetic())
 def test_arithmetic_selects_as_duckdb(con, text: str) -> None:
     pred = parse_filter(text, STORE.schema)

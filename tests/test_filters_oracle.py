@@ -25,7 +25,16 @@ from hqi.query.compiled import AttributeMatrix, ProgramTable, compile_filter, pr
 from hqi.query.dateparts import PARTS
 from hqi.query.predicate import OPERATORS, FoldedRange, Glob, Like, atoms
 from hqi.query.shapes import FilterParser
-from strategies import STORE, TABLE, bounded_predicates, duckdb_ids, glob, like, predicates
+from strategies import (
+    STORE,
+    TABLE,
+    bounded_predicates,
+    duckdb_ids,
+    glob,
+    like,
+    oracle_settings,
+    predicates,
+)
 
 # The module (the package re-exports its function `evaluate` under the same name).
 query_evaluate = importlib.import_module("hqi.query.evaluate")
@@ -43,21 +52,13 @@ def hqi_ids(text: str) -> list[int]:
     return np.flatnonzero(evaluate(parse_filter(text, STORE.schema), STORE)).tolist()
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@oracle_settings(300)
 @given(predicates)
 def test_selection_equals_duckdb(con, text: str) -> None:
     assert hqi_ids(text) == duckdb_ids(con, text)
 
 
-@settings(
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@oracle_settings(200)
 @given(glob())
 def test_glob_selection_equals_duckdb(con, text: str) -> None:
     assert hqi_ids(text) == duckdb_ids(con, text)
@@ -146,11 +147,7 @@ def test_folded_ranges_select_as_duckdb() -> None:
     con.close()
 
 
-@settings(
-    max_examples=200,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@oracle_settings(200)
 @given(bounded_predicates)
 def test_candidate_rows_evaluation_equals_duckdb(con, monkeypatch, text: str) -> None:
     """With no size limit, a filter an inverted index bounds is evaluated on its
@@ -406,11 +403,7 @@ def _kernel_selection(program) -> np.ndarray:
     return np.sort(pos[0][pos[0] >= 0])
 
 
-@settings(
-    max_examples=300,
-    deadline=None,
-    suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
-)
+@oracle_settings(300)
 @given(predicates)
 def test_compiled_filters_select_what_evaluate_does(text: str) -> None:
     """A filter compiled for the executor (a conjunction of clauses of interval
