@@ -783,6 +783,41 @@ def test_exact_plans_skip_only_lists_without_qualifying_rows(
     np.testing.assert_array_equal(res.ids, flat.ids)
 
 
+def test_prefilter_chunks_hold_each_filter_once(
+    learned, workload, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The workers' prefilter items hold every prefilter filter once, the
+    largest first, closing an item once it holds its share of the work; and
+    two workers' answers do not depend on how the filters are chunked."""
+    from types import SimpleNamespace
+
+    from hqi.execution import batch
+
+    works = [5.0, 1.0, 40.0, 2.0, 2.0, 9.0]
+    ctx = SimpleNamespace(
+        plan=SimpleNamespace(filters=[SimpleNamespace(qualifying=w) for w in works]),
+        queries_of=[np.zeros(0, dtype=np.int64)] * len(works),  # work = qualifying * GATHER_COST
+    )
+    pre = [0, 1, 2, 3, 4, 5]
+    monkeypatch.setattr(batch, "PREFILTER_CHUNK", 0.1)
+    # cell work 81 * GATHER_COST: all the work 140 * GATHER_COST, an item's share 7
+    chunks = batch._prefilter_chunks(ctx, pre, 81.0 * batch.GATHER_COST, 2)  # type: ignore[arg-type]
+    assert [ids for _, ids in chunks] == [[2], [5], [0, 3], [4, 1]]
+    assert [w for w, _ in chunks] == pytest.approx([batch.GATHER_COST * w for w in (40, 9, 7, 3)])
+    assert batch._prefilter_chunks(ctx, [], 1.0, 2) == []  # type: ignore[arg-type]
+
+    q, f = workload.queries[:120], workload.filters[:120]
+    opts = {"k": 10, "exact": True, "prefilter_ratio": 5.0}  # about half prefiltered
+    strategies = learned.explain(q, f, **opts).column("strategy").to_pylist()
+    assert strategies.count("prefilter") > 10 and "scan" in strategies
+    one = learned.search(q, f, threads=1, parallel=False, **opts)
+    for share in (0.0, 0.1, 10.0):  # an item per filter, the default, one item
+        monkeypatch.setattr(batch, "PREFILTER_CHUNK", share)
+        two = learned.search(q, f, threads=2, parallel=True, **opts)
+        np.testing.assert_array_equal(two.ids, one.ids)
+        np.testing.assert_array_equal(two.distances, one.distances)
+
+
 def test_gather_ratio_is_shared_by_a_filters_queries() -> None:
     from hqi.execution.planner import gather_ratio
 
