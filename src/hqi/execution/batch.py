@@ -321,8 +321,8 @@ def _prefilter_chunks(
     """The prefilter filters ``pre`` as the workers' items, (work, filters): by
     work, largest first, each item taking filters until it holds
     :data:`PREFILTER_CHUNK` of a worker's share of all the work (``cell_work``
-    and theirs), so a large filter is an item alone and the small ones share
-    one."""
+    and theirs), so a large filter is an item alone and small ones share
+    items."""
     works = [_prefilter_work(ctx, i) for i in pre]
     least = (cell_work + sum(works)) / max(workers, 1) * PREFILTER_CHUNK
     chunks: list[tuple[float, list[int]]] = []
