@@ -4,6 +4,7 @@ and the rows DuckDB selects (the oracle)."""
 from __future__ import annotations
 
 import datetime as dt
+from collections.abc import Iterator
 
 import duckdb
 import numpy as np
@@ -95,6 +96,15 @@ def oracle_settings(max_examples: int) -> settings:
         deadline=None,
         suppress_health_check=[HealthCheck.too_slow, HealthCheck.function_scoped_fixture],
     )
+
+
+def duckdb_with(name: str, table: pa.Table) -> Iterator[duckdb.DuckDBPyConnection]:
+    """A DuckDB connection with ``table`` registered as ``name``, closed after:
+    the body of a module's oracle-connection fixture (``yield from``)."""
+    connection = duckdb.connect()
+    connection.register(name, table)
+    yield connection
+    connection.close()
 
 
 def duckdb_ids(con: duckdb.DuckDBPyConnection, text: str) -> list[int]:

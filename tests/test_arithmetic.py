@@ -19,7 +19,7 @@ from hqi.query import ColumnStore, evaluate, parse_filter
 from hqi.query.columns import normalize_table
 from hqi.query.compiled import AttributeMatrix, compile_filter, program_mask
 from hqi.query.predicate import atoms
-from strategies import duckdb_ids, oracle_settings
+from strategies import duckdb_ids, duckdb_with, oracle_settings
 
 
 def _table() -> pa.Table:
@@ -51,10 +51,7 @@ MATRIX = AttributeMatrix(STORE)
 
 @pytest.fixture(scope="module")
 def con() -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = duckdb.connect()
-    connection.register("t", TABLE)
-    yield connection
-    connection.close()
+    yield from duckdb_with("t", TABLE)
 
 
 _CONSTANTS = ["1", "2", "3", "7", "10", "100", "0.5", "2.5", "0.1", "1e1", "2e-1", "-2", "-0.5"]

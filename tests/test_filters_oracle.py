@@ -30,6 +30,7 @@ from strategies import (
     TABLE,
     bounded_predicates,
     duckdb_ids,
+    duckdb_with,
     glob,
     like,
     oracle_settings,
@@ -42,10 +43,7 @@ query_evaluate = importlib.import_module("hqi.query.evaluate")
 
 @pytest.fixture(scope="module")
 def con() -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = duckdb.connect()
-    connection.register("t", TABLE)
-    yield connection
-    connection.close()
+    yield from duckdb_with("t", TABLE)
 
 
 def hqi_ids(text: str) -> list[int]:
@@ -96,10 +94,7 @@ _GLOB_VALUES = sorted(
 
 @pytest.fixture(scope="module")
 def glob_con() -> Iterator[duckdb.DuckDBPyConnection]:
-    connection = duckdb.connect()
-    connection.register("v", pa.table({"v": _GLOB_VALUES}))
-    yield connection
-    connection.close()
+    yield from duckdb_with("v", pa.table({"v": _GLOB_VALUES}))
 
 
 @settings(

@@ -57,7 +57,6 @@ __all__ = [
 
 Value: TypeAlias = str | int | float | bool | dt.date | dt.datetime
 CompareOp: TypeAlias = Literal["=", "!=", "<", "<=", ">", ">="]
-# What each comparison computes (on Python values and NumPy arrays alike).
 # A comparison with its sides swapped (``1 < x`` is ``x > 1``), as when both
 # sides are multiplied by a negative number.
 FLIPPED: dict[CompareOp, CompareOp] = {
@@ -68,6 +67,7 @@ FLIPPED: dict[CompareOp, CompareOp] = {
     ">": "<",
     ">=": "<=",
 }
+# What each comparison computes (on Python values and NumPy arrays alike).
 OPERATORS: dict[str, Callable[[Any, Any], Any]] = {
     "=": operator.eq,
     "!=": operator.ne,
