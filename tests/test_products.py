@@ -337,6 +337,26 @@ def test_residual_products_with_all_probes_stay_exact(catalog, workload) -> None
 
 
 @needs_amx
+def test_nprobe_of_one_partitions_lists_is_still_approximate(catalog, workload) -> None:
+    """Probing is global (a query's nearest lists across its routed partitions):
+    nprobe as large as the most lists one partition holds, but under the
+    index's lists, is an approximate plan and multiplies residuals (re-ranked
+    candidates); nprobe of every list answers as exact search."""
+    index = hqi.build(
+        catalog.vectors, catalog.attributes, workload=workload.filters[150:], list_size=128
+    )
+    per_part = int(np.diff(index._part.part_lists).max())
+    assert 1 < per_part < index.info()["lists"]
+    q, filters = workload.queries[:150], workload.filters[:150]
+    res = index.search(q, filters, k=10, nprobe=per_part, products="bf16")
+    assert res.stats["bf16"] == 1.0 and res.stats["candidates"] == products.rerank_candidates(10)
+    truth = index.search(q, filters, k=10, exact=True, products="fp32")
+    every = index.search(q, filters, k=10, nprobe=index.info()["lists"], products="bf16")
+    assert every.stats["candidates"] == 10.0
+    np.testing.assert_array_equal(every.ids, truth.ids)
+
+
+@needs_amx
 def test_residual_products_keep_ties_and_short_answers(rng) -> None:
     """Duplicate rows and filters with fewer qualifying rows than k (and than
     the candidates kept): the answers of float32."""
