@@ -106,14 +106,19 @@ BF16_PREFILTER_RATIO = 400.0
 # recall_target answers exactly when an nprobe's plan would compute at least
 # this fraction of the distances of the sample's exact plan (planned with
 # PREFILTER_RATIO): exact plans' distances are cheaper, in large products,
-# and in bfloat16 where the batch's exact plan runs there. Measured, whole
-# searches on 2 threads, (exact time / those exact distances) against
-# (approximate time / its distances): bfloat16 exact, 1M x 128 0.77 against
-# 3.81 ns at nprobe 2 (0.20), MovieLens (384-d) 2.55 against 6.95 ns at
-# nprobe 16 (0.37); float32 exact, 1M 1.46 ns (0.38), MovieLens 4.39 ns
-# (0.63). A fraction too high answers exactly where an nprobe would be faster.
-EXACT_COST_BF16 = 0.3
-EXACT_COST_FP32 = 0.6
+# and in bfloat16 where the batch's exact plan runs there. The fraction is
+# where whole searches (2 threads) cross: an approximate plan computing
+# that fraction of the exact plan's distances takes as long as exact search.
+# An approximate search has costs that do not grow with its distances
+# (planning, 0.14 s for 5,000 queries of 100k rows at nprobe 1), so that is
+# not the ratio of the two searches' time per distance at a low nprobe (0.20
+# at 1M, nprobe 2, which set 0.3 before). Measured crossings, bfloat16:
+# MovieLens (384-d) 0.59 and over 0.61 (two runs), 1M x 128 0.65, generated 100k at d = 64, 128, 256,
+# 384 and 768: over 0.69, 0.69, 0.59, 0.70 and 0.71; float32: MovieLens over
+# 0.88, 1M over 0.85, 100k x 128 0.71, 100k x 384 over 0.70. Below each,
+# with a margin (docs/benchmarks.md, "recall_target's exact crossing").
+EXACT_COST_BF16 = 0.5
+EXACT_COST_FP32 = 0.65
 
 # By default (``flat=None``) a batch is answered by one exact pass over all rows,
 # without the planner, when its multiply-adds (rows x queries x dimension) are
