@@ -113,10 +113,11 @@ BF16_PREFILTER_RATIO = 400.0
 # (planning, 0.14 s for 5,000 queries of 100k rows at nprobe 1), so that is
 # not the ratio of the two searches' time per distance at a low nprobe (0.20
 # at 1M, nprobe 2, which set 0.3 before). Measured crossings, bfloat16:
-# MovieLens (384-d) 0.59 and over 0.61 (two runs), 1M x 128 0.65, generated 100k at d = 64, 128, 256,
-# 384 and 768: over 0.69, 0.69, 0.59, 0.70 and 0.71; float32: MovieLens over
-# 0.88, 1M over 0.85, 100k x 128 0.71, 100k x 384 over 0.70. Below each,
-# with a margin (docs/benchmarks.md, "recall_target's exact crossing").
+# MovieLens (384-d) 0.59 and over 0.61 (two runs), 1M x 128 0.65, generated
+# 100k at d = 64, 128, 256, 384 and 768: over 0.69, 0.69, 0.59, 0.70 and
+# 0.71; float32: MovieLens over 0.88, 1M over 0.85, 100k x 128 0.71, 100k x
+# 384 over 0.70. Below each, with a margin (docs/benchmarks.md,
+# "recall_target's exact crossing").
 EXACT_COST_BF16 = 0.5
 EXACT_COST_FP32 = 0.65
 
