@@ -295,6 +295,37 @@ def glob(draw: st.DrawFn, negated: bool = True) -> str:
 
 
 @st.composite
+def coalesced(draw: st.DrawFn) -> str:
+    """``coalesce(col, value)`` / ``ifnull`` (a NULL first or as the only value
+    too) in place of the column: compared as :func:`_compared` compares
+    (BETWEEN, IN, IS [NOT] NULL / DISTINCT FROM included), after one
+    arithmetic step on ``i`` and ``f``, inside ``lower()`` on ``s``, and bare
+    on ``b``."""
+    col = draw(st.sampled_from([*sorted(columns), "b"]))
+    lit = columns.get(col, st.sampled_from(["TRUE", "FALSE"]))
+    head = draw(
+        st.sampled_from(
+            [
+                "coalesce({c}, {v})",
+                "ifnull({c}, {v})",
+                "coalesce({c}, NULL, {v})",
+                "coalesce({c}, NULL)",
+            ]
+        )
+    )
+    expr = head.format(c=col, v=draw(lit))
+    if col == "b":
+        return draw(st.sampled_from([expr, f"NOT {expr}", f"{expr} = FALSE"]))
+    if col in ("i", "f") and draw(st.booleans()):
+        step = draw(st.sampled_from(["+ 1", "* 3", "* -0.5", "/ 2"]))
+        numbers = st.sampled_from(["0", "1", "-2", "2.5", "7"])
+        return _compared(draw, f"{expr} {step}", numbers, null_low=True, items=3)
+    if col == "s" and draw(st.booleans()):
+        expr = f"lower({expr})"
+    return _compared(draw, expr, lit, null_low=True, items=3)
+
+
+@st.composite
 def atom(draw: st.DrawFn) -> str:
     kind = draw(
         st.sampled_from(
@@ -309,9 +340,12 @@ def atom(draw: st.DrawFn) -> str:
                 "const",
                 "distinct",
                 "arith",
+                "coalesce",
             ]
         )
     )
+    if kind == "coalesce":
+        return draw(coalesced())
     if kind == "like":
         return draw(st.one_of(like(), regex(), glob(), years(), date_parts()))
     if kind == "arith":  # one step on a numeric column (tests/test_arithmetic.py: more)

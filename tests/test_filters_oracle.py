@@ -12,9 +12,10 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, given, settings
+from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
+from hqi.errors import FilterTypeError, UnsupportedFilterError
 from hqi.execution.exact import filter_rows
 from hqi.execution.kernels import count_holding, rows_holding
 from hqi.execution.topk import RowMasks, TopK
@@ -29,6 +30,7 @@ from strategies import (
     STORE,
     TABLE,
     bounded_predicates,
+    coalesced,
     duckdb_ids,
     duckdb_with,
     glob,
@@ -144,9 +146,11 @@ def test_folded_ranges_select_as_duckdb() -> None:
 
 @oracle_settings(200)
 @given(bounded_predicates)
+@example("lower(name) BETWEEN NULL AND NULL")  # TRUE nowhere: no candidate rows
 def test_candidate_rows_evaluation_equals_duckdb(con, monkeypatch, text: str) -> None:
     """With no size limit, a filter an inverted index bounds is evaluated on its
     candidate rows only: they hold every selected row and the selection is DuckDB's.
+    A filter that is FALSE or NULL throughout (a constant) has none.
     (Candidates may repeat, as in ``s = 'jazz' OR s IN ('jazz', 'rock')``, so
     "no limit" is more than the store's rows.)"""
     no_limit = 1 << 40
@@ -301,6 +305,13 @@ def test_shape_cache_parses_like_sqlglot(texts: list[str]) -> None:
         "extract(week FROM d) BETWEEN 50 AND 53",
         "isoyear(d) = 2020 OR yearweek(ts) >= 202053",
         "yearweek(d) BETWEEN 199952 AND 200001",
+        "coalesce(f, 0) >= 3",
+        "ifnull(s, 'jazz') = 'jazz'",
+        "NOT coalesce(b, TRUE)",
+        "coalesce(i, 0) * 2 + 1 > 5",
+        "lower(coalesce(name, 'x')) LIKE 'the%'",
+        "year(coalesce(d, DATE '2000-06-01')) = 2000",
+        "i + 1 IS NULL",
     ],
 )
 def test_documented_examples_match_duckdb(con, text: str) -> None:
@@ -738,3 +749,49 @@ def test_literal_patterns_looked_up_equal_a_scan(text: str, prefix: str) -> None
             if found is not None:
                 scan = patterns._match(form, entry.values_of(maps))
                 assert found.tolist() == np.flatnonzero(scan).tolist()
+
+
+@oracle_settings(300)
+@given(coalesced())
+def test_coalesce_selects_as_duckdb(con, text: str) -> None:
+    """``coalesce(column, value)`` and ``ifnull`` in place of a column, in every
+    form a column is tested in: DuckDB's rows, and under NOT its complement
+    less the rows where both are NULL."""
+    assert hqi_ids(text) == duckdb_ids(con, text)
+    assert hqi_ids(f"NOT ({text})") == duckdb_ids(con, f"NOT ({text})")
+
+
+@pytest.mark.parametrize(
+    ("text", "expected"),
+    [
+        ("coalesce(f, 0) >= 3", "(f >= 3) AND (f IS NOT NULL)"),
+        ("ifnull(f, 4) >= 3", "(f >= 3) OR (f IS NULL)"),
+        ("coalesce(s, 'zz') IN ('jazz', 'zz')", "(s IN ('jazz', 'zz')) OR (s IS NULL)"),
+        ("coalesce(i, NULL) > 1", "i > 1"),
+        ("coalesce(i, NULL, 3) > 1", "(i > 1) OR (i IS NULL)"),
+        ("coalesce(i, 0) IS NULL", "(i IS NULL) AND (i IS NOT NULL)"),
+        ("coalesce(b, FALSE)", "(b = TRUE) AND (b IS NOT NULL)"),
+    ],
+)
+def test_coalesce_reads_as_tests_of_the_column(text: str, expected: str) -> None:
+    """The rewrite: the column's own test where it is not NULL, the test's truth
+    at the value where it is; so it routes, compiles and cuts like any test."""
+    assert str(parse_filter(text, STORE.schema)) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "match"),
+    [
+        ("coalesce(f, i) > 1", UnsupportedFilterError, "two columns"),
+        ("coalesce(1, f) > 1", UnsupportedFilterError, "takes a column, then values"),
+        ("coalesce(f) > 1", UnsupportedFilterError, "takes a column, then values"),
+        ("coalesce(i, 2.5) > 1", FilterTypeError, "integer"),
+        ("coalesce(i, 'x') > 1", FilterTypeError, "does not fit"),
+        ("coalesce(f, 0) > coalesce(f, 1)", UnsupportedFilterError, "one coalesce"),
+        ("coalesce(tags, ['a']) IS NULL", FilterTypeError, "list column"),
+        ("coalesce(f, 0) > i", UnsupportedFilterError, "two columns"),
+    ],
+)
+def test_coalesce_errors(text: str, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        parse_filter(text, STORE.schema)

@@ -148,6 +148,8 @@ def _bounded(
     the predicate still to evaluate there (None: TRUE on every candidate, its
     rows are an index's postings); None when they name no such set of at
     most ``limit`` rows."""
+    if isinstance(pred, Const) and pred.value is not True:  # FALSE or NULL: TRUE nowhere
+        return np.zeros(0, dtype=np.int64), None
     rows = _postings(pred, store, limit)
     if rows is None:
         rows = _int_postings(pred, store, limit)
