@@ -49,12 +49,10 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
-import functools
 from fractions import Fraction
 from typing import Any, cast
 
 import numpy as np
-import pyarrow as pa
 import sqlglot
 from sqlglot import exp
 
@@ -64,6 +62,7 @@ from hqi.errors import (
     UnknownColumnError,
     UnsupportedFilterError,
 )
+from hqi.query import coalesce
 from hqi.query.arithmetic import Step, solve
 from hqi.query.columns import ColumnKind, Schema
 from hqi.query.dateparts import FUNCTIONS, PARTS, SPECIFIERS
@@ -227,7 +226,7 @@ class _Checker:
             return Const(bool(node.this))
         if isinstance(node, exp.Null):
             return Const(None)
-        if self._coalesce and (calls := _coalesce_operands(node)):
+        if self._coalesce and (calls := coalesce.operands(node)):
             return self._coalesce_test(node, calls)
         if type(node) in _COMPARE:
             return self._compare(node, _COMPARE[type(node)])
@@ -388,11 +387,13 @@ class _Checker:
         for value in values:
             if _has_column(value):
                 raise self._unsupported(value, "coalesce() of two columns is not supported")
-            what = f"coalesce({column}, ...)'s value, of the column's type ({kind.value})"
+            what = f"column {column!r} of type {kind.value} (in coalesce())"
             default = self.literal(value, column, kind, what)
             if default is not _NULL:
                 if kind is ColumnKind.INT and not float(cast(float, default)).is_integer():
-                    raise self._type_error(value, f"{what[:-1]}: an integer)")
+                    shown = value.sql(dialect="duckdb")
+                    what = f"coalesce() of integer column {column!r} takes integers, not {shown}"
+                    raise self._type_error(value, what)
                 break
         at = next(i for i, c in enumerate(node.find_all(exp.Coalesce)) if c is call)
         tree = node.copy()
@@ -406,13 +407,9 @@ class _Checker:
             raise self._unsupported(node, f"coalesce({column}, ...) tested with other columns")
         if default is _NULL:  # coalesce(column, NULL): the column
             return inner
-        truth = _truth_at(inner, column, kind, cast(Value, default))
-        if truth is True:  # TRUE where the column is NULL
-            return Or((inner, IsNull(column)))
-        present = And((inner, Not(IsNull(column))))
-        if truth is False:
-            return present
-        return Or((present, And((IsNull(column), Const(None)))))
+        return coalesce.rewrite(
+            inner, column, coalesce.truth_at(inner, column, kind, cast(Value, default))
+        )
 
     def column(self, node: exp.Expression, context: exp.Expression) -> tuple[str, ColumnKind]:
         if isinstance(node, exp.Func) and not isinstance(node, exp.Binary):
@@ -956,51 +953,6 @@ class _Checker:
             raise self._type_error(
                 node, f"invalid timestamp {text!r}; expected 'YYYY-MM-DD hh:mm:ss'"
             ) from None
-
-
-def _coalesce_operands(node: exp.Expression) -> list[exp.Coalesce]:
-    """The ``coalesce()`` calls among the operands of test ``node``: not inside a
-    test nested in it (``(coalesce(x, 0) > 1) IS TRUE`` holds one, ``(a AND
-    coalesce(b, TRUE)) IS TRUE`` none: the AND's own tests have it)."""
-    if isinstance(node, exp.Coalesce):
-        return [node]
-    found = []
-    for call in node.find_all(exp.Coalesce):
-        up = call.parent
-        while up is not None and up is not node:
-            if isinstance(up, exp.Predicate | exp.Connector | exp.Not):
-                break
-            up = up.parent
-        else:
-            found.append(call)
-    return found
-
-
-# The Arrow type of a one-value column of each kind (_truth_at).
-_ARROW_TYPES = {
-    ColumnKind.STRING: pa.string(),
-    ColumnKind.INT: pa.int64(),
-    ColumnKind.FLOAT: pa.float64(),
-    ColumnKind.BOOL: pa.bool_(),
-    ColumnKind.DATE: pa.date32(),
-    ColumnKind.TIMESTAMP: pa.timestamp("us"),
-}
-
-
-@functools.lru_cache(maxsize=4096)
-def _truth_at(pred: Predicate, column: str, kind: ColumnKind, value: Value) -> bool | None:
-    """``pred`` (a test of ``column`` alone) where the column holds ``value``:
-    TRUE, FALSE or NULL (neither it nor its negation holds), evaluated on a
-    one-row store as on any rows."""
-    from hqi.query.columns import ColumnStore
-    from hqi.query.evaluate import evaluate
-
-    store = ColumnStore(pa.table({column: pa.array([value], type=_ARROW_TYPES[kind])}))
-    if bool(evaluate(pred, store)[0]):
-        return True
-    if bool(evaluate(Not(pred), store)[0]):
-        return False
-    return None
 
 
 def _fold_of(node: exp.Expression) -> Fold | None:
