@@ -831,7 +831,7 @@ class Index:
         ``nprobe`` of at least the index's lists, not of the most lists one
         partition holds: by that rule MovieLens (at most 5 lists a partition,
         168 in all) ran nprobe 6-64 with exact search's products and rounding
-        bound; on residuals, nprobe 8 0.153 -> 0.126 s (see docs/benchmarks.md)."""
+        bound; on residuals, nprobe 8 0.152 -> 0.121 s (see docs/benchmarks.md)."""
         return nprobe >= self._part.num_lists
 
     def _prefilter_ratio(self, opts: SearchOptions, exact: bool, nq: int) -> float:

@@ -390,10 +390,13 @@ class _Checker:
             what = f"column {column!r} of type {kind.value} (in coalesce())"
             default = self.literal(value, column, kind, what)
             if default is not _NULL:
-                if kind is ColumnKind.INT and not float(cast(float, default)).is_integer():
-                    shown = value.sql(dialect="duckdb")
-                    what = f"coalesce() of integer column {column!r} takes integers, not {shown}"
-                    raise self._type_error(value, what)
+                if kind is ColumnKind.INT:  # an integer of the column's range
+                    number = cast(float, default)
+                    if not (float(number).is_integer() and -(2**63) <= number < 2**63):
+                        shown = value.sql(dialect="duckdb")
+                        what = f"coalesce() of integer column {column!r} takes 64-bit integers"
+                        raise self._type_error(value, f"{what}, not {shown}")
+                    default = int(number)
                 break
         at = next(i for i, c in enumerate(node.find_all(exp.Coalesce)) if c is call)
         tree = node.copy()
