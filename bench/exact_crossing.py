@@ -20,12 +20,11 @@ the exact search's answers. Real data is read as ``hqi bench`` reads it.
 from __future__ import annotations
 
 import argparse
-import statistics
 
 import numpy as np
 
 import hqi
-from common import harness_data, timed_build
+from common import harness_data, median_timed, timed_build
 from hqi.api import PREFILTER_RATIO
 from hqi.benchmark.real import load_real
 from hqi.evaluation import recall_at_k
@@ -44,12 +43,11 @@ def crossing(
     """Print the exact search and, per nprobe, the fraction and the break-even."""
 
     def timed(**kw: object) -> tuple[float, hqi.Result]:
-        index.search(queries, filters, 10, threads=threads, products=products, **kw)
-        runs = [
-            index.search(queries, filters, 10, threads=threads, products=products, **kw)
-            for _ in range(repeats)
-        ]
-        return statistics.median(r.stats["seconds"] for r in runs), runs[-1]
+        def search() -> hqi.Result:
+            return index.search(queries, filters, 10, threads=threads, products=products, **kw)
+
+        search()  # warm-up, untimed
+        return median_timed(search, repeats)
 
     t_exact, exact = timed(exact=True)
     opts = SearchOptions.from_kwargs(k=10, prefilter_ratio=PREFILTER_RATIO, threads=threads)
