@@ -11,6 +11,7 @@ from hypothesis.extra import numpy as hnp
 from threadpoolctl import threadpool_info
 
 import hqi
+import hqi.execution.batch as batch_mod
 import hqi.execution.exact as exact_mod
 from hqi.execution.topk import RowMasks, TopK
 
@@ -127,12 +128,94 @@ def test_prefilter_reads_runs_in_place(layouts, workload, monkeypatch) -> None:
 
     monkeypatch.setattr(exact_mod, "IN_PLACE_RUN", 8)
     monkeypatch.setattr(exact_mod, "_runs", spy)
+    monkeypatch.setattr(batch_mod, "IN_PLACE_DISTANCES", 0)  # every filter gathered
     res = index.search(q, filters, k=10, exact=True, prefilter_ratio=0.0, block_rows=50)
     assert sum(used) > 0
     for i in range(len(q)):
         pos, dist = reference(index.vectors, index.mask(filters[i]), q[i : i + 1], 10, "l2")
         ids = np.where(pos >= 0, index.ids[np.maximum(pos, 0)], -1)
         assert_matches(hqi.Result(res.ids[i : i + 1], res.distances[i : i + 1]), ids, dist)
+
+
+def test_small_prefilters_compute_their_distances_in_place(layouts, workload, monkeypatch) -> None:
+    """Prefiltered filters of few distances go through the one compiled call
+    (``TopK.push_gathered``), the others through gathered products, with the
+    reference's answers either way."""
+    index = layouts["l2", True]
+    q, filters = workload.queries[:60], workload.filters[:60]
+    in_place, gathered = [], []
+    push, scan = TopK.push_gathered, batch_mod._gather_scan
+
+    def spy_push(self, queries, *args, **kwargs):
+        in_place.append(len(queries))
+        return push(self, queries, *args, **kwargs)
+
+    def spy_scan(*args, **kwargs):
+        gathered.append(1)
+        return scan(*args, **kwargs)
+
+    monkeypatch.setattr(TopK, "push_gathered", spy_push)
+    monkeypatch.setattr(batch_mod, "_gather_scan", spy_scan)
+    monkeypatch.setattr(batch_mod, "IN_PLACE_DISTANCES", 400)
+    res = index.search(q, filters, k=10, exact=True, prefilter_ratio=0.0)
+    assert sum(in_place) > 0 and sum(gathered) > 0  # both paths taken
+    for i in range(len(q)):
+        pos, dist = reference(index.vectors, index.mask(filters[i]), q[i : i + 1], 10, "l2")
+        ids = np.where(pos >= 0, index.ids[np.maximum(pos, 0)], -1)
+        assert_matches(hqi.Result(res.ids[i : i + 1], res.distances[i : i + 1]), ids, dist)
+
+
+_SMALL_INTS = st.integers(-3, 3).map(float)
+
+
+@settings(max_examples=80, deadline=None)
+@given(st.data())
+def test_push_gathered_equals_a_sort_of_each_groups_rows(data) -> None:
+    """``TopK.push_gathered``: each query takes exactly its group's rows, merged
+    with what its top-k held before, in (distance, position) order, ties
+    included (small integers: every distance is exact in float32); a shared
+    bound is lowered to each query's k-th distance."""
+    n, d = data.draw(st.integers(1, 30)), data.draw(st.integers(1, 5))
+    nq, k = data.draw(st.integers(1, 6)), data.draw(st.integers(1, 5))
+    vectors = data.draw(hnp.arrays(np.float32, (n, d), elements=_SMALL_INTS))
+    scaled = data.draw(hnp.arrays(np.float32, (nq, d), elements=_SMALL_INTS))
+    norms = data.draw(st.none() | hnp.arrays(np.float32, n, elements=st.integers(0, 4).map(float)))
+    group_of = np.array(data.draw(st.lists(st.integers(0, 2), min_size=nq, max_size=nq)))
+    row_sets = [data.draw(st.sets(st.integers(0, n - 1))) for _ in range(3)]
+    rows_of = [np.array(sorted(rows), dtype=np.int64) for rows in row_sets]
+    before = data.draw(hnp.arrays(np.float32, (nq, n), elements=st.integers(-30, 30).map(float)))
+    taken_before = data.draw(st.sets(st.integers(0, n - 1), max_size=3))
+
+    distance = vectors.astype(np.float64) @ scaled.astype(np.float64).T  # (n, nq)
+    if norms is not None:
+        distance += norms.astype(np.float64)[:, None]
+    bound = np.full(nq, np.inf, dtype=np.float32)
+    top = TopK(nq, k, bound)
+    # Candidates already held: other rows (positions past n) at drawn distances.
+    extra = np.array(sorted(taken_before), dtype=np.int64)
+    if extra.size:
+        top.push_scores(np.arange(nq), before[:, extra].T.copy(), extra + n)
+    queries = [np.flatnonzero(group_of == g) for g in range(3)]
+    starts = lambda parts: np.cumsum([0] + [p.size for p in parts])  # noqa: E731
+    top.push_gathered(
+        np.concatenate(queries),
+        starts(queries),
+        np.concatenate(rows_of),
+        starts(rows_of),
+        vectors=vectors,
+        scaled=scaled,
+        norms=norms,
+    )
+    for qi in range(nq):
+        rows = rows_of[group_of[qi]]
+        cand_d = np.concatenate([distance[rows, qi], before[qi, extra]])
+        cand_p = np.concatenate([rows, extra + n])
+        order = np.lexsort((cand_p, cand_d))[:k]
+        want_d = np.full(k, np.inf)
+        want_d[: order.size] = cand_d[order]
+        np.testing.assert_array_equal(top.dist[qi], want_d.astype(np.float32))
+        np.testing.assert_array_equal(top.pos[qi, : order.size], cand_p[order])
+        assert bound[qi] == top.dist[qi, k - 1]
 
 
 def test_padding_when_fewer_rows_qualify(rng) -> None:

@@ -365,6 +365,76 @@ def _dot(x: np.ndarray, y: np.ndarray) -> np.float32:
     return acc
 
 
+@njit(nogil=True, boundscheck=False)
+def push_gathered(
+    top_dist: np.ndarray,
+    top_pos: np.ndarray,
+    queries: np.ndarray,
+    query_start: np.ndarray,
+    rows: np.ndarray,
+    row_start: np.ndarray,
+    vectors: np.ndarray,
+    scaled: np.ndarray,
+    norms: np.ndarray,
+    bound: np.ndarray,
+) -> None:
+    """Merge groups of rows read in place: group ``g``'s queries
+    ``queries[query_start[g]:query_start[g + 1]]`` each take every row of
+    ``rows[row_start[g]:row_start[g + 1]]`` (positions into ``vectors``), at
+    distance ``x . scaled[q]`` (float32, :func:`_dot`) plus the row's entry of
+    ``norms`` (empty: none), merged as :func:`push_scores` merges a block,
+    ``bound`` included.
+
+    The prefilter of a filter with few queries and rows: a matrix product of
+    its gathered rows costs a gather, a product and a pass, in NumPy calls of
+    tens of microseconds each, for a few hundred distances
+    (:func:`hqi.execution.batch._prefilter`)."""
+    k = top_dist.shape[1]
+    has_norms = norms.size > 0
+    has_bound = bound.size > 0
+    inf = np.float32(np.inf)
+    zero = np.float32(0.0)
+    most = 0
+    for g in range(query_start.size - 1):
+        most = max(most, query_start[g + 1] - query_start[g])
+    thr = np.empty(most, dtype=np.float32)
+    thr_pos = np.empty(most, dtype=np.int64)
+    cut = np.empty(most, dtype=np.float32)
+    for g in range(query_start.size - 1):
+        q0 = query_start[g]
+        m = query_start[g + 1] - q0
+        for i in range(m):
+            q = queries[q0 + i]
+            thr[i] = top_dist[q, k - 1]
+            thr_pos[i] = top_pos[q, k - 1]
+            cut[i] = min(thr[i], bound[q]) if has_bound else thr[i]
+        for r in range(row_start[g], row_start[g + 1]):  # each row read once
+            p = rows[r]
+            x = vectors[p]
+            norm = norms[p] if has_norms else zero
+            for i in range(m):
+                q = queries[q0 + i]
+                d = _dot(x, scaled[q]) + norm
+                if not d <= cut[i]:
+                    continue
+                if d == thr[i] and (p >= thr_pos[i] or d == inf):
+                    continue  # an equal distance wins only at a smaller position
+                dist = top_dist[q]
+                pos = top_pos[q]
+                t = k - 1
+                while t > 0 and (dist[t - 1] > d or (dist[t - 1] == d and pos[t - 1] > p)):
+                    dist[t] = dist[t - 1]
+                    pos[t] = pos[t - 1]
+                    t -= 1
+                dist[t] = d
+                pos[t] = p
+                thr[i] = dist[k - 1]
+                thr_pos[i] = pos[k - 1]
+                cut[i] = min(cut[i], thr[i])
+        if has_bound:
+            _lower_bound(bound, queries[q0 : q0 + m], thr)
+
+
 # No signature: compiled on its first call (about 2 s), only where the bf16
 # products run (hqi.execution.products).
 @njit(nogil=True, boundscheck=False)

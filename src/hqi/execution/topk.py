@@ -164,6 +164,39 @@ class TopK:
             self.bound,
         )
 
+    def push_gathered(
+        self,
+        queries: np.ndarray,
+        query_start: np.ndarray,
+        rows: np.ndarray,
+        row_start: np.ndarray,
+        *,
+        vectors: np.ndarray,
+        scaled: np.ndarray,
+        norms: np.ndarray | None,
+    ) -> None:
+        """Merge groups of rows, each taken by all of its group's queries: group
+        ``g``'s queries ``queries[query_start[g]:query_start[g + 1]]`` and rows
+        ``rows[row_start[g]:row_start[g + 1]]`` (positions into ``vectors``),
+        each distance ``x . scaled[q]`` plus the row's norm, computed in place
+        (:func:`hqi.execution.kernels.push_gathered`)."""
+        from hqi.execution.kernels import push_gathered
+
+        if len(queries) == 0 or len(rows) == 0:
+            return
+        push_gathered(
+            self.dist,
+            self.pos,
+            np.ascontiguousarray(queries, dtype=np.int64),
+            np.ascontiguousarray(query_start, dtype=np.int64),
+            np.ascontiguousarray(rows, dtype=np.int64),
+            np.ascontiguousarray(row_start, dtype=np.int64),
+            vectors,
+            np.ascontiguousarray(scaled, dtype=np.float32),
+            _NO_NORMS if norms is None else np.ascontiguousarray(norms, dtype=np.float32),
+            self.bound,
+        )
+
     def push_scores_bf16(
         self,
         queries: np.ndarray,
