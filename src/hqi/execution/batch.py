@@ -350,7 +350,8 @@ def _in_place(rows: int, queries: int) -> bool:
     """Whether a prefilter filter of ``rows`` qualifying rows and ``queries``
     queries computes its distances in place (:func:`TopK.push_gathered
     <hqi.execution.topk.TopK.push_gathered>`): a gather and a product cost
-    tens of microseconds of calls, the distances one by one about 20 ns each."""
+    tens of microseconds of calls; a row read in place at random, about
+    60-150 ns (from cache or from memory), then a distance per query."""
     return rows * queries <= IN_PLACE_DISTANCES
 
 
