@@ -302,23 +302,21 @@ def _prefilter(ctx: _Context, top: TopK, filter_ids: list[int]) -> int:
     for i in filter_ids:
         rows = _qualifying_rows(ctx.plan.filters[i], ctx.part)
         queries = ctx.queries_of[i]
+        computed += rows.size * queries.size
         if _in_place(rows.size, queries.size):
             few_queries.append(queries)
             few_rows.append(rows)
-            computed += rows.size * queries.size
             continue
-        group = Group(queries, rows)
         _gather_scan(
             ctx.vectors,
             ctx.norms,
             ctx.scaled,
-            group,
+            Group(queries, rows),
             top,
             block_rows=ctx.block_rows,
             query_block=ctx.query_block,
             bf16=ctx.bf16,
         )
-        computed += rows.size * group.queries.size
     if few_queries:
         top.push_gathered(
             np.concatenate(few_queries),

@@ -388,7 +388,9 @@ def push_gathered(
     The prefilter of a filter with few queries and rows: a matrix product of
     its gathered rows costs a gather, a product and a pass, in NumPy calls of
     tens of microseconds each, for a few hundred distances
-    (:func:`hqi.execution.batch._prefilter`)."""
+    (:func:`hqi.execution.batch._prefilter`). Its insertion steps repeat
+    :func:`push_scores`'s (see :func:`push_scores_bf16` on why each kernel
+    keeps its own copy)."""
     k = top_dist.shape[1]
     has_norms = norms.size > 0
     has_bound = bound.size > 0
