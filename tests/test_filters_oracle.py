@@ -12,23 +12,25 @@ import duckdb
 import numpy as np
 import pyarrow as pa
 import pytest
-from hypothesis import HealthCheck, example, given, settings
+from hypothesis import HealthCheck, assume, example, given, settings
 from hypothesis import strategies as st
 
-from hqi.errors import FilterTypeError, UnsupportedFilterError
+from hqi.errors import FilterError, FilterTypeError, UnsupportedFilterError
 from hqi.execution.exact import filter_rows
 from hqi.execution.kernels import count_holding, rows_holding
 from hqi.execution.topk import RowMasks, TopK
 from hqi.layout import ZoneMaps, zonemap
-from hqi.query import ColumnStore, evaluate, parse_filter, patterns
+from hqi.query import ColumnStore, evaluate, parse_filter, patterns, shapes
 from hqi.query.columns import StringData, normalize_table
 from hqi.query.compiled import AttributeMatrix, ProgramTable, compile_filter, program_mask
 from hqi.query.dateparts import PARTS
 from hqi.query.predicate import OPERATORS, FoldedRange, Glob, Like, atoms
-from hqi.query.shapes import FilterParser
+from hqi.query.shapes import FilterParser, shape_of
 from strategies import (
     STORE,
+    STRINGS,
     TABLE,
+    TAGS,
     bounded_predicates,
     coalesced,
     duckdb_ids,
@@ -247,6 +249,82 @@ def test_shape_cache_parses_like_sqlglot(texts: list[str]) -> None:
     parser = FilterParser(STORE.schema)
     for text in texts:
         assert parser.parse(text) == parse_filter(text, STORE.schema)
+
+
+# Literals put into the slots of a drawn filter's shape: values of every column
+# kind, dates valid and not, numbers in every notation, quotes doubled.
+_SLOT_STRINGS = [*STRINGS, *TAGS, "2001-02-03", "2001-02-30", "2021-01-01 10:00:00", "1", "a''b"]
+_SLOT_NUMBERS = ["0", "7", "1990", "2.5", "1e3", "1.5E-2", ".5", "3.", "99999999999999999999"]
+
+
+def _with_literals(shape: str, strings: list[str], numbers: list[str]) -> str:
+    """``shape`` (:func:`~hqi.query.shapes.shape_of`) with its slots filled."""
+    out, s, n = [], iter(strings), iter(numbers)
+    for i, piece in enumerate(shape.split("'?'")):
+        if i:
+            out.append(f"'{next(s)}'")
+        for j, part in enumerate(piece.split("#")):
+            out.append(f"{next(n)}{part}" if j else part)
+    return "".join(out)
+
+
+def _parsed(parse, text: str) -> object:
+    """parse(text), or the error it raises (type, message, position)."""
+    try:
+        return parse(text)
+    except FilterError as err:
+        return type(err), err.message, err.position
+
+
+@settings(max_examples=150, deadline=None)
+@given(predicates, st.data())
+def test_filters_of_one_shape_parse_like_sqlglot(text: str, data: st.DataObject) -> None:
+    """Filters that differ only in their literals reuse their shape's tree and the
+    tests already checked: each parses as sqlglot parses it, errors included
+    (a later filter's new literal may not fit its column)."""
+    scanned = shape_of(text)
+    assume(scanned is not None and scanned[1])
+    shape, lits = scanned
+    kinds = [kind for kind, _ in lits]
+    texts = [text]
+    for _ in range(data.draw(st.integers(1, 6))):
+        chosen = [
+            data.draw(st.sampled_from(_SLOT_STRINGS if k == "s" else _SLOT_NUMBERS)) for k in kinds
+        ]
+        # Keep some literals, so that tests repeat across filters.
+        keep = data.draw(st.lists(st.booleans(), min_size=len(lits), max_size=len(lits)))
+        values = [old if k else new for (_, old), new, k in zip(lits, chosen, keep, strict=True)]
+        strings = [
+            v.replace("'", "''") for (kind, _), v in zip(lits, values, strict=True) if kind == "s"
+        ]
+        texts.append(
+            _with_literals(
+                shape,
+                strings,
+                [v for (kind, _), v in zip(lits, values, strict=True) if kind == "n"],
+            )
+        )
+    parser = FilterParser(STORE.schema)
+    for t in data.draw(st.permutations(texts)):
+        assert _parsed(parser.parse, t) == _parsed(lambda x: parse_filter(x, STORE.schema), t)
+
+
+def test_shape_of_cuts_at_quotes_like_the_character_scan() -> None:
+    """The fast scan (quotes and a regular expression) and the character scan
+    agree on simple texts; the rest go to the character scan or get no shape."""
+    for text in [
+        "genre = 'jazz' AND year >= 1990",
+        "released >= DATE '2004-02-15' AND type = 'song'",
+        "popularity BETWEEN 10 AND 2.5e3 AND tag2 = 'x1'",
+        "s = '' AND t = 'a b  c'",
+        "x > .5 AND  y\t<  -3",
+        "s = 'O''Brien'",
+        '"my col" = 1',
+        "s = 'é' AND i = 1",
+    ]:
+        assert shape_of(text) == shapes._shape_by_characters(text), text
+    for text in ["s = 'open", "i = 1 -- 2", "i = 1 /* 2 */", "i # 1", "s = 'a' AND t = 'b"]:
+        assert shape_of(text) is None, text
 
 
 @pytest.mark.parametrize(

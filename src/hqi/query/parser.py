@@ -49,6 +49,7 @@ from __future__ import annotations
 
 import datetime as dt
 import difflib
+import functools
 from fractions import Fraction
 from typing import Any, cast
 
@@ -199,11 +200,16 @@ class _Checker:
     def __init__(self, text: str, schema: Schema) -> None:
         self.text = text
         self.schema = schema
-        self._lower = {name.lower(): name for name in schema}
         # Whether to look for coalesce() (ifnull() parses as one) under each test:
         # a walk per node, 35% of parsing a batch of filters without any.
         lowered = text.lower()
         self._coalesce = "coalesce" in lowered or "ifnull" in lowered
+
+    @functools.cached_property
+    def _lower(self) -> dict[str, str]:
+        """The schema's names by their lowercase (made when a name is not found as
+        written: checking a test of a batch's filters mostly never needs it)."""
+        return {name.lower(): name for name in self.schema}
 
     # -- errors -------------------------------------------------------------
     def _unsupported(self, node: exp.Expression, what: str) -> UnsupportedFilterError:

@@ -4,8 +4,13 @@ Query logs are instances of a few templates: ``genre = 'jazz' AND year > 1990``
 and ``genre = 'rock' AND year > 2001`` differ only in their literals. A
 filter's *shape* is its text with every string and number literal replaced by
 a slot. The first filter of a shape is parsed by sqlglot; later ones reuse its
-syntax tree with their own literals put into the slots, and only the (cheap)
-schema check runs again.
+syntax tree with their own literals put into the slots. The schema check is
+compositional over AND, OR, NOT and parentheses, so it is kept per test (a
+maximal subtree under them) and by the test's own literals: a later filter
+checks only the tests whose literals are new (``type = 'song'`` is checked once
+for all the filters of a shape that hold it), and its predicate is put
+together from the tests' kept predicates. The 1M benchmark's 5,069 new filter
+texts of 38 known shapes: 84 -> 25 ms; of shapes never seen: 84 -> 56 ms.
 
 The shortcut is taken only when this module's literal scan agrees exactly
 with sqlglot's literals for the shape's first filter; anything unusual
@@ -15,14 +20,16 @@ always reported from a full parse, so their positions are exact.
 
 from __future__ import annotations
 
+import re
 import threading
+from typing import Any
 
 from sqlglot import exp
 
 from hqi.errors import FilterError, FilterSyntaxError
 from hqi.query.columns import Schema
 from hqi.query.parser import _Checker, _sqlglot_parse, parse_filter
-from hqi.query.predicate import Predicate
+from hqi.query.predicate import And, Not, Or, Predicate
 
 __all__ = ["FilterParser", "shape_of"]
 
@@ -48,8 +55,43 @@ def _scan_number(text: str, i: int) -> int:
     return i
 
 
+# A number literal, not inside an identifier (``tag2``) or after a dot (``1.2.3``).
+_NUMBER = re.compile(r"(?<![A-Za-z0-9_.])((?:[0-9]+(?:\.[0-9]*)?|\.[0-9]+)(?:[eE][+-]?[0-9]+)?)")
+_SPACES = re.compile(r"\s+")
+
+
 def shape_of(text: str) -> tuple[str, list[Literal]] | None:
-    """(shape, literals in order), or None when the text is not simple to scan."""
+    """(shape, literals in order), or None when the text is not simple to scan.
+
+    ASCII texts without double quotes or doubled single quotes are cut at
+    their quotes and their numbers found by one regular expression (C loops:
+    the 1M benchmark's 5,069 filters 23 -> 15 ms); others are scanned character by character."""
+    if not text.isascii() or '"' in text:
+        return _shape_by_characters(text)
+    parts = text.split("'")
+    if not len(parts) & 1:
+        return None  # an unterminated string
+    outside = parts[0::2]
+    if len(parts) > 3 and not all(outside[1:-1]):
+        return _shape_by_characters(text)  # a quote doubled in a string: 'O''Brien'
+    shape = "'?'".join(outside)
+    if "#" in shape or "--" in shape or "/*" in shape:
+        return None  # comments and operators that could hide a literal: no shortcut
+    if "  " in shape or not shape.isprintable():
+        shape = _SPACES.sub(" ", shape)
+    pieces = _NUMBER.split(shape)  # text, number, text, ..., text
+    strings = iter(parts[1::2])
+    lits: list[Literal] = []
+    for j, piece in enumerate(pieces):
+        if j & 1:
+            lits.append(("n", piece))
+        else:
+            lits.extend(("s", next(strings)) for _ in range(piece.count("'?'")))
+    return "#".join(pieces[0::2]), lits
+
+
+def _shape_by_characters(text: str) -> tuple[str, list[Literal]] | None:
+    """:func:`shape_of` by a scan of every character."""
     out: list[str] = []
     lits: list[Literal] = []
     i, n = 0, len(text)
@@ -108,6 +150,70 @@ def _literal_nodes(tree: exp.Expression) -> list[exp.Literal]:
     return sorted(nodes, key=lambda n: (getattr(n, "_meta", None) or {}).get("start", -1))
 
 
+# A shape's boolean skeleton: ("and" | "or", left, right), ("not", operand), or a
+# test: (index among the shape's tests, its subtree, its literals' slots).
+_Skeleton = tuple[Any, ...]
+
+
+def _skeleton(node: exp.Expression, slot_of: dict[int, int], tests: list[int]) -> _Skeleton:
+    """``node``'s skeleton (``slot_of``: a literal node's id -> its slot; ``tests``
+    counts the tests). Mirrors ``_Checker.predicate``, which maps
+    parentheses, AND, OR and NOT to the same operators of its operands'
+    predicates, so a test's predicate depends on its own subtree alone."""
+    if isinstance(node, exp.Paren):
+        return _skeleton(node.this, slot_of, tests)
+    if isinstance(node, exp.And | exp.Or):
+        op = "and" if isinstance(node, exp.And) else "or"
+        return (
+            op,
+            _skeleton(node.this, slot_of, tests),
+            _skeleton(node.expression, slot_of, tests),
+        )
+    if isinstance(node, exp.Not):
+        return ("not", _skeleton(node.this, slot_of, tests))
+    slots = tuple(sorted(slot_of[id(n)] for n in node.walk() if id(n) in slot_of))
+    tests.append(0)
+    return (len(tests) - 1, node, slots)
+
+
+class _Shape:
+    """A shape's syntax tree, its literal nodes in slot order, its skeleton and
+    the predicates of its tests checked so far, by (test, the test's literals)."""
+
+    def __init__(self, tree: exp.Expression, nodes: list[exp.Literal]) -> None:
+        self.tree = tree
+        self.nodes = nodes
+        self.skeleton = _skeleton(tree, {id(n): i for i, n in enumerate(nodes)}, [])
+        self.tests: dict[tuple[Any, ...], Predicate] = {}
+
+    def predicate(self, text: str, schema: Schema, lits: list[Literal]) -> Predicate:
+        """The predicate of the filter ``text`` of this shape (``lits``: its literals
+        by slot); raises what the schema check of a new test raises."""
+        return self._build(self.skeleton, text, schema, lits)
+
+    def _build(self, sk: _Skeleton, text: str, schema: Schema, lits: list[Literal]) -> Predicate:
+        head = sk[0]
+        if head == "and":
+            return And(
+                (self._build(sk[1], text, schema, lits), self._build(sk[2], text, schema, lits))
+            )
+        if head == "or":
+            return Or(
+                (self._build(sk[1], text, schema, lits), self._build(sk[2], text, schema, lits))
+            )
+        if head == "not":
+            return Not(self._build(sk[1], text, schema, lits))
+        _, node, slots = sk
+        key = (head, *(lits[i][1] for i in slots))
+        pred = self.tests.get(key)
+        if pred is None:
+            for i in slots:
+                self.nodes[i].set("this", lits[i][1])
+            pred = _Checker(text, schema).predicate(node)
+            self.tests[key] = pred
+        return pred
+
+
 class FilterParser:
     """Parses filters for one schema, caching by text and by shape (thread-safe).
 
@@ -118,7 +224,8 @@ class FilterParser:
         self.schema = schema
         self.max_entries = max_entries
         self._texts: dict[str, Predicate | None] = {}
-        self._shapes: dict[str, tuple[exp.Expression, list[exp.Literal]] | None] = {}
+        self._shapes: dict[str, _Shape | None] = {}
+        self._tests = 0  # the tests kept by all shapes, bounded by max_entries
         self._lock = threading.Lock()
 
     def parse(self, text: str | None) -> Predicate | None:
@@ -147,24 +254,32 @@ class FilterParser:
         with self._lock:
             if shape not in self._shapes:
                 tree = _sqlglot_parse(text)  # errors surface here, positioned
-                pred = _Checker(text, self.schema).predicate(tree)
                 nodes = _literal_nodes(tree)
                 agrees = len(nodes) == len(lits) and all(
                     node.is_string == (kind == "s") and str(node.this) == value
                     for node, (kind, value) in zip(nodes, lits, strict=False)
                 )
-                if len(self._shapes) >= self.max_entries:
+                if len(self._shapes) >= self.max_entries or self._tests >= self.max_entries:
                     self._shapes.clear()
-                self._shapes[shape] = (tree, nodes) if agrees else None
+                    self._tests = 0
+                if not agrees:
+                    self._shapes[shape] = None
+                    return _Checker(text, self.schema).predicate(tree)
+                # Checked test by test (this text's own tree: errors positioned), so
+                # that its tests are kept for the shape's later filters.
+                first = _Shape(tree, nodes)
+                pred = first.predicate(text, self.schema, lits)
+                self._shapes[shape] = first
+                self._tests += len(first.tests)
                 return pred
             entry = self._shapes[shape]
             if entry is None:
                 return parse_filter(text, self.schema)
-            tree, nodes = entry
-            for node, (_, value) in zip(nodes, lits, strict=True):
-                node.set("this", value)
+            kept = len(entry.tests)
             try:
-                return _Checker(text, self.schema).predicate(tree)
+                return entry.predicate(text, self.schema, lits)
             except FilterError:
                 pass
+            finally:
+                self._tests += len(entry.tests) - kept
         return parse_filter(text, self.schema)  # raises with exact positions
