@@ -35,6 +35,7 @@ of the planner evaluating it on every row its queries scan.
 
 from __future__ import annotations
 
+import math
 import threading
 from dataclasses import dataclass
 
@@ -116,6 +117,11 @@ class AttributeMatrix:
             if columns
             else np.zeros((store.num_rows, 0), dtype=np.float64)
         )
+
+    def forget_filters(self) -> None:
+        """Forget the compiled programs and atoms kept so far (per literal)."""
+        self._programs.clear()
+        self._true_sets.clear()
 
     def part_column(self, key: PartColumn) -> int:
         """The matrix column of date part ``key``: each row's part less the
@@ -220,11 +226,11 @@ _NOT_NULL = [(-np.inf, np.inf)]
 
 
 def _below(x: float) -> float:
-    return float(np.nextafter(x, -np.inf))
+    return math.nextafter(x, -math.inf)  # np.nextafter's float64, without a NumPy call
 
 
 def _above(x: float) -> float:
-    return float(np.nextafter(x, np.inf))
+    return math.nextafter(x, math.inf)
 
 
 def _complement(intervals: list[tuple[float, float]]) -> list[tuple[float, float]]:
@@ -362,11 +368,10 @@ class _Compiler:
             return False
         data = self.matrix.store[pred.column]
         assert isinstance(data, ListData)
-        code = np.flatnonzero(data.dictionary == pred.value)
-        if code.size == 0:  # no list holds it: never TRUE; NOT: TRUE on every list
+        bit = data.code_of.get(pred.value)
+        if bit is None:  # no list holds it: never TRUE; NOT: TRUE on every list
             self.atoms.append((index, _NOT_NULL if negated else _NEVER))
         else:
-            bit = int(code[0])
             self.atoms.append((index, [(float(-bit - 1 if negated else bit), np.nan)]))
         return True
 
@@ -382,10 +387,12 @@ class _Compiler:
             if isinstance(pred, Compare) and pred.op == "=":
                 code = data.code_of.get(pred.value)  # type: ignore[arg-type]
                 return _NEVER if code is None else [(float(code), float(code))]
+            if isinstance(pred, InList):  # the values' codes, without a pass over the dictionary
+                code_of = data.code_of
+                codes = {code_of[v] for v in pred.values if isinstance(v, str) and v in code_of}
+                return _runs(np.array(sorted(codes), dtype=np.int64))
             if isinstance(pred, Compare):
                 hit = data.compare(pred.op, str(pred.value))
-            elif isinstance(pred, InList):
-                hit = np.isin(data.dictionary, [v for v in pred.values if isinstance(v, str)])
             elif isinstance(pred, Pattern):
                 return _runs(pattern_codes(pred, data.dictionary))
             else:
@@ -459,6 +466,9 @@ def _clause_intervals(clause: Clause) -> list[tuple[int, float, float]]:
     can count the string codes they hold), then its NULL test and its bit
     tests, each alone. A clause whose intervals are all empty never holds:
     one empty interval."""
+    if len(clause) == 1 and _ascending(clause[0][1]):  # most clauses: nothing to merge
+        c, intervals = clause[0]
+        return [(c, a, b) for a, b in intervals]
     values: dict[int, list[tuple[float, float]]] = {}
     special: dict[int, set[tuple[float, float]]] = {}
     for c, intervals in clause:
@@ -481,6 +491,17 @@ def _clause_intervals(clause: Clause) -> list[tuple[int, float, float]]:
             (c, a, b) for a, b in sorted(special.get(c, ()), key=lambda x: (x[0] == x[0], x[0]))
         )
     return out or [(0, *_NEVER[0])]
+
+
+def _ascending(intervals: list[tuple[float, float]]) -> bool:
+    """Whether ``intervals`` are some non-empty value intervals (no NaN), ascending
+    and disjoint: what :func:`_clause_intervals` makes of them alone."""
+    last = -math.inf
+    for i, (a, b) in enumerate(intervals):
+        if not (a <= b and (a > last or (i == 0 and a == last))):
+            return False
+        last = b
+    return bool(intervals)
 
 
 def program_mask(program: Program, matrix: AttributeMatrix) -> np.ndarray:
