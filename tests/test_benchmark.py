@@ -54,6 +54,33 @@ def test_smoke_run(tmp_path) -> None:
     assert (out / "recall_qps.png").stat().st_size > 1000
 
 
+@pytest.mark.parametrize("cold", [True, False])
+def test_each_timed_search_starts_without_filter_caches(monkeypatch, cold: bool) -> None:
+    """With ``cold_filters`` (the default) every system forgets its parsed
+    filters before each timed search, so that no repeat reuses another's."""
+    from hqi.benchmark import systems
+
+    cleared: list[str] = []
+    for cls in (systems.Hqi, systems._Filtered):
+        original = cls.clear_filter_caches
+
+        def counted(self, original=original) -> None:
+            cleared.append(self.name)
+            original(self)
+
+        monkeypatch.setattr(cls, "clear_filter_caches", counted)
+    names = ("hqi", "faiss-ivf-idselector")
+    cfg = BenchConfig(
+        n=2000, dim=8, queries=40, train_queries=100, repeats=2, systems=names, cold_filters=cold
+    )
+    points, _, _ = run_benchmark(cfg)
+    if not cold:
+        assert cleared == []
+        return
+    for name in names:
+        assert cleared.count(name) == 2 * sum(p.system == name for p in points)
+
+
 @pytest.mark.skipif(
     data_root() is None or not (data_root() / "fb15k237").is_dir(),  # type: ignore[operator]
     reason="../shared/data/fb15k237 is not present (real data is never copied into the repo)",

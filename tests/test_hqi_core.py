@@ -50,6 +50,25 @@ def test_all_probes_equal_exact(learned, workload, truth) -> None:
     np.testing.assert_allclose(res.distances, truth.distances, rtol=1e-6)
 
 
+@pytest.mark.parametrize("shapes", [False, True])
+def test_clearing_filter_caches_keeps_answers(catalog, workload, shapes: bool) -> None:
+    """clear_filter_caches forgets parsed filters (the next parse is a new
+    object) and leaves every answer as it was."""
+    index = _learn(catalog, workload)
+    queries, filters = workload.queries[:150], workload.filters[:150]
+    before = [index.search(queries, filters, k=10, **o) for o in ({"nprobe": 2}, {"exact": True})]
+    texts = [t for t in filters if t]
+    parsed = [index.parse(t) for t in texts]
+    assert all(index.parse(t) is p for t, p in zip(texts, parsed, strict=True))  # cached
+    index.clear_filter_caches(shapes=shapes)
+    again = [index.parse(t) for t in texts]
+    assert again == parsed and all(a is not p for a, p in zip(again, parsed, strict=True))
+    index.clear_filter_caches(shapes=shapes)
+    after = [index.search(queries, filters, k=10, **o) for o in ({"nprobe": 2}, {"exact": True})]
+    for b, a in zip(before, after, strict=True):
+        np.testing.assert_array_equal(a.ids, b.ids)
+
+
 def test_default_settings_reach_recall(learned, workload, truth) -> None:
     res = learned.search(workload.queries[:150], workload.filters[:150], k=10)
     assert recall_at_k(res, truth).mean() >= 0.9

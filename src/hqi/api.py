@@ -51,8 +51,9 @@ from hqi.index.update import add_rows, delete_rows
 from hqi.layout.qdtree import QdTree
 from hqi.layout.vector_cuts import CoarseCentroids
 from hqi.layout.zonemap import ZoneMaps
-from hqi.query import ColumnStore, FilterParser, Predicate, evaluate
+from hqi.query import ColumnStore, FilterParser, Predicate, coalesce, evaluate
 from hqi.query.compiled import AttributeMatrix
+from hqi.query.patterns import forget_patterns
 from hqi.storage import format as storage
 
 __all__ = ["Filters", "Index", "build", "open"]
@@ -331,6 +332,23 @@ class Index:
     def parse(self, text: str | None) -> Predicate | None:
         """Parse and check a filter against this index's schema (cached)."""
         return self._parser.parse(text)
+
+    def clear_filter_caches(self, *, shapes: bool = False) -> None:
+        """Forget what this index keeps per filter text or literal: parsed
+        filters, their compiled programs, the zone flags of their tests and
+        matched LIKE patterns. The memory comes back, and the next search
+        times its filters as new ones (``hqi bench`` clears them before each
+        timed search). Kept: each filter shape's syntax tree (``type = '?'
+        AND year >= #``), unless ``shapes``. Waits for running searches."""
+        with self._lock.write():
+            self._parser.clear(shapes=shapes)
+            self._zones.forget_filters()
+            for name in ("_list_zones", "_attribute_matrix"):  # made on first use
+                made = self.__dict__.get(name)
+                if made is not None:
+                    made.forget_filters()
+            forget_patterns()
+            coalesce.truth_at.cache_clear()
 
     @_reads
     def mask(self, filter: str | None) -> np.ndarray:

@@ -635,6 +635,7 @@ def cmd_bench(args: argparse.Namespace) -> None:
         k=args.k,
         threads=args.threads,
         repeats=args.repeats,
+        cold_filters=not args.warm_filters,
         seed=args.seed,
         systems=systems,
     )
@@ -882,6 +883,12 @@ def make_parser() -> argparse.ArgumentParser:
     p.add_argument("-k", "--k", type=_positive, default=10)
     p.add_argument("--threads", type=_positive, default=2)
     p.add_argument("--repeats", type=_positive, default=3)
+    p.add_argument(
+        "--warm-filters",
+        action="store_true",
+        help="reuse parsed and compiled filters across a point's repeats (as runs up "
+        "to 58 did); by default each timed search starts without them",
+    )
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--systems", default=None, help="comma-separated subset (default: all)")
     p.add_argument("--out", default="bench/results", help="results root folder")

@@ -33,6 +33,7 @@ from hqi.execution.products import bf16_available
 from hqi.query import ColumnStore, FilterParser, Predicate
 from hqi.query.columns import normalize_table
 from hqi.query.evaluate import BatchEvaluator
+from hqi.query.patterns import forget_patterns
 
 __all__ = ["LEVELS", "SYSTEMS", "BenchData", "System"]
 
@@ -82,6 +83,10 @@ class System(Protocol):
 
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray: ...
 
+    def clear_filter_caches(self) -> None:
+        """Forget what is kept per filter text or literal, so that the next
+        search parses and compiles its filters as new ones."""
+
 
 class _Filters:
     """Filter evaluation over input-order rows, for the baselines."""
@@ -89,6 +94,11 @@ class _Filters:
     def __init__(self, data: BenchData) -> None:
         self.store = ColumnStore(normalize_table(data.attributes))
         self.parser = FilterParser(self.store.schema)
+
+    def clear(self) -> None:
+        """Forget the parsed filters and matched patterns (kept per literal)."""
+        self.parser.clear()
+        forget_patterns()
 
     def masks(self, filters: Sequence[str]) -> Iterator[tuple[np.ndarray, np.ndarray]]:
         evaluator = BatchEvaluator(self.store)
@@ -150,6 +160,16 @@ def _by_filter(
     return out
 
 
+class _Filtered:
+    """A baseline that evaluates its filters with :class:`_Filters`."""
+
+    filters: _Filters
+
+    def clear_filter_caches(self) -> None:
+        """Forget what is kept per filter text (before each timed search)."""
+        self.filters.clear()
+
+
 class Hqi:
     name = "hqi"
 
@@ -184,6 +204,11 @@ class Hqi:
             warm.append({"nprobe": 2, "products": "bf16"})
         return warm
 
+    def clear_filter_caches(self) -> None:
+        """Forget what the index keeps per filter text or literal
+        (:meth:`hqi.Index.clear_filter_caches`; before each timed search)."""
+        self.index.clear_filter_caches()
+
     def search(self, data: BenchData, params: dict[str, Any], threads: int) -> np.ndarray:
         """The batch's ids. A batch small enough for hqi's flat path (exact, no
         planner: ``SearchOptions.flat``) marks its point ``flat=True``, since
@@ -194,7 +219,7 @@ class Hqi:
         return res.ids
 
 
-class BruteForce:
+class BruteForce(_Filtered):
     """The foundation's exact path: grouped brute force over gathered rows."""
 
     name = "exact-grouped-bruteforce"
@@ -246,7 +271,7 @@ def _selector_search(
     return _by_filter(filters, data.filters, data.k, threads, answer)
 
 
-class FaissIVFSelector:
+class FaissIVFSelector(_Filtered):
     name = "faiss-ivf-idselector"
     nlist_per_sqrt = 4
 
@@ -309,7 +334,7 @@ class FaissIVFPostFilter(FaissIVFSelector):
         return _by_filter(self.filters, data.filters, data.k, _workers(params, threads), answer)
 
 
-class FaissHNSWSelector:
+class FaissHNSWSelector(_Filtered):
     name = "faiss-hnsw-idselector"
 
     def build(self, data: BenchData, threads: int) -> None:
@@ -333,7 +358,7 @@ class FaissHNSWSelector:
         )
 
 
-class Hnswlib:
+class Hnswlib(_Filtered):
     """hnswlib's filtered search: a Python callback per visited candidate."""
 
     name = "hnswlib-filter"

@@ -352,6 +352,10 @@ class ZoneMaps:
             return np.bincount(zone_of, weights=hit[summary["codes"]], minlength=self.num_parts)
         return np.bincount(zone_of[_entries_of(summary, wanted)], minlength=self.num_parts)
 
+    def forget_filters(self) -> None:
+        """Forget the atoms' flags kept so far (:meth:`flags`' cache, per literal)."""
+        self._atoms.clear()
+
     def flags(self, pred: Predicate | None) -> Flags:
         """The four truth flags of ``pred`` for every partition."""
         p = self.num_parts

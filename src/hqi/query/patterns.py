@@ -286,6 +286,13 @@ def _matched(dictionary: np.ndarray) -> _Matched:
     return entry
 
 
+def forget_patterns() -> None:
+    """Forget every dictionary's matched patterns (:func:`pattern_codes`' cache)."""
+    for entry in list(_MATCHED.values()):
+        entry.hits.clear()
+        entry.kept = 0
+
+
 def pattern_codes(pred: Pattern, dictionary: np.ndarray) -> np.ndarray:
     """The codes (ascending) of the values of a string ``dictionary`` (object
     array of str) that match ``pred``, kept for the next call (read-only). A

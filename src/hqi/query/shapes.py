@@ -228,6 +228,19 @@ class FilterParser:
         self._tests = 0  # the tests kept by all shapes, bounded by max_entries
         self._lock = threading.Lock()
 
+    def clear(self, *, shapes: bool = False) -> None:
+        """Forget the parsed texts and each shape's checked tests (what is kept per
+        literal); with ``shapes``, the shapes' syntax trees too."""
+        with self._lock:
+            self._texts.clear()
+            if shapes:
+                self._shapes.clear()
+            else:
+                for entry in self._shapes.values():
+                    if entry is not None:
+                        entry.tests.clear()
+            self._tests = 0
+
     def parse(self, text: str | None) -> Predicate | None:
         """Like :func:`hqi.query.parse_filter`, with caching."""
         if text is None:
