@@ -668,6 +668,29 @@ def test_compiled_programs_are_cached_within_a_bound(monkeypatch) -> None:
     assert compile_filter(again, matrix) is compile_filter(again, matrix)
 
 
+@settings(max_examples=200, deadline=None)
+@given(st.lists(predicates, min_size=1, max_size=6))
+def test_conjunctions_compile_from_their_kept_tests_as_in_full(texts: list[str]) -> None:
+    """A conjunction's program is put together from its tests' kept intervals
+    (kept across filters): the same program as compiling it whole, and None
+    exactly when that is."""
+    from hqi.query import compiled
+
+    matrix = AttributeMatrix(STORE)
+    for text in texts:
+        pred = parse_filter(text, STORE.schema)
+        whole = compiled._program(
+            compiled._clause_rows(compiled._Compiler(matrix).clauses(pred, False))
+            if pred is not None
+            else []
+        )
+        kept = compiled._compile(pred, matrix)
+        assert (kept is None) == (whole is None), text
+        if kept is not None and whole is not None:
+            got, want = np.array(kept.atoms).reshape(-1, 4), np.array(whole.atoms).reshape(-1, 4)
+            np.testing.assert_array_equal(got, want)
+
+
 def test_integers_beyond_float64_do_not_compile() -> None:
     """A column with integers float64 cannot hold exactly stays out of the matrix
     (its filters keep masks); literals beyond 2**53 do not compile either."""
