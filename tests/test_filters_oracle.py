@@ -309,6 +309,28 @@ def test_filters_of_one_shape_parse_like_sqlglot(text: str, data: st.DataObject)
         assert _parsed(parser.parse, t) == _parsed(lambda x: parse_filter(x, STORE.schema), t)
 
 
+@pytest.mark.parametrize(
+    "texts",
+    [
+        ["i > 3 AND s = 'jazz'", "i > 5 AND s = 'rock'", "i > 5.5 AND s = 'O''Brien'"],
+        ["d < DATE '2001-01-01'", "d < DATE '1999-12-31'", "d < DATE '2001-02-30'"],
+        ["ts >= DATE '2021-01-01'", "ts >= DATE '2021-06-01'"],  # a timestamp: not direct
+        ["f >= 1.5 OR NOT b", "f >= 2 OR NOT b", "f >= 1e1 OR NOT b"],
+        ["'jazz' = s", "'rock' = s"],  # the literal first: checked each time
+        ["s = 'x' AND i = 1", "s = 'x' AND i = 2", "s = 'x' AND s = 'y'"],
+    ],
+)
+def test_comparisons_of_a_shape_take_new_literals(texts: list[str]) -> None:
+    """A test comparing a column with one literal is checked once per shape;
+    later literals make its predicate directly, as the check would have."""
+    parser = FilterParser(STORE.schema)
+    for text in texts + texts[::-1]:
+        assert _parsed(parser.parse, text) == _parsed(
+            lambda x: parse_filter(x, STORE.schema), text
+        ), text
+        parser._texts.clear()  # the shape and its tests stay
+
+
 def test_shape_of_cuts_at_quotes_like_the_character_scan() -> None:
     """The fast scan (quotes and a regular expression) and the character scan
     agree on simple texts; the rest go to the character scan or get no shape."""

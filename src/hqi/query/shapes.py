@@ -20,16 +20,19 @@ always reported from a full parse, so their positions are exact.
 
 from __future__ import annotations
 
+import contextlib
+import datetime as dt
 import re
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sqlglot import exp
 
 from hqi.errors import FilterError, FilterSyntaxError
 from hqi.query.columns import Schema
-from hqi.query.parser import _Checker, _sqlglot_parse, parse_filter
-from hqi.query.predicate import And, Not, Or, Predicate
+from hqi.query.parser import _COMPARE, _Checker, _number, _sqlglot_parse, parse_filter
+from hqi.query.predicate import And, Compare, CompareOp, Not, Or, Predicate, Value
 
 __all__ = ["FilterParser", "shape_of"]
 
@@ -176,15 +179,38 @@ def _skeleton(node: exp.Expression, slot_of: dict[int, int], tests: list[int]) -
     return (len(tests) - 1, node, slots)
 
 
+def _converter(node: exp.Expression) -> Callable[[str], Value] | None:
+    """How a comparison of a column with one literal (``year >= 1990``,
+    ``type = 'song'``, ``released >= DATE '2004-02-15'``) turns its literal's
+    text into the compared value, if it is such a comparison; the first check
+    of the test confirms it (:meth:`_Shape._build`)."""
+    if type(node) not in _COMPARE or not isinstance(node.this, exp.Column) or node.this.table:
+        return None
+    value = node.expression
+    if isinstance(value, exp.Literal):
+        return str if value.is_string else _number
+    is_date = isinstance(value, exp.Cast) and value.to.this == exp.DataType.Type.DATE
+    if is_date and isinstance(value.this, exp.Literal) and value.this.is_string:
+        return lambda text: dt.date.fromisoformat(text.strip())
+    return None
+
+
 class _Shape:
     """A shape's syntax tree, its literal nodes in slot order, its skeleton and
-    the predicates of its tests checked so far, by (test, the test's literals)."""
+    the predicates of its tests checked so far, by (test, the test's literals).
+
+    A test that compares a column with one literal is checked once; for its
+    later literals its predicate is made directly (``Compare(column, op,
+    value)``, the literal converted as the check converted the first one):
+    the 1M batch's 5,069 filters with no test kept, 53 -> 40 ms."""
 
     def __init__(self, tree: exp.Expression, nodes: list[exp.Literal]) -> None:
         self.tree = tree
         self.nodes = nodes
         self.skeleton = _skeleton(tree, {id(n): i for i, n in enumerate(nodes)}, [])
         self.tests: dict[tuple[Any, ...], Predicate] = {}
+        # A one-literal comparison test's (column, op, converter), once confirmed.
+        self.compares: dict[int, tuple[str, CompareOp, Callable[[str], Value]]] = {}
 
     def predicate(self, text: str, schema: Schema, lits: list[Literal]) -> Predicate:
         """The predicate of the filter ``text`` of this shape (``lits``: its literals
@@ -206,11 +232,23 @@ class _Shape:
         _, node, slots = sk
         key = (head, *(lits[i][1] for i in slots))
         pred = self.tests.get(key)
+        if pred is not None:
+            return pred
+        compare = self.compares.get(head)
+        if compare is not None:
+            column, op, convert = compare
+            with contextlib.suppress(ValueError):  # checked below, which raises
+                pred = Compare(column, op, convert(lits[slots[0]][1]))
         if pred is None:
             for i in slots:
                 self.nodes[i].set("this", lits[i][1])
             pred = _Checker(text, schema).predicate(node)
-            self.tests[key] = pred
+            made = _converter(node) if len(slots) == 1 else None
+            if made is not None and isinstance(pred, Compare):
+                op = _COMPARE[type(node)]
+                if pred == Compare(pred.column, op, made(lits[slots[0]][1])):
+                    self.compares[head] = (pred.column, op, made)
+        self.tests[key] = pred
         return pred
 
 
