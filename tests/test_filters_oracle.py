@@ -318,6 +318,13 @@ def test_filters_of_one_shape_parse_like_sqlglot(text: str, data: st.DataObject)
         ["f >= 1.5 OR NOT b", "f >= 2 OR NOT b", "f >= 1e1 OR NOT b"],
         ["'jazz' = s", "'rock' = s"],  # the literal first: checked each time
         ["s = 'x' AND i = 1", "s = 'x' AND i = 2", "s = 'x' AND s = 'y'"],
+        ["i BETWEEN 1 AND 5", "i BETWEEN 2.5 AND 1e1", "i BETWEEN 3 AND 3"],
+        [
+            "d BETWEEN DATE '2001-01-01' AND DATE '2002-01-01'",
+            "d BETWEEN DATE '2003-01-01' AND DATE '2003-02-30'",
+        ],
+        ["d BETWEEN '2001-01-01' AND '2002-01-01'", "d BETWEEN '2003-01-01' AND '2004-01-01'"],
+        ["f BETWEEN -1 AND 2", "f BETWEEN -3.5 AND 2"],  # a negative bound: not a literal
     ],
 )
 def test_comparisons_of_a_shape_take_new_literals(texts: list[str]) -> None:

@@ -35,7 +35,9 @@ of the planner evaluating it on every row its queries scan.
 
 from __future__ import annotations
 
+import contextlib
 import math
+import struct
 import threading
 from dataclasses import dataclass
 from functools import cached_property
@@ -285,6 +287,19 @@ def _runs(codes: np.ndarray) -> list[tuple[float, float]]:
     return [(float(codes[a]), float(codes[b])) for a, b in zip(starts, stops, strict=True)]
 
 
+def _in_float_type(v: float, dtype: np.dtype) -> float:
+    """``v`` rounded to float ``dtype`` as NumPy casts it (float32 by the C cast
+    that ``struct`` makes, about 1 us faster than a NumPy scalar; beyond
+    float32's range, NumPy's infinity)."""
+    if dtype == np.float64:
+        return v
+    if dtype == np.float32:
+        with contextlib.suppress(OverflowError):
+            return float(struct.unpack("f", struct.pack("f", v))[0])
+    with np.errstate(over="ignore"):
+        return float(np.asarray(v).astype(dtype))
+
+
 def _exact(value: object) -> float | None:
     """A literal as float64, or None when it is not exact there."""
     if isinstance(value, bool):
@@ -436,17 +451,22 @@ class _Compiler:
         v = _exact(_physical(pred.value))
         if v is None:
             return None
-        if self.matrix.dtypes[pred.column].kind == "f" and not isinstance(pred.value, bool):
+        dtype = self.matrix.dtypes[pred.column]
+        if dtype.kind == "f" and not isinstance(pred.value, bool):
             # NumPy compares a float column with a Python number in the column's type.
-            v = float(np.asarray(v).astype(self.matrix.dtypes[pred.column]))
-        return {
-            "=": [(v, v)],
-            "!=": _complement([(v, v)]),
-            "<": [(-np.inf, _below(v))],
-            "<=": [(-np.inf, v)],
-            ">": [(_above(v), np.inf)],
-            ">=": [(v, np.inf)],
-        }[pred.op]
+            v = _in_float_type(v, dtype)
+        op = pred.op  # (only the one asked for is made: a dict of all six cost 2 us)
+        if op == "=":
+            return [(v, v)]
+        if op == "!=":
+            return _complement([(v, v)])
+        if op == "<":
+            return [(-np.inf, _below(v))]
+        if op == "<=":
+            return [(-np.inf, v)]
+        if op == ">":
+            return [(_above(v), np.inf)]
+        return [(v, np.inf)]  # >=
 
 
 def compile_filter(pred: Predicate | None, matrix: AttributeMatrix) -> Program | None:
