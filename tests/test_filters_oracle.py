@@ -413,6 +413,7 @@ def test_shape_of_cuts_at_quotes_like_the_character_scan() -> None:
         "isoyear(d) = 2020 OR yearweek(ts) >= 202053",
         "yearweek(d) BETWEEN 199952 AND 200001",
         "coalesce(f, 0) >= 3",
+        "0 = coalesce(f, 99999999999999999999)",  # an integer beyond int64, for a double
         "ifnull(s, 'jazz') = 'jazz'",
         "NOT coalesce(b, TRUE)",
         "coalesce(i, 0) * 2 + 1 > 5",

@@ -403,6 +403,15 @@ class _Checker:
                         what = f"coalesce() of integer column {column!r} takes 64-bit integers"
                         raise self._type_error(value, f"{what}, not {shown}")
                     default = int(number)
+                elif kind is ColumnKind.FLOAT and type(default) is int:  # a double, as in DuckDB
+                    try:
+                        default = float(default)
+                    except OverflowError:
+                        shown = value.sql(dialect="duckdb")
+                        raise self._type_error(
+                            value,
+                            f"coalesce() of float column {column!r}: {shown} is beyond a double",
+                        ) from None
                 break
         at = next(i for i, c in enumerate(node.find_all(exp.Coalesce)) if c is call)
         tree = node.copy()
