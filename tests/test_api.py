@@ -72,8 +72,12 @@ def test_signatures_are_pinned() -> None:
         "(self, vectors: 'Any' = None, attributes: 'Any' = None, ids: 'Any' = None, *, "
         "delete: 'Any' = None, replace: 'bool' = False) -> 'None'"
     )
+    assert str(inspect.signature(hqi.Index.clear_filter_caches)) == (
+        "(self, *, shapes: 'bool' = False) -> 'None'"
+    )
     assert public_methods == {
         "add",
+        "clear_filter_caches",
         "count",
         "delete",
         "drift",
