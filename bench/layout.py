@@ -59,6 +59,7 @@ def main() -> None:
         exact_s, exact = median_timed(
             lambda index=index: index.search(q, f, k=10, exact=True, threads=args.threads),
             args.repeats,
+            index.clear_filter_caches,
         )
         if truth is None:
             truth = exact
