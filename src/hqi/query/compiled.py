@@ -113,7 +113,7 @@ class AttributeMatrix:
         self._true_sets: dict[Predicate, list[tuple[float, float]] | None] = {}
         self._programs: dict[Predicate | None, Program | None] = {}  # compile_filter's
         # A test's clauses' intervals, by (atom, negated): _compile's.
-        self._test_rows: dict[tuple[Predicate, bool], object] = {}
+        self._test_rows: dict[tuple[Predicate, bool], list[list[Interval]] | None] = {}
         self._grow = threading.Lock()  # part_column's
         self._by_column: tuple[np.ndarray, np.ndarray] | None = None
         self._ranges: tuple[np.ndarray, tuple[np.ndarray, np.ndarray]] | None = None
@@ -228,24 +228,28 @@ class Program:
         return len(self.atoms)
 
     @cached_property
+    def _arrays(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        return _concat([self])
+
+    @property
     def col(self) -> np.ndarray:
         """(A,) int64: a column of the AttributeMatrix per interval."""
-        return np.array([a[0] for a in self.atoms], dtype=np.int64)
+        return self._arrays[0]
 
-    @cached_property
+    @property
     def group(self) -> np.ndarray:
         """(A,) int64, ascending: each interval's clause."""
-        return np.array([a[1] for a in self.atoms], dtype=np.int64)
+        return self._arrays[1]
 
-    @cached_property
+    @property
     def lo(self) -> np.ndarray:
         """(A,) float64."""
-        return np.array([a[2] for a in self.atoms], dtype=np.float64)
+        return self._arrays[2]
 
-    @cached_property
+    @property
     def hi(self) -> np.ndarray:
         """(A,) float64."""
-        return np.array([a[3] for a in self.atoms], dtype=np.float64)
+        return self._arrays[3]
 
 
 _NEVER = [(np.inf, -np.inf)]  # an interval no value lies in
@@ -313,6 +317,7 @@ def _exact(value: object) -> float | None:
 
 Atom = tuple[int, list[tuple[float, float]]]  # (matrix column, intervals)
 Clause = list[Atom]  # TRUE when one of its atoms is
+Interval = tuple[int, float, float]  # (matrix column, lo, hi) of a clause
 
 
 class _Compiler:
@@ -488,24 +493,21 @@ def _compile(pred: Predicate | None, matrix: AttributeMatrix) -> Program | None:
         return None  # no scalar columns
     tests = _conjuncts(pred)
     if tests is not None:  # most filters: each test's clauses kept, then put end to end
-        rows: list[list[tuple[int, float, float]]] = []
+        rows: list[list[Interval]] = []
         for test in tests:
-            kept = matrix._test_rows.get(test, _UNSEEN)
-            if kept is _UNSEEN:
-                if len(matrix._test_rows) >= 100_000:
-                    matrix._test_rows.clear()
-                kept = matrix._test_rows[test] = _clause_rows(
-                    _Compiler(matrix).clauses(test[0], test[1])
-                )
+            cache = matrix._test_rows
+            try:
+                kept = cache[test]
+            except KeyError:
+                if len(cache) >= 100_000:
+                    cache.clear()
+                kept = cache[test] = _clause_rows(_Compiler(matrix).clauses(test[0], test[1]))
             if kept is None:
                 return None
-            rows.extend(kept)  # type: ignore[arg-type]
+            rows.extend(kept)
         return _program(rows)
     clauses = [] if pred is None else _Compiler(matrix).clauses(pred, False)
     return _program(_clause_rows(clauses))
-
-
-_UNSEEN = object()
 
 
 def _conjuncts(pred: Predicate | None) -> list[tuple[Predicate, bool]] | None:
@@ -531,12 +533,12 @@ def _conjuncts(pred: Predicate | None) -> list[tuple[Predicate, bool]] | None:
     return out
 
 
-def _clause_rows(clauses: list[Clause] | None) -> list[list[tuple[int, float, float]]] | None:
+def _clause_rows(clauses: list[Clause] | None) -> list[list[Interval]] | None:
     """Each clause's intervals (:func:`_clause_intervals`); None for None."""
     return None if clauses is None else [_clause_intervals(clause) for clause in clauses]
 
 
-def _program(rows: list[list[tuple[int, float, float]]] | None) -> Program | None:
+def _program(rows: list[list[Interval]] | None) -> Program | None:
     """The program of clauses' intervals (clause ``g``: ``rows[g]``), or None
     for None or more than :data:`MAX_INTERVALS` intervals."""
     if rows is None or sum(len(r) for r in rows) > MAX_INTERVALS:
@@ -544,7 +546,7 @@ def _program(rows: list[list[tuple[int, float, float]]] | None) -> Program | Non
     return Program(tuple((c, g, a, b) for g, clause in enumerate(rows) for c, a, b in clause))
 
 
-def _clause_intervals(clause: Clause) -> list[tuple[int, float, float]]:
+def _clause_intervals(clause: Clause) -> list[Interval]:
     """A clause's intervals as (column, lo, hi), column by column: each
     column's value intervals merged (ascending, disjoint, so that zone maps
     can count the string codes they hold), then its NULL test and its bit
@@ -561,7 +563,7 @@ def _clause_intervals(clause: Clause) -> list[tuple[int, float, float]]:
                 special.setdefault(c, set()).add((a, b))
             elif a <= b:
                 values.setdefault(c, []).append((a, b))
-    out: list[tuple[int, float, float]] = []
+    out: list[Interval] = []
     for c in sorted(set(values) | set(special)):
         merged: list[list[float]] = []
         for a, b in sorted(values.get(c, [])):

@@ -22,9 +22,10 @@ from __future__ import annotations
 
 import contextlib
 import datetime as dt
+import itertools
 import re
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from typing import Any
 
 from sqlglot import exp
@@ -158,9 +159,9 @@ def _literal_nodes(tree: exp.Expression) -> list[exp.Literal]:
 _Skeleton = tuple[Any, ...]
 
 
-def _skeleton(node: exp.Expression, slot_of: dict[int, int], tests: list[int]) -> _Skeleton:
+def _skeleton(node: exp.Expression, slot_of: dict[int, int], tests: Iterator[int]) -> _Skeleton:
     """``node``'s skeleton (``slot_of``: a literal node's id -> its slot; ``tests``
-    counts the tests). Mirrors ``_Checker.predicate``, which maps
+    numbers the tests). Mirrors ``_Checker.predicate``, which maps
     parentheses, AND, OR and NOT to the same operators of its operands'
     predicates, so a test's predicate depends on its own subtree alone."""
     if isinstance(node, exp.Paren):
@@ -175,8 +176,7 @@ def _skeleton(node: exp.Expression, slot_of: dict[int, int], tests: list[int]) -
     if isinstance(node, exp.Not):
         return ("not", _skeleton(node.this, slot_of, tests))
     slots = tuple(sorted(slot_of[id(n)] for n in node.walk() if id(n) in slot_of))
-    tests.append(0)
-    return (len(tests) - 1, node, slots)
+    return (next(tests), node, slots)
 
 
 def _converter(value: exp.Expression) -> Callable[[str], Value] | None:
@@ -222,7 +222,7 @@ def _maker(node: exp.Expression, pred: Predicate) -> _Maker | None:
 
 
 class _Shape:
-    """A shape's syntax tree, its literal nodes in slot order, its skeleton and
+    """A shape's literal nodes in slot order (in its syntax tree), its skeleton and
     the predicates of its tests checked so far, by (test, the test's literals).
 
     A test that compares a column with a literal, or puts it between two, is
@@ -231,9 +231,8 @@ class _Shape:
     filters with no test kept, 53 -> 40 ms."""
 
     def __init__(self, tree: exp.Expression, nodes: list[exp.Literal]) -> None:
-        self.tree = tree
-        self.nodes = nodes
-        self.skeleton = _skeleton(tree, {id(n): i for i, n in enumerate(nodes)}, [])
+        self.nodes = nodes  # (they hold the tree)
+        self.skeleton = _skeleton(tree, {id(n): i for i, n in enumerate(nodes)}, itertools.count())
         self.tests: dict[tuple[Any, ...], Predicate] = {}
         # The makers of tests that compare a column with literals, once confirmed.
         self.makers: dict[int, _Maker] = {}
@@ -256,12 +255,12 @@ class _Shape:
         if head == "not":
             return Not(self._build(sk[1], text, schema, lits))
         _, node, slots = sk
-        key = (head, *(lits[i][1] for i in slots))
+        texts = [lits[i][1] for i in slots]
+        key = (head, *texts)
         pred = self.tests.get(key)
         if pred is not None:
             return pred
         maker = self.makers.get(head)
-        texts = [lits[i][1] for i in slots]
         if maker is not None:
             with contextlib.suppress(ValueError):  # checked below, which raises
                 pred = maker(texts)
