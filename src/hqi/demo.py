@@ -112,23 +112,21 @@ def run_demo(
             # Each timed search starts with the index's filter caches cleared
             # (as hqi bench does), so each pays its own parsing and compiling,
             # as a batch of new filters would.
+            def timed(name: str, **options: Any) -> Result:
+                index.clear_filter_caches()
+                t0 = time.perf_counter()
+                res = index.search(
+                    workload.queries, workload.filters, k, threads=threads, **options
+                )
+                figures[name] = time.perf_counter() - t0
+                return res
+
             bar.update(task, advance=1, description="approximate batch search")
-            index.clear_filter_caches()
-            t0 = time.perf_counter()
-            approx = index.search(workload.queries, workload.filters, k, threads=threads)
-            figures["approx_s"] = time.perf_counter() - t0
+            approx = timed("approx_s")
             bar.update(task, description="self-tuned batch search (recall_target)")
-            index.clear_filter_caches()
-            t0 = time.perf_counter()
-            tuned = index.search(
-                workload.queries, workload.filters, k, threads=threads, recall_target=TARGET
-            )
-            figures["tuned_s"] = time.perf_counter() - t0
+            tuned = timed("tuned_s", recall_target=TARGET)
             bar.update(task, advance=1, description="exact batch search")
-            index.clear_filter_caches()
-            t0 = time.perf_counter()
-            exact = index.search(workload.queries, workload.filters, k, threads=threads, exact=True)
-            figures["exact_s"] = time.perf_counter() - t0
+            exact = timed("exact_s", exact=True)
 
             bar.update(task, advance=1, description="naive per-query loop")
             sample = np.random.default_rng(seed).choice(
