@@ -702,8 +702,8 @@ def test_compiled_programs_are_cached_within_a_bound(monkeypatch) -> None:
 @given(st.lists(predicates, min_size=1, max_size=6))
 def test_conjunctions_compile_from_their_kept_tests_as_in_full(texts: list[str]) -> None:
     """A conjunction's program is put together from its tests' kept intervals
-    (kept across filters): the same program as compiling it whole, and None
-    exactly when that is."""
+    (kept across filters; a comparison's made directly, ``_test_rows``): the
+    same program as compiling it whole, and None exactly when that is."""
     from hqi.query import compiled
 
     matrix = AttributeMatrix(STORE)
@@ -719,6 +719,37 @@ def test_conjunctions_compile_from_their_kept_tests_as_in_full(texts: list[str])
         if kept is not None and whole is not None:
             got, want = np.array(kept.atoms).reshape(-1, 4), np.array(whole.atoms).reshape(-1, 4)
             np.testing.assert_array_equal(got, want)
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.one_of(
+        st.from_regex(r"\A[0-9]{0,4}(\.[0-9]{0,3})?([eE][+-]?[0-9]{0,3})?\Z"),
+        st.text(alphabet="0123456789.eE+-_ xinfa", max_size=8),
+    )
+)
+def test_number_literals_read_as_int_then_float(text: str) -> None:
+    """``_number`` (its shortcut: a point or an exponent goes straight to
+    ``float``) reads what ``int``, failing that ``float``, reads, and raises
+    where both do."""
+    from hqi.query.parser import _number
+
+    def reference(t: str) -> int | float:
+        try:
+            return int(t)
+        except ValueError:
+            return float(t)
+
+    try:
+        want: int | float | None = reference(text)
+    except ValueError:
+        want = None
+    if want is None:
+        with pytest.raises(ValueError):
+            _number(text)
+        return
+    got = _number(text)
+    assert type(got) is type(want) and (got == want or (got != got and want != want)), text
 
 
 def test_integers_beyond_float64_do_not_compile() -> None:
