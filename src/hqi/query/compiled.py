@@ -518,16 +518,12 @@ def _test_rows(
     the commonest test, is made directly, without the clauses' dispatch and
     the atoms' cache (each test is kept by :func:`_compile` anyway): the
     SIGMOD sample's 5,035 filters, two new float bounds each, compiled in
-    41 ms instead of 55 ms."""
+    about 42 ms instead of 55 ms."""
     if type(pred) is Compare and not negated and pred.column not in matrix.bit_columns:
         index = matrix.column_index.get(pred.column)
         if index is not None:
             intervals = _Compiler(matrix).true_set(pred)
-            if intervals is None:
-                return None
-            if _ascending(intervals):
-                return [[(index, a, b) for a, b in intervals]]
-            return [_clause_intervals([(index, intervals)])]
+            return None if intervals is None else [_clause_intervals([(index, intervals)])]
     return _clause_rows(_Compiler(matrix).clauses(pred, negated))
 
 
