@@ -325,6 +325,22 @@ def coalesced(draw: st.DrawFn) -> str:
     return _compared(draw, expr, lit, null_low=True, items=3)
 
 
+# Columns compared with columns (ColumnCompare): the string pair has two dictionaries.
+_PAIRS = [
+    ("i", "f"),
+    ("f", "i"),
+    ("i", "i"),
+    ("f", "f"),
+    ("s", "name"),
+    ("name", "s"),
+    ("s", "s"),
+    ("d", "ts"),
+    ("ts", "d"),
+    ("d", "d"),
+    ("ts", "ts"),
+]
+
+
 @st.composite
 def atom(draw: st.DrawFn) -> str:
     kind = draw(
@@ -341,9 +357,23 @@ def atom(draw: st.DrawFn) -> str:
                 "distinct",
                 "arith",
                 "coalesce",
+                "pair",
             ]
         )
     )
+    if kind == "pair":  # two columns: of one kind, int with float, date with timestamp
+        left, right = draw(st.sampled_from(_PAIRS))
+        form = draw(st.sampled_from(["cmp", "cmp", "between", "distinct"]))
+        if form == "between":  # a column and a literal bound, or two columns
+            third = draw(st.sampled_from([right, left, "lit"]))
+            low, high = right, (draw(columns.get(left, str_lit)) if third == "lit" else third)
+            if draw(st.booleans()):
+                low, high = high, low
+            return f"{left} {'NOT ' if draw(st.booleans()) else ''}BETWEEN {low} AND {high}"
+        if form == "distinct":
+            op = "IS NOT DISTINCT FROM" if draw(st.booleans()) else "IS DISTINCT FROM"
+            return f"{left} {op} {right}"
+        return f"{left} {draw(ops)} {right}"
     if kind == "coalesce":
         return draw(coalesced())
     if kind == "like":

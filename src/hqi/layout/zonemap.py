@@ -32,10 +32,12 @@ from hqi._threads import even_bounds, run_split
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData, widen
 from hqi.query.dateparts import PARTS, PartColumn
 from hqi.query.evaluate import _isin, _physical
+from hqi.query.pairs import KeyMap, key_maps
 from hqi.query.patterns import pattern_hits
 from hqi.query.predicate import (
     OPERATORS,
     And,
+    ColumnCompare,
     Compare,
     Const,
     Contains,
@@ -397,6 +399,8 @@ class ZoneMaps:
             t = np.full(self.num_parts, pred.value is True)
             f = np.full(self.num_parts, pred.value is False)
             return Flags(t & ~empty, t | empty, f & ~empty, f | empty)
+        if isinstance(pred, ColumnCompare):
+            return self._pair_flags(pred)
         summary = self._summary(pred.column)
         nulls = summary["nulls"]
         valid_rows = self.sizes - nulls
@@ -468,6 +472,52 @@ class ZoneMaps:
             (all_t & no_nulls & has_valid) | empty,
             may_f & has_valid,
             (all_f & no_nulls & has_valid) | empty,
+        )
+
+    def _key_range(self, column: str, key: KeyMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Each zone's least and greatest key of ``column``'s values (anything
+        where it has none) and its NULLs."""
+        summary = self._summary(column)
+        if "min" in summary:
+            lo, hi = summary["min"], summary["max"]
+        else:  # a string column: each zone's codes, ascending
+            codes, starts = summary["codes"], summary["starts"]
+            lo = hi = np.zeros(self.num_parts, dtype=np.int64)
+            if codes.size:
+                held = starts[1:] > starts[:-1]
+                lo = np.where(held, codes[np.minimum(starts[:-1], codes.size - 1)], 0)
+                hi = np.where(held, codes[np.maximum(starts[1:] - 1, 0)], 0)
+        return key(lo), key(hi), summary["nulls"]
+
+    def _pair_flags(self, pred: ColumnCompare) -> Flags:
+        """Two columns compared (:mod:`hqi.query.pairs`): by each zone's range of
+        keys of either side. TRUE on every row of a zone where even its
+        greatest left key is below its least right key (``a < b``), and so on."""
+        left_key, right_key = key_maps(pred, self.store)
+        lo_a, hi_a, nulls_a = self._key_range(pred.column, left_key)
+        lo_b, hi_b, nulls_b = self._key_range(pred.other, right_key)
+        op = pred.op
+        if op in (">", ">="):  # b < a, b <= a
+            lo_a, hi_a, lo_b, hi_b = lo_b, hi_b, lo_a, hi_a
+            op = "<" if op == ">" else "<="
+        if op == "<":
+            may_t, all_t, may_f, all_f = lo_a < hi_b, hi_a < lo_b, hi_a >= lo_b, lo_a >= hi_b
+        elif op == "<=":
+            may_t, all_t, may_f, all_f = lo_a <= hi_b, hi_a <= lo_b, hi_a > lo_b, lo_a > hi_b
+        else:
+            all_t = (lo_a == hi_a) & (lo_b == hi_b) & (lo_a == lo_b)
+            all_f = (hi_a < lo_b) | (hi_b < lo_a)
+            may_t, may_f = ~all_f, ~all_t
+            if op == "!=":
+                may_t, all_t, may_f, all_f = may_f, all_f, may_t, all_t
+        empty = self.sizes == 0
+        both = (self.sizes - nulls_a > 0) & (self.sizes - nulls_b > 0)
+        no_nulls = (nulls_a == 0) & (nulls_b == 0)
+        return Flags(
+            may_t & both,
+            (all_t & no_nulls & both) | empty,
+            may_f & both,
+            (all_f & no_nulls & both) | empty,
         )
 
 

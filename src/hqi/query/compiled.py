@@ -50,6 +50,7 @@ from hqi.query.evaluate import _physical
 from hqi.query.patterns import pattern_codes
 from hqi.query.predicate import (
     And,
+    ColumnCompare,
     Compare,
     Const,
     Contains,
@@ -362,7 +363,7 @@ class _Compiler:
 
     def atom(
         self,
-        pred: Compare | InList | IsNull | Pattern | Contains | DatePart | Const,
+        pred: Compare | ColumnCompare | InList | IsNull | Pattern | Contains | DatePart | Const,
         negated: bool,
     ) -> bool:
         """Add atom ``pred`` (``NOT pred`` when ``negated``) to :attr:`atoms`;
@@ -378,8 +379,8 @@ class _Compiler:
             index = self.matrix.part_column(key)
             self.atoms.append((index, _complement(codes) if negated else codes))
             return True
-        if pred.column not in self.matrix.column_index:
-            return False  # not in the matrix
+        if isinstance(pred, ColumnCompare) or pred.column not in self.matrix.column_index:
+            return False  # two columns, or a column not in the matrix
         column = pred.column
         if column in self.matrix.bit_columns:
             return self.bit_atom(pred, negated)

@@ -32,10 +32,12 @@ import numpy as np
 from hqi._arrays import in_ascending, isin_sorted, unique
 from hqi.query.columns import ColumnStore, ListData, RangeStore, StringData, ValueData
 from hqi.query.dateparts import PARTS
+from hqi.query.pairs import key_maps
 from hqi.query.patterns import pattern_codes, pattern_hits
 from hqi.query.predicate import (
     OPERATORS,
     And,
+    ColumnCompare,
     Compare,
     Const,
     Contains,
@@ -379,6 +381,8 @@ class _Evaluator:
             return self._atom(
                 pred.column, want, lambda v: pattern_hits(pred, v), unknown_rest=False
             )
+        if isinstance(pred, ColumnCompare):
+            return self._pair(pred, want)
         if isinstance(pred, DatePart):  # each row's part (kept), looked up in the set
             hit = np.zeros(PARTS[pred.part][1] + 1, dtype=bool)  # parts are >= 0
             hit[np.asarray(pred.values, dtype=np.int64)] = True
@@ -448,6 +452,23 @@ class _Evaluator:
             out = ~out
         if data.valid is not None:
             out &= data.valid
+        return out
+
+    def _pair(self, pred: ColumnCompare, want: bool) -> np.ndarray:
+        """Two columns compared row by row, by their keys (:mod:`hqi.query.pairs`);
+        neither TRUE nor FALSE where either is NULL."""
+        left_key, right_key = key_maps(pred, self.store)
+        sides = []
+        for column, key in ((pred.column, left_key), (pred.other, right_key)):
+            data = self.store[column]
+            assert isinstance(data, StringData | ValueData)
+            sides.append(key(data.codes if isinstance(data, StringData) else data.values))
+        out = np.asarray(OPERATORS[pred.op](sides[0], sides[1]), dtype=bool)
+        if not want:
+            out = ~out
+        out &= ~self._is_null(pred.column)
+        if pred.other != pred.column:
+            out &= ~self._is_null(pred.other)
         return out
 
     def _is_null(self, column: str) -> np.ndarray:

@@ -72,6 +72,7 @@ from hqi.query.predicate import (
     FLIPPED,
     OPERATORS,
     And,
+    ColumnCompare,
     Compare,
     CompareOp,
     Const,
@@ -269,11 +270,17 @@ class _Checker:
             return self._arithmetic(node.this, node, bounds)
         if isinstance(node, exp.Between):
             column, kind = self.column(node.this, node)
-            low = self.literal(node.args["low"], column, kind)
-            high = self.literal(node.args["high"], column, kind)
-            return And(
-                (self._make_compare(column, ">=", low), self._make_compare(column, "<=", high))
-            )
+            tests: list[Predicate] = []
+            sides: list[tuple[CompareOp, exp.Expression]] = [
+                (">=", node.args["low"]),
+                ("<=", node.args["high"]),
+            ]
+            for op, bound in sides:
+                if isinstance(bound, exp.Column) and isinstance(node.this, exp.Column):
+                    tests.append(self._column_compare(node, node.this, op, bound))
+                else:
+                    tests.append(self._make_compare(column, op, self.literal(bound, column, kind)))
+            return And((tests[0], tests[1]))
         if isinstance(node, exp.In):
             return self._in(node)
         if isinstance(node, exp.Is):
@@ -366,6 +373,12 @@ class _Checker:
             same = Const(True)
         elif isinstance(right, exp.Null):  # a IS NOT DISTINCT FROM NULL: a IS NULL
             same = self.predicate(exp.Is(this=left, expression=exp.Null()))
+        elif isinstance(left, exp.Column) and isinstance(right, exp.Column):
+            # Two columns: equal, or both NULL.
+            pair = self._compare(node, "=")
+            assert isinstance(pair, ColumnCompare)
+            both_null = And((IsNull(pair.column), IsNull(pair.other)))
+            same = Or((truth_of(pair, True), both_null))
         else:  # the literal is not NULL: equal, and the column not NULL
             same = truth_of(self._compare(node, "="), True)
         return same if isinstance(node, exp.NullSafeEQ) else Not(same)
@@ -464,6 +477,8 @@ class _Checker:
             or _is_arithmetic(right)
         ):
             left, right, op = right, left, FLIPPED[op]
+        if isinstance(left, exp.Column) and isinstance(right, exp.Column):
+            return self._column_compare(node, left, op, right)
         if _is_arithmetic(left):
             return self._arithmetic(left, node, [(op, right)])
         if _date_part_of(left) is not None:
@@ -486,6 +501,29 @@ class _Checker:
             )
         value = self.literal(right, column, kind)
         return self._make_compare(column, op, value)
+
+    def _column_compare(
+        self, node: exp.Expression, left: exp.Column, op: CompareOp, right: exp.Column
+    ) -> ColumnCompare:
+        """``a op b`` on two columns of one family: numbers (an integer and a
+        float compare as doubles), dates and timestamps (a date as its
+        midnight), strings, or booleans."""
+        column, kind = self.column(left, node)
+        other, other_kind = self.column(right, node)
+        families = (
+            {ColumnKind.INT, ColumnKind.FLOAT},
+            {ColumnKind.DATE, ColumnKind.TIMESTAMP},
+            {ColumnKind.STRING},
+            {ColumnKind.BOOL},
+        )
+        if not any(kind in f and other_kind in f for f in families):
+            raise self._type_error(
+                node,
+                f"cannot compare column {column!r} of type {kind.value} with column "
+                f"{other!r} of type {other_kind.value}; columns compare with columns of "
+                "their own family (numbers, dates and timestamps, strings, booleans)",
+            )
+        return ColumnCompare(column, op, other)
 
     def _arithmetic(
         self,
@@ -527,7 +565,7 @@ class _Checker:
                     raise self._unsupported(
                         node,
                         f"arithmetic on one column at a time ({shown!r}); "
-                        "combining or comparing two columns is not supported",
+                        "arithmetic combining two columns is not supported",
                     )
                 on_left = _has_column(right)
                 constant = left if on_left else right
@@ -953,8 +991,9 @@ class _Checker:
         if isinstance(node, exp.Column):
             raise self._unsupported(
                 node,
-                f"comparing two columns is not supported ({node.sql(dialect='duckdb')!r}); "
-                "write string literals in single quotes",
+                f"a column ({node.sql(dialect='duckdb')!r}) where a value belongs; a column "
+                "compares with another column only directly (a < b, a BETWEEN b AND c, "
+                "a IS DISTINCT FROM b); write string literals in single quotes",
             )
         raise self._unsupported(node, f"expected a literal, found {node.sql(dialect='duckdb')!r}")
 

@@ -16,7 +16,8 @@ of the escaped literal whose ``fold`` names the function applied to the
 value first; compared by a range (``lower(col) < 'm'``, ``BETWEEN``) they
 are ``FoldedRange`` patterns. A date part compared with numbers
 (``month(d) BETWEEN 6 AND 8``) is a ``DatePart``: the set of the part's
-values where it holds.
+values where it holds. A comparison of two columns (``released < updated``)
+is a ``ColumnCompare``.
 """
 
 from __future__ import annotations
@@ -33,6 +34,7 @@ __all__ = [
     "FLIPPED",
     "OPERATORS",
     "And",
+    "ColumnCompare",
     "Compare",
     "CompareOp",
     "Const",
@@ -120,6 +122,22 @@ class Compare:
 
     def __str__(self) -> str:
         return f"{sql_identifier(self.column)} {self.op} {sql_literal(self.value)}"
+
+
+@dataclass(frozen=True)
+class ColumnCompare:
+    """``column op other``: two columns of one family of kinds (numbers, dates
+    and timestamps, strings, booleans) compared row by row, as DuckDB
+    compares them (an integer with a float as doubles, a date with a
+    timestamp as its midnight, strings by code point); NULL on either side
+    makes it unknown."""
+
+    column: str
+    op: CompareOp
+    other: str
+
+    def __str__(self) -> str:
+        return f"{sql_identifier(self.column)} {self.op} {sql_identifier(self.other)}"
 
 
 @dataclass(frozen=True)
@@ -306,6 +324,7 @@ class Or:
 
 Predicate: TypeAlias = (
     Compare
+    | ColumnCompare
     | InList
     | IsNull
     | Like
@@ -336,7 +355,9 @@ def atoms(pred: Predicate) -> Iterator[Predicate]:
 
 def columns_of(pred: Predicate) -> set[str]:
     """The columns a predicate reads."""
-    return {a.column for a in atoms(pred)}  # type: ignore[union-attr]
+    out = {a.column for a in atoms(pred)}  # type: ignore[union-attr]
+    out.update(a.other for a in atoms(pred) if isinstance(a, ColumnCompare))
+    return out
 
 
 def truth_of(pred: Predicate, value: bool | None) -> Predicate:
@@ -347,10 +368,16 @@ def truth_of(pred: Predicate, value: bool | None) -> Predicate:
     An atom on a column is unknown exactly where the column is NULL (an
     ``IN`` list holding NULL also where nothing matches), so ``x > 1 IS
     TRUE`` is ``x > 1 AND x IS NOT NULL``; AND, OR and NOT follow Kleene's
-    tables (``a AND b`` is FALSE where either is FALSE)."""
+    tables (``a AND b`` is FALSE where either is FALSE). A comparison of two
+    columns is unknown where either is NULL."""
     column_atom = isinstance(pred, Compare | Contains | DatePart | Pattern) or (
         isinstance(pred, InList) and not pred.has_null
     )
+    if isinstance(pred, ColumnCompare):  # unknown where either column is NULL
+        if value is None:
+            return Or((IsNull(pred.column), IsNull(pred.other)))
+        both = And((Not(IsNull(pred.column)), Not(IsNull(pred.other))))
+        return And((pred if value else Not(pred), both))
     if value is None:  # neither TRUE nor FALSE
         if column_atom:
             return IsNull(pred.column)  # type: ignore[union-attr]
