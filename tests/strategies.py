@@ -358,9 +358,16 @@ def atom(draw: st.DrawFn) -> str:
                 "arith",
                 "coalesce",
                 "pair",
+                "length",
             ]
         )
     )
+    if kind == "length":  # characters or bytes of a string, items of a list (NULL items too)
+        strings = ["length(s)", "len(name)", "char_length(name)", "strlen(name)", "strlen(s)"]
+        lists = ["len(tags)", "length(tags)", "array_length(tags)"]
+        call = draw(st.sampled_from([*strings, *lists]))
+        number = st.one_of(st.integers(-1, 9).map(str), st.sampled_from(["2.5", "1e0", "NULL"]))
+        return _compared(draw, call, number, null_low=True, items=3)
     if kind == "pair":  # two columns: of one kind, int with float, date with timestamp
         left, right = draw(st.sampled_from(_PAIRS))
         form = draw(st.sampled_from(["cmp", "cmp", "between", "distinct"]))

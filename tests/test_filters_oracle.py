@@ -424,6 +424,10 @@ def test_shape_of_cuts_at_quotes_like_the_character_scan() -> None:
         "d <= ts AND s != name",
         "f BETWEEN i AND 5",
         "s IS NOT DISTINCT FROM name",
+        "len(tags) >= 2",
+        "length(name) BETWEEN 1 AND 3 AND strlen(name) > 3",
+        "array_length(tags) IN (0, 3)",
+        "NOT (char_length(s) > 4.5)",
     ],
 )
 def test_documented_examples_match_duckdb(con, text: str) -> None:

@@ -91,6 +91,24 @@ def test_cut_columns_give_exact_coverage() -> None:
         assert flags.all_true[p] == part.all() and flags.may_true[p] == part.any()
 
 
+def test_length_zones_are_exact_on_partitions_by_length() -> None:
+    """Partitions of rows sorted by list length: a length test covers or skips
+    each exactly; NULL lists (length NULL) are a partition of their own."""
+    tags = TABLE.column("tags").to_pylist()
+    order = sorted(range(N), key=lambda r: (tags[r] is None, len(tags[r] or [])))
+    store = ColumnStore(TABLE.take(order))
+    sizes = [len(t) if t is not None else -1 for t in (tags[r] for r in order)]
+    bounds_ = np.array([0, *np.flatnonzero(np.diff(sizes)) + 1, N])
+    zones = ZoneMaps(store, bounds_)
+    for text in ["len(tags) >= 2", "length(tags) = 1", "array_length(tags) != 3", "len(tags) < 1"]:
+        pred = parse_filter(text, store.schema)
+        flags = zones.flags(pred)
+        mask = evaluate(pred, store)
+        for p in range(zones.num_parts):
+            part = mask[bounds_[p] : bounds_[p + 1]]
+            assert flags.all_true[p] == part.all() and flags.may_true[p] == part.any(), text
+
+
 def test_date_part_zones_are_exact() -> None:
     """Partitions sorted by a date part: a filter on that part covers or skips
     each partition exactly (the zone maps keep each partition's part values),

@@ -35,7 +35,7 @@ import numpy as np
 from hqi.layout.vector_cuts import CoarseCentroids, VectorCut, bisect_groups, train_coarse
 from hqi.query import ColumnStore, FilterParser, evaluate
 from hqi.query.columns import ColumnKind
-from hqi.query.predicate import ColumnCompare, Compare, Const, DatePart, Predicate, atoms
+from hqi.query.predicate import ColumnCompare, Compare, Const, DatePart, Length, Predicate, atoms
 
 __all__ = ["QdTree", "learn_qdtree"]
 
@@ -190,9 +190,10 @@ def learn_qdtree(
     # other columns, and cutting on them spread the other filters' rows and
     # nearest lists over twice the partitions (bench/date_parts.py, 200k:
     # 0.73x the throughput at recall 0.95 when cut, 1.17x when not). Nor are
-    # comparisons of two columns: partitions are routed by each column's range
-    # of values, which seldom tells on which side of ``a < b`` a partition lies.
-    skipped = Const | DatePart | ColumnCompare
+    # comparisons of two columns (partitions are routed by each column's range
+    # of values, which seldom tells on which side of ``a < b`` a partition lies)
+    # or lengths (``len(tags) > 2``: kept as masks, never compiled).
+    skipped = Const | DatePart | ColumnCompare | Length
     cuts: list[Predicate | VectorCut] = sorted(
         {a for p in preds for a in atoms(p) if not isinstance(a, skipped)}, key=str
     )

@@ -44,6 +44,7 @@ from hqi.query.predicate import (
     DatePart,
     InList,
     IsNull,
+    Length,
     Not,
     Or,
     Pattern,
@@ -90,6 +91,7 @@ class ZoneMaps:
         self._cache: dict[str | PartColumn, dict[str, np.ndarray]] = {}
         self._atoms: dict[Predicate, Flags] = {}
         self._parts: dict[PartColumn, np.ndarray] = {}  # _parts_present's
+        self._lengths: dict[tuple[str, str], dict[str, np.ndarray]] = {}  # _length_summary's
         # program_flags' packed summaries, by the attribute-matrix columns read.
         self._packed: dict[tuple[str | PartColumn, ...], tuple[_Arrays5, _Arrays6]] = {}
 
@@ -166,23 +168,45 @@ class ZoneMaps:
             }
         else:
             assert isinstance(data, ValueData)
-            values = widen(data.values)  # int64: the fills below would wrap in a narrow type
+            values = widen(data.values)  # int64: the fills would wrap in a narrow type
             valid = np.ones(values.size, dtype=bool) if data.valid is None else data.valid
-            if values.dtype.kind == "f":
-                lo_fill, hi_fill = np.inf, -np.inf
-            else:
-                lo_fill, hi_fill = np.iinfo(np.int64).max, np.iinfo(np.int64).min
-            lo_vals = np.where(valid, values, lo_fill)
-            hi_vals = np.where(valid, values, hi_fill)
-            summary = {
-                "min": self._reduce(lo_vals, np.minimum, lo_fill),
-                "max": self._reduce(hi_vals, np.maximum, hi_fill),
-                "nulls": np.bincount(part_of_row, weights=~valid, minlength=self.num_parts).astype(
-                    np.int64
-                ),
-            }
+            summary = self._range_summary(values, valid)
         self._cache[column] = summary
         return summary
+
+    def _length_summary(self, column: str, unit: str) -> dict[str, np.ndarray]:
+        """Each zone's least and greatest length of ``column``'s non-NULL values
+        (:meth:`~hqi.query.columns.ColumnStore.lengths`) and its NULLs."""
+        key = (column, unit)
+        cached = self._lengths.get(key)
+        if cached is None:
+            data = self.store[column]
+            if isinstance(data, StringData):
+                valid = data.codes >= 0
+            else:
+                valid = (
+                    np.ones(self.store.num_rows, dtype=bool) if data.valid is None else data.valid
+                )
+            cached = self._lengths[key] = self._range_summary(
+                widen(self.store.lengths(column, unit)), valid
+            )
+        return cached
+
+    def _range_summary(self, values: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
+        """Each zone's least and greatest of ``values`` where ``valid`` (a float
+        or int64 array), and its invalid rows (NULLs)."""
+        if values.dtype.kind == "f":
+            lo_fill, hi_fill = np.inf, -np.inf
+        else:
+            lo_fill, hi_fill = np.iinfo(np.int64).max, np.iinfo(np.int64).min
+        part_of_row = np.repeat(np.arange(self.num_parts), self.sizes)
+        return {
+            "min": self._reduce(np.where(valid, values, lo_fill), np.minimum, lo_fill),
+            "max": self._reduce(np.where(valid, values, hi_fill), np.maximum, hi_fill),
+            "nulls": np.bincount(part_of_row, weights=~valid, minlength=self.num_parts).astype(
+                np.int64
+            ),
+        }
 
     def _codes_summary(
         self, codes: np.ndarray, values: int, part_of_row: np.ndarray
@@ -401,6 +425,17 @@ class ZoneMaps:
             return Flags(t & ~empty, t | empty, f & ~empty, f | empty)
         if isinstance(pred, ColumnCompare):
             return self._pair_flags(pred)
+        if isinstance(pred, Length):  # by each zone's range of lengths
+            summary = self._length_summary(pred.column, pred.unit)
+            flags = _range_flags(summary["min"], summary["max"], pred.op, pred.value)
+            has_valid = self.sizes - summary["nulls"] > 0
+            no_nulls = summary["nulls"] == 0
+            return Flags(
+                flags[0] & has_valid,
+                (flags[1] & no_nulls & has_valid) | empty,
+                flags[2] & has_valid,
+                (flags[3] & no_nulls & has_valid) | empty,
+            )
         summary = self._summary(pred.column)
         nulls = summary["nulls"]
         valid_rows = self.sizes - nulls
@@ -445,20 +480,7 @@ class ZoneMaps:
         lo, hi = summary["min"], summary["max"]
         has_valid = valid_rows > 0
         if isinstance(pred, Compare):
-            v = _physical(pred.value)
-            op = pred.op
-            if op == "=":
-                may_t, all_t = (lo <= v) & (hi >= v), (lo == v) & (hi == v)
-                may_f, all_f = ~all_t, (hi < v) | (lo > v)
-            elif op == "!=":
-                may_f, all_f = (lo <= v) & (hi >= v), (lo == v) & (hi == v)
-                may_t, all_t = ~all_f, (hi < v) | (lo > v)
-            else:
-                flip = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[op]
-                may_t = OPERATORS[op](lo, v) | OPERATORS[op](hi, v)
-                all_t = OPERATORS[op](lo, v) & OPERATORS[op](hi, v)
-                may_f = OPERATORS[flip](lo, v) | OPERATORS[flip](hi, v)
-                all_f = OPERATORS[flip](lo, v) & OPERATORS[flip](hi, v)
+            may_t, all_t, may_f, all_f = _range_flags(lo, hi, pred.op, _physical(pred.value))
         else:
             assert isinstance(pred, InList)
             values = np.asarray([_physical(v) for v in pred.values])
@@ -519,6 +541,26 @@ class ZoneMaps:
             may_f & both,
             (all_f & no_nulls & both) | empty,
         )
+
+
+def _range_flags(
+    lo: np.ndarray, hi: np.ndarray, op: str, v: object
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """(may TRUE, all TRUE, may FALSE, all FALSE) of ``value op v`` in zones
+    whose values lie in ``[lo, hi]`` (NULLs and empty zones aside)."""
+    if op == "=":
+        may_t, all_t = (lo <= v) & (hi >= v), (lo == v) & (hi == v)
+        return may_t, all_t, ~all_t, (hi < v) | (lo > v)
+    if op == "!=":
+        may_f, all_f = (lo <= v) & (hi >= v), (lo == v) & (hi == v)
+        return ~all_f, (hi < v) | (lo > v), may_f, all_f
+    flip = {"<": ">=", "<=": ">", ">": "<=", ">=": "<"}[op]
+    return (
+        OPERATORS[op](lo, v) | OPERATORS[op](hi, v),
+        OPERATORS[op](lo, v) & OPERATORS[op](hi, v),
+        OPERATORS[flip](lo, v) | OPERATORS[flip](hi, v),
+        OPERATORS[flip](lo, v) & OPERATORS[flip](hi, v),
+    )
 
 
 def _entries_of(summary: dict[str, np.ndarray], values: np.ndarray) -> np.ndarray:

@@ -336,6 +336,7 @@ class ColumnStore:
             for name, field in zip(table.column_names, table.schema, strict=True)
         }
         self._cache: dict[str, ColumnData] = {}
+        self._lengths: dict[tuple[str, str], np.ndarray] = {}  # lengths()'s
 
     def __getitem__(self, name: str) -> ColumnData:
         data = self._cache.get(name)
@@ -350,6 +351,25 @@ class ColumnStore:
         data = self[name]
         assert isinstance(data, ValueData)
         return data.date_part(part, timestamp=timestamp)
+
+    def lengths(self, name: str, unit: str) -> np.ndarray:
+        """Each row's length (int32; 0 where NULL) of string or list column
+        ``name``: a string's code points (``unit`` ``"chars"``) or UTF-8
+        bytes (``"bytes"``), a list's items (``"items"``, NULL items
+        included). Computed once per column and unit, and kept."""
+        found = self._lengths.get((name, unit))
+        if found is None:
+            data = self[name]
+            if isinstance(data, ListData):
+                found = np.diff(data.offsets).astype(np.int32)
+            else:
+                assert isinstance(data, StringData)
+                strings = pa.array(data.dictionary.tolist(), pa.string())
+                counted = pc.binary_length(strings) if unit == "bytes" else pc.utf8_length(strings)
+                per_value = np.append(counted.to_numpy(zero_copy_only=False), 0).astype(np.int32)
+                found = per_value[data.codes]  # the NULL code -1 reads the 0 appended
+            self._lengths[(name, unit)] = found
+        return found
 
 
 def ranges_index(starts: np.ndarray, lengths: np.ndarray) -> np.ndarray:
@@ -422,6 +442,7 @@ class RangeStore(ColumnStore):
         self.table = parent.table
         self.schema = parent.schema
         self._cache = {}
+        self._lengths = {}
         if single:  # known to be one row each: not measured (of_rows)
             self.num_rows = int(self.starts.size)
             self.__dict__["_single"] = True
@@ -459,6 +480,13 @@ class RangeStore(ColumnStore):
         if self.starts.size and self.num_rows >= RANGE_COPY_ROWS * self.starts.size:
             return np.concatenate([array[a:b] for a, b in self._bounds])
         return array[self._take]
+
+    def lengths(self, name: str, unit: str) -> np.ndarray:
+        """The parent's lengths (computed once there) of these rows."""
+        found = self._lengths.get((name, unit))
+        if found is None:
+            found = self._lengths[(name, unit)] = self._cat(self.parent.lengths(name, unit))
+        return found
 
     def date_part(self, name: str, part: str, *, timestamp: bool) -> np.ndarray:
         """The parent's date parts (computed once there) of these rows: masks on

@@ -57,6 +57,7 @@ from hqi.query.predicate import (
     DatePart,
     InList,
     IsNull,
+    Length,
     Not,
     Or,
     Pattern,
@@ -363,7 +364,15 @@ class _Compiler:
 
     def atom(
         self,
-        pred: Compare | ColumnCompare | InList | IsNull | Pattern | Contains | DatePart | Const,
+        pred: Compare
+        | ColumnCompare
+        | InList
+        | IsNull
+        | Length
+        | Pattern
+        | Contains
+        | DatePart
+        | Const,
         negated: bool,
     ) -> bool:
         """Add atom ``pred`` (``NOT pred`` when ``negated``) to :attr:`atoms`;
@@ -379,8 +388,8 @@ class _Compiler:
             index = self.matrix.part_column(key)
             self.atoms.append((index, _complement(codes) if negated else codes))
             return True
-        if isinstance(pred, ColumnCompare) or pred.column not in self.matrix.column_index:
-            return False  # two columns, or a column not in the matrix
+        if isinstance(pred, ColumnCompare | Length) or pred.column not in self.matrix.column_index:
+            return False  # two columns, a length, or a column not in the matrix
         column = pred.column
         if column in self.matrix.bit_columns:
             return self.bit_atom(pred, negated)

@@ -44,6 +44,7 @@ from hqi.query.predicate import (
     DatePart,
     InList,
     IsNull,
+    Length,
     Not,
     Or,
     Pattern,
@@ -383,6 +384,10 @@ class _Evaluator:
             )
         if isinstance(pred, ColumnCompare):
             return self._pair(pred, want)
+        if isinstance(pred, Length):  # each row's length (kept), compared
+            hit = OPERATORS[pred.op](self.store.lengths(pred.column, pred.unit), pred.value)
+            out = np.asarray(hit if want else ~hit, dtype=bool)
+            return out & ~self._is_null(pred.column)
         if isinstance(pred, DatePart):  # each row's part (kept), looked up in the set
             hit = np.zeros(PARTS[pred.part][1] + 1, dtype=bool)  # parts are >= 0
             hit[np.asarray(pred.values, dtype=np.int64)] = True

@@ -83,6 +83,8 @@ from hqi.query.predicate import (
     Glob,
     InList,
     IsNull,
+    Length,
+    LengthUnit,
     Like,
     Not,
     Or,
@@ -262,6 +264,12 @@ class _Checker:
             low = self._folded_compare(node.this, node, node.args["low"], ">=")
             high = self._folded_compare(node.this, node, node.args["high"], "<=")
             return And((low, high))  # a NULL bound: Const(None), FALSE where the other fails
+        if isinstance(node, exp.Between) and _length_of(node.this) is not None:
+            sized: list[tuple[CompareOp, exp.Expression]] = [
+                (">=", node.args["low"]),
+                ("<=", node.args["high"]),
+            ]
+            return self._length(node.this, node, sized)
         if isinstance(node, exp.Between) and _is_arithmetic(node.this):
             bounds: list[tuple[CompareOp, exp.Expression]] = [
                 (">=", node.args["low"]),
@@ -294,6 +302,10 @@ class _Checker:
                 return IsNull(self._date_column(node.this, _date_part_of(node.this))[0])
             if isinstance(target, exp.Null) and _fold_of(node.this) is not None:
                 return IsNull(self._string_column(node.this, node, "IS NULL")[0])
+            if isinstance(target, exp.Null) and _length_of(node.this) is not None:
+                return IsNull(
+                    self._length_column(node.this, node)[0]
+                )  # NULL just where the column is
             if isinstance(target, exp.Null) and _is_arithmetic(node.this):
                 return IsNull(self._steps(node.this, node)[0])  # NULL just where the column is
             if not isinstance(target, exp.Null | exp.Boolean):
@@ -359,7 +371,9 @@ class _Checker:
             "contains, regexp_matches and regexp_full_match on strings; lower() and "
             "upper() of a string column; year(), isoyear(), yearweek(), month(), day(), "
             "quarter(), dayofweek(), isodow(), dayofyear(), week(), hour(), minute() and "
-            "second() of a date; coalesce() and ifnull() of a column and values",
+            "second() of a date; length() (len(), char_length()) of a string or list "
+            "column, array_length() of a list, strlen() of a string; coalesce() and "
+            "ifnull() of a column and values",
         )
 
     def _distinct(self, node: exp.NullSafeEQ | exp.NullSafeNEQ) -> Predicate:
@@ -468,15 +482,18 @@ class _Checker:
         left, right = node.this, node.expression
         named = isinstance(left, exp.Column) or _year_unit(left) is not None
         named = named or _fold_of(left) is not None or _date_part_of(left) is not None
-        named = named or _is_arithmetic(left)
+        named = named or _is_arithmetic(left) or _length_of(left) is not None
         if not named and (
             isinstance(right, exp.Column)
             or _year_unit(right) is not None
             or _fold_of(right) is not None
             or _date_part_of(right) is not None
             or _is_arithmetic(right)
+            or _length_of(right) is not None
         ):
             left, right, op = right, left, FLIPPED[op]
+        if _length_of(left) is not None:
+            return self._length(left, node, [(op, right)])
         if isinstance(left, exp.Column) and isinstance(right, exp.Column):
             return self._column_compare(node, left, op, right)
         if _is_arithmetic(left):
@@ -501,6 +518,59 @@ class _Checker:
             )
         value = self.literal(right, column, kind)
         return self._make_compare(column, op, value)
+
+    def _length(
+        self,
+        expr: exp.Expression,
+        node: exp.Expression,
+        tests: list[tuple[CompareOp, exp.Expression]],
+        any_of: bool = False,
+    ) -> Predicate:
+        """``length(col)`` (``len``, ``char_length``, ``array_length``,
+        ``strlen``) compared with numbers: all the tests (AND) or any (``any_of``:
+        OR, as IN). Lengths are integers, so each test is read as one of
+        integers, exactly as DuckDB compares a BIGINT with the number
+        (``len(tags) > 2.5`` is ``len(tags) >= 3``); a NULL number makes its
+        test NULL."""
+        column, unit, shown = self._length_column(expr, node)
+        parts: list[Predicate] = []
+        for op, right in tests:
+            value = self._exact_number(right, f"{shown}, an integer")
+            parts.append(
+                Const(None)
+                if value is None
+                else _on_length(solve(column, True, [], op, value), unit)
+            )
+        out = parts[0]
+        for part in parts[1:]:  # nested by twos, as the printed text parses back
+            out = Or((out, part)) if any_of else And((out, part))
+        return out
+
+    def _length_column(
+        self, expr: exp.Expression, node: exp.Expression
+    ) -> tuple[str, LengthUnit, str]:
+        """The column of a length function, what it counts, and how to name it."""
+        found = _length_of(expr)
+        assert found is not None
+        arg, name = found
+        if not isinstance(arg, exp.Column):
+            raise self._unsupported(
+                node, f"{name}() of a column only, not of {arg.sql(dialect='duckdb')!r}"
+            )
+        column, kind = self.column(arg, node)
+        shown = f"{name}({column})"
+        if name == "strlen":
+            if kind is not ColumnKind.STRING:
+                raise self._type_error(
+                    node, f"strlen() needs a string column; {column!r} is {kind.value}"
+                )
+            return column, "bytes", shown
+        if kind is ColumnKind.STRING_LIST:
+            return column, "items", shown
+        if kind is ColumnKind.STRING and name != "array_length":
+            return column, "chars", shown
+        needs = "a list<string>" if name == "array_length" else "a string or list<string>"
+        raise self._type_error(node, f"{name}() needs {needs} column; {column!r} is {kind.value}")
 
     def _column_compare(
         self, node: exp.Expression, left: exp.Column, op: CompareOp, right: exp.Column
@@ -661,6 +731,8 @@ class _Checker:
             if len(known) == len(numbers):
                 return member
             return Or((member, Const(None))) if known else Const(None)
+        if _length_of(node.this) is not None:  # an OR of them, NULL among them NULL
+            return self._length(node.this, node, [("=", i) for i in node.expressions], any_of=True)
         if _is_arithmetic(node.this):  # an OR of them, NULL among them NULL
             equal: list[tuple[CompareOp, exp.Expression]] = [("=", i) for i in node.expressions]
             return self._arithmetic(node.this, node, equal, any_of=True)
@@ -1080,6 +1152,34 @@ def _date_part_of(node: exp.Expression) -> str | None:
     if isinstance(node, exp.Func) and isinstance(node.this, exp.Column):
         return FUNCTIONS.get(type(node).__name__)
     return None
+
+
+def _length_of(node: exp.Expression) -> tuple[exp.Expression, str] | None:
+    """(argument, function) when ``node`` is a length function of one argument:
+    ``length`` (sqlglot's node for ``len``, ``char_length`` and
+    ``character_length`` too), ``array_length`` (``array_size``) or ``strlen``."""
+    if isinstance(node, exp.Length):
+        return node.this, "length"
+    if isinstance(node, exp.ArraySize) and node.args.get("expression") is None:
+        return node.this, "array_length"
+    strlen = isinstance(node, exp.Anonymous) and node.name.lower() == "strlen"
+    if strlen and len(node.expressions) == 1:
+        return node.expressions[0], "strlen"
+    return None
+
+
+def _on_length(pred: Predicate, unit: LengthUnit) -> Predicate:
+    """A test of an integer column (from :func:`hqi.query.arithmetic.solve`) as
+    the same test of the column's length: its comparisons become
+    :class:`Length` tests, its NULL tests stay (a length is NULL where the
+    column is)."""
+    if isinstance(pred, Compare):
+        return Length(pred.column, pred.op, int(cast(int, pred.value)), unit)
+    if isinstance(pred, Not):
+        return Not(_on_length(pred.child, unit))
+    if isinstance(pred, And | Or):
+        return type(pred)(tuple(_on_length(c, unit) for c in pred.children))
+    return pred  # IsNull, Const
 
 
 def _is_arithmetic(node: exp.Expression) -> bool:

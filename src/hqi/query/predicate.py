@@ -17,7 +17,8 @@ value first; compared by a range (``lower(col) < 'm'``, ``BETWEEN``) they
 are ``FoldedRange`` patterns. A date part compared with numbers
 (``month(d) BETWEEN 6 AND 8``) is a ``DatePart``: the set of the part's
 values where it holds. A comparison of two columns (``released < updated``)
-is a ``ColumnCompare``.
+is a ``ColumnCompare``; ``length(col)`` compared with a number is a
+``Length``.
 """
 
 from __future__ import annotations
@@ -45,6 +46,8 @@ __all__ = [
     "Glob",
     "InList",
     "IsNull",
+    "Length",
+    "LengthUnit",
     "Like",
     "Not",
     "Or",
@@ -286,6 +289,26 @@ class DatePart:
         return f"{call} IN ({', '.join(map(str, v))})"
 
 
+LengthUnit: TypeAlias = Literal["chars", "bytes", "items"]
+
+
+@dataclass(frozen=True)
+class Length:
+    """``length(column) op value``: a string's characters (Unicode code points,
+    ``chars``) or UTF-8 bytes (``bytes``, ``strlen``), or a list's items
+    (``items``, NULL items included), compared with an integer; NULL where
+    the column is."""
+
+    column: str
+    op: CompareOp
+    value: int
+    unit: LengthUnit = "chars"
+
+    def __str__(self) -> str:
+        call = "strlen" if self.unit == "bytes" else "length"
+        return f"{call}({sql_identifier(self.column)}) {self.op} {self.value}"
+
+
 @dataclass(frozen=True)
 class Const:
     """``TRUE``, ``FALSE`` or ``NULL`` (unknown)."""
@@ -333,6 +356,7 @@ Predicate: TypeAlias = (
     | FoldedRange
     | Contains
     | DatePart
+    | Length
     | Const
     | Not
     | And
@@ -370,7 +394,7 @@ def truth_of(pred: Predicate, value: bool | None) -> Predicate:
     TRUE`` is ``x > 1 AND x IS NOT NULL``; AND, OR and NOT follow Kleene's
     tables (``a AND b`` is FALSE where either is FALSE). A comparison of two
     columns is unknown where either is NULL."""
-    column_atom = isinstance(pred, Compare | Contains | DatePart | Pattern) or (
+    column_atom = isinstance(pred, Compare | Contains | DatePart | Length | Pattern) or (
         isinstance(pred, InList) and not pred.has_null
     )
     if isinstance(pred, ColumnCompare):  # unknown where either column is NULL
