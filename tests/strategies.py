@@ -325,6 +325,43 @@ def coalesced(draw: st.DrawFn) -> str:
     return _compared(draw, expr, lit, null_low=True, items=3)
 
 
+_UNITS = ["DAY", "MONTH", "YEAR", "QUARTER", "WEEK", "HOUR", "MINUTE", "SECOND"]
+_TEXT_UNITS = ["year", "months", "day", "hours", "minutes", "weeks", "quarter", "us", "mon"]
+_MONTH_ENDS = ["DATE '2020-01-31'", "DATE '2019-02-28'", "DATE '2020-02-29'", "DATE '2021-03-31'"]
+
+
+@st.composite
+def time_literals(draw: st.DrawFn) -> str:
+    """A date or timestamp literal, or one plus or minus an INTERVAL (by unit or
+    as text, month ends included) or a DATE plus or minus days: folded by hqi
+    into one value (:mod:`hqi.query.intervals`)."""
+    base = draw(st.one_of(date_lit, ts_lit, st.sampled_from(_MONTH_ENDS)))
+    form = draw(st.sampled_from(["plain", "unit", "unit", "text", "days"]))
+    sign = draw(st.sampled_from(["+", "-"]))
+    if form == "unit":
+        amount = draw(st.integers(-40, 40))
+        unit = draw(st.sampled_from(_UNITS))
+        shown = f"'{amount}'" if amount < 0 or draw(st.booleans()) else str(amount)
+        interval = f"INTERVAL {shown} {unit}"
+        return (
+            f"{interval} + {base}"
+            if sign == "+" and draw(st.booleans())
+            else f"{base} {sign} {interval}"
+        )
+    if form == "text":
+        parts = draw(
+            st.lists(
+                st.tuples(st.integers(-14, 14), st.sampled_from(_TEXT_UNITS)),
+                min_size=1,
+                max_size=3,
+            )
+        )
+        return f"{base} {sign} INTERVAL '{' '.join(f'{n} {u}' for n, u in parts)}'"
+    if form == "days" and base.startswith("DATE"):
+        return f"{base} {sign} {draw(st.integers(-400, 400))}"
+    return base
+
+
 # Columns compared with columns (ColumnCompare): the string pair has two dictionaries.
 _PAIRS = [
     ("i", "f"),
@@ -359,9 +396,13 @@ def atom(draw: st.DrawFn) -> str:
                 "coalesce",
                 "pair",
                 "length",
+                "time",
             ]
         )
     )
+    if kind == "time":  # a date or timestamp column against folded time arithmetic
+        col = draw(st.sampled_from(["d", "ts"]))
+        return _compared(draw, col, time_literals(), null_low=True, items=3)
     if kind == "length":  # characters or bytes of a string, items of a list (NULL items too)
         strings = ["length(s)", "len(name)", "char_length(name)", "strlen(name)", "strlen(s)"]
         lists = ["len(tags)", "length(tags)", "array_length(tags)"]

@@ -39,6 +39,7 @@ from strategies import (
     like,
     oracle_settings,
     predicates,
+    time_literals,
 )
 
 # The module (the package re-exports its function `evaluate` under the same name).
@@ -965,5 +966,66 @@ def test_coalesce_reads_as_tests_of_the_column(text: str, expected: str) -> None
     ],
 )
 def test_coalesce_errors(text: str, error: type, match: str) -> None:
+    with pytest.raises(error, match=match):
+        parse_filter(text, STORE.schema)
+
+
+@oracle_settings(300)
+@given(
+    st.sampled_from(["d", "ts"]),
+    st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
+    time_literals(),
+)
+def test_time_arithmetic_literals_select_as_duckdb(con, column: str, op: str, literal: str) -> None:
+    """A date or timestamp column against a DATE or TIMESTAMP literal plus or
+    minus an INTERVAL or days (folded by hqi), a timestamp against a date
+    column included."""
+    text = f"{column} {op} {literal}"
+    assert hqi_ids(text) == duckdb_ids(con, text)
+
+
+@pytest.mark.parametrize(
+    ("text", "folded"),
+    [
+        ("d >= DATE '2020-01-31' + INTERVAL 1 MONTH", "d >= DATE '2020-02-29'"),
+        ("d > DATE '2020-03-31' - INTERVAL '1 month 1 day'", "d > DATE '2020-02-28'"),
+        ("d < INTERVAL 1 YEAR + DATE '2020-02-29'", "d < DATE '2021-02-28'"),
+        ("d >= TIMESTAMP '2020-01-01 10:00:00'", "d >= DATE '2020-01-02'"),
+        ("d <= DATE '2020-01-01' + INTERVAL 12 HOUR", "d <= DATE '2020-01-01'"),
+        ("d = DATE '2020-01-01' + 45", "d = DATE '2020-02-15'"),
+        (
+            "ts < DATE '2020-01-30' + INTERVAL '1 month 1 day'",
+            "ts < TIMESTAMP '2020-03-01 00:00:00'",
+        ),
+        (
+            "d IN (TIMESTAMP '2020-01-01 00:00:00', TIMESTAMP '2020-01-02 10:00:00')",
+            "d IN (DATE '2020-01-01')",
+        ),
+    ],
+)
+def test_time_arithmetic_folds_to_one_literal(text: str, folded: str) -> None:
+    assert str(parse_filter(text, STORE.schema)) == folded
+
+
+@pytest.mark.parametrize(
+    ("text", "error", "match"),
+    [
+        ("d > DATE '2020-01-01' + INTERVAL '1.5 days'", FilterTypeError, "whole amounts"),
+        ("d > DATE '2020-01-01' + INTERVAL 1 FORTNIGHT", FilterTypeError, "unknown interval unit"),
+        ("ts > DATE '9999-12-01' + INTERVAL 1 MONTH", FilterTypeError, "past the years 1 to 9999"),
+        (
+            "d > DATE '2020-01-01' - DATE '2019-01-01'",
+            UnsupportedFilterError,
+            "INTERVAL or a whole",
+        ),
+        ("i > 1 + 2", UnsupportedFilterError, "arithmetic on literals"),
+        (
+            "coalesce(d, TIMESTAMP '2020-01-01 10:00') > DATE '2020-01-01'",
+            FilterTypeError,
+            "timestamp",
+        ),
+    ],
+)
+def test_time_arithmetic_errors(text: str, error: type, match: str) -> None:
     with pytest.raises(error, match=match):
         parse_filter(text, STORE.schema)

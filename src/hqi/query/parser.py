@@ -64,9 +64,10 @@ from hqi.errors import (
     UnsupportedFilterError,
 )
 from hqi.query import coalesce
-from hqi.query.arithmetic import Step, solve
+from hqi.query.arithmetic import Step, _always, _never, solve
 from hqi.query.columns import ColumnKind, Schema
 from hqi.query.dateparts import FUNCTIONS, PARTS, SPECIFIERS
+from hqi.query.intervals import Interval, add_interval, interval_of
 from hqi.query.patterns import REGEX_OPTIONS, escaped, pattern_error, regex_error
 from hqi.query.predicate import (
     FLIPPED,
@@ -422,6 +423,8 @@ class _Checker:
                 raise self._unsupported(value, "coalesce() of two columns is not supported")
             what = f"column {column!r} of type {kind.value} (in coalesce())"
             default = self.literal(value, column, kind, what)
+            if isinstance(default, dt.datetime) and kind is ColumnKind.DATE:
+                raise self._type_error(value, f"timestamp literal does not fit {what}")
             if default is not _NULL:
                 if kind is ColumnKind.INT:  # an integer of the column's range
                     number = cast(float, default)
@@ -705,10 +708,11 @@ class _Checker:
         pred = Like(column, pattern, esc, fold=fold)
         return pred if op == "=" else Not(pred)
 
-    @staticmethod
-    def _make_compare(column: str, op: CompareOp, value: Value | object) -> Predicate:
+    def _make_compare(self, column: str, op: CompareOp, value: Value | object) -> Predicate:
         if value is _NULL:
             return Const(None)
+        if isinstance(value, dt.datetime) and self.schema[column] is ColumnKind.DATE:
+            return _date_against_timestamp(column, op, value)
         return Compare(column, op, cast(Value, value))
 
     def _in(self, node: exp.In) -> Predicate:
@@ -749,6 +753,11 @@ class _Checker:
         has_null = False
         for item in node.expressions:
             value = self.literal(item, column, kind)
+            if isinstance(value, dt.datetime) and kind is ColumnKind.DATE:
+                value = _utc(value)
+                if value.time() != dt.time():
+                    continue  # a time past midnight: equal to no date
+                value = value.date()
             if value is _NULL:
                 has_null = True
             elif value not in values:
@@ -1019,7 +1028,7 @@ class _Checker:
                 raise mismatch()
             return raw
         if kind is ColumnKind.DATE:
-            if raw_kind == "date":
+            if raw_kind in ("date", "timestamp"):  # a timestamp: the date's midnight compared
                 return raw
             if raw_kind == "string":
                 return self._parse_date(node, cast(str, raw))
@@ -1060,6 +1069,8 @@ class _Checker:
                 exp.DataType.Type.DATETIME,
             ):
                 return self._parse_timestamp(node, text), "timestamp"
+        if isinstance(node, exp.Add | exp.Sub) and not _has_column(node):
+            return self._time_literal(node)
         if isinstance(node, exp.Column):
             raise self._unsupported(
                 node,
@@ -1068,6 +1079,57 @@ class _Checker:
                 "a IS DISTINCT FROM b); write string literals in single quotes",
             )
         raise self._unsupported(node, f"expected a literal, found {node.sql(dialect='duckdb')!r}")
+
+    def _time_literal(self, node: exp.Add | exp.Sub) -> tuple[Value, str]:
+        """A DATE or TIMESTAMP literal plus or minus an INTERVAL (a DATE's a
+        TIMESTAMP then), or a DATE plus or minus a number of days, folded as
+        DuckDB computes it (:mod:`hqi.query.intervals`)."""
+        left, right = node.this, node.expression
+        subtract = isinstance(node, exp.Sub)
+        if not subtract and (_is_interval(left) or isinstance(left, exp.Literal)):
+            left, right = right, left  # INTERVAL 1 DAY + DATE '...'
+        base, kind = self._raw_literal(left)
+        shown = node.sql(dialect="duckdb")
+        if kind not in ("date", "timestamp"):
+            raise self._unsupported(
+                node,
+                f"arithmetic on literals ({shown!r}): a DATE or TIMESTAMP plus or minus an "
+                "INTERVAL, or a DATE plus or minus a number of days",
+            )
+        assert isinstance(base, dt.date)
+        if isinstance(base, dt.datetime) and base.tzinfo is not None:
+            raise self._unsupported(node, f"an INTERVAL added to a time with a zone ({shown!r})")
+        interval = self._interval(right) if _is_interval(right) else None
+        days, days_kind = (None, "") if interval is not None else self._raw_literal(right)
+        try:
+            if interval is not None:
+                return add_interval(base, -interval if subtract else interval), "timestamp"
+            if kind == "date" and days_kind == "number" and isinstance(days, int):
+                return base + dt.timedelta(days=-days if subtract else days), "date"
+        except OverflowError:
+            raise self._type_error(node, f"{shown!r} is past the years 1 to 9999") from None
+        raise self._unsupported(
+            node, f"{shown!r}: a {kind.upper()} takes an INTERVAL or a whole number of days"
+        )
+
+    def _interval(self, node: exp.Expression) -> Interval:
+        """An INTERVAL literal, or a sum of them (:func:`hqi.query.intervals.interval_of`)."""
+        if isinstance(node, exp.Paren):
+            return self._interval(node.this)
+        if isinstance(node, exp.Neg):
+            return -self._interval(node.this)
+        if isinstance(node, exp.Add | exp.Sub):
+            left, right = self._interval(node.this), self._interval(node.expression)
+            return left + (-right if isinstance(node, exp.Sub) else right)
+        assert isinstance(node, exp.Interval)
+        unit = node.args.get("unit")
+        amount = node.this
+        if not isinstance(amount, exp.Literal):
+            raise self._unsupported(node, f"an INTERVAL of {amount.sql(dialect='duckdb')!r}")
+        try:
+            return interval_of(str(amount.this), None if unit is None else unit.name)
+        except ValueError as err:
+            raise self._type_error(node, str(err)) from None
 
     def _parse_date(self, node: exp.Expression, text: str) -> dt.date:
         try:
@@ -1154,6 +1216,15 @@ def _date_part_of(node: exp.Expression) -> str | None:
     return None
 
 
+def _is_interval(node: exp.Expression) -> bool:
+    """An INTERVAL literal, or a sum or difference of them."""
+    while isinstance(node, exp.Paren | exp.Neg):
+        node = node.this
+    if isinstance(node, exp.Add | exp.Sub):
+        return _is_interval(node.this) and _is_interval(node.expression)
+    return isinstance(node, exp.Interval)
+
+
 def _length_of(node: exp.Expression) -> tuple[exp.Expression, str] | None:
     """(argument, function) when ``node`` is a length function of one argument:
     ``length`` (sqlglot's node for ``len``, ``char_length`` and
@@ -1166,6 +1237,31 @@ def _length_of(node: exp.Expression) -> tuple[exp.Expression, str] | None:
     if strlen and len(node.expressions) == 1:
         return node.expressions[0], "strlen"
     return None
+
+
+def _utc(value: dt.datetime) -> dt.datetime:
+    """A time without a zone, in UTC (how timestamps are stored)."""
+    if value.tzinfo is None:
+        return value
+    return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
+
+
+def _date_against_timestamp(column: str, op: CompareOp, value: dt.datetime) -> Predicate:
+    """A DATE column compared with a TIMESTAMP, as DuckDB compares them (the
+    date's midnight): midnight compares as its date; a later time lies inside
+    a day, so ``=`` never holds, ``<`` and ``<=`` hold up to that day and
+    ``>`` and ``>=`` from the next."""
+    value = _utc(value)
+    day = value.date()
+    if value.time() == dt.time():
+        return Compare(column, op, day)
+    if op in ("=", "!="):
+        return _never(column) if op == "=" else _always(column)
+    if op in ("<", "<="):
+        return Compare(column, "<=", day)
+    if day == dt.date.max:
+        return _never(column)
+    return Compare(column, ">=", day + dt.timedelta(days=1))
 
 
 def _on_length(pred: Predicate, unit: LengthUnit) -> Predicate:
