@@ -426,6 +426,10 @@ def atom(draw: st.DrawFn) -> str:
         return draw(coalesced())
     if kind == "like":
         return draw(st.one_of(like(), regex(), glob(), years(), date_parts()))
+    if kind == "arith" and draw(st.integers(0, 3)) == 0:  # a remainder: truncated, as DuckDB's
+        divisor = draw(st.sampled_from(["2", "3", "-3", "7", "1", "10"]))
+        number = st.one_of(st.integers(-4, 4).map(str), st.sampled_from(["1.5", "NULL"]))
+        return _compared(draw, f"i % {divisor}", number, null_low=True, items=3)
     if kind == "arith":  # one step on a numeric column (tests/test_arithmetic.py: more)
         col = draw(st.sampled_from(["i", "f"]))
         step = draw(st.sampled_from(["+ 1", "- 2.5", "* 3", "* -0.5", "/ 2", "/ 0.1"]))

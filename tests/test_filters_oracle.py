@@ -429,6 +429,9 @@ def test_shape_of_cuts_at_quotes_like_the_character_scan() -> None:
         "length(name) BETWEEN 1 AND 3 AND strlen(name) > 3",
         "array_length(tags) IN (0, 3)",
         "NOT (char_length(s) > 4.5)",
+        "i % 2 = 0",
+        "i % 3 IN (1, -1)",
+        "NOT (i % -4 BETWEEN 0 AND 1)",
     ],
 )
 def test_documented_examples_match_duckdb(con, text: str) -> None:

@@ -109,6 +109,33 @@ def test_length_zones_are_exact_on_partitions_by_length() -> None:
             assert flags.all_true[p] == part.all() and flags.may_true[p] == part.any(), text
 
 
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.integers(-40, 40), min_size=1, max_size=30),
+    st.lists(st.integers(0, 30), max_size=8),
+    st.sampled_from([1, 2, 3, -3, 7, 10, 64]),
+    st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
+    st.integers(-8, 8),
+)
+def test_remainder_zones_are_conservative(values, cuts, divisor, op, target) -> None:
+    """Zones of sorted integers, a remainder test: never routed away from a
+    qualifying row, covered only where every row qualifies (runs within one
+    divisor, across 0, negative ones, wrapping past a multiple)."""
+    values = sorted(values)
+    store = ColumnStore(pa.table({"x": pa.array(values, pa.int64())}))
+    bounds_ = np.unique(np.array([0, len(values), *(c for c in cuts if c < len(values))]))
+    zones = ZoneMaps(store, bounds_)
+    pred = parse_filter(f"x % {divisor} {op} {target}", store.schema)
+    flags, mask = zones.flags(pred), evaluate(pred, store)
+    false = evaluate(Not(pred), store)
+    for p in range(zones.num_parts):
+        part, rows = slice(bounds_[p], bounds_[p + 1]), bounds_[p + 1] - bounds_[p]
+        assert flags.may_true[p] or not mask[part].any()
+        assert not flags.all_true[p] or mask[part].sum() == rows
+        assert flags.may_false[p] or not false[part].any()
+        assert not flags.all_false[p] or false[part].sum() == rows
+
+
 def test_date_part_zones_are_exact() -> None:
     """Partitions sorted by a date part: a filter on that part covers or skips
     each partition exactly (the zone maps keep each partition's part values),

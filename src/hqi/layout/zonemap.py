@@ -45,6 +45,7 @@ from hqi.query.predicate import (
     InList,
     IsNull,
     Length,
+    Modulo,
     Not,
     Or,
     Pattern,
@@ -425,9 +426,14 @@ class ZoneMaps:
             return Flags(t & ~empty, t | empty, f & ~empty, f | empty)
         if isinstance(pred, ColumnCompare):
             return self._pair_flags(pred)
-        if isinstance(pred, Length):  # by each zone's range of lengths
-            summary = self._length_summary(pred.column, pred.unit)
-            flags = _range_flags(summary["min"], summary["max"], pred.op, pred.value)
+        if isinstance(pred, Length | Modulo):  # by each zone's range of lengths, remainders
+            if isinstance(pred, Length):
+                summary = self._length_summary(pred.column, pred.unit)
+                lo, hi = summary["min"], summary["max"]
+            else:
+                summary = self._summary(pred.column)
+                lo, hi = _remainder_range(summary["min"], summary["max"], pred.divisor)
+            flags = _range_flags(lo, hi, pred.op, pred.value)
             has_valid = self.sizes - summary["nulls"] > 0
             no_nulls = summary["nulls"] == 0
             return Flags(
@@ -541,6 +547,26 @@ class ZoneMaps:
             may_f & both,
             (all_f & no_nulls & both) | empty,
         )
+
+
+def _remainder_range(lo: np.ndarray, hi: np.ndarray, divisor: int) -> tuple[np.ndarray, np.ndarray]:
+    """The least and greatest ``value % divisor`` (DuckDB's: truncated) over
+    values in ``[lo, hi]`` (int64), or an interval holding them: the
+    remainders of the ends where the values lie on one side of 0 and within
+    one run of ``|divisor|`` (no wrap between them), else every remainder of
+    that sign, never past the values themselves."""
+    m = abs(divisor)
+    lo, hi = lo.astype(np.int64), hi.astype(np.int64)
+    # Every remainder |r| < m, of the value's sign, and |r| <= |value|.
+    out_lo = np.maximum(np.where(lo < 0, -(m - 1), 0), np.minimum(lo, 0))
+    out_hi = np.minimum(np.where(hi > 0, m - 1, 0), np.maximum(hi, 0))
+    with np.errstate(over="ignore"):
+        span_ok = (hi - lo >= 0) & (hi - lo < m)
+    up = (lo >= 0) & span_ok & (lo % m <= hi % m)  # non-negative, no wrap: the ends'
+    down = (hi <= 0) & span_ok & ((-hi) % m <= (-lo) % m)
+    out_lo = np.where(up, lo % m, np.where(down, -((-lo) % m), out_lo))
+    out_hi = np.where(up, hi % m, np.where(down, -((-hi) % m), out_hi))
+    return out_lo, out_hi
 
 
 def _range_flags(

@@ -58,6 +58,7 @@ from hqi.query.predicate import (
     InList,
     IsNull,
     Length,
+    Modulo,
     Not,
     Or,
     Pattern,
@@ -369,6 +370,7 @@ class _Compiler:
         | InList
         | IsNull
         | Length
+        | Modulo
         | Pattern
         | Contains
         | DatePart
@@ -388,8 +390,9 @@ class _Compiler:
             index = self.matrix.part_column(key)
             self.atoms.append((index, _complement(codes) if negated else codes))
             return True
-        if isinstance(pred, ColumnCompare | Length) or pred.column not in self.matrix.column_index:
-            return False  # two columns, a length, or a column not in the matrix
+        derived = ColumnCompare | Length | Modulo  # two columns, or an integer made of one
+        if isinstance(pred, derived) or pred.column not in self.matrix.column_index:
+            return False  # not in the matrix
         column = pred.column
         if column in self.matrix.bit_columns:
             return self.bit_atom(pred, negated)

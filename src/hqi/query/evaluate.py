@@ -45,6 +45,7 @@ from hqi.query.predicate import (
     InList,
     IsNull,
     Length,
+    Modulo,
     Not,
     Or,
     Pattern,
@@ -384,6 +385,13 @@ class _Evaluator:
             )
         if isinstance(pred, ColumnCompare):
             return self._pair(pred, want)
+        if isinstance(pred, Modulo):  # DuckDB's remainder: truncated, the sign of the value
+            data = self.store[pred.column]
+            assert isinstance(data, ValueData)
+            rest = np.fmod(data.values.astype(np.int64), pred.divisor)
+            hit = OPERATORS[pred.op](rest, pred.value)
+            out = np.asarray(hit if want else ~hit, dtype=bool)
+            return out & ~self._is_null(pred.column)
         if isinstance(pred, Length):  # each row's length (kept), compared
             hit = OPERATORS[pred.op](self.store.lengths(pred.column, pred.unit), pred.value)
             out = np.asarray(hit if want else ~hit, dtype=bool)

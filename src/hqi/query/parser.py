@@ -50,6 +50,7 @@ from __future__ import annotations
 import datetime as dt
 import difflib
 import functools
+from collections.abc import Callable
 from fractions import Fraction
 from typing import Any, cast
 
@@ -87,6 +88,7 @@ from hqi.query.predicate import (
     Length,
     LengthUnit,
     Like,
+    Modulo,
     Not,
     Or,
     Predicate,
@@ -308,7 +310,9 @@ class _Checker:
                     self._length_column(node.this, node)[0]
                 )  # NULL just where the column is
             if isinstance(target, exp.Null) and _is_arithmetic(node.this):
-                return IsNull(self._steps(node.this, node)[0])  # NULL just where the column is
+                modulo = self._modulo_of(node.this, node)
+                column = self._steps(node.this, node)[0] if modulo is None else modulo[0]
+                return IsNull(column)  # NULL just where the column is
             if not isinstance(target, exp.Null | exp.Boolean):
                 raise self._unsupported(
                     node, "IS takes NULL, TRUE or FALSE (IS [NOT] DISTINCT FROM a value)"
@@ -542,7 +546,9 @@ class _Checker:
             parts.append(
                 Const(None)
                 if value is None
-                else _on_length(solve(column, True, [], op, value), unit)
+                else _rebuilt(
+                    solve(column, True, [], op, value), lambda c, o, v: Length(c, o, v, unit)
+                )
             )
         out = parts[0]
         for part in parts[1:]:  # nested by twos, as the printed text parses back
@@ -609,9 +615,21 @@ class _Checker:
         (:mod:`hqi.query.arithmetic`): the tests' ranges of the column, all
         of them (AND), or any (``any_of``: OR, as IN). A NULL number makes
         its test NULL."""
-        column, steps = self._steps(expr, node)
-        integer = self.schema[column] is ColumnKind.INT
+        modulo = self._modulo_of(expr, node)
         parts: list[Predicate] = []
+        if modulo is not None:  # col % m: a remainder, an integer (DuckDB compares it exactly)
+            column, divisor = modulo
+            for op, right in tests:
+                value = self._exact_number(right, f"{expr.sql(dialect='duckdb')}, a number")
+                if value is None:
+                    parts.append(Const(None))
+                    continue
+                solved = solve(column, True, [], op, value)
+                parts.append(_rebuilt(solved, lambda c, o, v: Modulo(c, divisor, o, v)))
+            tests = []
+        else:
+            column, steps = self._steps(expr, node)
+        integer = self.schema[column] is ColumnKind.INT
         for op, right in tests:
             value = self._exact_number(right, f"{expr.sql(dialect='duckdb')}, a number")
             parts.append(Const(None) if value is None else solve(column, integer, steps, op, value))
@@ -619,6 +637,27 @@ class _Checker:
         for part in parts[1:]:  # nested by twos, as the printed text parses back
             out = Or((out, part)) if any_of else And((out, part))
         return out
+
+    def _modulo_of(self, expr: exp.Expression, node: exp.Expression) -> tuple[str, int] | None:
+        """(column, divisor) when ``expr`` is ``col % m`` (an integer column, a
+        whole divisor other than 0); None when it is no remainder at all."""
+        while isinstance(expr, exp.Paren):
+            expr = expr.this
+        if not isinstance(expr, exp.Mod):
+            return None
+        shown = expr.sql(dialect="duckdb")
+        operand = expr.this
+        while isinstance(operand, exp.Paren):
+            operand = operand.this
+        if not isinstance(operand, exp.Column) or _has_column(expr.expression):
+            raise self._unsupported(node, f"% of a column by a number only (x % 10), not {shown!r}")
+        column, kind = self.column(operand, node)
+        if kind is not ColumnKind.INT:
+            raise self._type_error(node, f"% needs an integer column; {column!r} is {kind.value}")
+        divisor = self._exact_number(expr.expression, f"{shown}, a whole divisor")
+        if divisor is None or divisor.denominator != 1 or not 0 < abs(divisor) < 2**63:
+            raise self._unsupported(node, f"{shown!r}: % takes a whole divisor other than 0")
+        return column, int(divisor)
 
     def _steps(self, expr: exp.Expression, node: exp.Expression) -> tuple[str, list[Step]]:
         """The column of an arithmetic expression and its steps, innermost
@@ -658,7 +697,9 @@ class _Checker:
             else:
                 if isinstance(expr, exp.IntDiv | exp.Mod):
                     raise self._unsupported(
-                        node, f"{expr.sql(dialect='duckdb')!r}: arithmetic takes + - * and /"
+                        node,
+                        f"{expr.sql(dialect='duckdb')!r}: arithmetic takes + - * and /; "
+                        "% only as a column's remainder compared with numbers (x % 10 = 3)",
                     )
                 self.column(expr, node)  # raises: a function, a literal, ...
         column, kind = self.column(expr, node)
@@ -1264,17 +1305,17 @@ def _date_against_timestamp(column: str, op: CompareOp, value: dt.datetime) -> P
     return Compare(column, ">=", day + dt.timedelta(days=1))
 
 
-def _on_length(pred: Predicate, unit: LengthUnit) -> Predicate:
+def _rebuilt(pred: Predicate, make: Callable[[str, CompareOp, int], Predicate]) -> Predicate:
     """A test of an integer column (from :func:`hqi.query.arithmetic.solve`) as
-    the same test of the column's length: its comparisons become
-    :class:`Length` tests, its NULL tests stay (a length is NULL where the
-    column is)."""
+    the same test of an integer made from the column (its length, its
+    remainder): its comparisons become ``make(column, op, value)``, its NULL
+    tests stay (the integer is NULL where the column is)."""
     if isinstance(pred, Compare):
-        return Length(pred.column, pred.op, int(cast(int, pred.value)), unit)
+        return make(pred.column, pred.op, int(cast(int, pred.value)))
     if isinstance(pred, Not):
-        return Not(_on_length(pred.child, unit))
+        return Not(_rebuilt(pred.child, make))
     if isinstance(pred, And | Or):
-        return type(pred)(tuple(_on_length(c, unit) for c in pred.children))
+        return type(pred)(tuple(_rebuilt(c, make) for c in pred.children))
     return pred  # IsNull, Const
 
 

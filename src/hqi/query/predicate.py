@@ -18,7 +18,7 @@ are ``FoldedRange`` patterns. A date part compared with numbers
 (``month(d) BETWEEN 6 AND 8``) is a ``DatePart``: the set of the part's
 values where it holds. A comparison of two columns (``released < updated``)
 is a ``ColumnCompare``; ``length(col)`` compared with a number is a
-``Length``.
+``Length``, and ``col % m`` a ``Modulo``.
 """
 
 from __future__ import annotations
@@ -49,6 +49,7 @@ __all__ = [
     "Length",
     "LengthUnit",
     "Like",
+    "Modulo",
     "Not",
     "Or",
     "Pattern",
@@ -289,6 +290,21 @@ class DatePart:
         return f"{call} IN ({', '.join(map(str, v))})"
 
 
+@dataclass(frozen=True)
+class Modulo:
+    """``column % divisor op value`` on an integer column: the remainder as
+    DuckDB computes it (truncated: its sign is the column value's, ``-7 % 3``
+    is ``-1``), compared with an integer; NULL where the column is."""
+
+    column: str
+    divisor: int
+    op: CompareOp
+    value: int
+
+    def __str__(self) -> str:
+        return f"{sql_identifier(self.column)} % {self.divisor} {self.op} {self.value}"
+
+
 LengthUnit: TypeAlias = Literal["chars", "bytes", "items"]
 
 
@@ -357,6 +373,7 @@ Predicate: TypeAlias = (
     | Contains
     | DatePart
     | Length
+    | Modulo
     | Const
     | Not
     | And
@@ -394,7 +411,7 @@ def truth_of(pred: Predicate, value: bool | None) -> Predicate:
     TRUE`` is ``x > 1 AND x IS NOT NULL``; AND, OR and NOT follow Kleene's
     tables (``a AND b`` is FALSE where either is FALSE). A comparison of two
     columns is unknown where either is NULL."""
-    column_atom = isinstance(pred, Compare | Contains | DatePart | Length | Pattern) or (
+    column_atom = isinstance(pred, Compare | Contains | DatePart | Length | Modulo | Pattern) or (
         isinstance(pred, InList) and not pred.has_null
     )
     if isinstance(pred, ColumnCompare):  # unknown where either column is NULL
