@@ -326,6 +326,12 @@ def test_filters_of_one_shape_parse_like_sqlglot(text: str, data: st.DataObject)
         ],
         ["d BETWEEN '2001-01-01' AND '2002-01-01'", "d BETWEEN '2003-01-01' AND '2004-01-01'"],
         ["f BETWEEN -1 AND 2", "f BETWEEN -3.5 AND 2"],  # a negative bound: not a literal
+        [  # INTERVAL's number is a string in sqlglot's tree, without a position
+            "d >= DATE '2020-01-01' - INTERVAL 30 DAY AND s = 'jazz'",
+            "d >= DATE '2021-05-01' - INTERVAL 45 DAY AND s = 'rock'",
+            "d >= DATE '2021-05-01' - INTERVAL 1.5 DAY AND s = 'rock'",
+            "d >= DATE '2021-05-31' - INTERVAL 3 MONTH AND s = 'rock'",
+        ],
     ],
 )
 def test_comparisons_of_a_shape_take_new_literals(texts: list[str]) -> None:
@@ -337,6 +343,17 @@ def test_comparisons_of_a_shape_take_new_literals(texts: list[str]) -> None:
             lambda x: parse_filter(x, STORE.schema), text
         ), text
         parser._texts.clear()  # the shape and its tests stay
+
+
+def test_interval_numbers_keep_their_shape() -> None:
+    """``INTERVAL 30 DAY``: the shape's tree is kept (its literals found in the
+    order of the text), so later filters of the shape are not parsed anew."""
+    parser = FilterParser(STORE.schema)
+    texts = [f"d >= DATE '2020-01-0{i}' - INTERVAL {i} DAY AND i = {i}" for i in range(1, 6)]
+    for text in texts:
+        assert parser.parse(text) == parse_filter(text, STORE.schema)
+    (entry,) = parser._shapes.values()
+    assert entry is not None and len(entry.nodes) == 3
 
 
 def test_shape_of_cuts_at_quotes_like_the_character_scan() -> None:

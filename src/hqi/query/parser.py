@@ -1130,16 +1130,16 @@ class _Checker:
         if not subtract and (_is_interval(left) or isinstance(left, exp.Literal)):
             left, right = right, left  # INTERVAL 1 DAY + DATE '...'
         base, kind = self._raw_literal(left)
-        shown = node.sql(dialect="duckdb")
+        shown = functools.partial(node.sql, dialect="duckdb")  # for errors only: it is slow
         if kind not in ("date", "timestamp"):
             raise self._unsupported(
                 node,
-                f"arithmetic on literals ({shown!r}): a DATE or TIMESTAMP plus or minus an "
+                f"arithmetic on literals ({shown()!r}): a DATE or TIMESTAMP plus or minus an "
                 "INTERVAL, or a DATE plus or minus a number of days",
             )
         assert isinstance(base, dt.date)
         if isinstance(base, dt.datetime) and base.tzinfo is not None:
-            raise self._unsupported(node, f"an INTERVAL added to a time with a zone ({shown!r})")
+            raise self._unsupported(node, f"an INTERVAL added to a time with a zone ({shown()!r})")
         interval = self._interval(right) if _is_interval(right) else None
         days, days_kind = (None, "") if interval is not None else self._raw_literal(right)
         try:
@@ -1148,9 +1148,9 @@ class _Checker:
             if kind == "date" and days_kind == "number" and isinstance(days, int):
                 return base + dt.timedelta(days=-days if subtract else days), "date"
         except OverflowError:
-            raise self._type_error(node, f"{shown!r} is past the years 1 to 9999") from None
+            raise self._type_error(node, f"{shown()!r} is past the years 1 to 9999") from None
         raise self._unsupported(
-            node, f"{shown!r}: a {kind.upper()} takes an INTERVAL or a whole number of days"
+            node, f"{shown()!r}: a {kind.upper()} takes an INTERVAL or a whole number of days"
         )
 
     def _interval(self, node: exp.Expression) -> Interval:

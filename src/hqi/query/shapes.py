@@ -150,8 +150,25 @@ def _shape_by_characters(text: str) -> tuple[str, list[Literal]] | None:
 
 
 def _literal_nodes(tree: exp.Expression) -> list[exp.Literal]:
-    nodes = [n for n in tree.walk() if isinstance(n, exp.Literal)]
-    return sorted(nodes, key=lambda n: (getattr(n, "_meta", None) or {}).get("start", -1))
+    """The tree's literals in the order of the text: by their position, and one
+    that sqlglot made without a position (the number of ``INTERVAL 30 DAY``,
+    made a string) just after the literal before it in the tree."""
+    keyed: list[tuple[float, exp.Literal]] = []
+    last = -1.0
+    for n in tree.walk(bfs=False):
+        if isinstance(n, exp.Literal):
+            start = (getattr(n, "_meta", None) or {}).get("start")
+            last = last + 0.001 if start is None else float(start)
+            keyed.append((last, n))
+    keyed.sort(key=lambda pair: pair[0])
+    return [n for _, n in keyed]
+
+
+def _same_literal(node: exp.Literal, kind: str, value: str) -> bool:
+    """Whether the scan's literal (``kind`` "s" or "n", its text) is ``node``:
+    the number of ``INTERVAL 30 DAY`` is a string in sqlglot's tree."""
+    number_as_string = kind == "n" and isinstance(node.parent, exp.Interval)
+    return (node.is_string == (kind == "s") or number_as_string) and str(node.this) == value
 
 
 # A shape's boolean skeleton: ("and" | "or", left, right), ("not", operand), or a
@@ -332,7 +349,7 @@ class FilterParser:
                 tree = _sqlglot_parse(text)  # errors surface here, positioned
                 nodes = _literal_nodes(tree)
                 agrees = len(nodes) == len(lits) and all(
-                    node.is_string == (kind == "s") and str(node.this) == value
+                    _same_literal(node, kind, value)
                     for node, (kind, value) in zip(nodes, lits, strict=False)
                 )
                 if len(self._shapes) >= self.max_entries or self._tests >= self.max_entries:
