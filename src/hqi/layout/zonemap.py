@@ -433,15 +433,9 @@ class ZoneMaps:
             else:
                 summary = self._summary(pred.column)
                 lo, hi = _remainder_range(summary["min"], summary["max"], pred.divisor)
-            flags = _range_flags(lo, hi, pred.op, pred.value)
-            has_valid = self.sizes - summary["nulls"] > 0
-            no_nulls = summary["nulls"] == 0
-            return Flags(
-                flags[0] & has_valid,
-                (flags[1] & no_nulls & has_valid) | empty,
-                flags[2] & has_valid,
-                (flags[3] & no_nulls & has_valid) | empty,
-            )
+            nulls = summary["nulls"]
+            known = (self.sizes - nulls > 0, nulls == 0, empty)
+            return _where_known(*_range_flags(lo, hi, pred.op, pred.value), *known)
         summary = self._summary(pred.column)
         nulls = summary["nulls"]
         valid_rows = self.sizes - nulls
@@ -494,13 +488,7 @@ class ZoneMaps:
             may_t = np.asarray(within.any(axis=1))
             all_t = np.asarray((lo == hi) & _isin(lo, list(values)))
             may_f, all_f = ~all_t, ~may_t
-        no_nulls = nulls == 0
-        return Flags(
-            may_t & has_valid,
-            (all_t & no_nulls & has_valid) | empty,
-            may_f & has_valid,
-            (all_f & no_nulls & has_valid) | empty,
-        )
+        return _where_known(may_t, all_t, may_f, all_f, has_valid, nulls == 0, empty)
 
     def _key_range(self, column: str, key: KeyMap) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """Each zone's least and greatest key of ``column``'s values (anything
@@ -541,12 +529,28 @@ class ZoneMaps:
         empty = self.sizes == 0
         both = (self.sizes - nulls_a > 0) & (self.sizes - nulls_b > 0)
         no_nulls = (nulls_a == 0) & (nulls_b == 0)
-        return Flags(
-            may_t & both,
-            (all_t & no_nulls & both) | empty,
-            may_f & both,
-            (all_f & no_nulls & both) | empty,
-        )
+        return _where_known(may_t, all_t, may_f, all_f, both, no_nulls, empty)
+
+
+def _where_known(
+    may_t: np.ndarray,
+    all_t: np.ndarray,
+    may_f: np.ndarray,
+    all_f: np.ndarray,
+    has_valid: np.ndarray,
+    no_nulls: np.ndarray,
+    empty: np.ndarray,
+) -> Flags:
+    """The flags of a test that NULL makes unknown, from its flags over each
+    zone's non-NULL values: it may be TRUE (FALSE) only in a zone with a
+    non-NULL value, and is TRUE (FALSE) on every row only where the zone has
+    no NULL (an empty zone: vacuously)."""
+    return Flags(
+        may_t & has_valid,
+        (all_t & no_nulls & has_valid) | empty,
+        may_f & has_valid,
+        (all_f & no_nulls & has_valid) | empty,
+    )
 
 
 def _remainder_range(lo: np.ndarray, hi: np.ndarray, divisor: int) -> tuple[np.ndarray, np.ndarray]:
