@@ -306,9 +306,8 @@ class _Checker:
             if isinstance(target, exp.Null) and _fold_of(node.this) is not None:
                 return IsNull(self._string_column(node.this, node, "IS NULL")[0])
             if isinstance(target, exp.Null) and _length_of(node.this) is not None:
-                return IsNull(
-                    self._length_column(node.this, node)[0]
-                )  # NULL just where the column is
+                column = self._length_column(node.this, node)[0]
+                return IsNull(column)  # NULL just where the column is
             if isinstance(target, exp.Null) and _is_arithmetic(node.this):
                 modulo = self._modulo_of(node.this, node)
                 column = self._steps(node.this, node)[0] if modulo is None else modulo[0]
@@ -540,20 +539,16 @@ class _Checker:
         (``len(tags) > 2.5`` is ``len(tags) >= 3``); a NULL number makes its
         test NULL."""
         column, unit, shown = self._length_column(expr, node)
+        length = functools.partial(Length, unit=unit)
         parts: list[Predicate] = []
         for op, right in tests:
             value = self._exact_number(right, f"{shown}, an integer")
             parts.append(
                 Const(None)
                 if value is None
-                else _rebuilt(
-                    solve(column, True, [], op, value), lambda c, o, v: Length(c, o, v, unit)
-                )
+                else _rebuilt(solve(column, True, [], op, value), length)
             )
-        out = parts[0]
-        for part in parts[1:]:  # nested by twos, as the printed text parses back
-            out = Or((out, part)) if any_of else And((out, part))
-        return out
+        return _joined(parts, any_of)
 
     def _length_column(
         self, expr: exp.Expression, node: exp.Expression
@@ -613,30 +608,30 @@ class _Checker:
     ) -> Predicate:
         """Arithmetic on one numeric column compared with numbers
         (:mod:`hqi.query.arithmetic`): the tests' ranges of the column, all
-        of them (AND), or any (``any_of``: OR, as IN). A NULL number makes
-        its test NULL."""
+        of them (AND), or any (``any_of``: OR, as IN); or a column's
+        remainder (``x % 10``, a :class:`Modulo`) compared with them. A NULL
+        number makes its test NULL."""
+        test: Callable[[CompareOp, Fraction], Predicate]
         modulo = self._modulo_of(expr, node)
-        parts: list[Predicate] = []
-        if modulo is not None:  # col % m: a remainder, an integer (DuckDB compares it exactly)
+        if modulo is not None:  # an integer: compared exactly, as DuckDB compares it
             column, divisor = modulo
-            for op, right in tests:
-                value = self._exact_number(right, f"{expr.sql(dialect='duckdb')}, a number")
-                if value is None:
-                    parts.append(Const(None))
-                    continue
-                solved = solve(column, True, [], op, value)
-                parts.append(_rebuilt(solved, lambda c, o, v: Modulo(c, divisor, o, v)))
-            tests = []
+
+            def test(op: CompareOp, value: Fraction) -> Predicate:
+                remainder = functools.partial(Modulo, divisor=divisor)
+                return _rebuilt(solve(column, True, [], op, value), remainder)
+
         else:
             column, steps = self._steps(expr, node)
-        integer = self.schema[column] is ColumnKind.INT
+            integer = self.schema[column] is ColumnKind.INT
+
+            def test(op: CompareOp, value: Fraction) -> Predicate:
+                return solve(column, integer, steps, op, value)
+
+        parts: list[Predicate] = []
         for op, right in tests:
             value = self._exact_number(right, f"{expr.sql(dialect='duckdb')}, a number")
-            parts.append(Const(None) if value is None else solve(column, integer, steps, op, value))
-        out = parts[0]
-        for part in parts[1:]:  # nested by twos, as the printed text parses back
-            out = Or((out, part)) if any_of else And((out, part))
-        return out
+            parts.append(Const(None) if value is None else test(op, value))
+        return _joined(parts, any_of)
 
     def _modulo_of(self, expr: exp.Expression, node: exp.Expression) -> tuple[str, int] | None:
         """(column, divisor) when ``expr`` is ``col % m`` (an integer column, a
@@ -1305,13 +1300,22 @@ def _date_against_timestamp(column: str, op: CompareOp, value: dt.datetime) -> P
     return Compare(column, ">=", day + dt.timedelta(days=1))
 
 
-def _rebuilt(pred: Predicate, make: Callable[[str, CompareOp, int], Predicate]) -> Predicate:
+def _joined(parts: list[Predicate], any_of: bool) -> Predicate:
+    """The tests of one expression, all of them (AND) or any (OR), nested by
+    twos as the printed text parses back."""
+    out = parts[0]
+    for part in parts[1:]:
+        out = Or((out, part)) if any_of else And((out, part))
+    return out
+
+
+def _rebuilt(pred: Predicate, make: Callable[..., Predicate]) -> Predicate:
     """A test of an integer column (from :func:`hqi.query.arithmetic.solve`) as
     the same test of an integer made from the column (its length, its
-    remainder): its comparisons become ``make(column, op, value)``, its NULL
-    tests stay (the integer is NULL where the column is)."""
+    remainder): its comparisons become ``make(column, op=op, value=value)``,
+    its NULL tests stay (the integer is NULL where the column is)."""
     if isinstance(pred, Compare):
-        return make(pred.column, pred.op, int(cast(int, pred.value)))
+        return make(pred.column, op=pred.op, value=int(cast(int, pred.value)))
     if isinstance(pred, Not):
         return Not(_rebuilt(pred.child, make))
     if isinstance(pred, And | Or):
