@@ -76,11 +76,11 @@ _VALUES = [
 
 @st.composite
 def arithmetic(draw: st.DrawFn) -> str:
-    """``+ - * /`` steps with numbers on ``i`` or ``f``, compared with numbers
-    (either side), BETWEEN or IN."""
+    """``+ - * / //`` steps with numbers on ``i`` or ``f``, compared with
+    numbers (either side), BETWEEN or IN."""
     expr = draw(st.sampled_from(["i", "f"]))
     for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["+", "-", "*", "/", "neg"]))
+        op = draw(st.sampled_from(["+", "-", "*", "/", "//", "//", "neg"]))
         if op == "neg":
             expr = f"-({expr})"
             continue
@@ -138,6 +138,11 @@ def test_arithmetic_compiles_and_routes(text: str) -> None:
         ("i + 1 BETWEEN 1 AND 3", "(i >= 0) AND (i <= 2)"),
         ("f * 3 > 1.5", "f >= 0.5000000000000001"),  # 0.5 * 3 is 1.5, not more
         ("i * 2 = 3", "(i IS NULL) AND (NULL)"),  # no integer: FALSE, NULL where i is
+        ("i // 10 = 199", "(i >= 1990) AND (i <= 1999)"),  # integers: truncated
+        ("i // 2 = -3", "(i >= -7) AND (i <= -6)"),  # toward zero: -7 // 2 is -3
+        ("i // -3 >= 2", "i <= -6"),
+        ("i // 2.0 > 3.2", "i >= 7"),  # a decimal divisor: DuckDB divides (7 // 2.0 is 3.5)
+        ("(i + 5) // 2 > 3", "i >= 3"),
     ],
 )
 def test_arithmetic_reads_as_ranges(text: str, expected: str) -> None:
@@ -148,7 +153,8 @@ def test_arithmetic_reads_as_ranges(text: str, expected: str) -> None:
     ("text", "error", "match"),
     [
         ("i + f > 1", UnsupportedFilterError, "one column at a time"),
-        ("i // 2 > 1", UnsupportedFilterError, "arithmetic takes"),
+        ("i // 0 > 1", UnsupportedFilterError, "dividing by zero"),
+        ("10 // i > 1", UnsupportedFilterError, "dividing by a column"),
         ("i % 2 + 1 = 1", UnsupportedFilterError, "arithmetic takes"),
         ("10 / i > 1", UnsupportedFilterError, "dividing by a column"),
         ("i / 0 > 1", UnsupportedFilterError, "dividing by zero"),

@@ -17,6 +17,11 @@ The range is exactly DuckDB's, step by step in DuckDB's types:
   rounds it, and a float column's value is a double from the start. The
   bound is then found by bisection over the column's values (ordered
   doubles, or integers), which rounding keeps monotone.
+- ``//`` of an integer value by a whole number is DuckDB's integer division,
+  truncated toward zero (``-7 // 2`` is ``-3``): monotone too, so the bound
+  is found by bisection over the integers, exactly. Of any other value, or
+  by a decimal or a DOUBLE literal, DuckDB's ``//`` divides as ``/`` does
+  (``7 // 2.0`` is ``3.5``), and so does hqi.
 
 Where DuckDB stops with an error (an integer overflow in the column's own
 type, ``127::TINYINT + 1``), hqi computes the exact value instead. A
@@ -45,7 +50,7 @@ from hqi.query.predicate import (
     Predicate,
 )
 
-__all__ = ["Step", "solve"]
+__all__ = ["Step", "integer_division", "solve"]
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _DBL_MAX = 1.7976931348623157e308
@@ -59,10 +64,11 @@ class Step:
     (``1e3``), which makes the value a double from this step on, as ``/``
     does."""
 
-    op: str  # "+", "-", "*", "/"
+    op: str  # "+", "-", "*", "/", "//"
     constant: Fraction
     left: bool = False
     double: bool = False
+    integer: bool = True  # an integer literal (no point, no exponent): an INTEGER in DuckDB
 
     @property
     def in_doubles(self) -> bool:
@@ -87,8 +93,27 @@ def solve(
     that hold exactly where ``steps(column) op value`` does, NULL where the
     column is NULL."""
     if integer and not any(step.in_doubles for step in steps):
+        if any(step.op == "//" for step in steps):  # not linear: bisection, exactly
+            return _solve_double(column, integer, steps, op, value)
         return _solve_exact(column, steps, op, value)
     return _solve_double(column, integer, steps, op, value)
+
+
+def integer_division(column_is_integer: bool, steps: list[Step]) -> list[Step]:
+    """``steps`` (innermost first) with each ``//`` read as DuckDB reads it: an
+    integer division where the value is an integer and the divisor a whole
+    literal, else a division (``/``)."""
+    integral = column_is_integer
+    out = []
+    for step in steps:
+        if step.op == "//" and not (integral and step.integer):
+            step = Step("/", step.constant, step.left, step.double, step.integer)
+        if step.op in ("+", "-", "*"):
+            integral = integral and step.integer
+        elif step.op == "/":
+            integral = False
+        out.append(step)
+    return out
 
 
 def _solve_exact(column: str, steps: list[Step], op: CompareOp, value: Fraction) -> Predicate:
@@ -149,12 +174,12 @@ def _double_of(value: Fraction) -> float:
     return float(value)
 
 
-def _evaluate(steps: list[Step], integer: bool) -> Callable[[int | float], float]:
+def _evaluate(steps: list[Step], integer: bool) -> Callable[[int | float], Fraction | float]:
     """The value of ``steps`` at one column value, as DuckDB computes it:
-    exactly up to the first ``/`` (or DOUBLE literal) on an integer column,
-    in doubles after."""
+    exactly up to the first ``/`` (or DOUBLE literal) on an integer column
+    (a Fraction if there is none), in doubles after."""
 
-    def run(x: int | float) -> float:
+    def run(x: int | float) -> Fraction | float:
         exact: Fraction | None = Fraction(x) if integer else None
         value = float(x)
         for step in steps:
@@ -164,7 +189,7 @@ def _evaluate(steps: list[Step], integer: bool) -> Callable[[int | float], float
             if exact is not None:  # the first division or DOUBLE: a double from here on
                 value, exact = float(exact), None
             value = _apply(step, value, _double_of(step.constant))
-        return float(exact) if exact is not None else value
+        return exact if exact is not None else value
 
     return run
 
@@ -178,6 +203,8 @@ def _apply(step: Step, value: Any, c: Any) -> Any:
         return c - value if step.left else value - c
     if step.op == "*":
         return value * c
+    if step.op == "//":  # integers only (integer_division): truncated toward zero
+        return Fraction(math.trunc(Fraction(value) / c))
     return value / c
 
 
@@ -200,9 +227,11 @@ def _solve_double(
 ) -> Predicate:
     """The range by bisection: ``steps`` are monotone in the column, so the
     values where a comparison holds are a prefix or a suffix of the ordered
-    values (``=``: both, ``!=``: the rest)."""
+    values (``=``: both, ``!=``: the rest). Compared in doubles, or exactly
+    where the steps never leave the integers (``x // 10``)."""
     run = _evaluate(steps, integer)
-    target = _double_of(value)
+    exact = integer and not any(step.in_doubles for step in steps)
+    target: Fraction | float = value if exact else _double_of(value)
     if integer:
         low, high = INT_MIN, INT_MAX
         to_value: Callable[[int], int | float] = int
@@ -217,7 +246,7 @@ def _solve_double(
         ">=": lambda v: v >= target,
     }
 
-    def bound(test: Callable[[float], bool], upward: bool) -> int | None:
+    def bound(test: Callable[[Fraction | float], bool], upward: bool) -> int | None:
         """The first key (``upward``) or the last (not) in the set where
         ``test`` holds, which is a suffix (upward) or a prefix; None if empty."""
         lo, hi = low, high

@@ -65,7 +65,7 @@ from hqi.errors import (
     UnsupportedFilterError,
 )
 from hqi.query import coalesce
-from hqi.query.arithmetic import Step, _always, _never, solve
+from hqi.query.arithmetic import Step, _always, _never, integer_division, solve
 from hqi.query.columns import ColumnKind, Schema
 from hqi.query.dateparts import FUNCTIONS, PARTS, SPECIFIERS
 from hqi.query.intervals import Interval, add_interval, interval_of
@@ -658,7 +658,13 @@ class _Checker:
         """The column of an arithmetic expression and its steps, innermost
         first: ``+``, ``-``, ``*`` and ``/`` with numbers, the column once."""
         outer: list[Step] = []
-        ops: dict[type, str] = {exp.Add: "+", exp.Sub: "-", exp.Mul: "*", exp.Div: "/"}
+        ops: dict[type, str] = {
+            exp.Add: "+",
+            exp.Sub: "-",
+            exp.Mul: "*",
+            exp.Div: "/",
+            exp.IntDiv: "//",
+        }
         shown = expr.sql(dialect="duckdb")
         while not isinstance(expr, exp.Column):
             if isinstance(expr, exp.Paren):
@@ -682,18 +688,18 @@ class _Checker:
                         constant, f"null literal NULL does not fit arithmetic in {shown!r}"
                     )
                 op = ops[type(expr)]
-                if op == "/" and on_left:
+                if op in ("/", "//") and on_left:
                     raise self._unsupported(node, f"dividing by a column ({shown!r})")
-                if op == "/" and value == 0:
+                if op in ("/", "//") and value == 0:
                     raise self._unsupported(node, f"dividing by zero ({shown!r})")
                 double = op != "/" and _is_double_literal(constant)
-                outer.append(Step(op, value, on_left, double))
+                outer.append(Step(op, value, on_left, double, _is_integer_literal(constant)))
                 expr = right if on_left else left
             else:
-                if isinstance(expr, exp.IntDiv | exp.Mod):
+                if isinstance(expr, exp.Mod):
                     raise self._unsupported(
                         node,
-                        f"{expr.sql(dialect='duckdb')!r}: arithmetic takes + - * and /; "
+                        f"{expr.sql(dialect='duckdb')!r}: arithmetic takes + - * / and //; "
                         "% only as a column's remainder compared with numbers (x % 10 = 3)",
                     )
                 self.column(expr, node)  # raises: a function, a literal, ...
@@ -706,7 +712,7 @@ class _Checker:
             raise self._unsupported(
                 node, f"multiplying a float column by zero ({shown!r}): inf * 0 is NaN"
             )
-        return column, outer[::-1]
+        return column, integer_division(kind is ColumnKind.INT, outer[::-1])
 
     def _exact_number(self, node: exp.Expression, what: str) -> Fraction | None:
         """A number literal's exact value (a DOUBLE literal's, ``1e3``, as the
@@ -1335,6 +1341,13 @@ def _is_arithmetic(node: exp.Expression) -> bool:
 
 def _has_column(node: exp.Expression) -> bool:
     return node.find(exp.Column) is not None
+
+
+def _is_integer_literal(node: exp.Expression) -> bool:
+    """A number written without a point or an exponent: DuckDB's INTEGER."""
+    while isinstance(node, exp.Paren | exp.Neg):
+        node = node.this
+    return isinstance(node, exp.Literal) and not node.is_string and str(node.this).isdigit()
 
 
 def _is_double_literal(node: exp.Expression) -> bool:
