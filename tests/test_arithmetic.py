@@ -76,17 +76,23 @@ _VALUES = [
 
 @st.composite
 def arithmetic(draw: st.DrawFn) -> str:
-    """``+ - * / //`` steps with numbers on ``i`` or ``f``, compared with
-    numbers (either side), BETWEEN or IN."""
+    """``+ - * / //`` steps with numbers on ``i`` or ``f`` and ``floor``,
+    ``ceil``, ``trunc``, ``round`` of the value, perhaps all inside ``abs()``,
+    compared with numbers (either side), BETWEEN or IN."""
     expr = draw(st.sampled_from(["i", "f"]))
     for _ in range(draw(st.integers(1, 3))):
-        op = draw(st.sampled_from(["+", "-", "*", "/", "//", "//", "neg"]))
+        op = draw(st.sampled_from(["+", "-", "*", "/", "//", "//", "neg", "rounding"]))
         if op == "neg":
             expr = f"-({expr})"
+            continue
+        if op == "rounding":
+            expr = f"{draw(st.sampled_from(['floor', 'ceil', 'trunc', 'round']))}({expr})"
             continue
         constant = draw(st.sampled_from(_CONSTANTS))
         on_left = op in "+-*" and draw(st.booleans())
         expr = f"({constant} {op} {expr})" if on_left else f"({expr} {op} {constant})"
+    if draw(st.integers(0, 3)) == 0:
+        expr = f"abs({expr})"
     form = draw(st.sampled_from(["=", "!=", "<", "<=", ">", ">=", "BETWEEN", "IN"]))
     value = st.sampled_from(_VALUES)
     if form == "BETWEEN":
@@ -143,6 +149,12 @@ def test_arithmetic_compiles_and_routes(text: str) -> None:
         ("i // -3 >= 2", "i <= -6"),
         ("i // 2.0 > 3.2", "i >= 7"),  # a decimal divisor: DuckDB divides (7 // 2.0 is 3.5)
         ("(i + 5) // 2 > 3", "i >= 3"),
+        ("abs(i - 2000) <= 5", "(i <= 2005) AND (i >= 1995)"),
+        ("abs(i) > 10", "(i >= 11) OR (i <= -11)"),
+        ("abs(i) = -1", "(i IS NULL) AND (NULL)"),  # never: FALSE, NULL where i is
+        ("round(f) = 0", "(f >= -0.49999999999999994) AND (f <= 0.49999999999999994)"),
+        ("floor(f) = 2", "(f >= 2.0) AND (f <= 2.9999999999999996)"),
+        ("round(i * 2.5) = 13", "(i >= 5) AND (i <= 5)"),  # half away from zero: 12.5 -> 13
     ],
 )
 def test_arithmetic_reads_as_ranges(text: str, expected: str) -> None:
@@ -162,7 +174,9 @@ def test_arithmetic_reads_as_ranges(text: str, expected: str) -> None:
         ("i + 'a' > 1", FilterTypeError, "does not fit"),
         ("i + NULL > 1", FilterTypeError, "does not fit"),
         ("i + 1 > 'a'", FilterTypeError, "does not fit"),
-        ("abs(i) + 1 > 2", UnsupportedFilterError, "unsupported function abs()"),
+        ("abs(i) + 1 > 2", UnsupportedFilterError, r"abs\(\) only around a whole expression"),
+        ("round(f, 1) = 2.5", UnsupportedFilterError, r"round\(\) takes one argument"),
+        ("sqrt(f) > 2", UnsupportedFilterError, "unsupported function sqrt()"),
     ],
 )
 def test_arithmetic_errors(text: str, error: type, match: str) -> None:

@@ -22,6 +22,13 @@ The range is exactly DuckDB's, step by step in DuckDB's types:
   is found by bisection over the integers, exactly. Of any other value, or
   by a decimal or a DOUBLE literal, DuckDB's ``//`` divides as ``/`` does
   (``7 // 2.0`` is ``3.5``), and so does hqi.
+- ``floor``, ``ceil``, ``trunc`` and ``round`` (half away from zero) of the
+  value, monotone as well, in DuckDB's types: of a decimal, exactly; of a
+  double, in doubles; of an integer, ``round`` and ``trunc`` are the integer
+  and ``floor`` and ``ceil`` its double (DuckDB returns a DOUBLE there).
+- ``abs(...)`` around the whole expression is not monotone but splits in
+  two: ``abs(e) < v`` is ``e < v AND e > -v``, ``abs(e) > v`` is ``e > v OR
+  e < -v``, each solved as above (:func:`solve_abs`).
 
 Where DuckDB stops with an error (an integer overflow in the column's own
 type, ``127::TINYINT + 1``), hqi computes the exact value instead. A
@@ -50,7 +57,7 @@ from hqi.query.predicate import (
     Predicate,
 )
 
-__all__ = ["Step", "integer_division", "solve"]
+__all__ = ["ROUNDINGS", "Step", "as_duckdb", "solve", "solve_abs"]
 
 INT_MIN, INT_MAX = -(2**63), 2**63 - 1
 _DBL_MAX = 1.7976931348623157e308
@@ -64,7 +71,7 @@ class Step:
     (``1e3``), which makes the value a double from this step on, as ``/``
     does."""
 
-    op: str  # "+", "-", "*", "/", "//"
+    op: str  # "+", "-", "*", "/", "//"; or one of ROUNDINGS (no constant)
     constant: Fraction
     left: bool = False
     double: bool = False
@@ -93,24 +100,65 @@ def solve(
     that hold exactly where ``steps(column) op value`` does, NULL where the
     column is NULL."""
     if integer and not any(step.in_doubles for step in steps):
-        if any(step.op == "//" for step in steps):  # not linear: bisection, exactly
+        if any(step.op not in ("+", "-", "*") for step in steps):  # not linear: bisection
             return _solve_double(column, integer, steps, op, value)
         return _solve_exact(column, steps, op, value)
     return _solve_double(column, integer, steps, op, value)
 
 
-def integer_division(column_is_integer: bool, steps: list[Step]) -> list[Step]:
-    """``steps`` (innermost first) with each ``//`` read as DuckDB reads it: an
-    integer division where the value is an integer and the divisor a whole
-    literal, else a division (``/``)."""
+def solve_abs(
+    column: str, integer: bool, steps: list[Step], op: CompareOp, value: Fraction
+) -> Predicate:
+    """:func:`solve` for ``abs(steps(column)) op value``: the expression
+    within ``value`` of 0, or beyond it (``abs`` is exact, in doubles too)."""
+    if op in ("=", "!="):
+        if value < 0:
+            same = _never(column)
+        elif value == 0:
+            same = solve(column, integer, steps, "=", value)
+        else:
+            same = Or(
+                (
+                    solve(column, integer, steps, "=", value),
+                    solve(column, integer, steps, "=", -value),
+                )
+            )
+        return same if op == "=" else Not(same)
+    if op in ("<", "<="):  # inside: an empty range when value < 0 (or 0 for <)
+        within: CompareOp = ">" if op == "<" else ">="
+        return And(
+            (
+                solve(column, integer, steps, op, value),
+                solve(column, integer, steps, within, -value),
+            )
+        )
+    beyond: CompareOp = "<" if op == ">" else "<="
+    return Or(
+        (solve(column, integer, steps, op, value), solve(column, integer, steps, beyond, -value))
+    )
+
+
+ROUNDINGS = ("floor", "ceil", "trunc", "round")  # steps of the value alone, no constant
+
+
+def as_duckdb(column_is_integer: bool, steps: list[Step]) -> list[Step]:
+    """``steps`` (innermost first) as DuckDB types them: ``//`` an integer
+    division where the value is an integer and the divisor a whole literal,
+    else a division (``/``); ``round`` and ``trunc`` of an integer dropped (the
+    integer itself), ``floor`` and ``ceil`` of one made a double (DuckDB
+    returns a DOUBLE)."""
     integral = column_is_integer
     out = []
     for step in steps:
         if step.op == "//" and not (integral and step.integer):
             step = Step("/", step.constant, step.left, step.double, step.integer)
+        if step.op in ("round", "trunc") and integral:
+            continue
+        if step.op in ("floor", "ceil") and integral:
+            step = Step(step.op, step.constant, double=True)
         if step.op in ("+", "-", "*"):
             integral = integral and step.integer
-        elif step.op == "/":
+        elif step.op == "/" or step.op in ROUNDINGS:
             integral = False
         out.append(step)
     return out
@@ -203,9 +251,29 @@ def _apply(step: Step, value: Any, c: Any) -> Any:
         return c - value if step.left else value - c
     if step.op == "*":
         return value * c
-    if step.op == "//":  # integers only (integer_division): truncated toward zero
+    if step.op == "//":  # integers only (as_duckdb): truncated toward zero
         return Fraction(math.trunc(Fraction(value) / c))
+    if step.op in ROUNDINGS:
+        return _rounded(step.op, value)
     return value / c
+
+
+def _rounded(op: str, value: Any) -> Any:
+    """``floor``, ``ceil``, ``trunc`` or ``round`` (half away from zero) of a
+    rational (exactly) or a double (infinities and NaN kept)."""
+    exact = isinstance(value, Fraction)
+    if not exact and not math.isfinite(value):
+        return value
+    v = Fraction(value)
+    if op == "floor":
+        r = math.floor(v)
+    elif op == "ceil":
+        r = math.ceil(v)
+    elif op == "trunc":
+        r = math.trunc(v)
+    else:
+        r = math.floor(abs(v) + Fraction(1, 2)) * (1 if v >= 0 else -1)
+    return Fraction(r) if exact else float(r)
 
 
 def _key(x: float) -> int:

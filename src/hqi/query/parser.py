@@ -65,7 +65,7 @@ from hqi.errors import (
     UnsupportedFilterError,
 )
 from hqi.query import coalesce
-from hqi.query.arithmetic import Step, _always, _never, integer_division, solve
+from hqi.query.arithmetic import Step, _always, _never, as_duckdb, solve, solve_abs
 from hqi.query.columns import ColumnKind, Schema
 from hqi.query.dateparts import FUNCTIONS, PARTS, SPECIFIERS
 from hqi.query.intervals import Interval, add_interval, interval_of
@@ -309,8 +309,11 @@ class _Checker:
                 column = self._length_column(node.this, node)[0]
                 return IsNull(column)  # NULL just where the column is
             if isinstance(target, exp.Null) and _is_arithmetic(node.this):
-                modulo = self._modulo_of(node.this, node)
-                column = self._steps(node.this, node)[0] if modulo is None else modulo[0]
+                inner = node.this
+                while isinstance(inner, exp.Paren | exp.Abs):
+                    inner = inner.this
+                modulo = self._modulo_of(inner, node)
+                column = self._steps(inner, node)[0] if modulo is None else modulo[0]
                 return IsNull(column)  # NULL just where the column is
             if not isinstance(target, exp.Null | exp.Boolean):
                 raise self._unsupported(
@@ -375,7 +378,8 @@ class _Checker:
             "contains, regexp_matches and regexp_full_match on strings; lower() and "
             "upper() of a string column; year(), isoyear(), yearweek(), month(), day(), "
             "quarter(), dayofweek(), isodow(), dayofyear(), week(), hour(), minute() and "
-            "second() of a date; length() (len(), char_length()) of a string or list "
+            "second() of a date; floor(), ceil(), trunc(), round() and abs() in "
+            "arithmetic on a number column; length() (len(), char_length()) of a string or list "
             "column, array_length() of a list, strlen() of a string; coalesce() and "
             "ifnull() of a column and values",
         )
@@ -612,20 +616,26 @@ class _Checker:
         remainder (``x % 10``, a :class:`Modulo`) compared with them. A NULL
         number makes its test NULL."""
         test: Callable[[CompareOp, Fraction], Predicate]
+        while isinstance(expr, exp.Paren):
+            expr = expr.this
+        absolute = isinstance(expr, exp.Abs)
+        if absolute:  # abs(e) op v: e within v of 0, or beyond it
+            expr = expr.this
         modulo = self._modulo_of(expr, node)
         if modulo is not None:  # an integer: compared exactly, as DuckDB compares it
             column, divisor = modulo
 
             def test(op: CompareOp, value: Fraction) -> Predicate:
                 remainder = functools.partial(Modulo, divisor=divisor)
-                return _rebuilt(solve(column, True, [], op, value), remainder)
+                solved = (solve_abs if absolute else solve)(column, True, [], op, value)
+                return _rebuilt(solved, remainder)
 
         else:
             column, steps = self._steps(expr, node)
             integer = self.schema[column] is ColumnKind.INT
 
             def test(op: CompareOp, value: Fraction) -> Predicate:
-                return solve(column, integer, steps, op, value)
+                return (solve_abs if absolute else solve)(column, integer, steps, op, value)
 
         parts: list[Predicate] = []
         for op, right in tests:
@@ -672,6 +682,17 @@ class _Checker:
             elif isinstance(expr, exp.Neg):
                 outer.append(Step("*", Fraction(-1)))
                 expr = expr.this
+            elif (rounding := _ROUNDINGS.get(type(expr))) is not None:
+                if any(expr.args.get(a) is not None for a in expr.args if a != "this"):
+                    raise self._unsupported(
+                        node, f"{rounding}() takes one argument ({expr.sql(dialect='duckdb')!r})"
+                    )
+                outer.append(Step(rounding, Fraction(0)))
+                expr = expr.this
+            elif isinstance(expr, exp.Abs):
+                raise self._unsupported(
+                    node, f"abs() only around a whole expression compared ({shown!r})"
+                )
             elif type(expr) in ops:
                 left, right = expr.this, expr.expression
                 if _has_column(left) and _has_column(right):
@@ -712,7 +733,7 @@ class _Checker:
             raise self._unsupported(
                 node, f"multiplying a float column by zero ({shown!r}): inf * 0 is NaN"
             )
-        return column, integer_division(kind is ColumnKind.INT, outer[::-1])
+        return column, as_duckdb(kind is ColumnKind.INT, outer[::-1])
 
     def _exact_number(self, node: exp.Expression, what: str) -> Fraction | None:
         """A number literal's exact value (a DOUBLE literal's, ``1e3``, as the
@@ -1329,13 +1350,23 @@ def _rebuilt(pred: Predicate, make: Callable[..., Predicate]) -> Predicate:
     return pred  # IsNull, Const
 
 
+# Rounding functions of a value, steps of :mod:`hqi.query.arithmetic`.
+_ROUNDINGS: dict[type, str] = {
+    exp.Floor: "floor",
+    exp.Ceil: "ceil",
+    exp.Trunc: "trunc",
+    exp.Round: "round",
+}
+
+
 def _is_arithmetic(node: exp.Expression) -> bool:
-    """``+ - * /`` or a minus sign around an expression with a column (``//``
-    and ``%`` too, to be refused by name)."""
+    """``+ - * / //``, ``%``, a minus sign, ``floor``, ``ceil``, ``trunc``,
+    ``round`` or ``abs`` around an expression with a column."""
     while isinstance(node, exp.Paren):
         node = node.this
     arithmetic = isinstance(node, exp.Add | exp.Sub | exp.Mul | exp.Div | exp.Neg)
-    arithmetic = arithmetic or isinstance(node, exp.IntDiv | exp.Mod)
+    arithmetic = arithmetic or isinstance(node, exp.IntDiv | exp.Mod | exp.Abs)
+    arithmetic = arithmetic or type(node) in _ROUNDINGS
     return arithmetic and _has_column(node)
 
 
