@@ -362,6 +362,10 @@ def time_literals(draw: st.DrawFn) -> str:
     return base
 
 
+# Columns subtracted (Difference): numbers, or two dates (a number of days).
+_DIFFERENCES = [("i", "f"), ("f", "i"), ("i", "i"), ("f", "f"), ("d", "d")]
+
+
 # Columns compared with columns (ColumnCompare): the string pair has two dictionaries.
 _PAIRS = [
     ("i", "f"),
@@ -411,7 +415,15 @@ def atom(draw: st.DrawFn) -> str:
         return _compared(draw, call, number, null_low=True, items=3)
     if kind == "pair":  # two columns: of one kind, int with float, date with timestamp
         left, right = draw(st.sampled_from(_PAIRS))
-        form = draw(st.sampled_from(["cmp", "cmp", "between", "distinct"]))
+        form = draw(st.sampled_from(["cmp", "cmp", "between", "distinct", "difference"]))
+        if form == "difference" and (left, right) in _DIFFERENCES:  # a - b against numbers
+            expr = f"{left} - {right}"
+            if draw(st.booleans()):
+                expr = f"abs({expr})"
+            number = st.sampled_from(["0", "1", "-3", "2.5", "0.3", "30", "-400", "NULL"])
+            return _compared(draw, expr, number, null_low=True, items=3)
+        if form == "difference":
+            form = "cmp"
         if form == "between":  # a column and a literal bound, or two columns
             third = draw(st.sampled_from([right, left, "lit"]))
             low, high = right, (draw(columns.get(left, str_lit)) if third == "lit" else third)

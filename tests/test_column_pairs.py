@@ -14,6 +14,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import hqi
+from hqi.errors import FilterTypeError
 from hqi.layout import ZoneMaps
 from hqi.query import ColumnStore, evaluate, parse_filter
 from hqi.query.columns import normalize_table
@@ -172,6 +173,9 @@ def test_zone_maps_cover_and_skip_pairs_exactly_where_ranges_decide(a: str, b: s
 def _pair_filters(draw: st.DrawFn) -> str:
     a, b = draw(st.sampled_from([("a", "b"), ("d", "ts"), ("s", "t"), ("ts", "d"), ("b", "a")]))
     text = f"{a} {draw(st.sampled_from(OPS))} {b}"
+    if (a, b) in (("a", "b"), ("b", "a")) and draw(st.booleans()):  # a difference
+        number = draw(st.sampled_from(["0", "5", "-5", "2.5", "15", "-15"]))
+        text = f"{a} - {b} {draw(st.sampled_from(OPS))} {number}"
     return f"NOT ({text})" if draw(st.booleans()) else text
 
 
@@ -219,3 +223,24 @@ def test_search_with_pair_filters_equals_brute_force() -> None:
             assert sorted(result.ids[q].tolist()) == sorted(expected.tolist()), text
     plans = index.explain(queries, filters)
     assert plans is not None
+
+
+@pytest.mark.parametrize("pair", [("i", "f"), ("f", "i")])
+@pytest.mark.parametrize("op", OPS)
+def test_differences_of_edge_values_as_duckdb(edge_con, pair: tuple[str, str], op: str) -> None:
+    """``i - f`` in doubles (integers past 2**53 made doubles first), and
+    ``d - d`` in days, against DuckDB."""
+    a, b = pair
+    for number in ["0", "1", "-0.5", "2.5", "1e16"]:
+        for text in [f"{a} - {b} {op} {number}", f"abs({a} - {b}) {op} {number}"]:
+            assert _ids(text) == duckdb_ids(edge_con, text), text
+    assert _ids(f"d - d {op} 0") == duckdb_ids(edge_con, f"d - d {op} 0")
+
+
+def test_differences_read_as_tests_of_the_difference() -> None:
+    schema = RANGED.schema
+    assert str(parse_filter("a - a > 2.5", schema)) == "a - a >= 3"  # integers: exactly
+    assert str(parse_filter("abs(d - d) <= 7", schema)) == "(d - d <= 7) AND (d - d >= -7)"
+    assert str(parse_filter("(a - b) IS NULL", schema)) == "(a IS NULL) OR (b IS NULL)"
+    with pytest.raises(FilterTypeError, match="two number columns or two date columns"):
+        parse_filter("d - a > 1", schema)

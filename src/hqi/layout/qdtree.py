@@ -40,6 +40,7 @@ from hqi.query.predicate import (
     Compare,
     Const,
     DatePart,
+    Difference,
     Length,
     Modulo,
     Predicate,
@@ -203,7 +204,7 @@ def learn_qdtree(
     # of values, which seldom tells on which side of ``a < b`` a partition lies)
     # or lengths and remainders (``len(tags) > 2``, ``id % 10 = 3``: kept as
     # masks, never compiled).
-    skipped = Const | DatePart | ColumnCompare | Length | Modulo
+    skipped = Const | DatePart | ColumnCompare | Difference | Length | Modulo
     cuts: list[Predicate | VectorCut] = sorted(
         {a for p in preds for a in atoms(p) if not isinstance(a, skipped)}, key=str
     )

@@ -32,7 +32,7 @@ from hqi._threads import even_bounds, run_split
 from hqi.query.columns import ColumnStore, ListData, StringData, ValueData, widen
 from hqi.query.dateparts import PARTS, PartColumn
 from hqi.query.evaluate import _isin, _physical
-from hqi.query.pairs import KeyMap, key_maps
+from hqi.query.pairs import KeyMap, difference_range, key_maps
 from hqi.query.patterns import pattern_hits
 from hqi.query.predicate import (
     OPERATORS,
@@ -42,6 +42,7 @@ from hqi.query.predicate import (
     Const,
     Contains,
     DatePart,
+    Difference,
     InList,
     IsNull,
     Length,
@@ -426,6 +427,17 @@ class ZoneMaps:
             return Flags(t & ~empty, t | empty, f & ~empty, f | empty)
         if isinstance(pred, ColumnCompare):
             return self._pair_flags(pred)
+        if isinstance(pred, Difference):  # a - b: between the zone's extremes' differences
+            sa, sb = self._summary(pred.column), self._summary(pred.other)
+            lo, hi = difference_range(
+                self.store, pred, (sa["min"], sb["min"]), (sa["max"], sb["max"])
+            )
+            may_t, all_t, may_f, all_f = (
+                np.asarray(f, dtype=bool) for f in _range_flags(lo, hi, pred.op, pred.value)
+            )
+            both = (self.sizes - sa["nulls"] > 0) & (self.sizes - sb["nulls"] > 0)
+            no_nulls = (sa["nulls"] == 0) & (sb["nulls"] == 0)
+            return _where_known(may_t, all_t, may_f, all_f, both, no_nulls, empty)
         if isinstance(pred, Length | Modulo):  # by each zone's range of lengths, remainders
             if isinstance(pred, Length):
                 summary = self._length_summary(pred.column, pred.unit)

@@ -117,12 +117,10 @@ def solve_abs(
         elif value == 0:
             same = solve(column, integer, steps, "=", value)
         else:
-            same = Or(
-                (
-                    solve(column, integer, steps, "=", value),
-                    solve(column, integer, steps, "=", -value),
-                )
-            )
+            plus = solve(column, integer, steps, "=", value)
+            minus = solve(column, integer, steps, "=", -value)
+            never = _never(column)  # X OR never is X: both NULL where the column is
+            same = minus if plus == never else plus if minus == never else Or((plus, minus))
         return same if op == "=" else Not(same)
     if op in ("<", "<="):  # inside: an empty range when value < 0 (or 0 for <)
         within: CompareOp = ">" if op == "<" else ">="

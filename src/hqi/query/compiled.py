@@ -55,6 +55,7 @@ from hqi.query.predicate import (
     Const,
     Contains,
     DatePart,
+    Difference,
     InList,
     IsNull,
     Length,
@@ -367,6 +368,7 @@ class _Compiler:
         self,
         pred: Compare
         | ColumnCompare
+        | Difference
         | InList
         | IsNull
         | Length
@@ -390,7 +392,7 @@ class _Compiler:
             index = self.matrix.part_column(key)
             self.atoms.append((index, _complement(codes) if negated else codes))
             return True
-        derived = ColumnCompare | Length | Modulo  # two columns, or an integer made of one
+        derived = ColumnCompare | Difference | Length | Modulo  # two columns, or made of one
         if isinstance(pred, derived) or pred.column not in self.matrix.column_index:
             return False  # not in the matrix
         column = pred.column

@@ -32,7 +32,7 @@ import numpy as np
 from hqi._arrays import in_ascending, isin_sorted, unique
 from hqi.query.columns import ColumnStore, ListData, RangeStore, StringData, ValueData
 from hqi.query.dateparts import PARTS
-from hqi.query.pairs import key_maps
+from hqi.query.pairs import difference, key_maps
 from hqi.query.patterns import pattern_codes, pattern_hits
 from hqi.query.predicate import (
     OPERATORS,
@@ -42,6 +42,7 @@ from hqi.query.predicate import (
     Const,
     Contains,
     DatePart,
+    Difference,
     InList,
     IsNull,
     Length,
@@ -385,6 +386,10 @@ class _Evaluator:
             )
         if isinstance(pred, ColumnCompare):
             return self._pair(pred, want)
+        if isinstance(pred, Difference):
+            hit = OPERATORS[pred.op](difference(self.store, pred), pred.value)
+            out = np.asarray(hit if want else ~hit, dtype=bool)
+            return out & ~self._is_null(pred.column) & ~self._is_null(pred.other)
         if isinstance(pred, Modulo):  # DuckDB's remainder: truncated, the sign of the value
             data = self.store[pred.column]
             assert isinstance(data, ValueData)

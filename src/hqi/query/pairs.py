@@ -31,10 +31,10 @@ from collections.abc import Callable
 
 import numpy as np
 
-from hqi.query.columns import ColumnKind, ColumnStore, StringData
-from hqi.query.predicate import ColumnCompare
+from hqi.query.columns import ColumnKind, ColumnStore, StringData, ValueData
+from hqi.query.predicate import ColumnCompare, Difference
 
-__all__ = ["KeyMap", "key_maps", "placed"]
+__all__ = ["KeyMap", "difference", "difference_range", "key_maps", "placed"]
 
 DAY_US = 86_400_000_000  # microseconds of a day: a timestamp's unit over a date's
 
@@ -109,3 +109,46 @@ def key_maps(pred: ColumnCompare, store: ColumnStore) -> tuple[KeyMap, KeyMap]:
             return _date_key, _timestamp_key
         return _timestamp_key, _date_key
     return _as_double, _as_double  # an integer and a float
+
+
+def _exact(store: ColumnStore, pred: Difference) -> bool:
+    """Whether ``a - b`` is an integer (two integer or two date columns)."""
+    return ColumnKind.FLOAT not in (store.schema[pred.column], store.schema[pred.other])
+
+
+def difference(store: ColumnStore, pred: Difference) -> np.ndarray:
+    """Each row's ``a - b`` (anything where either is NULL) as DuckDB computes
+    it: of two integers or two dates exactly (int64, or Python integers where
+    int64 would overflow, where DuckDB stops with an error), else in doubles
+    (an integer made a double first)."""
+    a, b = store[pred.column], store[pred.other]
+    assert isinstance(a, ValueData) and isinstance(b, ValueData)
+    if not _exact(store, pred):
+        return a.values.astype(np.float64) - b.values.astype(np.float64)
+    x, y = a.values.astype(np.int64), b.values.astype(np.int64)
+    with np.errstate(over="ignore"):
+        out = x - y
+    if bool(np.any(((x ^ y) & (x ^ out)) < 0)):  # wrapped: exactly, in Python integers
+        return x.astype(object) - y.astype(object)
+    return out
+
+
+def difference_range(
+    store: ColumnStore,
+    pred: Difference,
+    lo: tuple[np.ndarray, np.ndarray],
+    hi: tuple[np.ndarray, np.ndarray],
+) -> tuple[np.ndarray, np.ndarray]:
+    """Bounds of ``a - b`` in zones where ``a`` lies in ``[lo[0], hi[0]]`` and
+    ``b`` in ``[lo[1], hi[1]]``: ``lo_a - hi_b`` and ``hi_a - lo_b``, exactly
+    for integers (Python integers), in doubles otherwise (rounding is
+    monotone, so every row's double lies between them)."""
+    if not _exact(store, pred):
+        return (
+            lo[0].astype(np.float64) - hi[1].astype(np.float64),
+            hi[0].astype(np.float64) - lo[1].astype(np.float64),
+        )
+    return (
+        lo[0].astype(object) - hi[1].astype(object),
+        hi[0].astype(object) - lo[1].astype(object),
+    )

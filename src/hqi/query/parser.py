@@ -80,6 +80,7 @@ from hqi.query.predicate import (
     Const,
     Contains,
     DatePart,
+    Difference,
     Fold,
     FoldedRange,
     Glob,
@@ -312,6 +313,8 @@ class _Checker:
                 inner = node.this
                 while isinstance(inner, exp.Paren | exp.Abs):
                     inner = inner.this
+                if (difference := self._difference_of(inner, node)) is not None:
+                    return Or((IsNull(difference[0]), IsNull(difference[1])))
                 modulo = self._modulo_of(inner, node)
                 column = self._steps(inner, node)[0] if modulo is None else modulo[0]
                 return IsNull(column)  # NULL just where the column is
@@ -621,27 +624,67 @@ class _Checker:
         absolute = isinstance(expr, exp.Abs)
         if absolute:  # abs(e) op v: e within v of 0, or beyond it
             expr = expr.this
+        solver = solve_abs if absolute else solve
         modulo = self._modulo_of(expr, node)
+        difference = self._difference_of(expr, node)
         if modulo is not None:  # an integer: compared exactly, as DuckDB compares it
             column, divisor = modulo
 
             def test(op: CompareOp, value: Fraction) -> Predicate:
                 remainder = functools.partial(Modulo, divisor=divisor)
-                solved = (solve_abs if absolute else solve)(column, True, [], op, value)
-                return _rebuilt(solved, remainder)
+                return _rebuilt(solver(column, True, [], op, value), remainder)
+
+        elif difference is not None:  # a - b: an integer, or a double, compared as such
+            column, other, whole = difference
+
+            def test(op: CompareOp, value: Fraction) -> Predicate:
+                def make(c: str, op: CompareOp, value: int | float) -> Predicate:
+                    return Difference(c, other, op, value)
+
+                either = Or((IsNull(column), IsNull(other)))  # a - b is NULL there
+                return _rebuilt(solver(column, whole, [], op, value), make, either)
 
         else:
             column, steps = self._steps(expr, node)
             integer = self.schema[column] is ColumnKind.INT
 
             def test(op: CompareOp, value: Fraction) -> Predicate:
-                return (solve_abs if absolute else solve)(column, integer, steps, op, value)
+                return solver(column, integer, steps, op, value)
 
         parts: list[Predicate] = []
         for op, right in tests:
             value = self._exact_number(right, f"{expr.sql(dialect='duckdb')}, a number")
             parts.append(Const(None) if value is None else test(op, value))
         return _joined(parts, any_of)
+
+    def _difference_of(
+        self, expr: exp.Expression, node: exp.Expression
+    ) -> tuple[str, str, bool] | None:
+        """(a, b, whether a - b is an integer) when ``expr`` is ``a - b`` of two
+        plain columns: two numbers (integers exactly, with a float a double)
+        or two dates (days); None when it is not."""
+        while isinstance(expr, exp.Paren):
+            expr = expr.this
+        if not isinstance(expr, exp.Sub):
+            return None
+        left, right = expr.this, expr.expression
+        while isinstance(left, exp.Paren):
+            left = left.this
+        while isinstance(right, exp.Paren):
+            right = right.this
+        if not (isinstance(left, exp.Column) and isinstance(right, exp.Column)):
+            return None
+        (column, kind), (other, other_kind) = self.column(left, node), self.column(right, node)
+        numbers = {ColumnKind.INT, ColumnKind.FLOAT}
+        if kind in numbers and other_kind in numbers:
+            return column, other, kind is other_kind is ColumnKind.INT
+        if kind is other_kind is ColumnKind.DATE:
+            return column, other, True
+        raise self._type_error(
+            node,
+            f"{expr.sql(dialect='duckdb')!r}: a difference of two columns takes two number "
+            f"columns or two date columns, not {kind.value} and {other_kind.value}",
+        )
 
     def _modulo_of(self, expr: exp.Expression, node: exp.Expression) -> tuple[str, int] | None:
         """(column, divisor) when ``expr`` is ``col % m`` (an integer column, a
@@ -698,8 +741,8 @@ class _Checker:
                 if _has_column(left) and _has_column(right):
                     raise self._unsupported(
                         node,
-                        f"arithmetic on one column at a time ({shown!r}); "
-                        "arithmetic combining two columns is not supported",
+                        f"arithmetic on one column at a time ({shown!r}); of two columns, "
+                        "only their difference compared with numbers (a - b > 3)",
                     )
                 on_left = _has_column(right)
                 constant = left if on_left else right
@@ -1329,24 +1372,45 @@ def _date_against_timestamp(column: str, op: CompareOp, value: dt.datetime) -> P
 
 def _joined(parts: list[Predicate], any_of: bool) -> Predicate:
     """The tests of one expression, all of them (AND) or any (OR), nested by
-    twos as the printed text parses back."""
+    twos as the printed text parses back. A test repeated counts once (``x IN
+    (3.5, 3.5)``), and in an OR a test that never holds (``i = 3.5`` of an
+    integer: FALSE, NULL where the column is) goes where another stays: each
+    is NULL where the column is, so the OR is the others'."""
+    parts = list(dict.fromkeys(parts))
+    if any_of and len(parts) > 1:
+        parts = [p for p in parts if not _never_holds(p)] or parts[:1]
     out = parts[0]
     for part in parts[1:]:
         out = Or((out, part)) if any_of else And((out, part))
     return out
 
 
-def _rebuilt(pred: Predicate, make: Callable[..., Predicate]) -> Predicate:
-    """A test of an integer column (from :func:`hqi.query.arithmetic.solve`) as
-    the same test of an integer made from the column (its length, its
-    remainder): its comparisons become ``make(column, op=op, value=value)``,
-    its NULL tests stay (the integer is NULL where the column is)."""
+def _never_holds(pred: Predicate) -> bool:
+    """Whether ``pred`` is ``col IS NULL AND NULL``: FALSE, NULL where ``col`` is."""
+    return (
+        isinstance(pred, And)
+        and len(pred.children) == 2
+        and isinstance(pred.children[0], IsNull)
+        and pred.children[1] == Const(None)
+    )
+
+
+def _rebuilt(
+    pred: Predicate, make: Callable[..., Predicate], null: Predicate | None = None
+) -> Predicate:
+    """A test of a column (from :func:`hqi.query.arithmetic.solve`) as the same
+    test of a number made from it (its length, its remainder, its difference
+    with another column): its comparisons become ``make(column, op=op,
+    value=value)``, and its NULL tests ``null``, where the number is NULL
+    (by default where the column is)."""
     if isinstance(pred, Compare):
-        return make(pred.column, op=pred.op, value=int(cast(int, pred.value)))
+        return make(pred.column, op=pred.op, value=pred.value)
+    if isinstance(pred, IsNull) and null is not None:
+        return null
     if isinstance(pred, Not):
-        return Not(_rebuilt(pred.child, make))
+        return Not(_rebuilt(pred.child, make, null))
     if isinstance(pred, And | Or):
-        return type(pred)(tuple(_rebuilt(c, make) for c in pred.children))
+        return type(pred)(tuple(_rebuilt(c, make, null) for c in pred.children))
     return pred  # IsNull, Const
 
 

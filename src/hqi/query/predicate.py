@@ -17,8 +17,8 @@ value first; compared by a range (``lower(col) < 'm'``, ``BETWEEN``) they
 are ``FoldedRange`` patterns. A date part compared with numbers
 (``month(d) BETWEEN 6 AND 8``) is a ``DatePart``: the set of the part's
 values where it holds. A comparison of two columns (``released < updated``)
-is a ``ColumnCompare``; ``length(col)`` compared with a number is a
-``Length``, and ``col % m`` a ``Modulo``.
+is a ``ColumnCompare`` and ``a - b > 3`` a ``Difference``; ``length(col)``
+compared with a number is a ``Length``, and ``col % m`` a ``Modulo``.
 """
 
 from __future__ import annotations
@@ -41,6 +41,7 @@ __all__ = [
     "Const",
     "Contains",
     "DatePart",
+    "Difference",
     "Fold",
     "FoldedRange",
     "Glob",
@@ -142,6 +143,23 @@ class ColumnCompare:
 
     def __str__(self) -> str:
         return f"{sql_identifier(self.column)} {self.op} {sql_identifier(self.other)}"
+
+
+@dataclass(frozen=True)
+class Difference:
+    """``column - other op value``: two number columns, or two date columns
+    (a number of days), subtracted row by row as DuckDB computes it (two
+    integers or dates exactly, with a float as doubles) and compared with a
+    number; NULL where either is NULL."""
+
+    column: str
+    other: str
+    op: CompareOp
+    value: int | float
+
+    def __str__(self) -> str:
+        left, right = sql_identifier(self.column), sql_identifier(self.other)
+        return f"{left} - {right} {self.op} {sql_literal(self.value)}"
 
 
 @dataclass(frozen=True)
@@ -364,6 +382,7 @@ class Or:
 Predicate: TypeAlias = (
     Compare
     | ColumnCompare
+    | Difference
     | InList
     | IsNull
     | Like
@@ -397,7 +416,7 @@ def atoms(pred: Predicate) -> Iterator[Predicate]:
 def columns_of(pred: Predicate) -> set[str]:
     """The columns a predicate reads."""
     out = {a.column for a in atoms(pred)}  # type: ignore[union-attr]
-    out.update(a.other for a in atoms(pred) if isinstance(a, ColumnCompare))
+    out.update(a.other for a in atoms(pred) if isinstance(a, ColumnCompare | Difference))
     return out
 
 
@@ -414,7 +433,7 @@ def truth_of(pred: Predicate, value: bool | None) -> Predicate:
     column_atom = isinstance(pred, Compare | Contains | DatePart | Length | Modulo | Pattern) or (
         isinstance(pred, InList) and not pred.has_null
     )
-    if isinstance(pred, ColumnCompare):  # unknown where either column is NULL
+    if isinstance(pred, ColumnCompare | Difference):  # unknown where either column is NULL
         if value is None:
             return Or((IsNull(pred.column), IsNull(pred.other)))
         both = And((Not(IsNull(pred.column)), Not(IsNull(pred.other))))
