@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 import pyarrow as pa
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -172,6 +173,32 @@ def test_range_store_evaluates_like_the_whole(text: str, cuts: np.ndarray) -> No
     rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
     got = evaluate(pred, RangeStore(STORE, starts, stops))
     np.testing.assert_array_equal(got, evaluate(pred, STORE)[rows.astype(int)])
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "len(tags) >= 2",
+        "length(name) = 3",
+        "strlen(name) > 4",
+        "i % 3 = 1",
+        "i < f",
+        "s < name",
+        "d < ts",
+        "i - f > 0.5",
+        "abs(d - d) = 0",
+    ],
+)
+def test_range_stores_evaluate_derived_values_like_the_whole(text: str) -> None:
+    """Lengths, remainders, pairs and differences on rows in several ranges
+    (not from the first row): the whole store's mask at those rows."""
+    from hqi.query.columns import RangeStore
+
+    pred = parse_filter(text, STORE.schema)
+    starts, stops = np.array([7, 60, 150, 290]), np.array([40, 61, 260, 300])
+    rows = np.concatenate([np.arange(a, b) for a, b in zip(starts, stops, strict=True)])
+    for store in (RangeStore(STORE, starts, stops), RangeStore.of_rows(STORE, rows)):
+        np.testing.assert_array_equal(evaluate(pred, store), evaluate(pred, STORE)[rows])
 
 
 @settings(max_examples=150, deadline=None)

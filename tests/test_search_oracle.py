@@ -12,6 +12,7 @@ from collections.abc import Iterator
 
 import duckdb
 import numpy as np
+import pyarrow as pa
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -48,9 +49,39 @@ def index() -> hqi.Index:
     return built
 
 
-def _brute(rows: list[int], query: np.ndarray, k: int) -> list[int]:
-    dist = ((VECTORS[rows] - query) ** 2).sum(axis=1)
+def _brute(rows: list[int], query: np.ndarray, k: int, vectors: np.ndarray = VECTORS) -> list[int]:
+    dist = ((vectors[rows] - query) ** 2).sum(axis=1)
     return sorted(np.array(rows, dtype=np.int64)[np.argsort(dist, kind="stable")[:k]].tolist())
+
+
+# The oracle table repeated past the planner's row sample (planning.SAMPLE_MIN_ROWS):
+# filters are estimated from the sample and masked on the lists their queries probe.
+REPEATS = 240
+LARGE = pa.concat_tables([TABLE.drop_columns(["id"])] * REPEATS)
+LARGE = LARGE.append_column("id", pa.array(np.arange(LARGE.num_rows)))
+LARGE_VECTORS = np.random.default_rng(12).standard_normal((LARGE.num_rows, DIM)).astype(np.float32)
+
+
+@pytest.fixture(scope="module")
+def large() -> tuple[hqi.Index, duckdb.DuckDBPyConnection]:
+    con = duckdb.connect()
+    con.register("t", LARGE)
+    workload = ["i > 0", "s = 'jazz'", "d < DATE '1990-01-01'", "list_contains(tags, 'live')"]
+    index = hqi.build(LARGE_VECTORS, LARGE.drop_columns(["id"]), workload=workload * 5, threads=1)
+    return index, con
+
+
+@settings(max_examples=40, deadline=None)
+@given(st.lists(predicates, min_size=1, max_size=4), st.integers(0, 2**31 - 1))
+def test_searches_of_a_sampled_store_answer_as_brute_force(large, texts, seed) -> None:
+    """The same on a store large enough to plan from its row sample."""
+    index, con = large
+    rng = np.random.default_rng(seed)
+    queries = rng.standard_normal((len(texts), DIM)).astype(np.float32)
+    result = index.search(queries, texts, k=5, nprobe=10**6, threads=1)
+    for q, text in enumerate(texts):
+        got = sorted(result.ids[q][result.ids[q] >= 0].tolist())
+        assert got == _brute(duckdb_ids(con, text), queries[q], 5, LARGE_VECTORS), text
 
 
 @settings(max_examples=150, deadline=None)
