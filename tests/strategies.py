@@ -404,8 +404,12 @@ def atom(draw: st.DrawFn) -> str:
             ]
         )
     )
-    if kind == "time":  # a date or timestamp column against folded time arithmetic
-        col = draw(st.sampled_from(["d", "ts"]))
+    if kind == "time":  # a date or timestamp (or a cast between them) against time literals
+        col = draw(
+            st.sampled_from(
+                ["d", "ts", "d", "ts", "ts::DATE", "CAST(d AS TIMESTAMP)", "TRY_CAST(ts AS DATE)"]
+            )
+        )
         return _compared(draw, col, time_literals(), null_low=True, items=3)
     if kind == "length":  # characters or bytes of a string, items of a list (NULL items too)
         strings = ["length(s)", "len(name)", "char_length(name)", "strlen(name)", "strlen(s)"]

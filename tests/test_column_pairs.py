@@ -244,3 +244,16 @@ def test_differences_read_as_tests_of_the_difference() -> None:
     assert str(parse_filter("(a - b) IS NULL", schema)) == "(a IS NULL) OR (b IS NULL)"
     with pytest.raises(FilterTypeError, match="two number columns or two date columns"):
         parse_filter("d - a > 1", schema)
+
+
+@pytest.mark.parametrize("op", OPS)
+def test_timestamp_dates_at_midnight_as_duckdb(edge_con, op: str) -> None:
+    """``CAST(ts AS DATE)`` on timestamps at midnight and a microsecond either
+    side (before 1970 too), and ``CAST(d AS TIMESTAMP)``, against DuckDB."""
+    for day in ["1970-01-01", "1969-12-31", "2022-01-08", "2022-01-09"]:
+        for text in [
+            f"ts::DATE {op} DATE '{day}'",
+            f"CAST(ts AS DATE) {op} TIMESTAMP '{day} 00:00:01'",
+            f"CAST(d AS TIMESTAMP) {op} TIMESTAMP '{day} 00:00:00'",
+        ]:
+            assert _ids(text) == duckdb_ids(edge_con, text), text

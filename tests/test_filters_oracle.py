@@ -992,7 +992,7 @@ def test_coalesce_errors(text: str, error: type, match: str) -> None:
 
 @oracle_settings(300)
 @given(
-    st.sampled_from(["d", "ts"]),
+    st.sampled_from(["d", "ts", "ts::DATE", "CAST(d AS TIMESTAMP)"]),
     st.sampled_from(["=", "!=", "<", "<=", ">", ">="]),
     time_literals(),
 )
@@ -1021,6 +1021,9 @@ def test_time_arithmetic_literals_select_as_duckdb(con, column: str, op: str, li
             "d IN (TIMESTAMP '2020-01-01 00:00:00', TIMESTAMP '2020-01-02 10:00:00')",
             "d IN (DATE '2020-01-01')",
         ),
+        ("ts::DATE < DATE '2020-01-01'", "ts < TIMESTAMP '2020-01-01 00:00:00'"),
+        ("CAST(ts AS DATE) <= DATE '2020-01-01'", "ts < TIMESTAMP '2020-01-02 00:00:00'"),
+        ("CAST(d AS TIMESTAMP) > TIMESTAMP '2020-01-01 10:00:00'", "d >= DATE '2020-01-02'"),
     ],
 )
 def test_time_arithmetic_folds_to_one_literal(text: str, folded: str) -> None:

@@ -268,6 +268,12 @@ class _Checker:
             low = self._folded_compare(node.this, node, node.args["low"], ">=")
             high = self._folded_compare(node.this, node, node.args["high"], "<=")
             return And((low, high))  # a NULL bound: Const(None), FALSE where the other fails
+        if isinstance(node, exp.Between) and _cast_of(node.this) is not None:
+            cast_bounds: list[tuple[CompareOp, exp.Expression]] = [
+                (">=", node.args["low"]),
+                ("<=", node.args["high"]),
+            ]
+            return self._cast_compare(node.this, node, cast_bounds)
         if isinstance(node, exp.Between) and _length_of(node.this) is not None:
             sized: list[tuple[CompareOp, exp.Expression]] = [
                 (">=", node.args["low"]),
@@ -306,6 +312,8 @@ class _Checker:
                 return IsNull(self._date_column(node.this, _date_part_of(node.this))[0])
             if isinstance(target, exp.Null) and _fold_of(node.this) is not None:
                 return IsNull(self._string_column(node.this, node, "IS NULL")[0])
+            if isinstance(target, exp.Null) and (casted := _cast_of(node.this)) is not None:
+                return IsNull(self.column(casted[0], node)[0])  # NULL just where the column is
             if isinstance(target, exp.Null) and _length_of(node.this) is not None:
                 column = self._length_column(node.this, node)[0]
                 return IsNull(column)  # NULL just where the column is
@@ -384,7 +392,8 @@ class _Checker:
             "second() of a date; floor(), ceil(), trunc(), round() and abs() in "
             "arithmetic on a number column; length() (len(), char_length()) of a string or list "
             "column, array_length() of a list, strlen() of a string; coalesce() and "
-            "ifnull() of a column and values",
+            "ifnull() of a column and values; CAST(col AS DATE) of a timestamp and "
+            "CAST(col AS TIMESTAMP) of a date, compared with values",
         )
 
     def _distinct(self, node: exp.NullSafeEQ | exp.NullSafeNEQ) -> Predicate:
@@ -496,6 +505,7 @@ class _Checker:
         named = isinstance(left, exp.Column) or _year_unit(left) is not None
         named = named or _fold_of(left) is not None or _date_part_of(left) is not None
         named = named or _is_arithmetic(left) or _length_of(left) is not None
+        named = named or _cast_of(left) is not None
         if not named and (
             isinstance(right, exp.Column)
             or _year_unit(right) is not None
@@ -503,8 +513,11 @@ class _Checker:
             or _date_part_of(right) is not None
             or _is_arithmetic(right)
             or _length_of(right) is not None
+            or _cast_of(right) is not None
         ):
             left, right, op = right, left, FLIPPED[op]
+        if _cast_of(left) is not None:
+            return self._cast_compare(left, node, [(op, right)])
         if _length_of(left) is not None:
             return self._length(left, node, [(op, right)])
         if isinstance(left, exp.Column) and isinstance(right, exp.Column):
@@ -531,6 +544,48 @@ class _Checker:
             )
         value = self.literal(right, column, kind)
         return self._make_compare(column, op, value)
+
+    def _cast_compare(
+        self,
+        expr: exp.Expression,
+        node: exp.Expression,
+        tests: list[tuple[CompareOp, exp.Expression]],
+        any_of: bool = False,
+    ) -> Predicate:
+        """``CAST(col AS DATE)`` of a timestamp column (its day, a range of the
+        timestamps) or ``CAST(col AS TIMESTAMP)`` of a date column (its
+        midnight) compared with literals: all the tests (AND) or any
+        (``any_of``: OR, as IN); a cast to the column's own type is the
+        column."""
+        found = _cast_of(expr)
+        assert found is not None
+        column, kind = self.column(found[0], node)
+        target = found[1]
+        shown = f"CAST({column} AS {target.upper()})"
+        parts: list[Predicate] = []
+        for op, right in tests:
+            if kind is ColumnKind.TIMESTAMP and target == "date":
+                day = self.literal(right, column, ColumnKind.DATE, f"{shown}, a date")
+                part = (
+                    Const(None)
+                    if day is _NULL
+                    else _timestamp_as_date(column, op, cast(dt.date, day))
+                )
+            elif kind is ColumnKind.DATE and target == "timestamp":
+                time = self.literal(right, column, ColumnKind.TIMESTAMP, f"{shown}, a timestamp")
+                part = (
+                    Const(None)
+                    if time is _NULL
+                    else _date_against_timestamp(column, op, cast(dt.datetime, time))
+                )
+            elif target == kind.value:
+                part = self._make_compare(column, op, self.literal(right, column, kind))
+            else:
+                raise self._unsupported(
+                    node, f"{shown}: CAST is read only between date and timestamp columns"
+                )
+            parts.append(part)
+        return _joined(parts, any_of)
 
     def _length(
         self,
@@ -841,6 +896,11 @@ class _Checker:
             if len(known) == len(numbers):
                 return member
             return Or((member, Const(None))) if known else Const(None)
+        if _cast_of(node.this) is not None:  # an OR of them, NULL among them NULL
+            cast_items: list[tuple[CompareOp, exp.Expression]] = [
+                ("=", i) for i in node.expressions
+            ]
+            return self._cast_compare(node.this, node, cast_items, any_of=True)
         if _length_of(node.this) is not None:  # an OR of them, NULL among them NULL
             return self._length(node.this, node, [("=", i) for i in node.expressions], any_of=True)
         if _is_arithmetic(node.this):  # an OR of them, NULL among them NULL
@@ -1322,6 +1382,26 @@ def _date_part_of(node: exp.Expression) -> str | None:
     return None
 
 
+_TIMESTAMP_TYPES = (
+    exp.DataType.Type.TIMESTAMP,
+    exp.DataType.Type.TIMESTAMPNTZ,
+    exp.DataType.Type.DATETIME,
+)
+
+
+def _cast_of(node: exp.Expression) -> tuple[exp.Column, str] | None:
+    """(the column, the target type's name) when ``node`` is ``CAST(col AS T)``
+    (``col::T``, ``TRY_CAST``) of a plain column; None otherwise."""
+    if not isinstance(node, exp.Cast) or not isinstance(node.this, exp.Column):
+        return None
+    target = node.to.this
+    if target == exp.DataType.Type.DATE:
+        return node.this, "date"
+    if target in _TIMESTAMP_TYPES:
+        return node.this, "timestamp"
+    return node.this, node.to.sql(dialect="duckdb").lower()
+
+
 def _is_interval(node: exp.Expression) -> bool:
     """An INTERVAL literal, or a sum or difference of them."""
     while isinstance(node, exp.Paren | exp.Neg):
@@ -1352,22 +1432,55 @@ def _utc(value: dt.datetime) -> dt.datetime:
     return value.astimezone(dt.timezone.utc).replace(tzinfo=None)
 
 
-def _date_against_timestamp(column: str, op: CompareOp, value: dt.datetime) -> Predicate:
-    """A DATE column compared with a TIMESTAMP, as DuckDB compares them (the
-    date's midnight): midnight compares as its date; a later time lies inside
-    a day, so ``=`` never holds, ``<`` and ``<=`` hold up to that day and
-    ``>`` and ``>=`` from the next."""
+def _date_test(op: CompareOp, value: dt.date) -> tuple[CompareOp, dt.date] | bool:
+    """A date compared with ``value`` (a DATE, or a TIMESTAMP: the date's
+    midnight compared, as DuckDB compares them) as a test of the date, or
+    True / False where it holds on every date / none. Midnight compares as
+    its date; a later time lies inside a day, so ``=`` never holds, ``<``
+    and ``<=`` hold up to that day and ``>`` and ``>=`` from the next."""
+    if not isinstance(value, dt.datetime):
+        return op, value
     value = _utc(value)
     day = value.date()
     if value.time() == dt.time():
-        return Compare(column, op, day)
+        return op, day
     if op in ("=", "!="):
-        return _never(column) if op == "=" else _always(column)
+        return op == "!="
     if op in ("<", "<="):
-        return Compare(column, "<=", day)
+        return "<=", day
     if day == dt.date.max:
-        return _never(column)
-    return Compare(column, ">=", day + dt.timedelta(days=1))
+        return False
+    return ">=", day + dt.timedelta(days=1)
+
+
+def _date_against_timestamp(column: str, op: CompareOp, value: dt.datetime) -> Predicate:
+    """A DATE column compared with a TIMESTAMP (:func:`_date_test`)."""
+    test = _date_test(op, value)
+    if isinstance(test, bool):
+        return _always(column) if test else _never(column)
+    return Compare(column, *test)
+
+
+def _timestamp_as_date(column: str, op: CompareOp, value: dt.date) -> Predicate:
+    """``CAST(column AS DATE) op value`` on a TIMESTAMP column: the day's test
+    (:func:`_date_test`) as a range of the timestamps (a timestamp's date in
+    UTC, as its date parts)."""
+    test = _date_test(op, value)
+    if isinstance(test, bool):
+        return _always(column) if test else _never(column)
+    op, day = test
+    start = dt.datetime.combine(day, dt.time())
+    after = None if day == dt.date.max else start + dt.timedelta(days=1)
+    if op in ("=", "!="):
+        same: Predicate = Compare(column, ">=", start)
+        if after is not None:
+            same = And((same, Compare(column, "<", after)))
+        return same if op == "=" else Not(same)
+    if op in ("<", ">="):
+        return Compare(column, op, start)
+    if after is None:  # past the last day: every timestamp is on or before it
+        return _always(column) if op == "<=" else _never(column)
+    return Compare(column, "<" if op == "<=" else ">=", after)
 
 
 def _joined(parts: list[Predicate], any_of: bool) -> Predicate:
