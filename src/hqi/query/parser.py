@@ -269,31 +269,15 @@ class _Checker:
             high = self._folded_compare(node.this, node, node.args["high"], "<=")
             return And((low, high))  # a NULL bound: Const(None), FALSE where the other fails
         if isinstance(node, exp.Between) and _cast_of(node.this) is not None:
-            cast_bounds: list[tuple[CompareOp, exp.Expression]] = [
-                (">=", node.args["low"]),
-                ("<=", node.args["high"]),
-            ]
-            return self._cast_compare(node.this, node, cast_bounds)
+            return self._cast_compare(node.this, node, _bounds(node))
         if isinstance(node, exp.Between) and _length_of(node.this) is not None:
-            sized: list[tuple[CompareOp, exp.Expression]] = [
-                (">=", node.args["low"]),
-                ("<=", node.args["high"]),
-            ]
-            return self._length(node.this, node, sized)
+            return self._length(node.this, node, _bounds(node))
         if isinstance(node, exp.Between) and _is_arithmetic(node.this):
-            bounds: list[tuple[CompareOp, exp.Expression]] = [
-                (">=", node.args["low"]),
-                ("<=", node.args["high"]),
-            ]
-            return self._arithmetic(node.this, node, bounds)
+            return self._arithmetic(node.this, node, _bounds(node))
         if isinstance(node, exp.Between):
             column, kind = self.column(node.this, node)
             tests: list[Predicate] = []
-            sides: list[tuple[CompareOp, exp.Expression]] = [
-                (">=", node.args["low"]),
-                ("<=", node.args["high"]),
-            ]
-            for op, bound in sides:
+            for op, bound in _bounds(node):
                 if isinstance(bound, exp.Column) and isinstance(node.this, exp.Column):
                     tests.append(self._column_compare(node, node.this, op, bound))
                 else:
@@ -897,15 +881,11 @@ class _Checker:
                 return member
             return Or((member, Const(None))) if known else Const(None)
         if _cast_of(node.this) is not None:  # an OR of them, NULL among them NULL
-            cast_items: list[tuple[CompareOp, exp.Expression]] = [
-                ("=", i) for i in node.expressions
-            ]
-            return self._cast_compare(node.this, node, cast_items, any_of=True)
+            return self._cast_compare(node.this, node, _members(node), any_of=True)
         if _length_of(node.this) is not None:  # an OR of them, NULL among them NULL
-            return self._length(node.this, node, [("=", i) for i in node.expressions], any_of=True)
+            return self._length(node.this, node, _members(node), any_of=True)
         if _is_arithmetic(node.this):  # an OR of them, NULL among them NULL
-            equal: list[tuple[CompareOp, exp.Expression]] = [("=", i) for i in node.expressions]
-            return self._arithmetic(node.this, node, equal, any_of=True)
+            return self._arithmetic(node.this, node, _members(node), any_of=True)
         if _fold_of(node.this) is not None:  # an OR of LIKEs, NULL among them as NULL
             items = [self._folded_compare(node.this, node, i, "=") for i in node.expressions]
             folded: Predicate = items[0]
@@ -1387,6 +1367,16 @@ _TIMESTAMP_TYPES = (
     exp.DataType.Type.TIMESTAMPNTZ,
     exp.DataType.Type.DATETIME,
 )
+
+
+def _bounds(node: exp.Between) -> list[tuple[CompareOp, exp.Expression]]:
+    """``x BETWEEN low AND high`` as its two tests: ``x >= low``, ``x <= high``."""
+    return [(">=", node.args["low"]), ("<=", node.args["high"])]
+
+
+def _members(node: exp.In) -> list[tuple[CompareOp, exp.Expression]]:
+    """``x IN (a, b, ...)`` as its tests ``x = a``, ``x = b``, ... (any of them)."""
+    return [("=", item) for item in node.expressions]
 
 
 def _cast_of(node: exp.Expression) -> tuple[exp.Column, str] | None:
