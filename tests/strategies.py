@@ -405,11 +405,14 @@ def atom(draw: st.DrawFn) -> str:
         )
     )
     if kind == "time":  # a date or timestamp (or a cast between them) against time literals
-        col = draw(
-            st.sampled_from(
-                ["d", "ts", "d", "ts", "ts::DATE", "CAST(d AS TIMESTAMP)", "TRY_CAST(ts AS DATE)"]
-            )
-        )
+        casts = ["ts::DATE", "CAST(d AS TIMESTAMP)", "TRY_CAST(ts AS DATE)"]
+        truncs = ["date_trunc('{}', ts)", "date_trunc('{}', d)"]
+        col = draw(st.sampled_from(["d", "ts", "d", "ts", *casts, *truncs]))
+        if "{}" in col:  # a date is truncated by a day or more, a timestamp by any unit
+            units = ["day", "week", "month", "quarter", "year", "decade", "century"]
+            if col.endswith("ts)"):
+                units += ["hour", "minute", "second", "ms"]
+            col = col.format(draw(st.sampled_from(units)))
         return _compared(draw, col, time_literals(), null_low=True, items=3)
     if kind == "length":  # characters or bytes of a string, items of a list (NULL items too)
         strings = ["length(s)", "len(name)", "char_length(name)", "strlen(name)", "strlen(s)"]

@@ -248,12 +248,16 @@ def test_differences_read_as_tests_of_the_difference() -> None:
 
 @pytest.mark.parametrize("op", OPS)
 def test_timestamp_dates_at_midnight_as_duckdb(edge_con, op: str) -> None:
-    """``CAST(ts AS DATE)`` on timestamps at midnight and a microsecond either
-    side (before 1970 too), and ``CAST(d AS TIMESTAMP)``, against DuckDB."""
+    """``CAST(ts AS DATE)`` and ``date_trunc`` on timestamps at midnight and a
+    microsecond either side (before 1970 too), and ``CAST(d AS TIMESTAMP)``,
+    against DuckDB."""
     for day in ["1970-01-01", "1969-12-31", "2022-01-08", "2022-01-09"]:
         for text in [
             f"ts::DATE {op} DATE '{day}'",
             f"CAST(ts AS DATE) {op} TIMESTAMP '{day} 00:00:01'",
             f"CAST(d AS TIMESTAMP) {op} TIMESTAMP '{day} 00:00:00'",
+            f"date_trunc('day', ts) {op} TIMESTAMP '{day} 00:00:00'",
+            f"date_trunc('hour', ts) {op} TIMESTAMP '{day} 00:00:00.000001'",
+            f"date_trunc('month', d) {op} DATE '{day}'",
         ]:
             assert _ids(text) == duckdb_ids(edge_con, text), text

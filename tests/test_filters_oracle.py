@@ -1024,6 +1024,16 @@ def test_time_arithmetic_literals_select_as_duckdb(con, column: str, op: str, li
         ("ts::DATE < DATE '2020-01-01'", "ts < TIMESTAMP '2020-01-01 00:00:00'"),
         ("CAST(ts AS DATE) <= DATE '2020-01-01'", "ts < TIMESTAMP '2020-01-02 00:00:00'"),
         ("CAST(d AS TIMESTAMP) > TIMESTAMP '2020-01-01 10:00:00'", "d >= DATE '2020-01-02'"),
+        (
+            "date_trunc('month', ts) = DATE '2020-03-01'",
+            "(ts >= TIMESTAMP '2020-03-01 00:00:00') AND (ts < TIMESTAMP '2020-04-01 00:00:00')",
+        ),
+        ("date_trunc('month', d) = DATE '2020-03-02'", "(d IS NULL) AND (NULL)"),  # no month start
+        ("date_trunc('year', d) < DATE '2020-03-02'", "d < DATE '2021-01-01'"),
+        (
+            "date_trunc('week', ts) >= TIMESTAMP '2020-03-04 00:00:00'",
+            "ts >= TIMESTAMP '2020-03-09 00:00:00'",
+        ),
     ],
 )
 def test_time_arithmetic_folds_to_one_literal(text: str, folded: str) -> None:
@@ -1047,6 +1057,18 @@ def test_time_arithmetic_folds_to_one_literal(text: str, folded: str) -> None:
             FilterTypeError,
             "timestamp",
         ),
+        ("date_trunc('hour', d) = DATE '2020-01-01'", UnsupportedFilterError, "a date is its own"),
+        (
+            "date_trunc('isoyear', ts) = DATE '2020-01-01'",
+            UnsupportedFilterError,
+            "unknown date_trunc",
+        ),
+        (
+            "date_trunc('month', i) = DATE '2020-01-01'",
+            FilterTypeError,
+            "needs a date or timestamp",
+        ),
+        ("ts::VARCHAR = '2020'", UnsupportedFilterError, "CAST is read only between date"),
     ],
 )
 def test_time_arithmetic_errors(text: str, error: type, match: str) -> None:

@@ -25,7 +25,7 @@ import datetime as dt
 import re
 from typing import NamedTuple
 
-__all__ = ["Interval", "add_interval", "interval_of"]
+__all__ = ["Interval", "add_interval", "after", "interval_of", "trunc_unit", "truncate"]
 
 
 class Interval(NamedTuple):
@@ -125,3 +125,54 @@ def add_interval(value: dt.date, interval: Interval) -> dt.datetime:
         last = calendar.monthrange(year, month + 1)[1]
         t = t.replace(year=year, month=month + 1, day=min(t.day, last))
     return t + dt.timedelta(days=interval.days, microseconds=interval.micros)
+
+
+# date_trunc's units, as DuckDB names them (its aliases, as for intervals).
+_TRUNC_YEARS = {"year": 1, "decade": 10, "century": 100, "millennium": 1000}
+
+
+def trunc_unit(name: str) -> str:
+    """``date_trunc``'s unit by any of DuckDB's spellings; ValueError for one
+    hqi does not read (``isoyear``, ``dow``, ...)."""
+    unit = _UNIT.get(name.lower())
+    if unit is None:
+        raise ValueError(f"unknown date_trunc unit {name!r}; known: " + ", ".join(_ALIASES))
+    return unit
+
+
+def truncate(t: dt.datetime, unit: str) -> dt.datetime:
+    """``date_trunc(unit, t)`` as DuckDB computes it (a week from its Monday,
+    a decade, century or millennium from a year divisible by 10, 100 or
+    1000). ValueError where that falls before the year 1."""
+    if unit == "microsecond":
+        return t
+    if unit == "millisecond":
+        return t.replace(microsecond=t.microsecond // 1000 * 1000)
+    if unit == "second":
+        return t.replace(microsecond=0)
+    if unit == "minute":
+        return t.replace(second=0, microsecond=0)
+    if unit == "hour":
+        return t.replace(minute=0, second=0, microsecond=0)
+    day = dt.datetime.combine(t.date(), dt.time())
+    if unit == "day":
+        return day
+    if unit == "week":
+        return day - dt.timedelta(days=day.weekday())
+    if unit == "month":
+        return day.replace(day=1)
+    if unit == "quarter":
+        return day.replace(month=(day.month - 1) // 3 * 3 + 1, day=1)
+    step = _TRUNC_YEARS[unit]
+    return day.replace(year=day.year - day.year % step, month=1, day=1)
+
+
+def after(start: dt.datetime, unit: str) -> dt.datetime:
+    """The start of the ``unit`` after the one that starts at ``start``;
+    OverflowError past the year 9999."""
+    if unit in _US:
+        return start + dt.timedelta(microseconds=_US[unit])
+    if unit in _DAYS:
+        return start + dt.timedelta(days=_DAYS[unit])
+    months = _MONTHS[unit] if unit in _MONTHS else 12 * _TRUNC_YEARS[unit]
+    return add_interval(start, Interval(months=months))

@@ -68,7 +68,7 @@ from hqi.query import coalesce
 from hqi.query.arithmetic import Step, _always, _never, as_duckdb, solve, solve_abs
 from hqi.query.columns import ColumnKind, Schema
 from hqi.query.dateparts import FUNCTIONS, PARTS, SPECIFIERS
-from hqi.query.intervals import Interval, add_interval, interval_of
+from hqi.query.intervals import Interval, add_interval, after, interval_of, trunc_unit, truncate
 from hqi.query.patterns import REGEX_OPTIONS, escaped, pattern_error, regex_error
 from hqi.query.predicate import (
     FLIPPED,
@@ -268,6 +268,8 @@ class _Checker:
             low = self._folded_compare(node.this, node, node.args["low"], ">=")
             high = self._folded_compare(node.this, node, node.args["high"], "<=")
             return And((low, high))  # a NULL bound: Const(None), FALSE where the other fails
+        if isinstance(node, exp.Between) and _trunc_of(node.this) is not None:
+            return self._trunc_compare(node.this, node, _bounds(node))
         if isinstance(node, exp.Between) and _cast_of(node.this) is not None:
             return self._cast_compare(node.this, node, _bounds(node))
         if isinstance(node, exp.Between) and _length_of(node.this) is not None:
@@ -296,6 +298,8 @@ class _Checker:
                 return IsNull(self._date_column(node.this, _date_part_of(node.this))[0])
             if isinstance(target, exp.Null) and _fold_of(node.this) is not None:
                 return IsNull(self._string_column(node.this, node, "IS NULL")[0])
+            if isinstance(target, exp.Null) and (trunc := _trunc_of(node.this)) is not None:
+                return IsNull(self.column(trunc[0], node)[0])  # NULL just where the column is
             if isinstance(target, exp.Null) and (casted := _cast_of(node.this)) is not None:
                 return IsNull(self.column(casted[0], node)[0])  # NULL just where the column is
             if isinstance(target, exp.Null) and _length_of(node.this) is not None:
@@ -489,7 +493,7 @@ class _Checker:
         named = isinstance(left, exp.Column) or _year_unit(left) is not None
         named = named or _fold_of(left) is not None or _date_part_of(left) is not None
         named = named or _is_arithmetic(left) or _length_of(left) is not None
-        named = named or _cast_of(left) is not None
+        named = named or _cast_of(left) is not None or _trunc_of(left) is not None
         if not named and (
             isinstance(right, exp.Column)
             or _year_unit(right) is not None
@@ -498,8 +502,11 @@ class _Checker:
             or _is_arithmetic(right)
             or _length_of(right) is not None
             or _cast_of(right) is not None
+            or _trunc_of(right) is not None
         ):
             left, right, op = right, left, FLIPPED[op]
+        if _trunc_of(left) is not None:
+            return self._trunc_compare(left, node, [(op, right)])
         if _cast_of(left) is not None:
             return self._cast_compare(left, node, [(op, right)])
         if _length_of(left) is not None:
@@ -528,6 +535,51 @@ class _Checker:
             )
         value = self.literal(right, column, kind)
         return self._make_compare(column, op, value)
+
+    def _trunc_compare(
+        self,
+        expr: exp.Expression,
+        node: exp.Expression,
+        tests: list[tuple[CompareOp, exp.Expression]],
+        any_of: bool = False,
+    ) -> Predicate:
+        """``date_trunc(unit, col)`` of a date or timestamp column compared with
+        dates or timestamps: a step of the column, so each test is a range of
+        it (:func:`_truncated`); all the tests (AND) or any (``any_of``)."""
+        found = _trunc_of(expr)
+        assert found is not None
+        arg, unit_node = found
+        if not isinstance(arg, exp.Column):
+            raise self._unsupported(node, "date_trunc() of a column only")
+        column, kind = self.column(arg, node)
+        if kind not in (ColumnKind.DATE, ColumnKind.TIMESTAMP):
+            raise self._type_error(
+                node, f"date_trunc() needs a date or timestamp column; {column!r} is {kind.value}"
+            )
+        try:
+            unit = trunc_unit(unit_node.name)
+        except ValueError as err:
+            raise self._unsupported(node, str(err)) from None
+        if kind is ColumnKind.DATE and unit in _SUB_DAY:
+            raise self._unsupported(
+                node,
+                f"date_trunc('{unit}', {column}) of a date column: a date is its own "
+                f"{unit}; use a unit of a day or more, or compare {column} itself",
+            )
+        shown = f"date_trunc('{unit}', {column}), a timestamp"
+        parts: list[Predicate] = []
+        for op, right in tests:
+            value = self.literal(right, column, ColumnKind.TIMESTAMP, shown)
+            if value is _NULL:
+                parts.append(Const(None))
+                continue
+            try:
+                parts.append(_truncated(column, kind, unit, op, _utc(cast(dt.datetime, value))))
+            except ValueError:
+                raise self._unsupported(
+                    node, f"{shown}: its unit starts before the year 1"
+                ) from None
+        return _joined(parts, any_of)
 
     def _cast_compare(
         self,
@@ -880,6 +932,8 @@ class _Checker:
             if len(known) == len(numbers):
                 return member
             return Or((member, Const(None))) if known else Const(None)
+        if _trunc_of(node.this) is not None:  # an OR of them, NULL among them NULL
+            return self._trunc_compare(node.this, node, _members(node), any_of=True)
         if _cast_of(node.this) is not None:  # an OR of them, NULL among them NULL
             return self._cast_compare(node.this, node, _members(node), any_of=True)
         if _length_of(node.this) is not None:  # an OR of them, NULL among them NULL
@@ -1377,6 +1431,54 @@ def _bounds(node: exp.Between) -> list[tuple[CompareOp, exp.Expression]]:
 def _members(node: exp.In) -> list[tuple[CompareOp, exp.Expression]]:
     """``x IN (a, b, ...)`` as its tests ``x = a``, ``x = b``, ... (any of them)."""
     return [("=", item) for item in node.expressions]
+
+
+_SUB_DAY = ("microsecond", "millisecond", "second", "minute", "hour")
+
+
+def _trunc_of(node: exp.Expression) -> tuple[exp.Expression, exp.Expression] | None:
+    """(argument, unit) when ``node`` is ``date_trunc(unit, x)``."""
+    if isinstance(node, exp.TimestampTrunc | exp.DateTrunc) and node.args.get("unit"):
+        return node.this, node.args["unit"]
+    return None
+
+
+def _truncated(
+    column: str, kind: ColumnKind, unit: str, op: CompareOp, value: dt.datetime
+) -> Predicate:
+    """``date_trunc(unit, column) op value`` as a range of the column: the
+    truncated value is below ``value`` exactly where the column is below the
+    first unit start at or after it, at most ``value`` where the column is
+    below the next unit's start, and equal only to a unit's own start (a
+    date column compared at its midnight, as DuckDB's date_trunc takes it)."""
+
+    def bound(op: CompareOp, at: dt.datetime | None) -> Predicate:
+        if at is None:  # past the year 9999: every value lies below it
+            return _always(column) if op == "<" else _never(column)
+        if kind is ColumnKind.DATE:
+            return _date_against_timestamp(column, op, at)
+        return Compare(column, op, at)
+
+    def following(start: dt.datetime) -> dt.datetime | None:
+        try:
+            return after(start, unit)
+        except OverflowError:
+            return None
+
+    floor = truncate(value, unit)  # (ValueError before the year 1)
+    is_start = floor == value
+    ceil = value if is_start else following(floor)
+    nxt = following(floor)
+    if op == "<":
+        return bound("<", ceil)
+    if op == "<=":
+        return bound("<", nxt)
+    if op == ">":
+        return _never(column) if nxt is None else bound(">=", nxt)
+    if op == ">=":
+        return _never(column) if ceil is None else bound(">=", ceil)
+    same = _never(column) if not is_start else And((bound(">=", value), bound("<", nxt)))
+    return same if op == "=" else Not(same)
 
 
 def _cast_of(node: exp.Expression) -> tuple[exp.Column, str] | None:
