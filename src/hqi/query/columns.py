@@ -364,7 +364,7 @@ class ColumnStore:
                 found = np.diff(data.offsets).astype(np.int32)
             else:
                 assert isinstance(data, StringData)
-                strings = pa.array(data.dictionary.tolist(), pa.string())
+                strings = pa.array(data.dictionary, pa.string())
                 counted = pc.binary_length(strings) if unit == "bytes" else pc.utf8_length(strings)
                 per_value = np.append(counted.to_numpy(zero_copy_only=False), 0).astype(np.int32)
                 found = per_value[data.codes]  # the NULL code -1 reads the 0 appended

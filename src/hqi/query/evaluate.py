@@ -387,20 +387,16 @@ class _Evaluator:
         if isinstance(pred, ColumnCompare):
             return self._pair(pred, want)
         if isinstance(pred, Difference):
-            hit = OPERATORS[pred.op](difference(self.store, pred), pred.value)
-            out = np.asarray(hit if want else ~hit, dtype=bool)
-            return out & ~self._is_null(pred.column) & ~self._is_null(pred.other)
+            diffs = difference(self.store, pred)
+            return self._compared(diffs, pred.op, pred.value, want, pred.column, pred.other)
         if isinstance(pred, Modulo):  # DuckDB's remainder: truncated, the sign of the value
             data = self.store[pred.column]
             assert isinstance(data, ValueData)
             rest = np.fmod(data.values.astype(np.int64), pred.divisor)
-            hit = OPERATORS[pred.op](rest, pred.value)
-            out = np.asarray(hit if want else ~hit, dtype=bool)
-            return out & ~self._is_null(pred.column)
+            return self._compared(rest, pred.op, pred.value, want, pred.column)
         if isinstance(pred, Length):  # each row's length (kept), compared
-            hit = OPERATORS[pred.op](self.store.lengths(pred.column, pred.unit), pred.value)
-            out = np.asarray(hit if want else ~hit, dtype=bool)
-            return out & ~self._is_null(pred.column)
+            lengths = self.store.lengths(pred.column, pred.unit)
+            return self._compared(lengths, pred.op, pred.value, want, pred.column)
         if isinstance(pred, DatePart):  # each row's part (kept), looked up in the set
             hit = np.zeros(PARTS[pred.part][1] + 1, dtype=bool)  # parts are >= 0
             hit[np.asarray(pred.values, dtype=np.int64)] = True
@@ -481,12 +477,18 @@ class _Evaluator:
             data = self.store[column]
             assert isinstance(data, StringData | ValueData)
             sides.append(key(data.codes if isinstance(data, StringData) else data.values))
-        out = np.asarray(OPERATORS[pred.op](sides[0], sides[1]), dtype=bool)
-        if not want:
-            out = ~out
-        out &= ~self._is_null(pred.column)
-        if pred.other != pred.column:
-            out &= ~self._is_null(pred.other)
+        return self._compared(sides[0], pred.op, sides[1], want, pred.column, pred.other)
+
+    def _compared(
+        self, values: np.ndarray, op: str, other: object, want: bool, *columns: str
+    ) -> np.ndarray:
+        """Where ``values op other`` holds (``want``) or fails (not), on the rows
+        where none of ``columns`` is NULL: a value made of them is NULL, so
+        neither TRUE nor FALSE, elsewhere."""
+        hit = np.asarray(OPERATORS[op](values, other), dtype=bool)
+        out = hit if want else ~hit
+        for column in dict.fromkeys(columns):
+            out &= ~self._is_null(column)
         return out
 
     def _is_null(self, column: str) -> np.ndarray:

@@ -268,14 +268,8 @@ class _Checker:
             low = self._folded_compare(node.this, node, node.args["low"], ">=")
             high = self._folded_compare(node.this, node, node.args["high"], "<=")
             return And((low, high))  # a NULL bound: Const(None), FALSE where the other fails
-        if isinstance(node, exp.Between) and _trunc_of(node.this) is not None:
-            return self._trunc_compare(node.this, node, _bounds(node))
-        if isinstance(node, exp.Between) and _cast_of(node.this) is not None:
-            return self._cast_compare(node.this, node, _bounds(node))
-        if isinstance(node, exp.Between) and _length_of(node.this) is not None:
-            return self._length(node.this, node, _bounds(node))
-        if isinstance(node, exp.Between) and _is_arithmetic(node.this):
-            return self._arithmetic(node.this, node, _bounds(node))
+        if isinstance(node, exp.Between) and (read := self._derived(node.this, node)):
+            return _joined([read(op, bound) for op, bound in _bounds(node)], any_of=False)
         if isinstance(node, exp.Between):
             column, kind = self.column(node.this, node)
             tests: list[Predicate] = []
@@ -492,29 +486,19 @@ class _Checker:
         left, right = node.this, node.expression
         named = isinstance(left, exp.Column) or _year_unit(left) is not None
         named = named or _fold_of(left) is not None or _date_part_of(left) is not None
-        named = named or _is_arithmetic(left) or _length_of(left) is not None
-        named = named or _cast_of(left) is not None or _trunc_of(left) is not None
+        named = named or _is_derived(left)
         if not named and (
             isinstance(right, exp.Column)
             or _year_unit(right) is not None
             or _fold_of(right) is not None
             or _date_part_of(right) is not None
-            or _is_arithmetic(right)
-            or _length_of(right) is not None
-            or _cast_of(right) is not None
-            or _trunc_of(right) is not None
+            or _is_derived(right)
         ):
             left, right, op = right, left, FLIPPED[op]
-        if _trunc_of(left) is not None:
-            return self._trunc_compare(left, node, [(op, right)])
-        if _cast_of(left) is not None:
-            return self._cast_compare(left, node, [(op, right)])
-        if _length_of(left) is not None:
-            return self._length(left, node, [(op, right)])
+        if read := self._derived(left, node):
+            return read(op, right)
         if isinstance(left, exp.Column) and isinstance(right, exp.Column):
             return self._column_compare(node, left, op, right)
-        if _is_arithmetic(left):
-            return self._arithmetic(left, node, [(op, right)])
         if _date_part_of(left) is not None:
             value = self._part_literal(left, right)
             if value is _NULL:
@@ -536,16 +520,26 @@ class _Checker:
         value = self.literal(right, column, kind)
         return self._make_compare(column, op, value)
 
-    def _trunc_compare(
-        self,
-        expr: exp.Expression,
-        node: exp.Expression,
-        tests: list[tuple[CompareOp, exp.Expression]],
-        any_of: bool = False,
-    ) -> Predicate:
+    def _derived(self, expr: exp.Expression, node: exp.Expression) -> _Reader | None:
+        """How to read ``expr op value`` where ``expr`` is a value made of a
+        column (:func:`_is_derived`: ``date_trunc``, a cast, a length,
+        arithmetic), each test of it one call with the operator and the
+        literal; None where ``expr`` is not one. The expression is checked
+        against the schema once, here."""
+        if _trunc_of(expr) is not None:
+            return self._truncation(expr, node)
+        if _cast_of(expr) is not None:
+            return self._casting(expr, node)
+        if _length_of(expr) is not None:
+            return self._length(expr, node)
+        if _is_arithmetic(expr):
+            return self._arithmetic(expr, node)
+        return None
+
+    def _truncation(self, expr: exp.Expression, node: exp.Expression) -> _Reader:
         """``date_trunc(unit, col)`` of a date or timestamp column compared with
         dates or timestamps: a step of the column, so each test is a range of
-        it (:func:`_truncated`); all the tests (AND) or any (``any_of``)."""
+        it (:func:`_truncated`)."""
         found = _trunc_of(expr)
         assert found is not None
         arg, unit_node = found
@@ -567,86 +561,73 @@ class _Checker:
                 f"{unit}; use a unit of a day or more, or compare {column} itself",
             )
         shown = f"date_trunc('{unit}', {column}), a timestamp"
-        parts: list[Predicate] = []
-        for op, right in tests:
+
+        def read(op: CompareOp, right: exp.Expression) -> Predicate:
             value = self.literal(right, column, ColumnKind.TIMESTAMP, shown)
             if value is _NULL:
-                parts.append(Const(None))
-                continue
+                return Const(None)
             try:
-                parts.append(_truncated(column, kind, unit, op, _utc(cast(dt.datetime, value))))
+                return _truncated(column, kind, unit, op, _utc(cast(dt.datetime, value)))
             except ValueError:
                 raise self._unsupported(
                     node, f"{shown}: its unit starts before the year 1"
                 ) from None
-        return _joined(parts, any_of)
 
-    def _cast_compare(
-        self,
-        expr: exp.Expression,
-        node: exp.Expression,
-        tests: list[tuple[CompareOp, exp.Expression]],
-        any_of: bool = False,
-    ) -> Predicate:
+        return read
+
+    def _casting(self, expr: exp.Expression, node: exp.Expression) -> _Reader:
         """``CAST(col AS DATE)`` of a timestamp column (its day, a range of the
         timestamps) or ``CAST(col AS TIMESTAMP)`` of a date column (its
-        midnight) compared with literals: all the tests (AND) or any
-        (``any_of``: OR, as IN); a cast to the column's own type is the
-        column."""
+        midnight) compared with literals; a cast to the column's own type is
+        the column."""
         found = _cast_of(expr)
         assert found is not None
         column, kind = self.column(found[0], node)
         target = found[1]
         shown = f"CAST({column} AS {target.upper()})"
-        parts: list[Predicate] = []
-        for op, right in tests:
-            if kind is ColumnKind.TIMESTAMP and target == "date":
-                day = self.literal(right, column, ColumnKind.DATE, f"{shown}, a date")
-                part = (
-                    Const(None)
-                    if day is _NULL
-                    else _timestamp_as_date(column, op, cast(dt.date, day))
-                )
-            elif kind is ColumnKind.DATE and target == "timestamp":
-                time = self.literal(right, column, ColumnKind.TIMESTAMP, f"{shown}, a timestamp")
-                part = (
-                    Const(None)
-                    if time is _NULL
-                    else _date_against_timestamp(column, op, cast(dt.datetime, time))
-                )
-            elif target == kind.value:
-                part = self._make_compare(column, op, self.literal(right, column, kind))
-            else:
-                raise self._unsupported(
-                    node, f"{shown}: CAST is read only between date and timestamp columns"
-                )
-            parts.append(part)
-        return _joined(parts, any_of)
+        if target == kind.value:
+            return lambda op, right: self._make_compare(
+                column, op, self.literal(right, column, kind)
+            )
+        # (the literal's kind, its name in errors, the test of the column)
+        readings: dict[tuple[ColumnKind, str], tuple[ColumnKind, str, Callable[..., Predicate]]]
+        readings = {
+            (ColumnKind.TIMESTAMP, "date"): (ColumnKind.DATE, "a date", _timestamp_as_date),
+            (ColumnKind.DATE, "timestamp"): (
+                ColumnKind.TIMESTAMP,
+                "a timestamp",
+                _date_against_timestamp,
+            ),
+        }
+        reading = readings.get((kind, target))
+        if reading is None:
+            raise self._unsupported(
+                node, f"{shown}: CAST is read only between date and timestamp columns"
+            )
+        literal_kind, what, test = reading
 
-    def _length(
-        self,
-        expr: exp.Expression,
-        node: exp.Expression,
-        tests: list[tuple[CompareOp, exp.Expression]],
-        any_of: bool = False,
-    ) -> Predicate:
+        def read(op: CompareOp, right: exp.Expression) -> Predicate:
+            value = self.literal(right, column, literal_kind, f"{shown}, {what}")
+            return Const(None) if value is _NULL else test(column, op, value)
+
+        return read
+
+    def _length(self, expr: exp.Expression, node: exp.Expression) -> _Reader:
         """``length(col)`` (``len``, ``char_length``, ``array_length``,
-        ``strlen``) compared with numbers: all the tests (AND) or any (``any_of``:
-        OR, as IN). Lengths are integers, so each test is read as one of
-        integers, exactly as DuckDB compares a BIGINT with the number
-        (``len(tags) > 2.5`` is ``len(tags) >= 3``); a NULL number makes its
-        test NULL."""
+        ``strlen``) compared with numbers. Lengths are integers, so each test
+        is read as one of integers, exactly as DuckDB compares a BIGINT with
+        the number (``len(tags) > 2.5`` is ``len(tags) >= 3``); a NULL number
+        makes its test NULL."""
         column, unit, shown = self._length_column(expr, node)
         length = functools.partial(Length, unit=unit)
-        parts: list[Predicate] = []
-        for op, right in tests:
+
+        def read(op: CompareOp, right: exp.Expression) -> Predicate:
             value = self._exact_number(right, f"{shown}, an integer")
-            parts.append(
-                Const(None)
-                if value is None
-                else _rebuilt(solve(column, True, [], op, value), length)
-            )
-        return _joined(parts, any_of)
+            if value is None:
+                return Const(None)
+            return _rebuilt(solve(column, True, [], op, value), length)
+
+        return read
 
     def _length_column(
         self, expr: exp.Expression, node: exp.Expression
@@ -697,18 +678,12 @@ class _Checker:
             )
         return ColumnCompare(column, op, other)
 
-    def _arithmetic(
-        self,
-        expr: exp.Expression,
-        node: exp.Expression,
-        tests: list[tuple[CompareOp, exp.Expression]],
-        any_of: bool = False,
-    ) -> Predicate:
+    def _arithmetic(self, expr: exp.Expression, node: exp.Expression) -> _Reader:
         """Arithmetic on one numeric column compared with numbers
-        (:mod:`hqi.query.arithmetic`): the tests' ranges of the column, all
-        of them (AND), or any (``any_of``: OR, as IN); or a column's
-        remainder (``x % 10``, a :class:`Modulo`) compared with them. A NULL
-        number makes its test NULL."""
+        (:mod:`hqi.query.arithmetic`): each test a range of the column; or a
+        column's remainder (``x % 10``, a :class:`Modulo`) or two columns'
+        difference (a :class:`Difference`) compared with them. A NULL number
+        makes its test NULL."""
         test: Callable[[CompareOp, Fraction], Predicate]
         while isinstance(expr, exp.Paren):
             expr = expr.this
@@ -716,16 +691,15 @@ class _Checker:
         if absolute:  # abs(e) op v: e within v of 0, or beyond it
             expr = expr.this
         solver = solve_abs if absolute else solve
-        modulo = self._modulo_of(expr, node)
-        difference = self._difference_of(expr, node)
-        if modulo is not None:  # an integer: compared exactly, as DuckDB compares it
+        shown = expr.sql(dialect="duckdb")
+        if (modulo := self._modulo_of(expr, node)) is not None:  # an integer, compared exactly
             column, divisor = modulo
 
             def test(op: CompareOp, value: Fraction) -> Predicate:
                 remainder = functools.partial(Modulo, divisor=divisor)
                 return _rebuilt(solver(column, True, [], op, value), remainder)
 
-        elif difference is not None:  # a - b: an integer, or a double, compared as such
+        elif (difference := self._difference_of(expr, node)) is not None:  # an integer or a double
             column, other, whole = difference
 
             def test(op: CompareOp, value: Fraction) -> Predicate:
@@ -742,11 +716,11 @@ class _Checker:
             def test(op: CompareOp, value: Fraction) -> Predicate:
                 return solver(column, integer, steps, op, value)
 
-        parts: list[Predicate] = []
-        for op, right in tests:
-            value = self._exact_number(right, f"{expr.sql(dialect='duckdb')}, a number")
-            parts.append(Const(None) if value is None else test(op, value))
-        return _joined(parts, any_of)
+        def read(op: CompareOp, right: exp.Expression) -> Predicate:
+            value = self._exact_number(right, f"{shown}, a number")
+            return Const(None) if value is None else test(op, value)
+
+        return read
 
     def _difference_of(
         self, expr: exp.Expression, node: exp.Expression
@@ -932,14 +906,8 @@ class _Checker:
             if len(known) == len(numbers):
                 return member
             return Or((member, Const(None))) if known else Const(None)
-        if _trunc_of(node.this) is not None:  # an OR of them, NULL among them NULL
-            return self._trunc_compare(node.this, node, _members(node), any_of=True)
-        if _cast_of(node.this) is not None:  # an OR of them, NULL among them NULL
-            return self._cast_compare(node.this, node, _members(node), any_of=True)
-        if _length_of(node.this) is not None:  # an OR of them, NULL among them NULL
-            return self._length(node.this, node, _members(node), any_of=True)
-        if _is_arithmetic(node.this):  # an OR of them, NULL among them NULL
-            return self._arithmetic(node.this, node, _members(node), any_of=True)
+        if read := self._derived(node.this, node):  # an OR of them, NULL among them NULL
+            return _joined([read(op, item) for op, item in _members(node)], any_of=True)
         if _fold_of(node.this) is not None:  # an OR of LIKEs, NULL among them as NULL
             items = [self._folded_compare(node.this, node, i, "=") for i in node.expressions]
             folded: Predicate = items[0]
@@ -1434,6 +1402,20 @@ def _members(node: exp.In) -> list[tuple[CompareOp, exp.Expression]]:
 
 
 _SUB_DAY = ("microsecond", "millisecond", "second", "minute", "hour")
+
+# One test of a derived value (_Checker._derived): the operator and the literal.
+_Reader = Callable[[CompareOp, exp.Expression], Predicate]
+
+
+def _is_derived(node: exp.Expression) -> bool:
+    """Whether ``node`` is a value made of a column that :meth:`_Checker._derived`
+    reads: ``date_trunc``, a cast, a length or arithmetic."""
+    return (
+        _trunc_of(node) is not None
+        or _cast_of(node) is not None
+        or _length_of(node) is not None
+        or _is_arithmetic(node)
+    )
 
 
 def _trunc_of(node: exp.Expression) -> tuple[exp.Expression, exp.Expression] | None:
