@@ -53,6 +53,7 @@ from hqi.layout.vector_cuts import CoarseCentroids
 from hqi.layout.zonemap import ZoneMaps
 from hqi.query import ColumnStore, FilterParser, Predicate, coalesce, evaluate
 from hqi.query.compiled import AttributeMatrix
+from hqi.query.intervals import one_day
 from hqi.query.patterns import forget_patterns
 from hqi.storage import format as storage
 
@@ -681,10 +682,11 @@ class Index:
                 self.parse(text)
             raise
         index_of: dict[Predicate | None, int] = {}
-        filter_of = np.array(
-            [index_of.setdefault(self.parse(text), len(index_of)) for text in text_of],
-            dtype=np.int64,
-        )
+        with one_day():  # current_date: one date for the whole batch
+            filter_of = np.array(
+                [index_of.setdefault(self.parse(text), len(index_of)) for text in text_of],
+                dtype=np.int64,
+            )
         return list(index_of), filter_of[by_text]
 
     def _plan(
@@ -972,7 +974,8 @@ class Index:
     ) -> Result:
         start = time.perf_counter()
         stats: dict[str, float] = {"queries": float(q.shape[0])}
-        with _gc.paused(), limit_threads(opts.num_threads):
+        # one_day: the batch and its calibration sample read one current_date.
+        with _gc.paused(), limit_threads(opts.num_threads), one_day():
             preds, query_filter = distinct = self._distinct(filters, q.shape[0])
             if self._flat(q.shape[0], len(preds), opts):
                 # One exact pass over all rows, without the planner.

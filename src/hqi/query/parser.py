@@ -39,6 +39,8 @@ The grammar hqi evaluates::
                                                column in any form above)
     lit    := 'text' | number | TRUE | FALSE | NULL
             | DATE 'YYYY-MM-DD' | TIMESTAMP 'YYYY-MM-DD hh:mm:ss'
+            | current_date | today()           (the local date, read once
+                                               per search)
 
 Column names resolve case-insensitively, as in DuckDB. Parsing is done by
 sqlglot; nothing is ever ``eval``-ed. Every problem raises a subclass of
@@ -68,7 +70,15 @@ from hqi.query import coalesce
 from hqi.query.arithmetic import Step, _always, _never, as_duckdb, solve, solve_abs
 from hqi.query.columns import ColumnKind, Schema
 from hqi.query.dateparts import FUNCTIONS, PARTS, SPECIFIERS
-from hqi.query.intervals import Interval, add_interval, after, interval_of, trunc_unit, truncate
+from hqi.query.intervals import (
+    Interval,
+    add_interval,
+    after,
+    interval_of,
+    today,
+    trunc_unit,
+    truncate,
+)
 from hqi.query.patterns import REGEX_OPTIONS, escaped, pattern_error, regex_error
 from hqi.query.predicate import (
     FLIPPED,
@@ -132,6 +142,10 @@ _HAS_NODES = tuple(
 _AFFIX_NODES = tuple(
     getattr(exp, name) for name in ("StartsWith", "EndsWith", "Contains") if hasattr(exp, name)
 )
+
+
+# The current time's functions, refused by name (their values have a time zone).
+_CLOCK_TIMES = {"now", "get_current_timestamp", "transaction_timestamp", "current_localtimestamp"}
 
 
 def parse_filter(text: str, schema: Schema) -> Predicate | None:
@@ -1239,6 +1253,20 @@ class _Checker:
                 return self._parse_timestamp(node, text), "timestamp"
         if isinstance(node, exp.Add | exp.Sub) and not _has_column(node):
             return self._time_literal(node)
+        if isinstance(node, exp.CurrentDate):
+            if node.args.get("this") is not None:
+                raise self._unsupported(
+                    node, f"current_date with an argument ({node.sql(dialect='duckdb')!r})"
+                )
+            return today(), "date"
+        if isinstance(node, exp.CurrentTimestamp) or (
+            isinstance(node, exp.Anonymous) and str(node.this).lower() in _CLOCK_TIMES
+        ):
+            raise self._unsupported(
+                node,
+                f"{node.sql(dialect='duckdb')} (a TIMESTAMP WITH TIME ZONE in DuckDB); "
+                "current_date and TIMESTAMP literals are read",
+            )
         if isinstance(node, exp.Column):
             raise self._unsupported(
                 node,

@@ -32,6 +32,7 @@ from sqlglot import exp
 
 from hqi.errors import FilterError, FilterSyntaxError
 from hqi.query.columns import Schema
+from hqi.query.intervals import mentions_today, today
 from hqi.query.parser import _COMPARE, _Checker, _number, _sqlglot_parse, parse_filter
 from hqi.query.predicate import And, Compare, Not, Or, Predicate, Value
 
@@ -297,13 +298,17 @@ class _Shape:
 class FilterParser:
     """Parses filters for one schema, caching by text and by shape (thread-safe).
 
-    ``max_entries`` bounds each cache; past it the cache starts afresh.
+    ``max_entries`` bounds each cache; past it the cache starts afresh. A
+    filter that reads ``current_date`` is parsed in full and kept only for
+    the date it read (:func:`hqi.query.intervals.today`).
     """
 
     def __init__(self, schema: Schema, *, max_entries: int = 100_000) -> None:
         self.schema = schema
         self.max_entries = max_entries
         self._texts: dict[str, Predicate | None] = {}
+        # Filters that read current_date, with the date they were parsed on.
+        self._dated: dict[str, tuple[dt.date, Predicate | None]] = {}
         self._shapes: dict[str, _Shape | None] = {}
         self._tests = 0  # the tests kept by all shapes, bounded by max_entries
         self._lock = threading.Lock()
@@ -313,6 +318,7 @@ class FilterParser:
         literal); with ``shapes``, the shapes' syntax trees too."""
         with self._lock:
             self._texts.clear()
+            self._dated.clear()
             if shapes:
                 self._shapes.clear()
             else:
@@ -331,6 +337,16 @@ class FilterParser:
             )
         if text in self._texts:
             return self._texts[text]
+        if mentions_today(text):  # kept for the day it was read on, parsed in full
+            day = today()
+            dated = self._dated.get(text)
+            if dated is not None and dated[0] == day:
+                return dated[1]
+            pred = parse_filter(text, self.schema)
+            if len(self._dated) >= self.max_entries:
+                self._dated.clear()
+            self._dated[text] = (day, pred)
+            return pred
         pred = self._parse_uncached(text)
         if len(self._texts) >= self.max_entries:
             self._texts.clear()
