@@ -47,10 +47,7 @@ __all__ = [
 ]
 
 _clock = dt.date.today  # the local date (tests replace it)
-_fixed: ContextVar[dt.date | None] = ContextVar("hqi_today", default=None)
-# Whether a filter text may read the date: the parser's caches keep such
-# filters for the day they were read on only (a string 'today' matches too,
-# which costs it the caches and changes nothing else).
+_fixed: ContextVar[dt.date | None] = ContextVar("hqi_today", default=None)  # one_day's
 
 
 def today() -> dt.date:
@@ -71,9 +68,11 @@ def one_day() -> Iterator[dt.date]:
 
 
 def mentions_today(text: str) -> bool:
-    """Whether ``text`` may read ``current_date`` (or ``today()``). Lowered and
-    searched twice: the 1M batch's 5,069 texts in 0.6 ms, against 4.1 ms by a
-    case-blind regular expression."""
+    """Whether ``text`` may read ``current_date`` (or ``today()``): the parser
+    keeps such filters for the date they read only. A string holding 'today'
+    counts too, which costs it the caches and changes nothing else. Lowered
+    and searched twice: the 1M batch's 5,069 texts in 0.6 ms, against 4.1 ms
+    by a case-blind regular expression."""
     low = text.lower()
     return "today" in low or "current_date" in low
 
