@@ -172,7 +172,7 @@ class ZoneMaps:
             assert isinstance(data, ValueData)
             values = widen(data.values)  # int64: the fills would wrap in a narrow type
             valid = np.ones(values.size, dtype=bool) if data.valid is None else data.valid
-            summary = self._range_summary(values, valid)
+            summary = self._range_summary(values, valid, part_of_row)
         self._cache[column] = summary
         return summary
 
@@ -189,19 +189,22 @@ class ZoneMaps:
                 valid = (
                     np.ones(self.store.num_rows, dtype=bool) if data.valid is None else data.valid
                 )
+            part_of_row = np.repeat(np.arange(self.num_parts), self.sizes)
             cached = self._lengths[key] = self._range_summary(
-                widen(self.store.lengths(column, unit)), valid
+                widen(self.store.lengths(column, unit)), valid, part_of_row
             )
         return cached
 
-    def _range_summary(self, values: np.ndarray, valid: np.ndarray) -> dict[str, np.ndarray]:
+    def _range_summary(
+        self, values: np.ndarray, valid: np.ndarray, part_of_row: np.ndarray
+    ) -> dict[str, np.ndarray]:
         """Each zone's least and greatest of ``values`` where ``valid`` (a float
-        or int64 array), and its invalid rows (NULLs)."""
+        or int64 array), and its invalid rows (NULLs); ``part_of_row``: each
+        row's zone, as the caller has it."""
         if values.dtype.kind == "f":
             lo_fill, hi_fill = np.inf, -np.inf
         else:
             lo_fill, hi_fill = np.iinfo(np.int64).max, np.iinfo(np.int64).min
-        part_of_row = np.repeat(np.arange(self.num_parts), self.sizes)
         return {
             "min": self._reduce(np.where(valid, values, lo_fill), np.minimum, lo_fill),
             "max": self._reduce(np.where(valid, values, hi_fill), np.maximum, hi_fill),

@@ -144,6 +144,26 @@ _AFFIX_NODES = tuple(
 )
 
 
+class _Shown:
+    """An expression's SQL text for error messages, made only when one shows it:
+    sqlglot's generator costs about 20 us (``duration_ms / 60000``), which
+    each arithmetic test paid up to three times when parsed."""
+
+    __slots__ = ("expr", "text")
+
+    def __init__(self, expr: exp.Expression) -> None:
+        self.expr = expr
+        self.text: str | None = None
+
+    def __str__(self) -> str:
+        if self.text is None:
+            self.text = self.expr.sql(dialect="duckdb")
+        return self.text
+
+    def __repr__(self) -> str:
+        return repr(str(self))
+
+
 # The current time's functions, refused by name (their values have a time zone).
 _CLOCK_TIMES = {"now", "get_current_timestamp", "transaction_timestamp", "current_localtimestamp"}
 
@@ -636,7 +656,7 @@ class _Checker:
         length = functools.partial(Length, unit=unit)
 
         def read(op: CompareOp, right: exp.Expression) -> Predicate:
-            value = self._exact_number(right, f"{shown}, an integer")
+            value = self._exact_number(right, lambda: f"{shown}, an integer")
             if value is None:
                 return Const(None)
             return _rebuilt(solve(column, True, [], op, value), length)
@@ -705,7 +725,7 @@ class _Checker:
         if absolute:  # abs(e) op v: e within v of 0, or beyond it
             expr = expr.this
         solver = solve_abs if absolute else solve
-        shown = expr.sql(dialect="duckdb")
+        shown = _Shown(expr)
         if (modulo := self._modulo_of(expr, node)) is not None:  # an integer, compared exactly
             column, divisor = modulo
 
@@ -731,7 +751,7 @@ class _Checker:
                 return solver(column, integer, steps, op, value)
 
         def read(op: CompareOp, right: exp.Expression) -> Predicate:
-            value = self._exact_number(right, f"{shown}, a number")
+            value = self._exact_number(right, lambda: f"{shown}, a number")
             return Const(None) if value is None else test(op, value)
 
         return read
@@ -772,7 +792,7 @@ class _Checker:
             expr = expr.this
         if not isinstance(expr, exp.Mod):
             return None
-        shown = expr.sql(dialect="duckdb")
+        shown = _Shown(expr)
         operand = expr.this
         while isinstance(operand, exp.Paren):
             operand = operand.this
@@ -781,7 +801,7 @@ class _Checker:
         column, kind = self.column(operand, node)
         if kind is not ColumnKind.INT:
             raise self._type_error(node, f"% needs an integer column; {column!r} is {kind.value}")
-        divisor = self._exact_number(expr.expression, f"{shown}, a whole divisor")
+        divisor = self._exact_number(expr.expression, lambda: f"{shown}, a whole divisor")
         if divisor is None or divisor.denominator != 1 or not 0 < abs(divisor) < 2**63:
             raise self._unsupported(node, f"{shown!r}: % takes a whole divisor other than 0")
         return column, int(divisor)
@@ -797,7 +817,7 @@ class _Checker:
             exp.Div: "/",
             exp.IntDiv: "//",
         }
-        shown = expr.sql(dialect="duckdb")
+        shown = _Shown(expr)
         while not isinstance(expr, exp.Column):
             if isinstance(expr, exp.Paren):
                 expr = expr.this
@@ -825,7 +845,7 @@ class _Checker:
                     )
                 on_left = _has_column(right)
                 constant = left if on_left else right
-                value = self._exact_number(constant, f"arithmetic in {shown!r}")
+                value = self._exact_number(constant, lambda: f"arithmetic in {shown!r}")
                 if value is None:  # NULL makes every test NULL: refused as a mistake
                     raise self._type_error(
                         constant, f"null literal NULL does not fit arithmetic in {shown!r}"
@@ -857,15 +877,15 @@ class _Checker:
             )
         return column, as_duckdb(kind is ColumnKind.INT, outer[::-1])
 
-    def _exact_number(self, node: exp.Expression, what: str) -> Fraction | None:
+    def _exact_number(self, node: exp.Expression, what: Callable[[], str]) -> Fraction | None:
         """A number literal's exact value (a DOUBLE literal's, ``1e3``, as the
-        double); None for NULL."""
+        double); None for NULL. ``what()``: what it should fit, for the error."""
         _, kind = self._raw_literal(node)
         if kind == "null":
             return None
         if kind != "number":
             raise self._type_error(
-                node, f"{kind} literal {node.sql(dialect='duckdb')} does not fit {what}"
+                node, f"{kind} literal {node.sql(dialect='duckdb')} does not fit {what()}"
             )
         literal = node
         sign = 1
@@ -1285,16 +1305,16 @@ class _Checker:
         if not subtract and (_is_interval(left) or isinstance(left, exp.Literal)):
             left, right = right, left  # INTERVAL 1 DAY + DATE '...'
         base, kind = self._raw_literal(left)
-        shown = functools.partial(node.sql, dialect="duckdb")  # for errors only: it is slow
+        shown = _Shown(node)
         if kind not in ("date", "timestamp"):
             raise self._unsupported(
                 node,
-                f"arithmetic on literals ({shown()!r}): a DATE or TIMESTAMP plus or minus an "
+                f"arithmetic on literals ({shown!r}): a DATE or TIMESTAMP plus or minus an "
                 "INTERVAL, or a DATE plus or minus a number of days",
             )
         assert isinstance(base, dt.date)
         if isinstance(base, dt.datetime) and base.tzinfo is not None:
-            raise self._unsupported(node, f"an INTERVAL added to a time with a zone ({shown()!r})")
+            raise self._unsupported(node, f"an INTERVAL added to a time with a zone ({shown!r})")
         interval = self._interval(right) if _is_interval(right) else None
         days, days_kind = (None, "") if interval is not None else self._raw_literal(right)
         try:
@@ -1303,9 +1323,9 @@ class _Checker:
             if kind == "date" and days_kind == "number" and isinstance(days, int):
                 return base + dt.timedelta(days=-days if subtract else days), "date"
         except OverflowError:
-            raise self._type_error(node, f"{shown()!r} is past the years 1 to 9999") from None
+            raise self._type_error(node, f"{shown!r} is past the years 1 to 9999") from None
         raise self._unsupported(
-            node, f"{shown()!r}: a {kind.upper()} takes an INTERVAL or a whole number of days"
+            node, f"{shown!r}: a {kind.upper()} takes an INTERVAL or a whole number of days"
         )
 
     def _interval(self, node: exp.Expression) -> Interval:
